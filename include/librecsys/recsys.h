@@ -1,0 +1,476 @@
+/*
+ * librecsys — sequential recommendation in C.
+ *
+ * Overview
+ * --------
+ * Every object is an opaque handle created by a `recsys_<object>_new` or
+ * `..._load` call and released by `recsys_<object>_free` (free(NULL) is a
+ * no-op). Every call returns a recsys_status: RECSYS_OK (0) or a negative
+ * error code. The human-readable detail of the last error is kept in the
+ * recsys_ctx that the failing call used (recsys_ctx_errmsg), with
+ * file:line:column when the error is in an input file.
+ *
+ * Settings are passed as key/value pairs in a recsys_opts handle (the same
+ * keys as the YAML config, e.g. "model.dim"), never as structs by value, so
+ * the ABI survives new options and bindings need not mirror layouts.
+ *
+ * Minimal example:
+ *
+ *     recsys_ctx *ctx;  recsys_opts *o;  recsys_dataset *ds;
+ *     recsys_model *m;  recsys_trainer *t;  recsys_metrics *res;
+ *     recsys_ctx_new(&ctx);
+ *     recsys_opts_new(ctx, &o);
+ *     recsys_opts_load_yaml(o, "sasrec.yaml");
+ *     recsys_dataset_load(ctx, "ml-1m.txt.gz", o, &ds);
+ *     recsys_model_new(ctx, o, ds, &m);
+ *     recsys_trainer_new(ctx, m, ds, o, &t);
+ *     for (int e = 0; e < 10; e++) recsys_trainer_run_epoch(t, NULL);
+ *     recsys_evaluate(ctx, m, ds, o, &res);
+ *     ... recsys_metrics_get(res, "NDCG@10", &v) ...
+ *
+ * Thread safety
+ * -------------
+ * A recsys_ctx, and every object created from it, may be used by one thread
+ * at a time; the library runs its own worker threads inside calls. Loaded
+ * datasets and models are immutable and may be read (evaluated, scored) from
+ * several threads at once if each thread has its own ctx and session.
+ * Functions that are safe to call from any thread at any time say so.
+ *
+ * The library never prints, never calls exit() or abort(); it reports
+ * through return codes, error messages and callbacks.
+ */
+#ifndef RECSYS_H
+#define RECSYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef RECSYS_API
+#  if defined(_WIN32)
+#    define RECSYS_API __declspec(dllimport)
+#  elif defined(__GNUC__) && __GNUC__ >= 4
+#    define RECSYS_API __attribute__((visibility("default")))
+#  else
+#    define RECSYS_API
+#  endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                  */
+
+#define RECSYS_VERSION_MAJOR 0
+#define RECSYS_VERSION_MINOR 1
+#define RECSYS_VERSION_PATCH 0
+#define RECSYS_VERSION_NUMBER \
+    (RECSYS_VERSION_MAJOR * 10000 + RECSYS_VERSION_MINOR * 100 + RECSYS_VERSION_PATCH)
+#define RECSYS_VERSION_STRING "0.1.0"
+
+/** Version of the loaded library, as RECSYS_VERSION_NUMBER. Thread-safe. */
+RECSYS_API int recsys_version_number(void);
+/** Version of the loaded library as a static string. Thread-safe. */
+RECSYS_API const char *recsys_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes. Values are pinned and only ever appended.                   */
+
+typedef int recsys_status;
+#define RECSYS_OK                 0
+#define RECSYS_E_INVALID        (-1)  /* bad argument: NULL, wrong shape, out of range */
+#define RECSYS_E_NOMEM          (-2)  /* allocation failed */
+#define RECSYS_E_IO             (-3)  /* file cannot be opened, read or written */
+#define RECSYS_E_PARSE          (-4)  /* malformed input or config file (see location) */
+#define RECSYS_E_FORMAT         (-5)  /* checkpoint truncated, corrupted or of unknown version */
+#define RECSYS_E_STATE          (-6)  /* call made in the wrong order / object unusable */
+#define RECSYS_E_UNSUPPORTED    (-7)  /* feature not available in this build or on this CPU */
+#define RECSYS_E_NUMERIC        (-8)  /* NaN or infinity met in data or training */
+#define RECSYS_E_ABORTED        (-9)  /* a callback asked to stop */
+#define RECSYS_E_NOT_FOUND     (-10)  /* unknown id, key or name */
+#define RECSYS_E_INTERNAL      (-11)  /* bug in librecsys: please report */
+
+/** Static name of a status, e.g. "RECSYS_E_PARSE". Thread-safe. */
+RECSYS_API const char *recsys_status_str(recsys_status s);
+
+/* ------------------------------------------------------------------------ */
+/* Opaque handles                                                            */
+
+typedef struct recsys_ctx       recsys_ctx;
+typedef struct recsys_opts      recsys_opts;
+typedef struct recsys_dataset   recsys_dataset;
+typedef struct recsys_model     recsys_model;
+typedef struct recsys_trainer   recsys_trainer;
+typedef struct recsys_session   recsys_session;
+typedef struct recsys_metrics   recsys_metrics;
+typedef struct recsys_apen      recsys_apen;
+typedef struct recsys_perflaw   recsys_perflaw;
+
+/* ------------------------------------------------------------------------ */
+/* Context: thread pool, RNG seed, kernel table, last error, callbacks.      */
+
+/** Log levels passed to the log callback. */
+#define RECSYS_LOG_ERROR 0
+#define RECSYS_LOG_WARN  1
+#define RECSYS_LOG_INFO  2
+#define RECSYS_LOG_DEBUG 3
+typedef void (*recsys_log_fn)(void *user_data, int level, const char *message);
+
+/**
+ * Create a context. The thread pool starts with one worker per online CPU
+ * (see recsys_ctx_set_threads) and the kernel table is filled for the best
+ * ISA this CPU and OS support, capped by the environment variable
+ * RECSYS_MAX_ISA=scalar|avx2|avx512 when set.
+ * @param[out] out  receives the new context (NULL on failure).
+ * @return RECSYS_OK, RECSYS_E_INVALID (out NULL), RECSYS_E_NOMEM.
+ * Thread safety: any thread.
+ */
+RECSYS_API recsys_status recsys_ctx_new(recsys_ctx **out);
+/** Free a context; all objects made from it must be freed first. NULL is a no-op. */
+RECSYS_API void recsys_ctx_free(recsys_ctx *ctx);
+
+/**
+ * Message of the last error on this context ("" when none). The string is
+ * owned by the ctx and valid until the next call that uses it.
+ * A NULL ctx gives a static message.
+ */
+RECSYS_API const char *recsys_ctx_errmsg(const recsys_ctx *ctx);
+/**
+ * Location of the last error when it was in an input file: file name (owned
+ * by the ctx), 1-based line and column (0 when unknown). Any out pointer may
+ * be NULL. @return RECSYS_OK, or RECSYS_E_NOT_FOUND when the last error had
+ * no location.
+ */
+RECSYS_API recsys_status recsys_ctx_error_location(const recsys_ctx *ctx, const char **file,
+                                                   int *line, int *column);
+
+/** Number of worker threads used inside calls (>= 1; 0 = online CPUs). */
+RECSYS_API recsys_status recsys_ctx_set_threads(recsys_ctx *ctx, int n_threads);
+RECSYS_API int recsys_ctx_threads(const recsys_ctx *ctx);
+
+/** Seed used by objects created from this ctx afterwards (default 42). */
+RECSYS_API recsys_status recsys_ctx_set_seed(recsys_ctx *ctx, uint64_t seed);
+
+/**
+ * Cap the instruction set used by kernels: "scalar", "avx2", "avx512"
+ * ("best" lifts the cap). Capping above what the CPU supports gives the best
+ * supported set. Objects created afterwards use the new table.
+ * @return RECSYS_OK or RECSYS_E_INVALID (unknown name).
+ */
+RECSYS_API recsys_status recsys_ctx_set_max_isa(recsys_ctx *ctx, const char *isa);
+/** Name of the ISA the kernel table uses now: "scalar", "avx2" or "avx512". */
+RECSYS_API const char *recsys_ctx_isa(const recsys_ctx *ctx);
+
+/** Kernel ids for recsys_ctx_kernel_name. Appended only. */
+#define RECSYS_KERNEL_GEMM       0
+#define RECSYS_KERNEL_ATTENTION  1
+#define RECSYS_KERNEL_LAYERNORM  2
+#define RECSYS_KERNEL_ADAM       3
+#define RECSYS_KERNEL_DOT        4
+#define RECSYS_KERNEL_COUNT      5
+/** Name of the variant chosen for a kernel, e.g. "gemm_avx512"; NULL if unknown id. */
+RECSYS_API const char *recsys_ctx_kernel_name(const recsys_ctx *ctx, int kernel);
+
+/**
+ * GEMM backend: "native" (the library's own kernels, default) or "onednn"
+ * (dnnl_sgemm, when built with oneDNN). The environment variable
+ * RECSYS_GEMM=onednn selects it at ctx creation.
+ * @return RECSYS_OK, RECSYS_E_INVALID, RECSYS_E_UNSUPPORTED (not built in).
+ */
+RECSYS_API recsys_status recsys_ctx_set_gemm_backend(recsys_ctx *ctx, const char *backend);
+
+/**
+ * bf16 compute mode (AVX-512-BF16): GEMM inputs rounded to bfloat16 with
+ * fp32 accumulation, fp32 master weights. @return RECSYS_E_UNSUPPORTED when
+ * the CPU (or the ISA cap) does not allow it.
+ */
+RECSYS_API recsys_status recsys_ctx_set_bf16(recsys_ctx *ctx, int enable);
+
+/** Route the library's log lines to a callback (NULL to drop them). */
+RECSYS_API recsys_status recsys_ctx_set_log(recsys_ctx *ctx, recsys_log_fn fn, void *user_data);
+
+/* ------------------------------------------------------------------------ */
+/* Options: "section.key" -> value, the same keys as the YAML config.         */
+
+/** Create an empty options set (every key has its documented default). */
+RECSYS_API recsys_status recsys_opts_new(recsys_ctx *ctx, recsys_opts **out);
+RECSYS_API void recsys_opts_free(recsys_opts *opts);
+/**
+ * Set a key from text, as `recsys train --set key=value` does. The key must
+ * be known and the value valid for it.
+ * @return RECSYS_OK, RECSYS_E_NOT_FOUND (unknown key), RECSYS_E_INVALID (bad value).
+ */
+RECSYS_API recsys_status recsys_opts_set(recsys_opts *opts, const char *key, const char *value);
+RECSYS_API recsys_status recsys_opts_set_int(recsys_opts *opts, const char *key, int64_t value);
+RECSYS_API recsys_status recsys_opts_set_float(recsys_opts *opts, const char *key, double value);
+/**
+ * Read a key's current value (or default) as text. *value is owned by opts,
+ * valid until the key is set again or opts freed.
+ */
+RECSYS_API recsys_status recsys_opts_get(const recsys_opts *opts, const char *key, const char **value);
+RECSYS_API recsys_status recsys_opts_get_int(const recsys_opts *opts, const char *key, int64_t *value);
+RECSYS_API recsys_status recsys_opts_get_float(const recsys_opts *opts, const char *key, double *value);
+/** Number of known keys and the i-th key name (for listing, docs and bindings). */
+RECSYS_API int recsys_opts_count(const recsys_opts *opts);
+RECSYS_API const char *recsys_opts_key(const recsys_opts *opts, int i);
+/**
+ * Load a YAML config file into opts: a mapping of sections (data, model,
+ * trainer, eval) each mapping keys to scalars. Unknown keys and bad values
+ * are RECSYS_E_PARSE with file:line:column. On error opts is unchanged.
+ */
+RECSYS_API recsys_status recsys_opts_load_yaml(recsys_opts *opts, const char *path);
+/** Same, from a string in memory (name is used in messages). */
+RECSYS_API recsys_status recsys_opts_load_yaml_string(recsys_opts *opts, const char *yaml,
+                                                       size_t len, const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets: per-user chronological item sequences with dense ids.           */
+
+/**
+ * Load an interaction file: one `user item [timestamp] [rating]` per line,
+ * fields separated by tab, space, comma or "::" (detected from the first
+ * data line); `.gz` files are read directly. Users' events are ordered by
+ * timestamp when present (stable), then the leave-one-out split is made.
+ * Options used (may be NULL): data.min_user_count, data.min_item_count.
+ * On error nothing is returned; the message names file:line.
+ * @return RECSYS_OK, RECSYS_E_IO, RECSYS_E_PARSE, RECSYS_E_NOMEM, RECSYS_E_INVALID.
+ */
+RECSYS_API recsys_status recsys_dataset_load(recsys_ctx *ctx, const char *path,
+                                             const recsys_opts *opts, recsys_dataset **out);
+/**
+ * Load a sequence file: one `user i1 i2 ...` per line (space or tab), with
+ * an optional timestamp file of the same layout (times_path may be NULL).
+ */
+RECSYS_API recsys_status recsys_dataset_load_sequences(recsys_ctx *ctx, const char *path,
+                                                       const char *times_path,
+                                                       const recsys_opts *opts,
+                                                       recsys_dataset **out);
+/**
+ * Build a dataset from arrays of n events (external ids; times may be NULL).
+ */
+RECSYS_API recsys_status recsys_dataset_from_arrays(recsys_ctx *ctx, size_t n,
+                                                    const int64_t *users, const int64_t *items,
+                                                    const int64_t *times,
+                                                    const recsys_opts *opts,
+                                                    recsys_dataset **out);
+/**
+ * The embedded default: a synthetic log of users walking a sparse item
+ * transition graph with noise and popularity skew. Options: data.synthetic_users,
+ * data.synthetic_items, data.synthetic_length, data.synthetic_noise, and the ctx seed.
+ */
+RECSYS_API recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_opts *opts,
+                                                  recsys_dataset **out);
+/**
+ * Open a dataset by path as the CLI does: "synthetic" for the embedded
+ * default, a sequence file when data.format is "sequences" (or the file is
+ * detected as one), otherwise an interaction file.
+ */
+RECSYS_API recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path,
+                                             const recsys_opts *opts, recsys_dataset **out);
+RECSYS_API void recsys_dataset_free(recsys_dataset *ds);
+
+/** Statistic ids for recsys_dataset_stat. */
+#define RECSYS_STAT_USERS        0   /* users kept */
+#define RECSYS_STAT_ITEMS        1   /* items kept (dense ids 1..items) */
+#define RECSYS_STAT_EVENTS       2   /* interactions kept */
+#define RECSYS_STAT_HAS_TIME     3   /* 1 when timestamps were loaded */
+#define RECSYS_STAT_MIN_LEN      4
+#define RECSYS_STAT_MAX_LEN      5
+#define RECSYS_STAT_MEAN_LEN     6
+#define RECSYS_STAT_DENSITY      7   /* events / (users * items) */
+#define RECSYS_STAT_EVAL_USERS   8   /* users with a validation and test item (>= 4 events) */
+#define RECSYS_STAT_COUNT        9
+/** Read one statistic. @return RECSYS_OK or RECSYS_E_INVALID. Thread-safe (read-only). */
+RECSYS_API recsys_status recsys_dataset_stat(const recsys_dataset *ds, int stat, double *value);
+
+/**
+ * A user's full chronological sequence of dense item ids (1..items).
+ * *items points into the dataset (borrowed, valid while ds lives); *times
+ * (may be NULL) receives timestamps or NULL when the data has none.
+ */
+RECSYS_API recsys_status recsys_dataset_user_items(const recsys_dataset *ds, int64_t user,
+                                                   const int32_t **items,
+                                                   const int64_t **times, size_t *n);
+/** External id (as text in the file) of a dense user / item id. */
+RECSYS_API recsys_status recsys_dataset_user_name(const recsys_dataset *ds, int64_t user,
+                                                  const char **name);
+RECSYS_API recsys_status recsys_dataset_item_name(const recsys_dataset *ds, int32_t item,
+                                                  const char **name);
+/** Dense id of an external item id; RECSYS_E_NOT_FOUND when unknown. */
+RECSYS_API recsys_status recsys_dataset_item_id(const recsys_dataset *ds, const char *name,
+                                                int32_t *item);
+RECSYS_API recsys_status recsys_dataset_user_id(const recsys_dataset *ds, const char *name,
+                                                int64_t *user);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                    */
+
+/**
+ * Create a freshly initialised model for the catalogue of ds. Keys used:
+ * model.type (sasrec|hstu), model.max_len, model.dim, model.blocks,
+ * model.heads, model.dropout, model.norm (original|post|pre), ...
+ */
+RECSYS_API recsys_status recsys_model_new(recsys_ctx *ctx, const recsys_opts *opts,
+                                          const recsys_dataset *ds, recsys_model **out);
+/** Drop a reference (sessions and trainers hold their own). NULL is a no-op. */
+RECSYS_API void recsys_model_free(recsys_model *model);
+/** Number of trainable parameters. */
+RECSYS_API recsys_status recsys_model_n_params(const recsys_model *model, int64_t *n);
+/** Read one of the model's config keys (e.g. "model.dim") as text. */
+RECSYS_API recsys_status recsys_model_get(const recsys_model *model, const char *key,
+                                          const char **value);
+/**
+ * Save config + weights to path, atomically (temp file, fsync, rename).
+ * Format in docs/CHECKPOINT.md: versioned, CRC-32C checked.
+ */
+RECSYS_API recsys_status recsys_model_save(recsys_model *model, const char *path);
+/** Load a saved model; truncated or corrupted files give RECSYS_E_FORMAT. */
+RECSYS_API recsys_status recsys_model_load(recsys_ctx *ctx, const char *path, recsys_model **out);
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                  */
+
+/** Progress event passed to the progress callback. */
+typedef struct recsys_progress {
+    int    struct_size;      /* sizeof(recsys_progress) of the library */
+    int    epoch;            /* 1-based */
+    int    epochs;
+    int64_t step;            /* batch within the epoch, 1-based */
+    int64_t steps;           /* batches in the epoch */
+    double loss;             /* running mean loss of the epoch */
+    double elapsed_seconds;  /* since the epoch began */
+    double samples_per_second;
+} recsys_progress;
+/** Return non-zero to stop training (the call then returns RECSYS_E_ABORTED). */
+typedef int (*recsys_progress_fn)(void *user_data, const recsys_progress *p);
+
+/**
+ * Create a trainer for model on ds's training split. Keys: trainer.lr,
+ * trainer.batch_size, trainer.epochs, trainer.seed, trainer.threads,
+ * trainer.weight_decay, trainer.loss (bce|sampled_softmax), ...
+ * The trainer holds a reference to model and borrows ds (keep it alive).
+ */
+RECSYS_API recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
+                                            const recsys_dataset *ds, const recsys_opts *opts,
+                                            recsys_trainer **out);
+RECSYS_API void recsys_trainer_free(recsys_trainer *t);
+RECSYS_API recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_progress_fn fn,
+                                                     void *user_data);
+/** Run one epoch over the training split; *mean_loss (may be NULL) receives its mean loss. */
+RECSYS_API recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss);
+/** Epochs completed so far. */
+RECSYS_API int recsys_trainer_epoch(const recsys_trainer *t);
+
+/* ------------------------------------------------------------------------ */
+/* Evaluation                                                                */
+
+/**
+ * Evaluate model on ds. Keys: eval.protocol (sampled|full), eval.split
+ * (valid|test), eval.negatives (100), eval.exclude_history (full ranking),
+ * eval.ks ("1,5,10,20,50"). Sampled negatives use trainer.seed.
+ * *out holds HR@K, NDCG@K, MRR and "users".
+ */
+RECSYS_API recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *model,
+                                         const recsys_dataset *ds, const recsys_opts *opts,
+                                         recsys_metrics **out);
+/** Popularity baseline under the same protocol (rank items by training count). */
+RECSYS_API recsys_status recsys_evaluate_popularity(recsys_ctx *ctx, const recsys_dataset *ds,
+                                                    const recsys_opts *opts,
+                                                    recsys_metrics **out);
+RECSYS_API void recsys_metrics_free(recsys_metrics *m);
+/** Number of named values and the i-th name / value. */
+RECSYS_API int recsys_metrics_count(const recsys_metrics *m);
+RECSYS_API const char *recsys_metrics_name(const recsys_metrics *m, int i);
+RECSYS_API double recsys_metrics_value(const recsys_metrics *m, int i);
+/** Value by name, e.g. "NDCG@10"; RECSYS_E_NOT_FOUND if absent. */
+RECSYS_API recsys_status recsys_metrics_get(const recsys_metrics *m, const char *name,
+                                            double *value);
+
+/* ------------------------------------------------------------------------ */
+/* Serving                                                                   */
+
+/**
+ * A scoring session: scratch space for one serving thread. Holds a reference
+ * to model. Sessions on the same model may run in parallel threads.
+ */
+RECSYS_API recsys_status recsys_session_new(recsys_ctx *ctx, recsys_model *model,
+                                            recsys_session **out);
+RECSYS_API void recsys_session_free(recsys_session *s);
+/**
+ * Score every item (dense ids 1..n_items) after a history of dense item ids.
+ * scores must hold n_items+1 floats (index 0, padding, gets -inf).
+ */
+RECSYS_API recsys_status recsys_session_score(recsys_session *s, const int32_t *history,
+                                              size_t n_history, float *scores, size_t n_scores);
+/**
+ * Top-k items after a history, best first, excluding the history items when
+ * exclude_history is non-zero. items/scores must hold k entries.
+ */
+RECSYS_API recsys_status recsys_session_topk(recsys_session *s, const int32_t *history,
+                                             size_t n_history, int k, int exclude_history,
+                                             int32_t *items, float *scores);
+
+/* ------------------------------------------------------------------------ */
+/* Approximate Entropy                                                       */
+
+/**
+ * ApEn estimator. Keys: apen.m (2), apen.r (0: exact id matches), apen.window
+ * (0 = whole history, else last W items).
+ */
+RECSYS_API recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts,
+                                         recsys_apen **out);
+RECSYS_API void recsys_apen_free(recsys_apen *a);
+/** ApEn of one categorical sequence (item ids). */
+RECSYS_API recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n,
+                                              double *apen);
+/** ApEn of one numeric sequence (e.g. inter-event times), tolerance apen.r. */
+RECSYS_API recsys_status recsys_apen_numeric(recsys_apen *a, const double *seq, size_t n,
+                                             double *apen);
+/**
+ * Dataset ApEn: the mean of per-user values (users with more than m+1 items
+ * in the window). per_user (may be NULL) receives one value per user (NaN for
+ * users too short), sized n_users. *users_used receives the count averaged.
+ */
+RECSYS_API recsys_status recsys_apen_dataset(recsys_apen *a, const recsys_dataset *ds,
+                                             double *apen, double *per_user, size_t n_users,
+                                             int64_t *users_used);
+
+/* ------------------------------------------------------------------------ */
+/* Performance Law fitter                                                    */
+
+RECSYS_API recsys_status recsys_perflaw_new(recsys_ctx *ctx, recsys_perflaw **out);
+RECSYS_API void recsys_perflaw_free(recsys_perflaw *p);
+/** Add one observation: layers N, hidden size h, data term D, metric value. */
+RECSYS_API recsys_status recsys_perflaw_add(recsys_perflaw *p, double layers, double hidden,
+                                            double data, double metric);
+/**
+ * Fit P(N,h,D) of MODELS.md §5 by bounded Levenberg–Marquardt. Fails with
+ * RECSYS_E_NUMERIC when the observations cannot determine the parameters.
+ */
+RECSYS_API recsys_status recsys_perflaw_fit(recsys_perflaw *p);
+#define RECSYS_PERFLAW_N_PARAMS 6  /* w1 w2 w3 w4 w5 b */
+/** Fitted parameters and their standard errors (arrays of RECSYS_PERFLAW_N_PARAMS; stderr may be NULL), and R². */
+RECSYS_API recsys_status recsys_perflaw_params(const recsys_perflaw *p, double *params,
+                                               double *stderrs, double *r2);
+/** Predict the metric for a configuration. */
+RECSYS_API recsys_status recsys_perflaw_predict(const recsys_perflaw *p, double layers,
+                                                double hidden, double data, double *metric);
+/**
+ * The (layers, hidden) among the candidates that maximises the prediction
+ * for data term D.
+ */
+RECSYS_API recsys_status recsys_perflaw_best_size(const recsys_perflaw *p, double data,
+                                                  const double *layers, size_t n_layers,
+                                                  const double *hidden, size_t n_hidden,
+                                                  double *best_layers, double *best_hidden,
+                                                  double *best_metric);
+
+/* ------------------------------------------------------------------------ */
+/** Free memory the library allocated for the caller (none of the calls above do). */
+RECSYS_API void recsys_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RECSYS_H */

@@ -1,0 +1,58 @@
+/* CPU feature detection (CPUID + XGETBV) and the kernel table. */
+#include "kernels.h"
+
+#include "../include/librecsys/recsys.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+void rs_cpu_detect(rs_cpu_features *f)
+{
+    unsigned a, b, c, d;
+    f->avx2_fma = f->avx512 = f->avx512_bf16 = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx) return;
+    uint64_t xcr0 = xgetbv0();
+    int ymm_ok = (xcr0 & 0x6) == 0x6;           /* SSE + AVX state */
+    int zmm_ok = ymm_ok && (xcr0 & 0xe0) == 0xe0; /* opmask, ZMM_Hi256, Hi16_ZMM */
+    if (__get_cpuid_max(0, NULL) < 7) return;
+    __cpuid_count(7, 0, a, b, c, d);
+    int avx2 = (b >> 5) & 1;
+    int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
+        avx512vl = (b >> 31) & 1;
+    f->avx2_fma = ymm_ok && avx2 && fma;
+    f->avx512 = f->avx2_fma && zmm_ok && avx512f && avx512dq && avx512bw && avx512vl;
+    __cpuid_count(7, 1, a, b, c, d);
+    f->avx512_bf16 = f->avx512 && ((a >> 5) & 1);
+}
+#else
+void rs_cpu_detect(rs_cpu_features *f) { f->avx2_fma = f->avx512 = f->avx512_bf16 = 0; }
+#endif
+
+void rs_kernels_init(rs_kernels *k, const rs_cpu_features *f, enum rs_isa max_isa)
+{
+    (void)f;
+    (void)max_isa;
+    *k = (rs_kernels){0};
+    k->isa = RS_ISA_SCALAR;
+    k->gemm = rs_gemm_ref;
+    k->attn_fwd = rs_attn_fwd_ref;
+    k->attn_bwd = rs_attn_bwd_ref;
+    k->layernorm_fwd = rs_layernorm_fwd_ref;
+    k->layernorm_bwd = rs_layernorm_bwd_ref;
+    k->adam = rs_adam_ref;
+    k->dot = rs_dot_ref;
+    k->names[RECSYS_KERNEL_GEMM] = "gemm_ref";
+    k->names[RECSYS_KERNEL_ATTENTION] = "attention_ref";
+    k->names[RECSYS_KERNEL_LAYERNORM] = "layernorm_ref";
+    k->names[RECSYS_KERNEL_ADAM] = "adam_ref";
+    k->names[RECSYS_KERNEL_DOT] = "dot_ref";
+}
