@@ -77,24 +77,28 @@ struct recsys_dataset {
     char **user_names;  /* n_users external ids */
     char **item_names;  /* n_items+1 external ids (index 0 unused) */
     void *index;        /* external name -> dense id lookup (dataset.c) */
-    int64_t *item_count; /* n_items+1 training-split counts (popularity) */
+    int64_t *item_count; /* n_items+1 counts over training sequences (popularity) */
+    int holdout;        /* data.split: 2 = "loo" (valid + test), 1 = "last" (test only) */
 };
 
-/* Leave-one-out split of user u (MODELS.md §1): users with >= 4 events have a
- * validation target at n-2 and a test target at n-1; their training sequence
- * is [0, n-2). Others train on everything and are not evaluated. */
+/* Leave-one-out split of user u (MODELS.md §1). With holdout 2 ("loo"),
+ * users with >= 4 events have a validation target at n-2 and a test target
+ * at n-1, and train on [0, n-2). With holdout 1 ("last", the HSTU reference
+ * protocol), users with >= 3 events have only a test target at n-1 (the
+ * validation split then is the test split) and train on [0, n-1). Shorter
+ * users train on everything and are not evaluated. */
 static inline int64_t rs_user_len(const recsys_dataset *ds, int64_t u)
 {
     return ds->offsets[u + 1] - ds->offsets[u];
 }
 static inline int rs_user_evaluated(const recsys_dataset *ds, int64_t u)
 {
-    return rs_user_len(ds, u) >= 4;
+    return rs_user_len(ds, u) >= (ds->holdout == 1 ? 3 : 4);
 }
 static inline int64_t rs_user_train_len(const recsys_dataset *ds, int64_t u)
 {
     int64_t n = rs_user_len(ds, u);
-    return n >= 4 ? n - 2 : n;
+    return rs_user_evaluated(ds, u) ? n - ds->holdout : n;
 }
 
 #endif
