@@ -1,5 +1,6 @@
 /* CPU feature detection (CPUID + XGETBV) and the kernel table. */
 #include "kernels.h"
+#include "kernels_isa.h"
 
 #include "../include/librecsys/recsys.h"
 
@@ -37,13 +38,15 @@ void rs_cpu_detect(rs_cpu_features *f)
 void rs_cpu_detect(rs_cpu_features *f) { f->avx2_fma = f->avx512 = f->avx512_bf16 = 0; }
 #endif
 
-void rs_kernels_init(rs_kernels *k, const rs_cpu_features *f, enum rs_isa max_isa)
+/* Variants are layered: the scalar references first, then each ISA allowed
+ * by the CPU and the cap overwrites the entries it has (first match from the
+ * best ISA down, so a kernel without an AVX-512 variant keeps its AVX2 one). */
+static void fill_scalar(rs_kernels *k)
 {
-    (void)f;
-    (void)max_isa;
-    *k = (rs_kernels){0};
     k->isa = RS_ISA_SCALAR;
     k->gemm = rs_gemm_ref;
+    k->hstu_fwd = rs_hstu_fwd_ref;
+    k->hstu_bwd = rs_hstu_bwd_ref;
     k->attn_fwd = rs_attn_fwd_ref;
     k->attn_bwd = rs_attn_bwd_ref;
     k->layernorm_fwd = rs_layernorm_fwd_ref;
@@ -55,4 +58,59 @@ void rs_kernels_init(rs_kernels *k, const rs_cpu_features *f, enum rs_isa max_is
     k->names[RECSYS_KERNEL_LAYERNORM] = "layernorm_ref";
     k->names[RECSYS_KERNEL_ADAM] = "adam_ref";
     k->names[RECSYS_KERNEL_DOT] = "dot_ref";
+}
+
+#ifdef RS_HAVE_X86_KERNELS
+static void fill_avx2(rs_kernels *k)
+{
+    k->isa = RS_ISA_AVX2;
+    k->gemm = rs_gemm_avx2;
+    k->hstu_fwd = rs_hstu_fwd_avx2;
+    k->hstu_bwd = rs_hstu_bwd_avx2;
+    k->names[RECSYS_KERNEL_GEMM] = "gemm_avx2";
+    k->attn_fwd = rs_attn_fwd_avx2;
+    k->attn_bwd = rs_attn_bwd_avx2;
+    k->layernorm_fwd = rs_layernorm_fwd_avx2;
+    k->layernorm_bwd = rs_layernorm_bwd_avx2;
+    k->adam = rs_adam_avx2;
+    k->dot = rs_dot_avx2;
+    k->names[RECSYS_KERNEL_ATTENTION] = "attention_avx2";
+    k->names[RECSYS_KERNEL_LAYERNORM] = "layernorm_avx2";
+    k->names[RECSYS_KERNEL_ADAM] = "adam_avx2";
+    k->names[RECSYS_KERNEL_DOT] = "dot_avx2";
+}
+
+static void fill_avx512(rs_kernels *k, const rs_cpu_features *f)
+{
+    k->isa = RS_ISA_AVX512;
+    k->gemm = rs_gemm_avx512;
+    k->hstu_fwd = rs_hstu_fwd_avx512;
+    k->hstu_bwd = rs_hstu_bwd_avx512;
+    k->names[RECSYS_KERNEL_GEMM] = "gemm_avx512";
+    k->attn_fwd = rs_attn_fwd_avx512;
+    k->attn_bwd = rs_attn_bwd_avx512;
+    k->layernorm_fwd = rs_layernorm_fwd_avx512;
+    k->layernorm_bwd = rs_layernorm_bwd_avx512;
+    k->adam = rs_adam_avx512;
+    k->dot = rs_dot_avx512;
+    k->names[RECSYS_KERNEL_ATTENTION] = "attention_avx512";
+    k->names[RECSYS_KERNEL_LAYERNORM] = "layernorm_avx512";
+    k->names[RECSYS_KERNEL_ADAM] = "adam_avx512";
+    k->names[RECSYS_KERNEL_DOT] = "dot_avx512";
+    /* Used only when the ctx asks for bf16 mode (recsys_ctx_set_bf16). */
+    k->gemm_bf16 = f->avx512_bf16 ? rs_gemm_avx512_bf16 : NULL;
+}
+#endif
+
+void rs_kernels_init(rs_kernels *k, const rs_cpu_features *f, enum rs_isa max_isa)
+{
+    *k = (rs_kernels){0};
+    fill_scalar(k);
+#ifdef RS_HAVE_X86_KERNELS
+    if (max_isa >= RS_ISA_AVX2 && f->avx2_fma) fill_avx2(k);
+    if (max_isa >= RS_ISA_AVX512 && f->avx512) fill_avx512(k, f);
+#else
+    (void)f;
+    (void)max_isa;
+#endif
 }

@@ -3,8 +3,10 @@
 #include "kernels.h"
 
 void rs_gemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc)
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                 float *scratch)
 {
+    (void)scratch; /* no packing: may be NULL */
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
             double acc = 0.0;

@@ -16,10 +16,14 @@ enum rs_isa { RS_ISA_SCALAR = 0, RS_ISA_AVX2 = 1, RS_ISA_AVX512 = 2 };
  * C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C, op = transpose when
  * trans_a / trans_b is non-zero. Row-major: op(A)[i,k] is A[i*lda+k] or
  * A[k*lda+i]. beta == 0 means C is write-only (NaNs in C are ignored).
+ * scratch: the caller's packing buffer of RS_GEMM_SCRATCH_FLOATS floats,
+ * 64-byte aligned, one per thread (kernels never allocate). NULL is allowed:
+ * the kernel then packs through a small stack buffer (correct, slower).
  */
 typedef void (*rs_gemm_fn)(int trans_a, int trans_b, int M, int N, int K, float alpha,
                            const float *A, int lda, const float *B, int ldb, float beta,
-                           float *C, int ldc);
+                           float *C, int ldc, float *scratch);
+#define RS_GEMM_SCRATCH_FLOATS (256 * 512 + 8192)
 
 /*
  * Causal softmax attention for one (sequence, head), queries and keys of the
@@ -70,15 +74,49 @@ typedef void (*rs_adam_fn)(size_t n, float *p, const float *g, float *m, float *
 /* Dot product of n floats. */
 typedef float (*rs_dot_fn)(size_t n, const float *a, const float *b);
 
+/* ---- HSTU pointwise attention (kernels/hstu_attention_*.c, MODELS.md §3) ----
+ * One (sequence, head). Rows/cols [0, start) are padding. For start <= j <= i < L:
+ *   S[i,j] = q_i·k_j + rab_pos[j-i+N-1] (+ rab_time[bucket(next_times[i] - times[j])])
+ *   A[i,j] = SiLU(S[i,j]) / N,     o_i = Σ_j A[i,j] v_j
+ * Padding rows of o are zero. N (>= L) is the length that normalises the
+ * weights and sizes rab_pos (2N-1 scalars). Time bias only when rab_time is
+ * non-NULL (RS_HSTU_TIME_BUCKETS scalars); bucket() is rs_hstu_time_bucket.
+ * Nothing of size L x L is stored. */
+#define RS_HSTU_TIME_BUCKETS 129
+typedef struct rs_hstu_attn {
+    int L, start, N, dqk, dv;
+    const float *q, *k, *v; /* row i at q + i*ld (dqk floats), k (dqk), v (dv) */
+    int ld;                 /* row stride of q, k, v and of dq, dk, dv */
+    const float *rab_pos;   /* 2N-1, indexed by j-i+N-1 */
+    const float *rab_time;  /* RS_HSTU_TIME_BUCKETS, or NULL: no time bias */
+    const int64_t *times, *next_times; /* L each, read only with rab_time */
+} rs_hstu_attn;
+/* o: L rows of dv floats, stride ld_o (written). scratch: NULL or
+ * rs_hstu_scratch_floats(dqk, dv) floats, 64-byte aligned (kernels never
+ * allocate; with NULL they use a stack buffer or fall back to the reference). */
+typedef void (*rs_hstu_fwd_fn)(const rs_hstu_attn *a, float *o, int ld_o, float *scratch);
+/* Backward from d_o (stride ld_o): dq, dk, dv written (stride a->ld, padding
+ * rows zero); d_rab_pos[2N-1] and d_rab_time[129] accumulated (+=;
+ * d_rab_time unused without time bias). */
+typedef void (*rs_hstu_bwd_fn)(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq,
+                               float *dk, float *dv, float *d_rab_pos, float *d_rab_time,
+                               float *scratch);
+size_t rs_hstu_scratch_floats(int dqk, int dv);
+/* bucket(Δ) = clamp(floor(ln(max(|Δ|,1)) / 0.301), 0, 128), in double. */
+int rs_hstu_time_bucket(int64_t delta);
+
 typedef struct rs_kernels {
     enum rs_isa isa;
     rs_gemm_fn gemm;
+    rs_gemm_fn gemm_bf16; /* bf16-input GEMM, NULL when the CPU/cap lacks it */
     rs_attn_fwd_fn attn_fwd;
     rs_attn_bwd_fn attn_bwd;
     rs_layernorm_fwd_fn layernorm_fwd;
     rs_layernorm_bwd_fn layernorm_bwd;
     rs_adam_fn adam;
     rs_dot_fn dot;
+    rs_hstu_fwd_fn hstu_fwd;
+    rs_hstu_bwd_fn hstu_bwd;
     const char *names[8]; /* indexed by RECSYS_KERNEL_* */
 } rs_kernels;
 
@@ -95,7 +133,8 @@ void rs_kernels_init(rs_kernels *k, const rs_cpu_features *f, enum rs_isa max_is
 
 /* Scalar references, always built; the tests compare SIMD variants to these. */
 void rs_gemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                 float *scratch);
 void rs_attn_fwd_ref(int L, int start, int dh, float scale, const float *Q, const float *K,
                      const float *V, int ld, float drop_p, uint64_t seed, float *O, float *lse);
 void rs_attn_bwd_ref(int L, int start, int dh, float scale, const float *Q, const float *K,
@@ -109,5 +148,8 @@ void rs_layernorm_bwd_ref(int n, int d, const float *x, const float *r, const fl
 void rs_adam_ref(size_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
                  float b2, float eps, float wd, float bc1, float bc2);
 float rs_dot_ref(size_t n, const float *a, const float *b);
+void rs_hstu_fwd_ref(const rs_hstu_attn *a, float *o, int ld_o, float *scratch);
+void rs_hstu_bwd_ref(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
+                     float *dv, float *d_rab_pos, float *d_rab_time, float *scratch);
 
 #endif

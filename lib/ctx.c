@@ -160,6 +160,7 @@ void recsys_ctx_free(recsys_ctx *ctx)
 {
     if (!ctx) return;
     rs_pool_free(ctx->pool);
+    rs_free(ctx->gemm_scratch);
     free(ctx);
 }
 

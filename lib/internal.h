@@ -30,6 +30,8 @@ struct recsys_ctx {
     rs_kernels kern;
     int gemm_onednn; /* 1: GEMM through dnnl_sgemm */
     int bf16;
+    float *gemm_scratch;        /* rs_gemm packing + K-split partials, grown lazily */
+    size_t gemm_scratch_floats;
     rs_pool *pool;
     recsys_log_fn log_fn;
     void *log_user;
@@ -64,6 +66,10 @@ const char *rs_opts_str(const recsys_opts *o, const char *key);   /* never NULL 
 int64_t rs_opts_int(const recsys_opts *o, const char *key);
 double rs_opts_float(const recsys_opts *o, const char *key);
 recsys_ctx *rs_opts_ctx(const recsys_opts *o);
+/* A new opts (same ctx) holding src's values; swap exchanges two sets of
+ * values (each keeps its ctx): together, all-or-nothing updates. */
+recsys_status rs_opts_copy(const recsys_opts *src, recsys_opts **out);
+void rs_opts_swap_values(recsys_opts *a, recsys_opts *b);
 
 /* ---------------------------------------------------------------- dataset */
 struct recsys_dataset {

@@ -23,6 +23,8 @@ typedef struct rs_model_config {
     float dropout;
     enum rs_norm norm;
     int time_bias;    /* HSTU: 1 when the relative time bias is learned */
+    int l2norm;       /* 1: scoring and sampled softmax use L2-normalised output and
+                         item embeddings (model.l2norm auto|on|off; auto = on for HSTU) */
 } rs_model_config;
 
 /* Read and validate a config from opts (NULL = defaults) for n_items. */

@@ -42,6 +42,7 @@ static const opt_def DEFS[] = {
     {"model.dqk", OPT_INT, "0", 0, 65536, NULL},
     {"model.dv", OPT_INT, "0", 0, 65536, NULL},
     {"model.time_bias", OPT_ENUM, "auto", 0, 0, "auto|on|off"},
+    {"model.l2norm", OPT_ENUM, "auto", 0, 0, "auto|on|off"},
     {"trainer.epochs", OPT_INT, "20", 0, 1e9, NULL},
     {"trainer.batch_size", OPT_INT, "128", 1, 1e7, NULL},
     {"trainer.lr", OPT_FLOAT, "0.001", 0, 10, NULL},
@@ -64,7 +65,7 @@ static const opt_def DEFS[] = {
     {"eval.negatives", OPT_INT, "100", 1, 1e7, NULL},
     {"eval.exclude_history", OPT_BOOL, "true", 0, 0, NULL},
     {"eval.ks", OPT_STR, "1,5,10,20,50", 0, 0, NULL},
-    {"eval.batch_size", OPT_INT, "256", 1, 1e6, NULL},
+    {"eval.batch_size", OPT_INT, "128", 1, 1e6, NULL},
     {"apen.m", OPT_INT, "2", 1, 1024, NULL},
     {"apen.r", OPT_FLOAT, "0", -1e18, 1e18, NULL},
     {"apen.window", OPT_INT, "0", 0, 1e12, NULL},
@@ -263,4 +264,30 @@ int64_t rs_opts_int(const recsys_opts *o, const char *key)
 double rs_opts_float(const recsys_opts *o, const char *key)
 {
     return strtod(rs_opts_str(o, key), NULL);
+}
+
+/* All-or-nothing updates (the YAML loader): work on a copy, then swap. */
+recsys_status rs_opts_copy(const recsys_opts *src, recsys_opts **out)
+{
+    if (!src || !out) return RECSYS_E_INVALID;
+    recsys_status st = recsys_opts_new(src->ctx, out);
+    if (st) return st;
+    for (int i = 0; i < N_DEFS; i++) {
+        if (!src->values[i]) continue;
+        if (!((*out)->values[i] = strdup(src->values[i]))) {
+            recsys_opts_free(*out);
+            *out = NULL;
+            return rs_error(src->ctx, RECSYS_E_NOMEM, "out of memory");
+        }
+    }
+    return RECSYS_OK;
+}
+
+void rs_opts_swap_values(recsys_opts *a, recsys_opts *b)
+{
+    for (int i = 0; i < N_DEFS; i++) {
+        char *t = a->values[i];
+        a->values[i] = b->values[i];
+        b->values[i] = t;
+    }
 }

@@ -361,6 +361,19 @@ RECSYS_API recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_p
 RECSYS_API recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss);
 /** Epochs completed so far. */
 RECSYS_API int recsys_trainer_epoch(const recsys_trainer *t);
+/**
+ * Save a training checkpoint: the model (loadable with recsys_model_load)
+ * plus the optimiser state, epoch and RNG state, atomically. With
+ * trainer.checkpoint set, recsys_trainer_run_epoch does this itself every
+ * trainer.checkpoint_every epochs.
+ */
+RECSYS_API recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path);
+/**
+ * Continue from a training checkpoint: restores weights, optimiser state,
+ * epoch counter and RNG so the run proceeds as if never interrupted.
+ * RECSYS_E_FORMAT when the file has no trainer state or does not fit the model.
+ */
+RECSYS_API recsys_status recsys_trainer_resume(recsys_trainer *t, const char *path);
 
 /* ------------------------------------------------------------------------ */
 /* Evaluation                                                                */

@@ -1,0 +1,14 @@
+/* The recsys subcommands: argv[0] is the subcommand name; each returns the
+ * process exit code and reports errors on stderr as "recsys <cmd>: ...". */
+#ifndef RECSYS_CLI_COMMANDS_H
+#define RECSYS_CLI_COMMANDS_H
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_apen(int argc, char **argv);
+int cmd_perflaw(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

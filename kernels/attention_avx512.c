@@ -1,0 +1,477 @@
+/*
+ * Fused causal softmax attention, AVX-512 (F/BW/VL/DQ). Same algorithm as
+ * attention_avx2.c with 16-row tiles and opmask registers.
+ *
+ * A query tile is 16 consecutive rows, one per SIMD lane, so the running
+ * max/sum of the online softmax, the causal mask and the dropout decisions
+ * are all lane-wise: no horizontal reductions in the inner loops, and any
+ * head size works without channel tails. Q (and dO) of the tile are
+ * transposed once into [dh][16] stack buffers; the scores of a key come from
+ * broadcasting K[j][c] against Q^T[c]. Keys are visited in blocks of BC, only
+ * up to the tile's last row (causal) and from `start` (padding skipped); the
+ * L x L matrix is never stored, only a BC x 16 block.
+ */
+#include "kernels_isa.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define W 16  /* query rows per tile = lanes */
+#define BC 64 /* keys per block of the online softmax */
+
+typedef struct attn_args {
+    int L, start, dh, ld;
+    float scale, keep_scale;
+    int drop;
+    const float *Q, *K, *V, *O, *dO, *lse;
+    float *Oout, *lse_out, *dQ, *dK, *dV;
+    /* dropout hash constants, one per 64-bit lane; rofs_*: r*L for rows 0-7, 8-15 */
+    __m512i seed, c1, c2, c3, c4, thr, rofs_lo, rofs_hi;
+} attn_args;
+
+/* e^x, ~1 ulp for x in [-87, 88]; below -87 (and -inf) gives exactly 0.
+ * Cody-Waite reduction to |r| <= ln2/2, then a degree-7 Taylor polynomial. */
+static inline __m512 exp16(__m512 x)
+{
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(live, p, n);
+}
+
+/* rs_dropout_keep for 8 counters at once. keep <=> (x>>40)*2^-24 >= p
+ * <=> x >= ceil(p*2^24) << 40, exact in integers (see init_drop). */
+static inline __mmask8 keep8(const attn_args *a, __m512i ctr)
+{
+    __m512i x = _mm512_xor_si512(a->seed, _mm512_mullo_epi64(ctr, a->c1));
+    x = _mm512_add_epi64(x, a->c2);
+    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 30)), a->c3);
+    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)), a->c4);
+    x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
+    return _mm512_cmpgt_epu64_mask(x, a->thr);
+}
+
+/* Keep mask of rows i0..i0+15 for key j: counters (i0+r)*L + j. */
+static inline __mmask16 keep16(const attn_args *a, int i0, int j)
+{
+    __m512i base = _mm512_set1_epi64((long long)i0 * a->L + j);
+    __mmask8 lo = keep8(a, _mm512_add_epi64(base, a->rofs_lo));
+    __mmask8 hi = keep8(a, _mm512_add_epi64(base, a->rofs_hi));
+    return (__mmask16)(lo | ((unsigned)hi << 8));
+}
+
+static void init_args(attn_args *a, int L, int start, int dh, float scale, int ld, float drop_p,
+                      uint64_t seed)
+{
+    memset(a, 0, sizeof *a);
+    a->L = L;
+    a->start = start < 0 ? 0 : start;
+    a->dh = dh;
+    a->ld = ld;
+    a->scale = scale;
+    a->drop = drop_p > 0.0f;
+    a->keep_scale = a->drop ? 1.0f / (1.0f - drop_p) : 1.0f;
+    if (a->drop) {
+        /* p*2^24 is exact in float, so ceil gives the integer threshold T;
+         * keep <=> x > (T<<40) - 1, which also covers T = 2^24 (never keep). */
+        uint64_t T = (uint64_t)ceilf(drop_p * 16777216.0f);
+        if (T > (1ULL << 24)) T = 1ULL << 24;
+        a->thr = _mm512_set1_epi64((long long)((T << 40) - 1));
+        a->seed = _mm512_set1_epi64((long long)seed);
+        a->c1 = _mm512_set1_epi64((long long)0xd1342543de82ef95ULL);
+        a->c2 = _mm512_set1_epi64((long long)0x9e3779b97f4a7c15ULL);
+        a->c3 = _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ULL);
+        a->c4 = _mm512_set1_epi64((long long)0x94d049bb133111ebULL);
+        long long Ll = L;
+        a->rofs_lo = _mm512_set_epi64(7 * Ll, 6 * Ll, 5 * Ll, 4 * Ll, 3 * Ll, 2 * Ll, Ll, 0);
+        a->rofs_hi = _mm512_add_epi64(a->rofs_lo, _mm512_set1_epi64(8 * Ll));
+    }
+}
+
+static inline __mmask16 row_mask(int nr) { return (__mmask16)(nr >= W ? 0xFFFF : (1u << nr) - 1); }
+
+/* xt[c][r] = X[r][c] * mul for r < nr, 0 for the other lanes. */
+static void load_transposed(const float *X, int ld, int nr, int dh, float mul, float *xt)
+{
+    memset(xt, 0, sizeof(float) * (size_t)dh * W);
+    for (int r = 0; r < nr; r++) {
+        const float *x = X + (size_t)r * ld;
+        for (int c = 0; c < dh; c++) xt[c * W + r] = x[c] * mul;
+    }
+}
+
+/* st[j][r] = sum_c xt[c][r] * Y[j][c] for the nk keys of a block. */
+static void scores(const float *xt, const float *Y, int ld, int dh, int nk, float *st)
+{
+    int j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        const float *y = Y + (size_t)j * ld;
+        const size_t s = (size_t)ld;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0;
+        for (int c = 0; c < dh; c++) {
+            __m512 q = _mm512_load_ps(xt + c * W);
+            a0 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[c]), a0);
+            a1 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[s + c]), a1);
+            a2 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[2 * s + c]), a2);
+            a3 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[3 * s + c]), a3);
+            a4 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[4 * s + c]), a4);
+            a5 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[5 * s + c]), a5);
+            a6 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[6 * s + c]), a6);
+            a7 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[7 * s + c]), a7);
+        }
+        float *o = st + (size_t)j * W;
+        _mm512_store_ps(o, a0);
+        _mm512_store_ps(o + W, a1);
+        _mm512_store_ps(o + 2 * W, a2);
+        _mm512_store_ps(o + 3 * W, a3);
+        _mm512_store_ps(o + 4 * W, a4);
+        _mm512_store_ps(o + 5 * W, a5);
+        _mm512_store_ps(o + 6 * W, a6);
+        _mm512_store_ps(o + 7 * W, a7);
+    }
+    for (; j < nk; j++) {
+        const float *y = Y + (size_t)j * ld;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        int c = 0;
+        for (; c + 2 <= dh; c += 2) {
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(xt + c * W), _mm512_set1_ps(y[c]), a0);
+            a1 = _mm512_fmadd_ps(_mm512_load_ps(xt + (c + 1) * W), _mm512_set1_ps(y[c + 1]), a1);
+        }
+        if (c < dh) a0 = _mm512_fmadd_ps(_mm512_load_ps(xt + c * W), _mm512_set1_ps(y[c]), a0);
+        _mm512_store_ps(st + (size_t)j * W, _mm512_add_ps(a0, a1));
+    }
+}
+
+/* acc[c][r] = acc[c][r] * alpha[r] + sum_j p[j][r] * Y[j][c]. */
+static void accum_transposed(const float *p, const float *Y, int ld, int dh, int nk,
+                             __m512 alpha, float *acc)
+{
+    int c = 0;
+    for (; c + 8 <= dh; c += 8) {
+        float *o = acc + (size_t)c * W;
+        __m512 a0 = _mm512_mul_ps(_mm512_load_ps(o), alpha);
+        __m512 a1 = _mm512_mul_ps(_mm512_load_ps(o + W), alpha);
+        __m512 a2 = _mm512_mul_ps(_mm512_load_ps(o + 2 * W), alpha);
+        __m512 a3 = _mm512_mul_ps(_mm512_load_ps(o + 3 * W), alpha);
+        __m512 a4 = _mm512_mul_ps(_mm512_load_ps(o + 4 * W), alpha);
+        __m512 a5 = _mm512_mul_ps(_mm512_load_ps(o + 5 * W), alpha);
+        __m512 a6 = _mm512_mul_ps(_mm512_load_ps(o + 6 * W), alpha);
+        __m512 a7 = _mm512_mul_ps(_mm512_load_ps(o + 7 * W), alpha);
+        for (int j = 0; j < nk; j++) {
+            const float *y = Y + (size_t)j * ld + c;
+            __m512 pj = _mm512_load_ps(p + (size_t)j * W);
+            a0 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[0]), a0);
+            a1 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[1]), a1);
+            a2 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[2]), a2);
+            a3 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[3]), a3);
+            a4 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[4]), a4);
+            a5 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[5]), a5);
+            a6 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[6]), a6);
+            a7 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[7]), a7);
+        }
+        _mm512_store_ps(o, a0);
+        _mm512_store_ps(o + W, a1);
+        _mm512_store_ps(o + 2 * W, a2);
+        _mm512_store_ps(o + 3 * W, a3);
+        _mm512_store_ps(o + 4 * W, a4);
+        _mm512_store_ps(o + 5 * W, a5);
+        _mm512_store_ps(o + 6 * W, a6);
+        _mm512_store_ps(o + 7 * W, a7);
+    }
+    for (; c < dh; c++) { /* channel tail: split the key sum for latency */
+        float *o = acc + (size_t)c * W;
+        __m512 a0 = _mm512_mul_ps(_mm512_load_ps(o), alpha), a1 = _mm512_setzero_ps(), a2 = a1,
+               a3 = a1;
+        int j = 0;
+        for (; j + 4 <= nk; j += 4) {
+            const float *y = Y + (size_t)j * ld + c;
+            const float *pj = p + (size_t)j * W;
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(pj), _mm512_set1_ps(y[0]), a0);
+            a1 = _mm512_fmadd_ps(_mm512_load_ps(pj + W), _mm512_set1_ps(y[ld]), a1);
+            a2 = _mm512_fmadd_ps(_mm512_load_ps(pj + 2 * W), _mm512_set1_ps(y[2 * (size_t)ld]), a2);
+            a3 = _mm512_fmadd_ps(_mm512_load_ps(pj + 3 * W), _mm512_set1_ps(y[3 * (size_t)ld]), a3);
+        }
+        for (; j < nk; j++)
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(p + (size_t)j * W),
+                                 _mm512_set1_ps(Y[(size_t)j * ld + c]), a0);
+        _mm512_store_ps(o, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    }
+}
+
+/* Y[j][:] += sum_{r<nr} w[j][r] * X[r][:] for the nk keys of a block (dK, dV):
+ * a small GEMM, register-blocked 4 keys x 32 channels (8 independent FMA
+ * chains); the weights w[j][r] are zero for rows above the diagonal, so the
+ * row loop starts at the first row that sees the block's first key. */
+static void accum_rows(const float *w, const float *X, int nr, int dh, int nk, int off0, float *Y,
+                       int ld)
+{
+    const size_t s = (size_t)ld;
+    int j = 0;
+    for (; j + 4 <= nk; j += 4) {
+        const float *wj = w + (size_t)j * W;
+        const int r0 = off0 + j > 0 ? off0 + j : 0;
+        int c = 0;
+        for (; c + W < dh; c += 2 * W) { /* two chunks, the second maybe partial */
+            const __mmask16 m1 = row_mask(dh - c - W);
+            float *y = Y + (size_t)j * ld + c;
+            __m512 a0 = _mm512_loadu_ps(y), b0 = _mm512_maskz_loadu_ps(m1, y + W);
+            __m512 a1 = _mm512_loadu_ps(y + s), b1 = _mm512_maskz_loadu_ps(m1, y + s + W);
+            __m512 a2 = _mm512_loadu_ps(y + 2 * s), b2 = _mm512_maskz_loadu_ps(m1, y + 2 * s + W);
+            __m512 a3 = _mm512_loadu_ps(y + 3 * s), b3 = _mm512_maskz_loadu_ps(m1, y + 3 * s + W);
+            for (int r = r0; r < nr; r++) {
+                const float *x = X + (size_t)r * ld + c;
+                __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_maskz_loadu_ps(m1, x + W);
+                __m512 w0 = _mm512_set1_ps(wj[r]), w1 = _mm512_set1_ps(wj[W + r]);
+                __m512 w2 = _mm512_set1_ps(wj[2 * W + r]), w3 = _mm512_set1_ps(wj[3 * W + r]);
+                a0 = _mm512_fmadd_ps(w0, x0, a0);
+                b0 = _mm512_fmadd_ps(w0, x1, b0);
+                a1 = _mm512_fmadd_ps(w1, x0, a1);
+                b1 = _mm512_fmadd_ps(w1, x1, b1);
+                a2 = _mm512_fmadd_ps(w2, x0, a2);
+                b2 = _mm512_fmadd_ps(w2, x1, b2);
+                a3 = _mm512_fmadd_ps(w3, x0, a3);
+                b3 = _mm512_fmadd_ps(w3, x1, b3);
+            }
+            _mm512_storeu_ps(y, a0);
+            _mm512_mask_storeu_ps(y + W, m1, b0);
+            _mm512_storeu_ps(y + s, a1);
+            _mm512_mask_storeu_ps(y + s + W, m1, b1);
+            _mm512_storeu_ps(y + 2 * s, a2);
+            _mm512_mask_storeu_ps(y + 2 * s + W, m1, b2);
+            _mm512_storeu_ps(y + 3 * s, a3);
+            _mm512_mask_storeu_ps(y + 3 * s + W, m1, b3);
+        }
+        if (c < dh) { /* one last chunk (<= 16 channels): split rows for latency */
+            const __mmask16 m0 = row_mask(dh - c);
+            float *y = Y + (size_t)j * ld + c;
+            __m512 a0 = _mm512_maskz_loadu_ps(m0, y), b0 = _mm512_setzero_ps();
+            __m512 a1 = _mm512_maskz_loadu_ps(m0, y + s), b1 = b0;
+            __m512 a2 = _mm512_maskz_loadu_ps(m0, y + 2 * s), b2 = b0;
+            __m512 a3 = _mm512_maskz_loadu_ps(m0, y + 3 * s), b3 = b0;
+            int r = r0;
+            for (; r + 2 <= nr; r += 2) {
+                const float *x = X + (size_t)r * ld + c;
+                __m512 x0 = _mm512_maskz_loadu_ps(m0, x), x1 = _mm512_maskz_loadu_ps(m0, x + s);
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r]), x0, a0);
+                b0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r + 1]), x1, b0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(wj[W + r]), x0, a1);
+                b1 = _mm512_fmadd_ps(_mm512_set1_ps(wj[W + r + 1]), x1, b1);
+                a2 = _mm512_fmadd_ps(_mm512_set1_ps(wj[2 * W + r]), x0, a2);
+                b2 = _mm512_fmadd_ps(_mm512_set1_ps(wj[2 * W + r + 1]), x1, b2);
+                a3 = _mm512_fmadd_ps(_mm512_set1_ps(wj[3 * W + r]), x0, a3);
+                b3 = _mm512_fmadd_ps(_mm512_set1_ps(wj[3 * W + r + 1]), x1, b3);
+            }
+            if (r < nr) {
+                __m512 x0 = _mm512_maskz_loadu_ps(m0, X + (size_t)r * ld + c);
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r]), x0, a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(wj[W + r]), x0, a1);
+                a2 = _mm512_fmadd_ps(_mm512_set1_ps(wj[2 * W + r]), x0, a2);
+                a3 = _mm512_fmadd_ps(_mm512_set1_ps(wj[3 * W + r]), x0, a3);
+            }
+            _mm512_mask_storeu_ps(y, m0, _mm512_add_ps(a0, b0));
+            _mm512_mask_storeu_ps(y + s, m0, _mm512_add_ps(a1, b1));
+            _mm512_mask_storeu_ps(y + 2 * s, m0, _mm512_add_ps(a2, b2));
+            _mm512_mask_storeu_ps(y + 3 * s, m0, _mm512_add_ps(a3, b3));
+        }
+    }
+    for (; j < nk; j++) { /* last keys of the block, one at a time */
+        const float *wj = w + (size_t)j * W;
+        const int r0 = off0 + j > 0 ? off0 + j : 0;
+        for (int c = 0; c < dh; c += W) {
+            const __mmask16 m0 = row_mask(dh - c);
+            float *y = Y + (size_t)j * ld + c;
+            __m512 a0 = _mm512_maskz_loadu_ps(m0, y), a1 = _mm512_setzero_ps();
+            int r = r0;
+            for (; r + 2 <= nr; r += 2) {
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r]),
+                                     _mm512_maskz_loadu_ps(m0, X + (size_t)r * ld + c), a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r + 1]),
+                                     _mm512_maskz_loadu_ps(m0, X + (size_t)(r + 1) * ld + c), a1);
+            }
+            if (r < nr)
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r]),
+                                     _mm512_maskz_loadu_ps(m0, X + (size_t)r * ld + c), a0);
+            _mm512_mask_storeu_ps(y, m0, _mm512_add_ps(a0, a1));
+        }
+    }
+}
+
+/* Lanes of key j (relative offset off = j - i0) that are on or below the
+ * diagonal: row r sees key j iff r >= off. */
+static inline __mmask16 causal_mask(int off)
+{
+    return off <= 0 ? (__mmask16)0xFFFF : (__mmask16)(0xFFFFu << off);
+}
+
+static void fwd_tile(const attn_args *a, int i0)
+{
+    _Alignas(64) float qt[RS_ATTN_DH_MAX * W];
+    _Alignas(64) float ot[RS_ATTN_DH_MAX * W];
+    _Alignas(64) float st[BC * W];
+    const int ld = a->ld, dh = a->dh;
+    const int nr = a->L - i0 < W ? a->L - i0 : W;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), ks = _mm512_set1_ps(a->keep_scale);
+
+    load_transposed(a->Q + (size_t)i0 * ld, ld, nr, dh, a->scale, qt);
+    memset(ot, 0, sizeof(float) * (size_t)dh * W);
+    __m512 m = ninf, l = _mm512_setzero_ps();
+    const int jend = i0 + nr; /* keys up to the tile's last row */
+    for (int j0 = a->start; j0 < jend; j0 += BC) {
+        const int nk = jend - j0 < BC ? jend - j0 : BC;
+        scores(qt, a->K + (size_t)j0 * ld, ld, dh, nk, st);
+        __m512 bm = ninf;
+        for (int j = 0; j < nk; j++) {
+            __m512 s = _mm512_load_ps(st + j * W);
+            int off = j0 + j - i0;
+            if (off > 0) {
+                s = _mm512_mask_mov_ps(ninf, causal_mask(off), s);
+                _mm512_store_ps(st + j * W, s);
+            }
+            bm = _mm512_max_ps(bm, s);
+        }
+        const __m512 mn = _mm512_max_ps(m, bm);
+        const __m512 alpha = exp16(_mm512_sub_ps(m, mn));
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < nk; j++) {
+            __m512 p = exp16(_mm512_sub_ps(_mm512_load_ps(st + j * W), mn));
+            sum = _mm512_add_ps(sum, p);
+            if (a->drop) p = _mm512_maskz_mul_ps(keep16(a, i0, j0 + j), p, ks);
+            _mm512_store_ps(st + j * W, p);
+        }
+        l = _mm512_fmadd_ps(l, alpha, sum);
+        m = mn;
+        accum_transposed(st, a->V + (size_t)j0 * ld, ld, dh, nk, alpha, ot);
+    }
+    _Alignas(64) float mv[W], lv[W];
+    _mm512_store_ps(mv, m);
+    _mm512_store_ps(lv, l);
+    for (int r = 0; r < nr; r++) {
+        float inv = 1.0f / lv[r];
+        float *o = a->Oout + (size_t)(i0 + r) * ld;
+        a->lse_out[i0 + r] = mv[r] + logf(lv[r]);
+        for (int c = 0; c < dh; c++) o[c] = ot[c * W + r] * inv;
+    }
+}
+
+void rs_attn_fwd_avx512(int L, int start, int dh, float scale, const float *Q,
+                        const float *K, const float *V, int ld, float drop_p, uint64_t seed,
+                        float *O, float *lse)
+{
+    if (dh > RS_ATTN_DH_MAX) {
+        rs_attn_fwd_ref(L, start, dh, scale, Q, K, V, ld, drop_p, seed, O, lse);
+        return;
+    }
+    attn_args a;
+    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
+    a.Q = Q;
+    a.K = K;
+    a.V = V;
+    a.Oout = O;
+    a.lse_out = lse;
+    for (int i = 0; i < a.start && i < L; i++) {
+        memset(O + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
+        lse[i] = 0.0f;
+    }
+    for (int i0 = a.start; i0 < L; i0 += W) fwd_tile(&a, i0);
+}
+
+static void bwd_tile(const attn_args *a, int i0)
+{
+    _Alignas(64) float qt[RS_ATTN_DH_MAX * W];  /* Q^T of the tile */
+    _Alignas(64) float gt[RS_ATTN_DH_MAX * W];  /* dO^T */
+    _Alignas(64) float dqt[RS_ATTN_DH_MAX * W]; /* dQ^T accumulator */
+    _Alignas(64) float pt[BC * W];              /* scores, then dropped weights */
+    _Alignas(64) float dt[BC * W];              /* dO·V, then dS */
+    _Alignas(64) float dv[W];
+    const int ld = a->ld, dh = a->dh;
+    const int nr = a->L - i0 < W ? a->L - i0 : W;
+    const __mmask16 rows = row_mask(nr);
+    const __m512 ks = _mm512_set1_ps(a->keep_scale), sc = _mm512_set1_ps(a->scale);
+
+    load_transposed(a->Q + (size_t)i0 * ld, ld, nr, dh, 1.0f, qt);
+    load_transposed(a->dO + (size_t)i0 * ld, ld, nr, dh, 1.0f, gt);
+    memset(dqt, 0, sizeof(float) * (size_t)dh * W);
+    /* D_i = dO_i · O_i = sum_j A_ij dA_ij */
+    memset(dv, 0, sizeof dv);
+    for (int r = 0; r < nr; r++) {
+        const float *g = a->dO + (size_t)(i0 + r) * ld, *o = a->O + (size_t)(i0 + r) * ld;
+        __m512 acc = _mm512_setzero_ps();
+        for (int c = 0; c < dh; c += W) {
+            __mmask16 cm = row_mask(dh - c);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(cm, g + c), _mm512_maskz_loadu_ps(cm, o + c),
+                                  acc);
+        }
+        dv[r] = _mm512_reduce_add_ps(acc);
+    }
+    const __m512 D = _mm512_load_ps(dv);
+    const __m512 lse = _mm512_maskz_loadu_ps(rows, a->lse + i0);
+
+    const int jend = i0 + nr;
+    for (int j0 = a->start; j0 < jend; j0 += BC) {
+        const int nk = jend - j0 < BC ? jend - j0 : BC;
+        scores(qt, a->K + (size_t)j0 * ld, ld, dh, nk, pt);
+        scores(gt, a->V + (size_t)j0 * ld, ld, dh, nk, dt);
+        for (int j = 0; j < nk; j++) {
+            __mmask16 valid = rows & causal_mask(j0 + j - i0);
+            __m512 s = _mm512_load_ps(pt + j * W), dp = _mm512_load_ps(dt + j * W);
+            __m512 p = _mm512_maskz_mov_ps(valid, exp16(_mm512_fmsub_ps(s, sc, lse)));
+            __m512 pd = p;
+            if (a->drop) {
+                __mmask16 keep = keep16(a, i0, j0 + j);
+                pd = _mm512_maskz_mul_ps(keep, p, ks);
+                dp = _mm512_maskz_mul_ps(keep, dp, ks);
+            }
+            __m512 ds = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_sub_ps(dp, D)), sc);
+            _mm512_store_ps(pt + j * W, pd);
+            _mm512_store_ps(dt + j * W, ds);
+        }
+        accum_transposed(dt, a->K + (size_t)j0 * ld, ld, dh, nk, _mm512_set1_ps(1.0f), dqt);
+        accum_rows(dt, a->Q + (size_t)i0 * ld, nr, dh, nk, j0 - i0, a->dK + (size_t)j0 * ld, ld);
+        accum_rows(pt, a->dO + (size_t)i0 * ld, nr, dh, nk, j0 - i0, a->dV + (size_t)j0 * ld, ld);
+    }
+    for (int r = 0; r < nr; r++) {
+        float *dq = a->dQ + (size_t)(i0 + r) * ld;
+        for (int c = 0; c < dh; c++) dq[c] = dqt[c * W + r];
+    }
+}
+
+void rs_attn_bwd_avx512(int L, int start, int dh, float scale, const float *Q,
+                        const float *K, const float *V, const float *O, const float *dO,
+                        const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
+                        float *dK, float *dV)
+{
+    if (dh > RS_ATTN_DH_MAX) {
+        rs_attn_bwd_ref(L, start, dh, scale, Q, K, V, O, dO, lse, ld, drop_p, seed, dQ, dK, dV);
+        return;
+    }
+    attn_args a;
+    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
+    a.Q = Q;
+    a.K = K;
+    a.V = V;
+    a.O = O;
+    a.dO = dO;
+    a.lse = lse;
+    a.dQ = dQ;
+    a.dK = dK;
+    a.dV = dV;
+    for (int i = 0; i < L; i++) {
+        if (i < a.start) memset(dQ + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
+        memset(dK + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
+        memset(dV + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
+    }
+    for (int i0 = a.start; i0 < L; i0 += W) bwd_tile(&a, i0);
+}

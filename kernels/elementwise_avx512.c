@@ -1,0 +1,141 @@
+/*
+ * Row-wise and elementwise kernels, AVX-512: layer norm fused with the
+ * residual add (forward and backward), the Adam/AdamW update, the dot
+ * product. Remainders use opmask loads/stores, so any size works with no
+ * scalar tail. elementwise_avx2.c is the same with 8-lane vectors.
+ */
+#include "kernels_isa.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+#define W 16
+
+static inline __mmask16 tail_mask(int n) { return (__mmask16)(n >= W ? 0xFFFF : (1u << n) - 1); }
+
+void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const float *gamma,
+                             const float *beta, float eps, float *y, float *mean, float *rstd)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d, *ri = r ? r + (size_t)i * d : NULL;
+        float *yi = y + (size_t)i * d;
+        /* pass 1: h = x + r, kept in y (the row is in L1 for the next passes) */
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+        for (int c = 0; c < d; c += W) {
+            __mmask16 m = tail_mask(d - c);
+            __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
+            if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
+            _mm512_mask_storeu_ps(yi + c, m, h);
+            if ((c / W) & 1) s1 = _mm512_add_ps(s1, h);
+            else s0 = _mm512_add_ps(s0, h);
+        }
+        const float mu = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / (float)d;
+        const __m512 muv = _mm512_set1_ps(mu);
+        /* pass 2: variance around the mean (two-pass, no cancellation) */
+        __m512 v0 = _mm512_setzero_ps();
+        for (int c = 0; c < d; c += W) {
+            __mmask16 m = tail_mask(d - c);
+            __m512 t = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, yi + c), muv);
+            v0 = _mm512_fmadd_ps(t, t, v0);
+        }
+        const float var = _mm512_reduce_add_ps(v0) / (float)d;
+        const float rs = 1.0f / sqrtf(var + eps);
+        mean[i] = mu;
+        rstd[i] = rs;
+        const __m512 rsv = _mm512_set1_ps(rs);
+        /* pass 3: normalise and apply the affine map */
+        for (int c = 0; c < d; c += W) {
+            __mmask16 m = tail_mask(d - c);
+            __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, yi + c), muv), rsv);
+            if (gamma) h = _mm512_mul_ps(h, _mm512_maskz_loadu_ps(m, gamma + c));
+            if (beta) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, beta + c));
+            _mm512_mask_storeu_ps(yi + c, m, h);
+        }
+    }
+}
+
+void rs_layernorm_bwd_avx512(int n, int d, const float *x, const float *r, const float *gamma,
+                             const float *mean, const float *rstd, const float *dy, float *dx,
+                             float *dgamma, float *dbeta)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d, *ri = r ? r + (size_t)i * d : NULL;
+        const float *dyi = dy + (size_t)i * d;
+        float *dxi = dx + (size_t)i * d;
+        const __m512 muv = _mm512_set1_ps(mean[i]), rsv = _mm512_set1_ps(rstd[i]);
+        __m512 sg = _mm512_setzero_ps(), sgh = sg;
+        /* pass 1: the two row sums; gamma/beta gradients accumulate */
+        for (int c = 0; c < d; c += W) {
+            __mmask16 m = tail_mask(d - c);
+            __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
+            if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
+            h = _mm512_maskz_mul_ps(m, _mm512_sub_ps(h, muv), rsv);
+            __m512 e = _mm512_maskz_loadu_ps(m, dyi + c);
+            __m512 g = gamma ? _mm512_mul_ps(e, _mm512_maskz_loadu_ps(m, gamma + c)) : e;
+            sg = _mm512_add_ps(sg, g);
+            sgh = _mm512_fmadd_ps(g, h, sgh);
+            if (dgamma)
+                _mm512_mask_storeu_ps(dgamma + c, m,
+                                      _mm512_fmadd_ps(e, h, _mm512_maskz_loadu_ps(m, dgamma + c)));
+            if (dbeta)
+                _mm512_mask_storeu_ps(dbeta + c, m,
+                                      _mm512_add_ps(e, _mm512_maskz_loadu_ps(m, dbeta + c)));
+        }
+        const __m512 mg = _mm512_set1_ps(_mm512_reduce_add_ps(sg) / (float)d);
+        const __m512 mgh = _mm512_set1_ps(_mm512_reduce_add_ps(sgh) / (float)d);
+        /* pass 2: dx = rstd * (g - mean(g) - h * mean(g h)) */
+        for (int c = 0; c < d; c += W) {
+            __mmask16 m = tail_mask(d - c);
+            __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
+            if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
+            h = _mm512_mul_ps(_mm512_sub_ps(h, muv), rsv);
+            __m512 g = _mm512_maskz_loadu_ps(m, dyi + c);
+            if (gamma) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(m, gamma + c));
+            __m512 t = _mm512_fnmadd_ps(h, mgh, _mm512_sub_ps(g, mg));
+            _mm512_mask_storeu_ps(dxi + c, m, _mm512_mul_ps(t, rsv));
+        }
+    }
+}
+
+/* Plain mul/add in the reference's order (no FMA): the update then matches
+ * rs_adam_ref bit for bit, and it is memory bound anyway. */
+void rs_adam_avx512(size_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
+                    float b2, float eps, float wd, float bc1, float bc2)
+{
+    const __m512 vb1 = _mm512_set1_ps(b1), vb2 = _mm512_set1_ps(b2);
+    const __m512 ob1 = _mm512_set1_ps(1.0f - b1), ob2 = _mm512_set1_ps(1.0f - b2);
+    const __m512 vlr = _mm512_set1_ps(lr), veps = _mm512_set1_ps(eps), vwd = _mm512_set1_ps(wd);
+    const __m512 vbc1 = _mm512_set1_ps(bc1), vbc2 = _mm512_set1_ps(bc2);
+    for (size_t i = 0; i < n; i += W) {
+        __mmask16 k = n - i >= W ? (__mmask16)0xFFFF : tail_mask((int)(n - i));
+        __m512 gi = _mm512_maskz_loadu_ps(k, g + i);
+        __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_maskz_loadu_ps(k, m + i)),
+                                  _mm512_mul_ps(ob1, gi));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_maskz_loadu_ps(k, v + i)),
+                                  _mm512_mul_ps(_mm512_mul_ps(ob2, gi), gi));
+        __m512 pi = _mm512_maskz_loadu_ps(k, p + i);
+        __m512 mh = _mm512_div_ps(mi, vbc1), vh = _mm512_div_ps(vi, vbc2);
+        __m512 step = _mm512_add_ps(_mm512_div_ps(mh, _mm512_add_ps(_mm512_sqrt_ps(vh), veps)),
+                                    _mm512_mul_ps(vwd, pi));
+        _mm512_mask_storeu_ps(m + i, k, mi);
+        _mm512_mask_storeu_ps(v + i, k, vi);
+        _mm512_mask_storeu_ps(p + i, k, _mm512_sub_ps(pi, _mm512_mul_ps(vlr, step)));
+    }
+}
+
+float rs_dot_avx512(size_t n, const float *a, const float *b)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + W), _mm512_loadu_ps(b + i + W), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 2 * W), _mm512_loadu_ps(b + i + 2 * W), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 3 * W), _mm512_loadu_ps(b + i + 3 * W), s3);
+    }
+    for (; i < n; i += W) {
+        __mmask16 k = n - i >= W ? (__mmask16)0xFFFF : tail_mask((int)(n - i));
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}

@@ -1,0 +1,112 @@
+/*
+ * AVX2+FMA FP32 GEMM: the blocked driver of gemm_blocked.h around a 6x16
+ * register tile (6 rows x 2 ymm = 12 accumulators, 2 B vectors, 1 broadcast:
+ * 15 of the 16 ymm registers). Narrower panels (N edges) and fewer rows
+ * (M edges) get their own unrolled variants; a partial last vector is
+ * loaded with a mask and stored through a small buffer (vmaskmovps stores
+ * are slow on AMD cores).
+ */
+#include "kernels_isa.h"
+
+#include <immintrin.h>
+
+#include "gemm_blocked.h"
+
+#define VW 8      /* floats per ymm */
+#define NVMAX 2   /* ymm per tile row: nr = 16 */
+#define MR 6      /* tile rows */
+#define KC 256    /* K block: 6 x 256 floats of A stay in L1 */
+#define NC 256    /* N block: the packed 256 x 256 B block (256 KB) stays in L2 */
+
+_Static_assert(KC * NC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
+
+static inline __attribute__((always_inline)) void
+ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const float *a,
+         size_t rsa, size_t csa, const float *bp, float *c, size_t ldc, float alpha,
+         float beta)
+{
+    __m256 acc[MR][NVMAX];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[r][v] = _mm256_setzero_ps();
+
+    const size_t wp = (size_t)nv * VW;
+    const float *ar[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) ar[r] = a + r * rsa;
+
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        __m256 b[NVMAX];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) b[v] = _mm256_load_ps(bp + v * VW);
+        bp += wp;
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            /* op(A)[r,k]: row r of A, or the r-th of mr adjacent floats of row k of A */
+            __m256 x = _mm256_set1_ps(ta ? a[r] : ar[r][k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(x, b[v], acc[r][v]);
+        }
+        if (ta) a += csa;
+    }
+
+    int tail = ncols - (nv - 1) * VW;
+    __m256i mtail = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            __m256 x = _mm256_mul_ps(acc[r][v], va);
+            if (v < nv - 1 || tail == VW) {
+                if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + v * VW), x);
+                _mm256_storeu_ps(cr + v * VW, x);
+            } else {
+                if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + v * VW, mtail), x);
+                float t[VW];
+                _mm256_storeu_ps(t, x);
+                for (int j = 0; j < tail; j++) cr[v * VW + j] = t[j];
+            }
+        }
+    }
+}
+
+#define UKR_PARAMS                                                                         \
+    int ncols, int kc, const float *a, size_t rsa, size_t csa, const float *bp, float *c,  \
+        size_t ldc, float alpha, float beta
+#define UKR_ARGS ncols, kc, a, rsa, csa, bp, c, ldc, alpha, beta
+#define UKR_CASE(m, n, ta) \
+    case (m) * 8 + (n): ukr_body(m, n, ta, UKR_ARGS); return;
+#define UKR_ROW(m, ta) UKR_CASE(m, 1, ta) UKR_CASE(m, 2, ta)
+
+static void ukr_n(int mr, int nv, UKR_PARAMS)
+{
+    switch (mr * 8 + nv) {
+        UKR_ROW(1, 0) UKR_ROW(2, 0) UKR_ROW(3, 0) UKR_ROW(4, 0) UKR_ROW(5, 0) UKR_ROW(6, 0)
+    default: return;
+    }
+}
+
+static void ukr_t(int mr, int nv, UKR_PARAMS)
+{
+    switch (mr * 8 + nv) {
+        UKR_ROW(1, 1) UKR_ROW(2, 1) UKR_ROW(3, 1) UKR_ROW(4, 1) UKR_ROW(5, 1) UKR_ROW(6, 1)
+    default: return;
+    }
+}
+
+void rs_gemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                  float *scratch)
+{
+    /* Without a caller buffer: 64 x 64 blocks in a 16 KB stack buffer. */
+    float local[64 * 64] __attribute__((aligned(64)));
+    float *buf = scratch ? scratch : local;
+    int kc = scratch ? KC : 64, nc = scratch ? NC : 64;
+    rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,
+                  VW, VW * NVMAX, MR, trans_a ? ukr_t : ukr_n);
+}

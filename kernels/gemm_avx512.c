@@ -1,0 +1,104 @@
+/*
+ * AVX-512 FP32 GEMM: the blocked driver of gemm_blocked.h around a 6x64
+ * register tile (6 rows x 4 zmm = 24 accumulators, 4 B vectors, A values
+ * broadcast from memory). Narrower panels (N edges, e.g. N=50 -> 3 full
+ * vectors + 1 masked) and fewer rows (M edges) get their own unrolled
+ * variants, so edges cost masked lanes only, never a scalar loop.
+ */
+#include "kernels_isa.h"
+
+#include <immintrin.h>
+
+#include "gemm_blocked.h"
+
+#define VW 16     /* floats per zmm */
+#define NVMAX 4   /* zmm per tile row: nr = 64 */
+#define MR 6      /* tile rows */
+#define KC 256    /* K block: 6 x 256 floats of A stay in L1 */
+#define NC 512    /* N block: the packed 256 x 512 B block (512 KB) stays in L2 */
+
+_Static_assert(KC * NC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
+
+static inline __attribute__((always_inline)) void
+ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const float *a,
+         size_t rsa, size_t csa, const float *bp, float *c, size_t ldc, float alpha,
+         float beta)
+{
+    __m512 acc[MR][NVMAX];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+
+    const size_t wp = (size_t)nv * VW;
+    const float *ar[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) ar[r] = a + r * rsa;
+
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        __m512 b[NVMAX];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) b[v] = _mm512_load_ps(bp + v * VW);
+        bp += wp;
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            /* op(A)[r,k]: row r of A, or the r-th of mr adjacent floats of row k of A */
+            __m512 x = _mm512_set1_ps(ta ? a[r] : ar[r][k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(x, b[v], acc[r][v]);
+        }
+        if (ta) a += csa;
+    }
+
+    int tail = ncols - (nv - 1) * VW;
+    __mmask16 mtail = (__mmask16)(tail >= VW ? 0xFFFFu : (1u << tail) - 1u);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            __mmask16 m = v == nv - 1 ? mtail : (__mmask16)0xFFFFu;
+            __m512 x = _mm512_mul_ps(acc[r][v], va);
+            if (beta != 0.0f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, cr + v * VW), x);
+            _mm512_mask_storeu_ps(cr + v * VW, m, x);
+        }
+    }
+}
+
+#define UKR_PARAMS                                                                         \
+    int ncols, int kc, const float *a, size_t rsa, size_t csa, const float *bp, float *c,  \
+        size_t ldc, float alpha, float beta
+#define UKR_ARGS ncols, kc, a, rsa, csa, bp, c, ldc, alpha, beta
+#define UKR_CASE(m, n, ta) \
+    case (m) * 8 + (n): ukr_body(m, n, ta, UKR_ARGS); return;
+#define UKR_ROW(m, ta) UKR_CASE(m, 1, ta) UKR_CASE(m, 2, ta) UKR_CASE(m, 3, ta) UKR_CASE(m, 4, ta)
+
+static void ukr_n(int mr, int nv, UKR_PARAMS)
+{
+    switch (mr * 8 + nv) {
+        UKR_ROW(1, 0) UKR_ROW(2, 0) UKR_ROW(3, 0) UKR_ROW(4, 0) UKR_ROW(5, 0) UKR_ROW(6, 0)
+    default: return;
+    }
+}
+
+static void ukr_t(int mr, int nv, UKR_PARAMS)
+{
+    switch (mr * 8 + nv) {
+        UKR_ROW(1, 1) UKR_ROW(2, 1) UKR_ROW(3, 1) UKR_ROW(4, 1) UKR_ROW(5, 1) UKR_ROW(6, 1)
+    default: return;
+    }
+}
+
+void rs_gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                    const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                    int ldc, float *scratch)
+{
+    /* Without a caller buffer: 64 x 64 blocks in a 16 KB stack buffer. */
+    float local[64 * 64] __attribute__((aligned(64)));
+    float *buf = scratch ? scratch : local;
+    int kc = scratch ? KC : 64, nc = scratch ? NC : 64;
+    rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,
+                  VW, VW * NVMAX, MR, trans_a ? ukr_t : ukr_n);
+}

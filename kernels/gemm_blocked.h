@@ -1,0 +1,119 @@
+/*
+ * Cache-blocked GEMM driver shared by the SIMD variants. Each ISA unit
+ * includes this header, so it is compiled with that unit's -m flags, and
+ * passes its register-tiled micro-kernel.
+ *
+ * Loop order (row-major C, vectors run along N):
+ *   jc: N in blocks of <= nc_max columns
+ *     pc: K in blocks of <= kc_max; op(B)[pc.., jc..] is packed into
+ *         micro-panels of nr columns (k-major, zero padded to the vector
+ *         width), kc x nc floats that stay in L2
+ *       ir: MR rows of op(A), read in place (no packing: the micro-panel of
+ *           MR x kc floats stays in L1 while jr sweeps the packed block)
+ *         jr: one micro-kernel call per nr-column panel.
+ * A is not packed because the model GEMMs are tall and skinny (M up to
+ * 25600, N and K ~ 50..1024): each A element is used by only a few panels,
+ * so copying it would cost about as much as the arithmetic. Both layouts of
+ * A are read contiguously: rows (A·B) or, transposed, MR adjacent floats per
+ * k (Aᵀ·B). Blocks are balanced (K=300 runs as 2 x 150, not 256 + 44).
+ */
+#ifndef RS_GEMM_BLOCKED_H
+#define RS_GEMM_BLOCKED_H
+
+#include <stddef.h>
+
+/* One micro-tile: C[mr x ncols] (=|+=) alpha * A-panel · packed B panel.
+ * a[r*rsa + k*csa] is op(A)[r,k]; bp holds kc rows of nv vectors. beta is
+ * applied to C (0: C write-only). */
+typedef void (*rs_gemm_ukr)(int mr, int nv, int ncols, int kc, const float *a, size_t rsa,
+                            size_t csa, const float *bp, float *c, size_t ldc, float alpha,
+                            float beta);
+
+static inline int rs_gemm_min(int a, int b) { return a < b ? a : b; }
+static inline int rs_gemm_round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+/* Even split of n into blocks of at most max (returns the block size). */
+static inline int rs_gemm_block(int n, int max, int multiple)
+{
+    int blocks = (n + max - 1) / max;
+    int b = rs_gemm_round_up((n + blocks - 1) / blocks, multiple);
+    return b > max ? max : b;
+}
+
+/* C = beta * C over M x N (beta 0 writes zeros: NaNs in C are dropped). */
+static inline void rs_gemm_scale_c(int M, int N, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            for (int j = 0; j < N; j++) c[j] = 0.0f;
+        else
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+/* Pack op(B)[k0..k0+kc, j0..j0+nc] into panels of nr columns: the panel at
+ * column jr starts at dst + jr*kc and is kc rows of wp floats, wp = its width
+ * rounded up to vw, the padding zeroed. */
+static inline void rs_gemm_pack_b(int trans_b, const float *B, size_t ldb, int k0, int j0,
+                                  int kc, int nc, int vw, int nr, float *restrict dst)
+{
+    for (int jr = 0; jr < nc; jr += nr) {
+        int w = rs_gemm_min(nr, nc - jr), wp = rs_gemm_round_up(w, vw);
+        float *restrict d = dst + (size_t)jr * kc;
+        if (!trans_b) {
+            for (int k = 0; k < kc; k++) {
+                const float *restrict s = B + (size_t)(k0 + k) * ldb + j0 + jr;
+                float *restrict dk = d + (size_t)k * wp;
+                for (int j = 0; j < w; j++) dk[j] = s[j];
+                for (int j = w; j < wp; j++) dk[j] = 0.0f;
+            }
+        } else {
+            /* Transposing copy, 8 k at a time so both sides stay in cache lines. */
+            for (int kb = 0; kb < kc; kb += 8) {
+                int kn = rs_gemm_min(8, kc - kb);
+                for (int j = 0; j < w; j++) {
+                    const float *s = B + (size_t)(j0 + jr + j) * ldb + k0 + kb;
+                    for (int k = 0; k < kn; k++) d[(size_t)(kb + k) * wp + j] = s[k];
+                }
+                for (int k = 0; k < kn; k++)
+                    for (int j = w; j < wp; j++) d[(size_t)(kb + k) * wp + j] = 0.0f;
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc, float *buf,
+              int kc_max, int nc_max, int vw, int nr, int mr_max, rs_gemm_ukr ukr)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        rs_gemm_scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    size_t rsa = trans_a ? 1 : (size_t)lda, csa = trans_a ? (size_t)lda : 1;
+    int kc_step = rs_gemm_block(K, kc_max, 1);
+    int nc_step = rs_gemm_block(N, nc_max, nr);
+    for (int jc = 0; jc < N; jc += nc_step) {
+        int nc = rs_gemm_min(nc_step, N - jc);
+        for (int pc = 0; pc < K; pc += kc_step) {
+            int kc = rs_gemm_min(kc_step, K - pc);
+            rs_gemm_pack_b(trans_b, B, (size_t)ldb, pc, jc, kc, nc, vw, nr, buf);
+            float b = pc == 0 ? beta : 1.0f;
+            for (int ir = 0; ir < M; ir += mr_max) {
+                int mr = rs_gemm_min(mr_max, M - ir);
+                const float *a = A + ir * rsa + pc * csa;
+                float *c = C + (size_t)ir * ldc + jc;
+                for (int jr = 0; jr < nc; jr += nr) {
+                    int ncols = rs_gemm_min(nr, nc - jr);
+                    ukr(mr, (ncols + vw - 1) / vw, ncols, kc, a, rsa, csa,
+                        buf + (size_t)jr * kc, c + jr, (size_t)ldc, alpha, b);
+                }
+            }
+        }
+    }
+}
+
+#endif

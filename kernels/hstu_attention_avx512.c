@@ -1,0 +1,262 @@
+/* HSTU pointwise attention, AVX-512. Key columns are processed in tiles of
+ * 16 (one zmm lane per key), packed transposed into scratch once per tile;
+ * every query row i >= tile start then forms its 16 scores with one FMA per
+ * feature, takes SiLU, and accumulates into its output row (forward) or
+ * into the tile's dK/dV accumulators and its own dQ row (backward). Rows go
+ * four at a time for independent FMA chains. Tiles above the diagonal and
+ * padding are never visited; nothing of size L x L is stored. */
+#include "kernels.h"
+#include "kernels_isa.h"
+#include "hstu_bucket.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define TW 16        /* key columns per tile */
+#define RB 4         /* query rows per block */
+#define STACK_FLOATS (32 * 128 + 512)
+
+static inline __m512 exp16(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __m512 sigmoid16(__m512 x)
+{
+    __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+static inline __mmask16 tail_mask(int n) /* first n lanes, n in [0, 16] */
+{
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
+}
+
+/* Transpose rows j0..j0+nj-1 (width w, stride ld) into t[c*TW + jj]; lanes
+ * past nj are zero. */
+static void pack_tile(const float *x, int ld, int j0, int nj, int w, float *t)
+{
+    memset(t, 0, sizeof(float) * (size_t)w * TW);
+    for (int jj = 0; jj < nj; jj++) {
+        const float *row = x + (size_t)(j0 + jj) * ld;
+        for (int c = 0; c < w; c++) t[c * TW + jj] = row[c];
+    }
+}
+
+static void unpack_tile(const float *t, int nj, int w, float *x, int ld, int j0)
+{
+    for (int jj = 0; jj < nj; jj++) {
+        float *row = x + (size_t)(j0 + jj) * ld;
+        for (int c = 0; c < w; c++) row[c] = t[c * TW + jj];
+    }
+}
+
+/* Scores of RB rows against the packed key tile: s[r][jj] = q_r · k_jj. */
+static inline void tile_scores(const float *const *qr, const float *kt, int dqk, __m512 *s)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int c = 0; c < dqk; c++) {
+        __m512 kv = _mm512_load_ps(kt + (size_t)c * TW);
+        s0 = _mm512_fmadd_ps(_mm512_set1_ps(qr[0][c]), kv, s0);
+        s1 = _mm512_fmadd_ps(_mm512_set1_ps(qr[1][c]), kv, s1);
+        s2 = _mm512_fmadd_ps(_mm512_set1_ps(qr[2][c]), kv, s2);
+        s3 = _mm512_fmadd_ps(_mm512_set1_ps(qr[3][c]), kv, s3);
+    }
+    s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3;
+}
+
+/* Relative bias of row i against the tile's valid lanes; buckets kept for
+ * the backward scatter. */
+static inline __m512 tile_bias(const rs_hstu_attn *a, int i, int j0, int nvalid,
+                               __mmask16 m, int *bucket)
+{
+    __m512 b = _mm512_maskz_loadu_ps(m, a->rab_pos + (j0 - i + a->N - 1));
+    if (a->rab_time) {
+        float tb[TW] = {0};
+        int64_t tn = a->next_times[i];
+        for (int jj = 0; jj < nvalid; jj++) {
+            bucket[jj] = rs_hstu_bucket_fast(tn - a->times[j0 + jj]);
+            tb[jj] = a->rab_time[bucket[jj]];
+        }
+        b = _mm512_add_ps(b, _mm512_loadu_ps(tb));
+    }
+    return b;
+}
+
+/* acc_r[c0..c0+16*NV) += Σ_jj w[r*TW+jj] · x[(j0+jj)*ld + c0..], added into
+ * the RB output rows (rows with out[r] == NULL skipped). */
+static inline __attribute__((always_inline)) void
+tile_accumulate(int NV, const float *w, int njj, const float *x, int ld, int j0, int c0, int width,
+                float *const *out)
+{
+    __m512 acc[RB][4];
+    __mmask16 mk[4];
+    for (int v = 0; v < 4; v++) {
+        mk[v] = tail_mask(width - c0 - 16 * v);
+        for (int r = 0; r < RB; r++) acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int jj = 0; jj < njj; jj++) {
+        const float *row = x + (size_t)(j0 + jj) * ld + c0;
+        __m512 xv[4];
+        for (int v = 0; v < NV; v++) xv[v] = _mm512_maskz_loadu_ps(mk[v], row + 16 * v);
+        for (int r = 0; r < RB; r++) {
+            __m512 wb = _mm512_set1_ps(w[r * TW + jj]);
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(wb, xv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < RB; r++) {
+        if (!out[r]) continue;
+        for (int v = 0; v < NV; v++) {
+            float *p = out[r] + c0 + 16 * v;
+            __m512 cur = _mm512_maskz_loadu_ps(mk[v], p);
+            _mm512_mask_storeu_ps(p, mk[v], _mm512_add_ps(cur, acc[r][v]));
+        }
+    }
+}
+
+static void accumulate_rows(const float *w, int njj, const float *x, int ld, int j0, int width,
+                            float *const *out)
+{
+    for (int c0 = 0; c0 < width; c0 += 64) {
+        int nv = (width - c0 + 15) / 16;
+        switch (nv > 4 ? 4 : nv) {
+        case 1: tile_accumulate(1, w, njj, x, ld, j0, c0, width, out); break;
+        case 2: tile_accumulate(2, w, njj, x, ld, j0, c0, width, out); break;
+        case 3: tile_accumulate(3, w, njj, x, ld, j0, c0, width, out); break;
+        default: tile_accumulate(4, w, njj, x, ld, j0, c0, width, out); break;
+        }
+    }
+}
+
+static float *pick_scratch(float *scratch, float *stack, int dqk, int dv)
+{
+    if (scratch) return scratch;
+    return rs_hstu_scratch_floats(dqk, dv) <= STACK_FLOATS ? stack : NULL;
+}
+
+void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratch)
+{
+    _Alignas(64) float stack[STACK_FLOATS];
+    float *ws = pick_scratch(scratch, stack, a->dqk, a->dv);
+    if (!ws) { rs_hstu_fwd_ref(a, o, ld_o, NULL); return; }
+    const int L = a->L, dqk = a->dqk, dv = a->dv, ld = a->ld;
+    const __m512 inv_n = _mm512_set1_ps(1.0f / (float)a->N);
+    float *kt = ws, *wt = ws + (size_t)dqk * TW;
+    int bucket[TW];
+    for (int i = 0; i < L; i++) memset(o + (size_t)i * ld_o, 0, sizeof(float) * (size_t)dv);
+    for (int j0 = a->start; j0 < L; j0 += TW) {
+        int nj = L - j0 < TW ? L - j0 : TW;
+        pack_tile(a->k, ld, j0, nj, dqk, kt);
+        for (int i0 = j0; i0 < L; i0 += RB) {
+            const float *qr[RB];
+            float *orow[RB];
+            for (int r = 0; r < RB; r++) {
+                int i = i0 + r < L ? i0 + r : L - 1;
+                qr[r] = a->q + (size_t)i * ld;
+                orow[r] = i0 + r < L ? o + (size_t)(i0 + r) * ld_o : NULL;
+            }
+            __m512 s[RB];
+            tile_scores(qr, kt, dqk, s);
+            for (int r = 0; r < RB; r++) {
+                int i = i0 + r, nvalid = i < L ? (i - j0 + 1 < nj ? i - j0 + 1 : nj) : 0;
+                __m512 w = _mm512_setzero_ps();
+                if (nvalid > 0) {
+                    __mmask16 m = tail_mask(nvalid);
+                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, bucket));
+                    w = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, sigmoid16(x)), inv_n);
+                }
+                _mm512_store_ps(wt + r * TW, w);
+            }
+            int last = i0 + RB - 1 < L ? i0 + RB - 1 : L - 1;
+            int njj = last - j0 + 1 < nj ? last - j0 + 1 : nj;
+            accumulate_rows(wt, njj, a->v, ld, j0, dv, orow);
+        }
+    }
+}
+
+void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
+                        float *dv, float *d_rab_pos, float *d_rab_time, float *scratch)
+{
+    _Alignas(64) float stack[STACK_FLOATS];
+    float *ws = pick_scratch(scratch, stack, a->dqk, a->dv);
+    if (!ws) { rs_hstu_bwd_ref(a, d_o, ld_o, dq, dk, dv, d_rab_pos, d_rab_time, NULL); return; }
+    const int L = a->L, dqk = a->dqk, dvw = a->dv, ld = a->ld;
+    const __m512 inv_n = _mm512_set1_ps(1.0f / (float)a->N), one = _mm512_set1_ps(1.0f);
+    float *kt = ws, *vt = kt + (size_t)dqk * TW, *dkt = vt + (size_t)dvw * TW,
+          *dvt = dkt + (size_t)dqk * TW, *dst = dvt + (size_t)dvw * TW;
+    int bucket[RB][TW];
+    for (int i = 0; i < L; i++) {
+        memset(dq + (size_t)i * ld, 0, sizeof(float) * (size_t)dqk);
+        if (i < a->start) {
+            memset(dk + (size_t)i * ld, 0, sizeof(float) * (size_t)dqk);
+            memset(dv + (size_t)i * ld, 0, sizeof(float) * (size_t)dvw);
+        }
+    }
+    for (int j0 = a->start; j0 < L; j0 += TW) {
+        int nj = L - j0 < TW ? L - j0 : TW;
+        pack_tile(a->k, ld, j0, nj, dqk, kt);
+        pack_tile(a->v, ld, j0, nj, dvw, vt);
+        memset(dkt, 0, sizeof(float) * (size_t)dqk * TW);
+        memset(dvt, 0, sizeof(float) * (size_t)dvw * TW);
+        for (int i0 = j0; i0 < L; i0 += RB) {
+            const float *qr[RB], *dor[RB];
+            float *dqrow[RB];
+            for (int r = 0; r < RB; r++) {
+                int i = i0 + r < L ? i0 + r : L - 1;
+                qr[r] = a->q + (size_t)i * ld;
+                dor[r] = d_o + (size_t)i * ld_o;
+                dqrow[r] = i0 + r < L ? dq + (size_t)(i0 + r) * ld : NULL;
+            }
+            __m512 s[RB], g[RB], w[RB], ds[RB];
+            tile_scores(qr, kt, dqk, s);
+            tile_scores(dor, vt, dvw, g); /* dA[i,j] = dO_i · v_j */
+            for (int r = 0; r < RB; r++) {
+                int i = i0 + r, nvalid = i < L ? (i - j0 + 1 < nj ? i - j0 + 1 : nj) : 0;
+                w[r] = ds[r] = _mm512_setzero_ps();
+                if (nvalid > 0) {
+                    __mmask16 m = tail_mask(nvalid);
+                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, bucket[r]));
+                    __m512 sg = sigmoid16(x);
+                    w[r] = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, sg), inv_n);
+                    /* SiLU'(x) = σ(x) (1 + x (1 - σ(x))) */
+                    __m512 dsilu = _mm512_mul_ps(sg, _mm512_fmadd_ps(x, _mm512_sub_ps(one, sg), one));
+                    ds[r] = _mm512_maskz_mul_ps(m, _mm512_mul_ps(g[r], dsilu), inv_n);
+                    float *pp = d_rab_pos + (j0 - i + a->N - 1);
+                    _mm512_mask_storeu_ps(pp, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, pp), ds[r]));
+                }
+                _mm512_store_ps(dst + r * TW, ds[r]);
+                if (a->rab_time)
+                    for (int jj = 0; jj < nvalid; jj++) d_rab_time[bucket[r][jj]] += dst[r * TW + jj];
+            }
+            /* dV_j += A[i,j] dO_i and dK_j += dS[i,j] q_i, vectorised over the tile's keys. */
+            for (int c = 0; c < dvw; c++) {
+                __m512 acc = _mm512_load_ps(dvt + (size_t)c * TW);
+                for (int r = 0; r < RB; r++) acc = _mm512_fmadd_ps(w[r], _mm512_set1_ps(dor[r][c]), acc);
+                _mm512_store_ps(dvt + (size_t)c * TW, acc);
+            }
+            for (int c = 0; c < dqk; c++) {
+                __m512 acc = _mm512_load_ps(dkt + (size_t)c * TW);
+                for (int r = 0; r < RB; r++) acc = _mm512_fmadd_ps(ds[r], _mm512_set1_ps(qr[r][c]), acc);
+                _mm512_store_ps(dkt + (size_t)c * TW, acc);
+            }
+            /* dQ_i += Σ_j dS[i,j] k_j */
+            int last = i0 + RB - 1 < L ? i0 + RB - 1 : L - 1;
+            int njj = last - j0 + 1 < nj ? last - j0 + 1 : nj;
+            accumulate_rows(dst, njj, a->k, ld, j0, dqk, dqrow);
+        }
+        unpack_tile(dkt, nj, dqk, dk, ld, j0);
+        unpack_tile(dvt, nj, dvw, dv, ld, j0);
+    }
+}

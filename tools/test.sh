@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite: every test with the best kernels, again with the ISA
+# capped to AVX2 and to scalar (so each dispatch path is exercised on an
+# AVX-512 machine), then once more built with ASan + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+summary=()
+run() { # name, meson test args...
+  local name=$1; shift
+  local log
+  set +e
+  meson test --print-errorlogs "$@"
+  local rc=$?
+  set -e
+  log=$(ls -t "${@: -1}"/meson-logs/testlog*.json 2>/dev/null | head -n1 || true)
+  summary+=("$name: $(/usr/bin/env python3 - "$log" <<'PY'
+import json, sys
+ok = fail = skip = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r == "OK": ok += 1
+    elif r == "SKIP": skip += 1
+    else: fail += 1
+print(f"{ok} passed, {fail} failed, {skip} skipped")
+PY
+)")
+  [ $rc -eq 0 ] || { printf '%s\n' "${summary[@]}"; echo "FAILED: $name"; exit $rc; }
+}
+run default -C build
+run avx2 --setup avx2 -C build
+run scalar --setup scalar -C build
+if [ "${RECSYS_SKIP_SANITIZERS:-0}" != 1 ]; then
+  [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined \
+      -Dbuildtype=debugoptimized -Db_lundef=false -Dbench=disabled >/dev/null
+  ninja -C build-asan >/dev/null
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+    run sanitizers --no-suite python -C build-asan
+fi
+printf '%s\n' "${summary[@]}"
