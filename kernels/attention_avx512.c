@@ -102,13 +102,68 @@ static void init_args(attn_args *a, int L, int start, int dh, float scale, int l
 
 static inline __mmask16 row_mask(int nr) { return (__mmask16)(nr >= W ? 0xFFFF : (1u << nr) - 1); }
 
+/* In-register transpose of a 16 x 16 block: v[i][j] -> v[j][i]. */
+static inline void transpose16(__m512 v[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+    /* u[4g+k], 128-bit lane l: column 4l+k of rows 4g..4g+3 */
+    __m512 u[16];
+    for (int g = 0; g < 4; g++) {
+        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512 p = _mm512_shuffle_f32x4(u[k], u[4 + k], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512 q = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512 p2 = _mm512_shuffle_f32x4(u[k], u[4 + k], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512 q2 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(3, 2, 3, 2));
+        v[k] = _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(2, 0, 2, 0));
+        v[4 + k] = _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(3, 1, 3, 1));
+        v[8 + k] = _mm512_shuffle_f32x4(p2, q2, _MM_SHUFFLE(2, 0, 2, 0));
+        v[12 + k] = _mm512_shuffle_f32x4(p2, q2, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
 /* xt[c][r] = X[r][c] * mul for r < nr, 0 for the other lanes. */
 static void load_transposed(const float *X, int ld, int nr, int dh, float mul, float *xt)
 {
-    memset(xt, 0, sizeof(float) * (size_t)dh * W);
-    for (int r = 0; r < nr; r++) {
-        const float *x = X + (size_t)r * ld;
-        for (int c = 0; c < dh; c++) xt[c * W + r] = x[c] * mul;
+    const __m512 mv = _mm512_set1_ps(mul);
+    for (int c0 = 0; c0 < dh; c0 += W) {
+        const __mmask16 cm = row_mask(dh - c0);
+        __m512 v[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < W; r++)
+            v[r] = r < nr ? _mm512_maskz_loadu_ps(cm, X + (size_t)r * ld + c0) : _mm512_setzero_ps();
+        transpose16(v);
+#pragma GCC unroll 16
+        for (int k = 0; k < W; k++)
+            if (c0 + k < dh) _mm512_store_ps(xt + (size_t)(c0 + k) * W, _mm512_mul_ps(v[k], mv));
+    }
+}
+
+/* Y[r][c] = xt[c][r] * rs[r] for rows r < nr (the inverse of load_transposed). */
+static void store_transposed(const float *xt, const float *rs, int nr, int dh, float *Y, int ld)
+{
+    for (int c0 = 0; c0 < dh; c0 += W) {
+        const __mmask16 cm = row_mask(dh - c0);
+        __m512 v[16];
+#pragma GCC unroll 16
+        for (int k = 0; k < W; k++)
+            v[k] = c0 + k < dh ? _mm512_load_ps(xt + (size_t)(c0 + k) * W) : _mm512_setzero_ps();
+        transpose16(v);
+#pragma GCC unroll 16
+        for (int r = 0; r < W; r++)
+            if (r < nr)
+                _mm512_mask_storeu_ps(Y + (size_t)r * ld + c0, cm,
+                                      _mm512_mul_ps(v[r], _mm512_set1_ps(rs[r])));
     }
 }
 
@@ -316,13 +371,12 @@ static inline __mmask16 causal_mask(int off)
     return off <= 0 ? (__mmask16)0xFFFF : (__mmask16)(0xFFFFu << off);
 }
 
-static void fwd_tile(const attn_args *a, int i0)
+static void fwd_tile(const attn_args *a, int i0, int nr)
 {
     _Alignas(64) float qt[RS_ATTN_DH_MAX * W];
     _Alignas(64) float ot[RS_ATTN_DH_MAX * W];
     _Alignas(64) float st[BC * W];
     const int ld = a->ld, dh = a->dh;
-    const int nr = a->L - i0 < W ? a->L - i0 : W;
     const __m512 ninf = _mm512_set1_ps(-INFINITY), ks = _mm512_set1_ps(a->keep_scale);
 
     load_transposed(a->Q + (size_t)i0 * ld, ld, nr, dh, a->scale, qt);
@@ -355,15 +409,23 @@ static void fwd_tile(const attn_args *a, int i0)
         m = mn;
         accum_transposed(st, a->V + (size_t)j0 * ld, ld, dh, nk, alpha, ot);
     }
-    _Alignas(64) float mv[W], lv[W];
+    _Alignas(64) float mv[W], lv[W], inv[W];
     _mm512_store_ps(mv, m);
     _mm512_store_ps(lv, l);
-    for (int r = 0; r < nr; r++) {
-        float inv = 1.0f / lv[r];
-        float *o = a->Oout + (size_t)(i0 + r) * ld;
-        a->lse_out[i0 + r] = mv[r] + logf(lv[r]);
-        for (int c = 0; c < dh; c++) o[c] = ot[c * W + r] * inv;
-    }
+    _mm512_store_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.0f), l));
+    for (int r = 0; r < nr; r++) a->lse_out[i0 + r] = mv[r] + logf(lv[r]);
+    store_transposed(ot, inv, nr, dh, a->Oout + (size_t)i0 * ld, ld);
+}
+
+/* Row tiles of W rows from `start`; the partial tile (if any) goes first,
+ * where it has the fewest keys to visit. */
+static void for_each_tile(const attn_args *a, void (*tile)(const attn_args *, int, int))
+{
+    int rows = a->L - a->start;
+    if (rows <= 0) return;
+    int first = rows % W ? rows % W : W;
+    tile(a, a->start, first);
+    for (int i0 = a->start + first; i0 < a->L; i0 += W) tile(a, i0, W);
 }
 
 void rs_attn_fwd_avx512(int L, int start, int dh, float scale, const float *Q,
@@ -385,10 +447,10 @@ void rs_attn_fwd_avx512(int L, int start, int dh, float scale, const float *Q,
         memset(O + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
         lse[i] = 0.0f;
     }
-    for (int i0 = a.start; i0 < L; i0 += W) fwd_tile(&a, i0);
+    for_each_tile(&a, fwd_tile);
 }
 
-static void bwd_tile(const attn_args *a, int i0)
+static void bwd_tile(const attn_args *a, int i0, int nr)
 {
     _Alignas(64) float qt[RS_ATTN_DH_MAX * W];  /* Q^T of the tile */
     _Alignas(64) float gt[RS_ATTN_DH_MAX * W];  /* dO^T */
@@ -397,7 +459,6 @@ static void bwd_tile(const attn_args *a, int i0)
     _Alignas(64) float dt[BC * W];              /* dO·V, then dS */
     _Alignas(64) float dv[W];
     const int ld = a->ld, dh = a->dh;
-    const int nr = a->L - i0 < W ? a->L - i0 : W;
     const __mmask16 rows = row_mask(nr);
     const __m512 ks = _mm512_set1_ps(a->keep_scale), sc = _mm512_set1_ps(a->scale);
 
@@ -442,10 +503,8 @@ static void bwd_tile(const attn_args *a, int i0)
         accum_rows(dt, a->Q + (size_t)i0 * ld, nr, dh, nk, j0 - i0, a->dK + (size_t)j0 * ld, ld);
         accum_rows(pt, a->dO + (size_t)i0 * ld, nr, dh, nk, j0 - i0, a->dV + (size_t)j0 * ld, ld);
     }
-    for (int r = 0; r < nr; r++) {
-        float *dq = a->dQ + (size_t)(i0 + r) * ld;
-        for (int c = 0; c < dh; c++) dq[c] = dqt[c * W + r];
-    }
+    static const float ones[W] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    store_transposed(dqt, ones, nr, dh, a->dQ + (size_t)i0 * ld, ld);
 }
 
 void rs_attn_bwd_avx512(int L, int start, int dh, float scale, const float *Q,
@@ -473,5 +532,5 @@ void rs_attn_bwd_avx512(int L, int start, int dh, float scale, const float *Q,
         memset(dK + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
         memset(dV + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
     }
-    for (int i0 = a.start; i0 < L; i0 += W) bwd_tile(&a, i0);
+    for_each_tile(&a, bwd_tile);
 }

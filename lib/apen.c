@@ -214,11 +214,13 @@ static double apen_tolerance(apen_scratch *s, size_t n, int m, double r)
     return fabs(phi_m1 - phi_m);
 }
 
-/* The ApEn of one id sequence; n >= m+2 and s->cap >= n. */
-static double apen_ids(apen_scratch *s, const int32_t *u, size_t n, int m, double r)
+/* The ApEn of one id sequence; n >= m+2 and s->cap >= n. With r >= 1 ids
+ * compare as numbers: value[id] when value is not NULL, else the id. */
+static double apen_ids(apen_scratch *s, const int32_t *u, size_t n, int m, double r,
+                       const double *value)
 {
     if (r < 1.0) return apen_exact(s, u, n, m);
-    for (size_t i = 0; i < n; i++) s->x[i] = (double)u[i];
+    for (size_t i = 0; i < n; i++) s->x[i] = value ? value[u[i]] : (double)u[i];
     return apen_tolerance(s, n, m, r);
 }
 
@@ -276,7 +278,7 @@ recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n,
         return rs_error(a->ctx, RECSYS_E_INVALID, "apen: sequence too long (%zu)", n);
     recsys_status st = ensure_scratch(a, n);
     if (st) return st;
-    *apen = apen_ids(a->scratch, seq, n, a->m, a->r);
+    *apen = apen_ids(a->scratch, seq, n, a->m, a->r, NULL);
     return RECSYS_OK;
 }
 
@@ -312,6 +314,7 @@ typedef struct dataset_job {
     int m;
     double r;
     int64_t window;
+    const double *value;    /* numeric value of each dense item id, or NULL */
     apen_scratch **scratch; /* one per pool thread */
     double *values;         /* n_users */
 } dataset_job;
@@ -332,8 +335,33 @@ static void dataset_task(void *arg, int task, int thread)
         }
         job->values[u] = too_short(n, job->m)
                              ? NAN
-                             : apen_ids(job->scratch[thread], seq, n, job->m, job->r);
+                             : apen_ids(job->scratch[thread], seq, n, job->m, job->r,
+                                        job->value);
     }
+}
+
+/* With r >= 1 the reference compares the ids of its data file, so the
+ * dense ids are mapped back to their external ids when every one of them is
+ * a number; otherwise (*value = NULL) the dense ids are compared. */
+static recsys_status external_values(recsys_ctx *ctx, const recsys_dataset *ds,
+                                     const double **value)
+{
+    *value = NULL;
+    if (!ds->item_names || ds->n_items < 1) return RECSYS_OK;
+    double *v = malloc(((size_t)ds->n_items + 1) * sizeof *v);
+    if (!v) return rs_error(ctx, RECSYS_E_NOMEM, "apen: out of memory");
+    v[0] = 0.0;
+    for (int32_t i = 1; i <= ds->n_items; i++) {
+        const char *name = ds->item_names[i];
+        char *end = NULL;
+        v[i] = name ? strtod(name, &end) : NAN;
+        if (!name || end == name || *end || !isfinite(v[i])) {
+            free(v);
+            return RECSYS_OK;
+        }
+    }
+    *value = v;
+    return RECSYS_OK;
 }
 
 recsys_status recsys_apen_dataset(recsys_apen *a, const recsys_dataset *ds, double *apen,
@@ -366,13 +394,14 @@ recsys_status recsys_apen_dataset(recsys_apen *a, const recsys_dataset *ds, doub
     int n_tasks = (int)n_tasks64;
 
     recsys_status st = RECSYS_OK;
-    dataset_job job = {ds, a->m, a->r, a->window, NULL, NULL};
+    dataset_job job = {ds, a->m, a->r, a->window, NULL, NULL, NULL};
     job.scratch = calloc((size_t)n_threads, sizeof *job.scratch);
     job.values = per_user ? per_user : malloc(((size_t)ds->n_users + 1) * sizeof *job.values);
     if (!job.scratch || !job.values) {
         st = rs_error(ctx, RECSYS_E_NOMEM, "apen: out of memory");
         goto done;
     }
+    if (a->r >= 1.0 && (st = external_values(ctx, ds, &job.value))) goto done;
     for (int t = 0; t < n_threads; t++) {
         job.scratch[t] = scratch_new(max_len);
         if (!job.scratch[t]) {
@@ -402,6 +431,7 @@ done:
     if (job.scratch)
         for (int t = 0; t < n_threads; t++) scratch_free(job.scratch[t]);
     free(job.scratch);
+    free((double *)job.value);
     if (!per_user) free(job.values);
     return st;
 }

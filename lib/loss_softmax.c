@@ -191,7 +191,7 @@ static void softmax_task(void *arg, int task, int thread)
         acc += lse - l[0];
         float scale = j->inv_count * j->inv_tau;
         for (int r = 0; r < R1; r++) {
-            int masked = r > 0 && l[r] == MASKED_LOGIT && cc[r] == 0.0f;
+            int masked = r > 0 && neg_id(j, t, r - 1) == pos;
             float g = masked ? 0.0f : (float)(exp((double)l[r] - lse) - (r == 0)) * scale;
             l[r] = g;
             cc[r] *= g;

@@ -8,6 +8,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ struct recsys_trainer {
     recsys_model *model;
     const recsys_dataset *ds;
     rs_workspace *ws;
+    rs_ssm_workspace *ssm; /* sampled-softmax scratch */
     rs_batch_buf bb;
     float *F, *dF, *grads, *adam_m, *adam_v;
     int64_t *users;       /* users with at least one training pair */
@@ -41,6 +43,7 @@ void recsys_trainer_free(recsys_trainer *t)
 {
     if (!t) return;
     if (t->ws) t->model->ops->ws_free(t->ws);
+    rs_ssm_workspace_free(t->ssm);
     rs_batch_buf_free(&t->bb);
     rs_free(t->F);
     rs_free(t->dF);
@@ -104,8 +107,10 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
         t->adam_v = rs_calloc(model->n_params, sizeof(float));
         t->users = malloc(sizeof(int64_t) * (size_t)(ds->n_users ? ds->n_users : 1));
         t->seen = calloc((size_t)ds->n_items + 1, sizeof *t->seen);
+        if (t->loss == LOSS_SOFTMAX)
+            t->ssm = rs_ssm_workspace_new(cfg->n_items, cfg->dim, (int)rows, n_neg);
         if (!t->ws || !t->F || !t->dF || !t->grads || !t->adam_m || !t->adam_v || !t->users ||
-            !t->seen)
+            !t->seen || (t->loss == LOSS_SOFTMAX && !t->ssm))
             st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for training buffers");
     }
     if (!st) {
@@ -227,9 +232,9 @@ static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
         st = rs_loss_bce(t->ctx, cfg, m->params + item_off, &b, t->F, t->dF,
                          t->grads + item_off, loss);
     else
-        st = rs_loss_sampled_softmax(t->ctx, cfg, m->params + item_off, &b, t->F,
-                                     t->temperature, cfg->l2norm, t->shared_negatives, t->dF,
-                                     t->grads + item_off, loss);
+        st = rs_loss_sampled_softmax_ws(t->ctx, cfg, m->params + item_off, &b, t->F,
+                                        t->temperature, cfg->l2norm, t->shared_negatives,
+                                        t->ssm, t->dF, t->grads + item_off, loss);
     if (st) return st;
     if (!isfinite(*loss))
         return rs_error(t->ctx, RECSYS_E_NUMERIC, "training loss became %g at epoch %d",
@@ -274,6 +279,28 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
     t->epoch++;
     if (mean_loss) *mean_loss = loss_sum / (double)steps;
     if (t->checkpoint_path[0] && t->epoch % t->checkpoint_every == 0)
-        return rs_trainer_save_checkpoint(t, t->checkpoint_path);
+        return recsys_trainer_save_checkpoint(t, t->checkpoint_path);
+    return RECSYS_OK;
+}
+
+recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path)
+{
+    if (!t) return RECSYS_E_INVALID;
+    if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
+    rs_train_state s = {t->epoch, t->adam_step, {0}, t->adam_m, t->adam_v};
+    memcpy(s.rng, t->rng.s, sizeof s.rng);
+    return rs_checkpoint_save_train(t->ctx, t->model, path, &s);
+}
+
+recsys_status recsys_trainer_resume(recsys_trainer *t, const char *path)
+{
+    if (!t) return RECSYS_E_INVALID;
+    if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
+    rs_train_state s = {0, 0, {0}, t->adam_m, t->adam_v};
+    recsys_status st = rs_checkpoint_load_train(t->ctx, path, t->model, &s);
+    if (st) return st;
+    t->epoch = (int)s.epoch;
+    t->adam_step = s.step;
+    memcpy(t->rng.s, s.rng, sizeof s.rng);
     return RECSYS_OK;
 }

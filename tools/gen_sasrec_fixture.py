@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""Generate the SASRec parity fixtures in tests/fixtures/ (run with /usr/bin/python3).
+
+An independent PyTorch implementation of MODELS.md §2, written from the
+equations (explicit ops, float64): embeddings with sqrt(d) scaling and
+positions counted within the left-padded row, three layer-norm placements,
+causal multi-head attention that ignores padded keys, FFN with ReLU, the
+non-pad mask after each block, a final layer norm (padding rows zeroed), and
+the BCE loss with one sampled negative per position.
+
+For each placement it writes sasrec_<norm>.txt holding: the config, random
+parameters in librecsys's tensor order and layout (tensors stacked over
+blocks, linear weights [out x in], Q|K|V one [3d x d] matrix per block), a
+batch (seq, start, pos, neg), the expected hidden states [B*L*d], the loss,
+and torch autograd's gradient of the loss for every parameter.
+
+Usage: /usr/bin/python3 tools/gen_sasrec_fixture.py [output_dir]
+"""
+import math
+import os
+import sys
+
+import torch
+
+N_ITEMS, L, D, BLOCKS, HEADS, FFN = 11, 6, 8, 2, 2, 12
+EPS = 1e-8
+STARTS = [0, 2, 5, 6]  # row 3 is all padding
+B = len(STARTS)
+
+TENSORS = [  # (name, per-block shape or whole shape, stacked over blocks?)
+    ("item_emb", (N_ITEMS + 1, D), False),
+    ("pos_emb", (L + 1, D), False),
+    ("attn_ln.gamma", (D,), True),
+    ("attn_ln.beta", (D,), True),
+    ("attn.w_in", (3 * D, D), True),
+    ("attn.b_in", (3 * D,), True),
+    ("attn.w_out", (D, D), True),
+    ("attn.b_out", (D,), True),
+    ("ffn_ln.gamma", (D,), True),
+    ("ffn_ln.beta", (D,), True),
+    ("ffn.w1", (FFN, D), True),
+    ("ffn.b1", (FFN,), True),
+    ("ffn.w2", (D, FFN), True),
+    ("ffn.b2", (D,), True),
+    ("final_ln.gamma", (D,), False),
+    ("final_ln.beta", (D,), False),
+]
+
+
+def make_params(gen):
+    """Random float32-representable parameters (as float64 leaves)."""
+    p = {}
+    for name, shape, stacked in TENSORS:
+        full = ((BLOCKS,) + shape) if stacked else shape
+        if name.endswith("gamma"):
+            t = 1.0 + 0.2 * torch.randn(full, generator=gen)
+        elif name.endswith("beta") or ".b" in name:
+            t = 0.2 * torch.randn(full, generator=gen)
+        elif name.endswith("_emb"):
+            t = 0.5 * torch.randn(full, generator=gen)
+            t[0] = 0.0  # padding row
+        else:  # weight matrix [out x in]
+            t = torch.randn(full, generator=gen) / math.sqrt(full[-1])
+        p[name] = t.float().double().requires_grad_(True)
+    return p
+
+
+def layer_norm(x, g, b):
+    return torch.nn.functional.layer_norm(x, (D,), g, b, EPS)
+
+
+def mha(p, k, q_in, kv_in, key_ok):
+    """Causal multi-head attention; padded keys never receive weight."""
+    w, bias = p["attn.w_in"][k], p["attn.b_in"][k]
+    q = q_in @ w[:D].T + bias[:D]
+    kk = kv_in @ w[D:2 * D].T + bias[D:2 * D]
+    v = kv_in @ w[2 * D:].T + bias[2 * D:]
+    dh = D // HEADS
+
+    def split(t):
+        return t.view(B, L, HEADS, dh).transpose(1, 2)  # B H L dh
+
+    q, kk, v = split(q), split(kk), split(v)
+    scores = q @ kk.transpose(-1, -2) / math.sqrt(dh)
+    causal = torch.tril(torch.ones(L, L, dtype=torch.bool))
+    allowed = causal[None, None] & key_ok[:, None, None, :]
+    weights = torch.softmax(scores.masked_fill(~allowed, -1e30), dim=-1) * allowed
+    o = (weights @ v).transpose(1, 2).reshape(B, L, D)
+    return o @ p["attn.w_out"][k].T + p["attn.b_out"][k]
+
+
+def ffn(p, k, x):
+    h = torch.relu(x @ p["ffn.w1"][k].T + p["ffn.b1"][k])
+    return h @ p["ffn.w2"][k].T + p["ffn.b2"][k]
+
+
+def forward(p, seq, norm):
+    nonpad = seq != 0
+    mask = nonpad.double().unsqueeze(-1)
+    positions = torch.arange(1, L + 1).expand(B, L) * nonpad  # pad -> row 0
+    e = p["item_emb"][seq] * math.sqrt(D) + p["pos_emb"][positions]
+    e = e * mask
+    for k in range(BLOCKS):
+        g1, b1 = p["attn_ln.gamma"][k], p["attn_ln.beta"][k]
+        g2, b2 = p["ffn_ln.gamma"][k], p["ffn_ln.beta"][k]
+        if norm == "original":
+            q = layer_norm(e, g1, b1)
+            e = q + mha(p, k, q, e, nonpad)
+            n = layer_norm(e, g2, b2)
+            e = n + ffn(p, k, n)
+        elif norm == "post":
+            e = layer_norm(e + mha(p, k, e, e, nonpad), g1, b1)
+            e = layer_norm(e + ffn(p, k, e), g2, b2)
+        else:
+            x = layer_norm(e, g1, b1)
+            e = e + mha(p, k, x, x, nonpad)
+            e = e + ffn(p, k, layer_norm(e, g2, b2))
+        e = e * mask
+    return layer_norm(e, p["final_ln.gamma"], p["final_ln.beta"]) * mask
+
+
+def bce(p, f, pos, neg):
+    tab = p["item_emb"]
+    pl = (f * tab[pos]).sum(-1)
+    nl = (f * tab[neg]).sum(-1)
+    m = pos != 0
+    return -(torch.nn.functional.logsigmoid(pl)[m] + torch.nn.functional.logsigmoid(-nl)[m]).sum() / m.sum()
+
+
+def make_batch(gen):
+    seq = torch.zeros(B, L, dtype=torch.long)
+    pos = torch.zeros(B, L, dtype=torch.long)
+    neg = torch.zeros(B, L, dtype=torch.long)
+    for r, s in enumerate(STARTS):
+        n = L - s
+        seq[r, s:] = torch.randint(1, N_ITEMS + 1, (n,), generator=gen)
+        pos[r, s:] = torch.randint(1, N_ITEMS + 1, (n,), generator=gen)
+        neg[r, s:] = torch.randint(1, N_ITEMS + 1, (n,), generator=gen)
+    pos[0, 2] = 0  # a position without a target: excluded from the loss
+    neg[0, 2] = 0
+    return seq, pos, neg
+
+
+def flat(p, key):
+    return p[key].detach().reshape(-1).tolist()
+
+
+def write_array(f, name, values, fmt):
+    f.write("%s %d\n" % (name, len(values)))
+    for i in range(0, len(values), 8):
+        f.write(" ".join(fmt % v for v in values[i:i + 8]) + "\n")
+
+
+def main():
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+    os.makedirs(out_dir, exist_ok=True)
+    for i, norm in enumerate(["original", "post", "pre"]):
+        gen = torch.Generator().manual_seed(1234 + i)
+        p = make_params(gen)
+        seq, pos, neg = make_batch(gen)
+        f = forward(p, seq, norm)
+        loss = bce(p, f, pos, neg)
+        loss.backward()
+        path = os.path.join(out_dir, "sasrec_%s.txt" % norm)
+        with open(path, "w") as fh:
+            fh.write("# SASRec parity fixture from tools/gen_sasrec_fixture.py (PyTorch %s, float64)\n"
+                     % torch.__version__)
+            for k, v in [("norm", norm), ("n_items", N_ITEMS), ("max_len", L), ("dim", D),
+                         ("blocks", BLOCKS), ("heads", HEADS), ("ffn_dim", FFN), ("batch", B),
+                         ("n_neg", 1)]:
+                fh.write("%s %s\n" % (k, v))
+            params = sum((flat(p, name) for name, _, _ in TENSORS), [])
+            grads = sum((p[name].grad.reshape(-1).tolist() for name, _, _ in TENSORS), [])
+            write_array(fh, "params", params, "%.9g")
+            write_array(fh, "seq", seq.reshape(-1).tolist(), "%d")
+            write_array(fh, "start", STARTS, "%d")
+            write_array(fh, "pos", pos.reshape(-1).tolist(), "%d")
+            write_array(fh, "neg", neg.reshape(-1).tolist(), "%d")
+            write_array(fh, "hidden", f.detach().reshape(-1).tolist(), "%.12g")
+            write_array(fh, "loss", [loss.item()], "%.15g")
+            write_array(fh, "grads", grads, "%.12g")
+        print("wrote %s (%d params, loss %.6f)" % (path, len(params), loss.item()))
+
+
+if __name__ == "__main__":
+    main()
