@@ -141,13 +141,59 @@ static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* In-register transpose of an 8 x 8 block: v[i][j] -> v[j][i]. */
+static inline void transpose8(__m256 v[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+    /* u[4g+k], 128-bit lane l: column 4l+k of rows 4g..4g+3 */
+    for (int g = 0; g < 2; g++) {
+        u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+        v[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
+}
+
 /* xt[c][r] = X[r][c] * mul for r < nr, 0 for the other lanes. */
 static void load_transposed(const float *X, int ld, int nr, int dh, float mul, float *xt)
 {
-    memset(xt, 0, sizeof(float) * (size_t)dh * W);
-    for (int r = 0; r < nr; r++) {
-        const float *x = X + (size_t)r * ld;
-        for (int c = 0; c < dh; c++) xt[c * W + r] = x[c] * mul;
+    const __m256 mv = _mm256_set1_ps(mul);
+    for (int c0 = 0; c0 < dh; c0 += W) {
+        const __m256i cm = lanes_below(dh - c0);
+        __m256 v[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < W; r++)
+            v[r] = r < nr ? _mm256_maskload_ps(X + (size_t)r * ld + c0, cm) : _mm256_setzero_ps();
+        transpose8(v);
+#pragma GCC unroll 8
+        for (int k = 0; k < W; k++)
+            if (c0 + k < dh) _mm256_store_ps(xt + (size_t)(c0 + k) * W, _mm256_mul_ps(v[k], mv));
+    }
+}
+
+/* Y[r][c] = xt[c][r] * rs[r] for rows r < nr (the inverse of load_transposed). */
+static void store_transposed(const float *xt, const float *rs, int nr, int dh, float *Y, int ld)
+{
+    for (int c0 = 0; c0 < dh; c0 += W) {
+        const __m256i cm = lanes_below(dh - c0);
+        __m256 v[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < W; k++)
+            v[k] = c0 + k < dh ? _mm256_load_ps(xt + (size_t)(c0 + k) * W) : _mm256_setzero_ps();
+        transpose8(v);
+#pragma GCC unroll 8
+        for (int r = 0; r < W; r++)
+            if (r < nr)
+                _mm256_maskstore_ps(Y + (size_t)r * ld + c0, cm,
+                                    _mm256_mul_ps(v[r], _mm256_set1_ps(rs[r])));
     }
 }
 
@@ -253,57 +299,111 @@ static void accum_transposed(const float *p, const float *Y, int ld, int dh, int
     }
 }
 
-/* Y[j][:] += sum_{r<nr} w[j][r] * X[r][:] for the nk keys of a block (dK, dV). */
-static void accum_rows(const float *w, const float *X, int nr, int dh, int nk, float *Y, int ld)
+/* Y[j][:] += sum_{r<nr} w[j][r] * X[r][:] for the nk keys of a block (dK, dV):
+ * a small GEMM, register-blocked 4 keys x 16 channels (8 independent FMA
+ * chains); the weights w[j][r] are zero for rows above the diagonal, so the
+ * row loop starts at the first row that sees the block's first key. */
+static void accum_rows(const float *w, const float *X, int nr, int dh, int nk, int off0, float *Y,
+                       int ld)
 {
-    for (int c = 0; c < dh; c += W) {
-        const __m256i cm = lanes_below(dh - c);
-        int j = 0;
-        for (; j + 4 <= nk; j += 4) {
+    const size_t s = (size_t)ld;
+    int j = 0;
+    for (; j + 4 <= nk; j += 4) {
+        const float *wj = w + (size_t)j * W;
+        const int r0 = off0 + j > 0 ? off0 + j : 0;
+        int c = 0;
+        for (; c + W < dh; c += 2 * W) { /* two chunks, the second maybe partial */
+            const __m256i m1 = lanes_below(dh - c - W);
             float *y = Y + (size_t)j * ld + c;
-            const float *wj = w + (size_t)j * W;
-            __m256 a0 = _mm256_maskload_ps(y, cm);
-            __m256 a1 = _mm256_maskload_ps(y + ld, cm);
-            __m256 a2 = _mm256_maskload_ps(y + 2 * (size_t)ld, cm);
-            __m256 a3 = _mm256_maskload_ps(y + 3 * (size_t)ld, cm);
-            for (int r = 0; r < nr; r++) {
-                __m256 x = _mm256_maskload_ps(X + (size_t)r * ld + c, cm);
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r), x, a0);
-                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + W + r), x, a1);
-                a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 2 * W + r), x, a2);
-                a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 3 * W + r), x, a3);
+            __m256 a0 = _mm256_loadu_ps(y), b0 = _mm256_maskload_ps(y + W, m1);
+            __m256 a1 = _mm256_loadu_ps(y + s), b1 = _mm256_maskload_ps(y + s + W, m1);
+            __m256 a2 = _mm256_loadu_ps(y + 2 * s), b2 = _mm256_maskload_ps(y + 2 * s + W, m1);
+            __m256 a3 = _mm256_loadu_ps(y + 3 * s), b3 = _mm256_maskload_ps(y + 3 * s + W, m1);
+            for (int r = r0; r < nr; r++) {
+                const float *x = X + (size_t)r * ld + c;
+                __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_maskload_ps(x + W, m1);
+                __m256 w0 = _mm256_broadcast_ss(wj + r), w1 = _mm256_broadcast_ss(wj + W + r);
+                a0 = _mm256_fmadd_ps(w0, x0, a0);
+                b0 = _mm256_fmadd_ps(w0, x1, b0);
+                a1 = _mm256_fmadd_ps(w1, x0, a1);
+                b1 = _mm256_fmadd_ps(w1, x1, b1);
+                __m256 w2 = _mm256_broadcast_ss(wj + 2 * W + r);
+                __m256 w3 = _mm256_broadcast_ss(wj + 3 * W + r);
+                a2 = _mm256_fmadd_ps(w2, x0, a2);
+                b2 = _mm256_fmadd_ps(w2, x1, b2);
+                a3 = _mm256_fmadd_ps(w3, x0, a3);
+                b3 = _mm256_fmadd_ps(w3, x1, b3);
             }
-            _mm256_maskstore_ps(y, cm, a0);
-            _mm256_maskstore_ps(y + ld, cm, a1);
-            _mm256_maskstore_ps(y + 2 * (size_t)ld, cm, a2);
-            _mm256_maskstore_ps(y + 3 * (size_t)ld, cm, a3);
+            _mm256_storeu_ps(y, a0);
+            _mm256_maskstore_ps(y + W, m1, b0);
+            _mm256_storeu_ps(y + s, a1);
+            _mm256_maskstore_ps(y + s + W, m1, b1);
+            _mm256_storeu_ps(y + 2 * s, a2);
+            _mm256_maskstore_ps(y + 2 * s + W, m1, b2);
+            _mm256_storeu_ps(y + 3 * s, a3);
+            _mm256_maskstore_ps(y + 3 * s + W, m1, b3);
         }
-        for (; j < nk; j++) {
+        if (c < dh) { /* one last chunk (<= 8 channels): split rows for latency */
+            const __m256i m0 = lanes_below(dh - c);
             float *y = Y + (size_t)j * ld + c;
-            const float *wj = w + (size_t)j * W;
-            __m256 a0 = _mm256_maskload_ps(y, cm), a1 = _mm256_setzero_ps();
-            int r = 0;
+            __m256 a0 = _mm256_maskload_ps(y, m0), b0 = _mm256_setzero_ps();
+            __m256 a1 = _mm256_maskload_ps(y + s, m0), b1 = b0;
+            __m256 a2 = _mm256_maskload_ps(y + 2 * s, m0), b2 = b0;
+            __m256 a3 = _mm256_maskload_ps(y + 3 * s, m0), b3 = b0;
+            int r = r0;
+            for (; r + 2 <= nr; r += 2) {
+                const float *x = X + (size_t)r * ld + c;
+                __m256 x0 = _mm256_maskload_ps(x, m0), x1 = _mm256_maskload_ps(x + s, m0);
+                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r), x0, a0);
+                b0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r + 1), x1, b0);
+                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + W + r), x0, a1);
+                b1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + W + r + 1), x1, b1);
+                a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 2 * W + r), x0, a2);
+                b2 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 2 * W + r + 1), x1, b2);
+                a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 3 * W + r), x0, a3);
+                b3 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 3 * W + r + 1), x1, b3);
+            }
+            if (r < nr) {
+                __m256 x0 = _mm256_maskload_ps(X + (size_t)r * ld + c, m0);
+                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r), x0, a0);
+                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + W + r), x0, a1);
+                a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 2 * W + r), x0, a2);
+                a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 3 * W + r), x0, a3);
+            }
+            _mm256_maskstore_ps(y, m0, _mm256_add_ps(a0, b0));
+            _mm256_maskstore_ps(y + s, m0, _mm256_add_ps(a1, b1));
+            _mm256_maskstore_ps(y + 2 * s, m0, _mm256_add_ps(a2, b2));
+            _mm256_maskstore_ps(y + 3 * s, m0, _mm256_add_ps(a3, b3));
+        }
+    }
+    for (; j < nk; j++) { /* last keys of the block, one at a time */
+        const float *wj = w + (size_t)j * W;
+        const int r0 = off0 + j > 0 ? off0 + j : 0;
+        for (int c = 0; c < dh; c += W) {
+            const __m256i m0 = lanes_below(dh - c);
+            float *y = Y + (size_t)j * ld + c;
+            __m256 a0 = _mm256_maskload_ps(y, m0), a1 = _mm256_setzero_ps();
+            int r = r0;
             for (; r + 2 <= nr; r += 2) {
                 a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r),
-                                     _mm256_maskload_ps(X + (size_t)r * ld + c, cm), a0);
+                                     _mm256_maskload_ps(X + (size_t)r * ld + c, m0), a0);
                 a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r + 1),
-                                     _mm256_maskload_ps(X + (size_t)(r + 1) * ld + c, cm), a1);
+                                     _mm256_maskload_ps(X + (size_t)(r + 1) * ld + c, m0), a1);
             }
             if (r < nr)
                 a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r),
-                                     _mm256_maskload_ps(X + (size_t)r * ld + c, cm), a0);
-            _mm256_maskstore_ps(y, cm, _mm256_add_ps(a0, a1));
+                                     _mm256_maskload_ps(X + (size_t)r * ld + c, m0), a0);
+            _mm256_maskstore_ps(y, m0, _mm256_add_ps(a0, a1));
         }
     }
 }
 
-static void fwd_tile(const attn_args *a, int i0)
+static void fwd_tile(const attn_args *a, int i0, int nr)
 {
     _Alignas(64) float qt[RS_ATTN_DH_MAX * W];
     _Alignas(64) float ot[RS_ATTN_DH_MAX * W];
     _Alignas(64) float st[BC * W];
     const int ld = a->ld, dh = a->dh;
-    const int nr = a->L - i0 < W ? a->L - i0 : W;
     const __m256 ninf = _mm256_set1_ps(-INFINITY), ks = _mm256_set1_ps(a->keep_scale);
 
     load_transposed(a->Q + (size_t)i0 * ld, ld, nr, dh, a->scale, qt);
@@ -336,15 +436,23 @@ static void fwd_tile(const attn_args *a, int i0)
         m = mn;
         accum_transposed(st, a->V + (size_t)j0 * ld, ld, dh, nk, alpha, ot);
     }
-    _Alignas(32) float mv[W], lv[W];
+    _Alignas(32) float mv[W], lv[W], inv[W];
     _mm256_store_ps(mv, m);
     _mm256_store_ps(lv, l);
-    for (int r = 0; r < nr; r++) {
-        float inv = 1.0f / lv[r];
-        float *o = a->Oout + (size_t)(i0 + r) * ld;
-        a->lse_out[i0 + r] = mv[r] + logf(lv[r]);
-        for (int c = 0; c < dh; c++) o[c] = ot[c * W + r] * inv;
-    }
+    _mm256_store_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), l));
+    for (int r = 0; r < nr; r++) a->lse_out[i0 + r] = mv[r] + logf(lv[r]);
+    store_transposed(ot, inv, nr, dh, a->Oout + (size_t)i0 * ld, ld);
+}
+
+/* Row tiles of W rows from `start`; the partial tile (if any) goes first,
+ * where it has the fewest keys to visit. */
+static void for_each_tile(const attn_args *a, void (*tile)(const attn_args *, int, int))
+{
+    int rows = a->L - a->start;
+    if (rows <= 0) return;
+    int first = rows % W ? rows % W : W;
+    tile(a, a->start, first);
+    for (int i0 = a->start + first; i0 < a->L; i0 += W) tile(a, i0, W);
 }
 
 void rs_attn_fwd_avx2(int L, int start, int dh, float scale, const float *Q, const float *K,
@@ -365,10 +473,10 @@ void rs_attn_fwd_avx2(int L, int start, int dh, float scale, const float *Q, con
         memset(O + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
         lse[i] = 0.0f;
     }
-    for (int i0 = a.start; i0 < L; i0 += W) fwd_tile(&a, i0);
+    for_each_tile(&a, fwd_tile);
 }
 
-static void bwd_tile(const attn_args *a, int i0)
+static void bwd_tile(const attn_args *a, int i0, int nr)
 {
     _Alignas(64) float qt[RS_ATTN_DH_MAX * W];  /* Q^T of the tile */
     _Alignas(64) float gt[RS_ATTN_DH_MAX * W];  /* dO^T */
@@ -377,7 +485,6 @@ static void bwd_tile(const attn_args *a, int i0)
     _Alignas(64) float dt[BC * W];              /* dO·V, then dS */
     _Alignas(32) float dv[W];
     const int ld = a->ld, dh = a->dh;
-    const int nr = a->L - i0 < W ? a->L - i0 : W;
     const __m256i rows_i = lanes_below(nr);
     const __m256 rows = _mm256_castsi256_ps(rows_i);
     const __m256 ks = _mm256_set1_ps(a->keep_scale), sc = _mm256_set1_ps(a->scale);
@@ -419,13 +526,11 @@ static void bwd_tile(const attn_args *a, int i0)
             _mm256_store_ps(dt + j * W, ds);
         }
         accum_transposed(dt, a->K + (size_t)j0 * ld, ld, dh, nk, _mm256_set1_ps(1.0f), dqt);
-        accum_rows(dt, a->Q + (size_t)i0 * ld, nr, dh, nk, a->dK + (size_t)j0 * ld, ld);
-        accum_rows(pt, a->dO + (size_t)i0 * ld, nr, dh, nk, a->dV + (size_t)j0 * ld, ld);
+        accum_rows(dt, a->Q + (size_t)i0 * ld, nr, dh, nk, j0 - i0, a->dK + (size_t)j0 * ld, ld);
+        accum_rows(pt, a->dO + (size_t)i0 * ld, nr, dh, nk, j0 - i0, a->dV + (size_t)j0 * ld, ld);
     }
-    for (int r = 0; r < nr; r++) {
-        float *dq = a->dQ + (size_t)(i0 + r) * ld;
-        for (int c = 0; c < dh; c++) dq[c] = dqt[c * W + r];
-    }
+    static const float ones[W] = {1, 1, 1, 1, 1, 1, 1, 1};
+    store_transposed(dqt, ones, nr, dh, a->dQ + (size_t)i0 * ld, ld);
 }
 
 void rs_attn_bwd_avx2(int L, int start, int dh, float scale, const float *Q, const float *K,
@@ -452,5 +557,5 @@ void rs_attn_bwd_avx2(int L, int start, int dh, float scale, const float *Q, con
         memset(dK + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
         memset(dV + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
     }
-    for (int i0 = a.start; i0 < L; i0 += W) bwd_tile(&a, i0);
+    for_each_tile(&a, bwd_tile);
 }

@@ -249,7 +249,11 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
 {
     if (!t) return RECSYS_E_INVALID;
     recsys_ctx *ctx = t->ctx;
-    /* Fisher–Yates shuffle of the users, deterministic in the seed. */
+    /* Fisher–Yates shuffle of the users from their natural order, so an
+     * epoch's order depends only on the RNG state (and resumes exactly). */
+    t->n_users = 0;
+    for (int64_t u = 0; u < t->ds->n_users; u++)
+        if (rs_user_train_len(t->ds, u) >= 2) t->users[t->n_users++] = u;
     for (int64_t i = t->n_users - 1; i > 0; i--) {
         int64_t j = (int64_t)rs_rng_below(&t->rng, (uint64_t)i + 1);
         int64_t tmp = t->users[i];

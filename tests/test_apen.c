@@ -342,6 +342,27 @@ static void test_dataset_from_arrays(void **state)
     assert_near(mean, fabs(phi3 - phi2) / 2, 1e-12);
     recsys_apen_free(a);
     recsys_dataset_free(ds);
+
+    /* r >= 1 compares the external ids: 300 and 100 get the dense ids 1 and
+     * 2, which would match at r = 1, while 300 and 100 do not. */
+    const int64_t u2[] = {1, 1, 1, 1, 1, 1, 1, 1};
+    const int64_t ext[] = {300, 100, 101, 300, 100, 101, 100, 300};
+    int32_t ext32[8], dense[8];
+    assert_int_equal(recsys_dataset_from_arrays(f->ctx, 8, u2, ext, NULL, NULL, &ds), RECSYS_OK);
+    const int32_t *seq = NULL;
+    size_t n = 0;
+    assert_int_equal(recsys_dataset_user_items(ds, 0, &seq, NULL, &n), RECSYS_OK);
+    assert_int_equal(n, 8);
+    for (int i = 0; i < 8; i++) {
+        ext32[i] = (int32_t)ext[i];
+        dense[i] = seq[i];
+    }
+    a = make(f, 1, 1.0, 0);
+    assert_int_equal(recsys_apen_dataset(a, ds, &mean, NULL, 0, &used), RECSYS_OK);
+    assert_true(mean == seq_apen(a, ext32, 8));
+    assert_true(mean != seq_apen(a, dense, 8));
+    recsys_apen_free(a);
+    recsys_dataset_free(ds);
 }
 
 /* ----------------------------------------------------------- errors */

@@ -488,6 +488,7 @@ static void ffn_bwd(const model_args *m, const float *P, float *G, int k, const 
                   slice(G, m->off, c, T_W2, k), slice(G, m->off, c, T_B2, k), ws->partial);
     rs_linear_bwd(ctx, N, F, d, hd, F, slice(Pm, m->off, c, T_W2, k), dG, d, ws->th, F, 0, NULL,
                   NULL, NULL);
+    rs_dropout(ctx, N, F, ws->th, F, ws->p, stream(ws->seed, k, S_FFN_H), ws->src, ws->th);
     rs_relu_bwd(ctx, N, F, h, F, ws->th, F);
     rs_linear_bwd(ctx, N, d, F, in, d, slice(Pm, m->off, c, T_W1, k), ws->th, F, dIn, d,
                   accumulate, slice(G, m->off, c, T_W1, k), slice(G, m->off, c, T_B1, k),
