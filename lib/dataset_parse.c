@@ -483,7 +483,7 @@ static recsys_status seq_line(recsys_ctx *ctx, seq_files *sf, char *line, char *
         recsys_status st = check_times_line(ctx, sf, p, pb, n_items);
         if (st) return st;
     }
-    field fu, fi, ft, fut;
+    field fu = {0}, fi = {0}, ft = {0}, fut = {0};
     next_token(line, &p, &fu);
     if (sf->has_times) next_token(lineb, &pb, &fut);
     int64_t u = rs_strtab_intern(&raw->users, fu.s, fu.len);

@@ -29,6 +29,15 @@ PY
   [ $rc -eq 0 ] || { printf '%s\n' "${summary[@]}"; echo "FAILED: $name"; exit $rc; }
 }
 run default -C build
+# Install into a scratch prefix and build the example the way a user would.
+inst=$(mktemp -d)
+DESTDIR=$inst meson install -C build --quiet >/dev/null
+pcdir=$(dirname "$(find "$inst" -name librecsys.pc)")
+sed -i "s|^prefix=|prefix=$inst|" "$pcdir/librecsys.pc"
+cc examples/minimal.c $(PKG_CONFIG_PATH=$pcdir pkg-config --cflags --libs librecsys) -o "$inst/minimal"
+LD_LIBRARY_PATH=$(dirname "$pcdir") "$inst/minimal" >/dev/null
+rm -rf "$inst"
+summary+=("install: 1 passed, 0 failed (pkg-config build of examples/minimal.c)")
 run avx2 --setup avx2 -C build
 run scalar --setup scalar -C build
 if [ "${RECSYS_SKIP_SANITIZERS:-0}" != 1 ]; then

@@ -190,7 +190,7 @@ static size_t index_of(const double *v, size_t n, double x)
 #define MAXV 64
 static const char *COLORS[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                "#ff7f0e", "#17becf", "#8c564b", "#e377c2"};
-static const char *DASHES[] = {"", "6,3", "2,3", "8,3,2,3", "12,4"};
+static const char *DASHES[] = {"none", "6,3", "2,3", "8,3,2,3", "12,4"};
 
 /* Metric against layers; one colour per hidden size, one dash per data value:
  * observed runs filled, held-out runs hollow with a line to their prediction. */
@@ -250,7 +250,7 @@ static int write_svg(const char *path, const recsys_perflaw *law, const runs *ob
                 double x = x0 + (x1 - x0) * s / 80.0, y = 0;
                 if (x <= 0) continue;
                 recsys_perflaw_predict(law, x, H[a], D[b], &y);
-                fprintf(f, "%.1f,%.1f ", SX(x), SY(y));
+                fprintf(f, "%s%.1f,%.1f", s ? " " : "", SX(x), SY(y));
             }
             fprintf(f, "\"/>\n");
         }
