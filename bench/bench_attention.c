@@ -13,6 +13,7 @@
  */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +58,7 @@ static void plain_fwd(bench_data *b, int s)
     rs_gemm(b->ctx, 0, 1, L, L, dh, b->scale, seq(b->Q, b, s), dh, seq(b->K, b, s), dh, 0.0f,
             b->P, L);
     for (int i = 0; i < L; i++) {
-        float *p = b->P + (size_t)i * L, m = -INFINITY, sum = 0.0f;
+        float *p = b->P + (size_t)i * L, m = -FLT_MAX, sum = 0.0f;
         for (int j = 0; j <= i; j++) m = p[j] > m ? p[j] : m;
         for (int j = 0; j <= i; j++) sum += (p[j] = expf(p[j] - m));
         float inv = 1.0f / sum;

@@ -18,11 +18,11 @@
 #define KC 256    /* K block: 6 x 256 floats of A stay in L1 */
 #define NC 256    /* N block: the packed 256 x 256 B block (256 KB) stays in L2 */
 
-_Static_assert(KC * NC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
+_Static_assert(KC * NC + MR * KC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
 
 static inline __attribute__((always_inline)) void
-ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const float *a,
-         size_t rsa, size_t csa, const float *bp, float *c, size_t ldc, float alpha,
+ukr_body(const int mr, const int nv, const int ta, const int full, int ncols, int kc, const float *a,
+         size_t rsa, size_t csa, const float *bp, size_t rsb, float *c, size_t ldc, float alpha,
          float beta)
 {
     __m256 acc[MR][NVMAX];
@@ -31,7 +31,9 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[r][v] = _mm256_setzero_ps();
 
-    const size_t wp = (size_t)nv * VW;
+    int tail = ncols - (nv - 1) * VW;
+    __m256i mtail = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     const float *ar[MR];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) ar[r] = a + r * rsa;
@@ -40,8 +42,10 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
     for (int k = 0; k < kc; k++) {
         __m256 b[NVMAX];
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) b[v] = _mm256_load_ps(bp + v * VW);
-        bp += wp;
+        for (int v = 0; v < nv; v++)
+            b[v] = v < nv - 1 || full ? _mm256_loadu_ps(bp + v * VW)
+                                       : _mm256_maskload_ps(bp + v * VW, mtail);
+        bp += rsb;
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
             /* op(A)[r,k]: row r of A, or the r-th of mr adjacent floats of row k of A */
@@ -52,9 +56,6 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
         if (ta) a += csa;
     }
 
-    int tail = ncols - (nv - 1) * VW;
-    __m256i mtail = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
@@ -62,7 +63,7 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
             __m256 x = _mm256_mul_ps(acc[r][v], va);
-            if (v < nv - 1 || tail == VW) {
+            if (v < nv - 1 || full) {
                 if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + v * VW), x);
                 _mm256_storeu_ps(cr + v * VW, x);
             } else {
@@ -76,11 +77,15 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
 }
 
 #define UKR_PARAMS                                                                         \
-    int ncols, int kc, const float *a, size_t rsa, size_t csa, const float *bp, float *c,  \
-        size_t ldc, float alpha, float beta
-#define UKR_ARGS ncols, kc, a, rsa, csa, bp, c, ldc, alpha, beta
-#define UKR_CASE(m, n, ta) \
-    case (m) * 8 + (n): ukr_body(m, n, ta, UKR_ARGS); return;
+    int ncols, int kc, const float *a, size_t rsa, size_t csa, const float *bp, size_t rsb, \
+        float *c, size_t ldc, float alpha, float beta
+#define UKR_ARGS ncols, kc, a, rsa, csa, bp, rsb, c, ldc, alpha, beta
+/* full: the last vector of the panel is complete (no masked loads) */
+#define UKR_CASE(m, n, ta)                                                                 \
+    case (m) * 8 + (n):                                                                    \
+        if (ncols == (n) * VW) ukr_body(m, n, ta, 1, UKR_ARGS);                              \
+        else ukr_body(m, n, ta, 0, UKR_ARGS);                                              \
+        return;
 #define UKR_ROW(m, ta) UKR_CASE(m, 1, ta) UKR_CASE(m, 2, ta)
 
 static void ukr_n(int mr, int nv, UKR_PARAMS)
@@ -103,8 +108,8 @@ void rs_gemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, co
                   int lda, const float *B, int ldb, float beta, float *C, int ldc,
                   float *scratch)
 {
-    /* Without a caller buffer: 64 x 64 blocks in a 16 KB stack buffer. */
-    float local[64 * 64] __attribute__((aligned(64)));
+    /* Without a caller buffer: 64 x 64 blocks in a 17.5 KB stack buffer. */
+    float local[64 * 64 + MR * 64] __attribute__((aligned(64)));
     float *buf = scratch ? scratch : local;
     int kc = scratch ? KC : 64, nc = scratch ? NC : 64;
     rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,

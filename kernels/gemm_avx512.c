@@ -17,11 +17,11 @@
 #define KC 256    /* K block: 6 x 256 floats of A stay in L1 */
 #define NC 512    /* N block: the packed 256 x 512 B block (512 KB) stays in L2 */
 
-_Static_assert(KC * NC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
+_Static_assert(KC * NC + MR * KC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
 
 static inline __attribute__((always_inline)) void
 ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const float *a,
-         size_t rsa, size_t csa, const float *bp, float *c, size_t ldc, float alpha,
+         size_t rsa, size_t csa, const float *bp, size_t rsb, float *c, size_t ldc, float alpha,
          float beta)
 {
     __m512 acc[MR][NVMAX];
@@ -30,7 +30,8 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
 
-    const size_t wp = (size_t)nv * VW;
+    int tail = ncols - (nv - 1) * VW;
+    __mmask16 mtail = (__mmask16)(tail >= VW ? 0xFFFFu : (1u << tail) - 1u);
     const float *ar[MR];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) ar[r] = a + r * rsa;
@@ -39,8 +40,9 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
     for (int k = 0; k < kc; k++) {
         __m512 b[NVMAX];
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) b[v] = _mm512_load_ps(bp + v * VW);
-        bp += wp;
+        for (int v = 0; v < nv; v++)
+            b[v] = v < nv - 1 ? _mm512_loadu_ps(bp + v * VW) : _mm512_maskz_loadu_ps(mtail, bp + v * VW);
+        bp += rsb;
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
             /* op(A)[r,k]: row r of A, or the r-th of mr adjacent floats of row k of A */
@@ -51,8 +53,6 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
         if (ta) a += csa;
     }
 
-    int tail = ncols - (nv - 1) * VW;
-    __mmask16 mtail = (__mmask16)(tail >= VW ? 0xFFFFu : (1u << tail) - 1u);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
@@ -68,9 +68,9 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
 }
 
 #define UKR_PARAMS                                                                         \
-    int ncols, int kc, const float *a, size_t rsa, size_t csa, const float *bp, float *c,  \
-        size_t ldc, float alpha, float beta
-#define UKR_ARGS ncols, kc, a, rsa, csa, bp, c, ldc, alpha, beta
+    int ncols, int kc, const float *a, size_t rsa, size_t csa, const float *bp, size_t rsb, \
+        float *c, size_t ldc, float alpha, float beta
+#define UKR_ARGS ncols, kc, a, rsa, csa, bp, rsb, c, ldc, alpha, beta
 #define UKR_CASE(m, n, ta) \
     case (m) * 8 + (n): ukr_body(m, n, ta, UKR_ARGS); return;
 #define UKR_ROW(m, ta) UKR_CASE(m, 1, ta) UKR_CASE(m, 2, ta) UKR_CASE(m, 3, ta) UKR_CASE(m, 4, ta)
@@ -95,8 +95,8 @@ void rs_gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha,
                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
                     int ldc, float *scratch)
 {
-    /* Without a caller buffer: 64 x 64 blocks in a 16 KB stack buffer. */
-    float local[64 * 64] __attribute__((aligned(64)));
+    /* Without a caller buffer: 64 x 64 blocks in a 17.5 KB stack buffer. */
+    float local[64 * 64 + MR * 64] __attribute__((aligned(64)));
     float *buf = scratch ? scratch : local;
     int kc = scratch ? KC : 64, nc = scratch ? NC : 64;
     rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,

@@ -560,6 +560,17 @@ static recsys_status parse_conf(ck_reader *r, char *text, rs_model_config *cfg)
     return st;
 }
 
+/* The family's ops, as rs_model_create picks them (HSTU may not be linked
+ * in yet: model.c declares it weak too; rs_model_create then reports it). */
+extern const rs_model_ops rs_hstu_ops __attribute__((weak));
+
+static const rs_model_ops *family_ops(enum rs_model_type t)
+{
+    if (t == RS_MODEL_SASREC) return &rs_sasrec_ops;
+    if (t == RS_MODEL_HSTU && &rs_hstu_ops != NULL) return &rs_hstu_ops;
+    return NULL;
+}
+
 /* TENS payload must describe exactly the layout this library uses. */
 static recsys_status check_tensors(ck_reader *r, const unsigned char *p, size_t len,
                                    const recsys_model *m)
@@ -703,6 +714,14 @@ static recsys_status read_sections(ck_reader *r, load_out *o, int keep_extra)
             rs_model_config cfg;
             if (!st) st = parse_conf(r, text, &cfg);
             free(text);
+            /* Bound the allocation by what the file can hold before making
+             * the model (a CRC-valid but absurd config must not allocate). */
+            const rs_model_ops *ops = st ? NULL : family_ops(cfg.type);
+            if (ops && ops->n_params(&cfg) > (r->size - r->pos) / sizeof(float))
+                st = bad(r, "the config needs %zu parameters (%zu bytes) but the file has only "
+                            "%" PRIu64 " bytes left",
+                         ops->n_params(&cfg), ops->n_params(&cfg) * sizeof(float),
+                         r->size - r->pos);
             if (!st) {
                 st = rs_model_create(r->ctx, &cfg, NULL, &o->model);
                 if (st == RECSYS_E_INVALID)
@@ -757,15 +776,24 @@ static recsys_status load_impl(recsys_ctx *ctx, const char *path, load_out *o, i
 {
     memset(o, 0, sizeof *o);
     ck_reader r = {.ctx = ctx, .path = path};
-    r.f = fopen(path, "rb");
-    if (!r.f)
+    /* Non-blocking open: a FIFO at path must not hang the call. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
         return rs_error(ctx, RECSYS_E_IO, "cannot open checkpoint '%s': %s", path,
                         strerror(errno));
     struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return rs_error(ctx, RECSYS_E_IO, "checkpoint '%s' is not a regular file", path);
+    }
+    r.f = fdopen(fd, "rb");
+    if (!r.f) {
+        close(fd);
+        return rs_error(ctx, RECSYS_E_NOMEM, "cannot open checkpoint '%s': %s", path,
+                        strerror(errno));
+    }
     recsys_status st = RECSYS_OK;
-    if (fstat(fileno(r.f), &sb) != 0 || !S_ISREG(sb.st_mode))
-        st = rs_error(ctx, RECSYS_E_IO, "checkpoint '%s' is not a regular file", path);
-    r.size = st ? 0 : (uint64_t)sb.st_size;
+    r.size = (uint64_t)sb.st_size;
     unsigned char h[CK_HEADER_SIZE];
     if (!st && r.size < CK_HEADER_SIZE)
         st = bad(&r, "only %" PRIu64 " bytes: too short to be a checkpoint", r.size);

@@ -185,14 +185,17 @@ static void softmax_task(void *arg, int task, int thread)
             }
             if (l[1 + r] > mx) mx = l[1 + r];
         }
+        /* softmax over [positive, negatives]; masked logits give exp = 0 */
+        float l0 = l[0];
         double sum = 0.0;
-        for (int r = 0; r < R1; r++) sum += exp((double)l[r] - mx);
-        double lse = mx + log(sum);
-        acc += lse - l[0];
-        float scale = j->inv_count * j->inv_tau;
         for (int r = 0; r < R1; r++) {
-            int masked = r > 0 && neg_id(j, t, r - 1) == pos;
-            float g = masked ? 0.0f : (float)(exp((double)l[r] - lse) - (r == 0)) * scale;
+            l[r] = expf(l[r] - mx);
+            sum += l[r];
+        }
+        acc += mx + log(sum) - l0;
+        float inv_sum = (float)(1.0 / sum), scale = j->inv_count * j->inv_tau;
+        for (int r = 0; r < R1; r++) {
+            float g = (l[r] * inv_sum - (r == 0 ? 1.0f : 0.0f)) * scale;
             l[r] = g;
             cc[r] *= g;
         }
@@ -371,7 +374,11 @@ recsys_status rs_loss_sampled_softmax_ws(recsys_ctx *ctx, const rs_model_config 
     }
     if (d_items) {
         memset(ws->beta, 0, sizeof(float) * ((size_t)cfg->n_items + 1));
-        if ((d + j.col_block - 1) / j.col_block > 8) j.col_block = (d + 7) / 8;
+        /* one column block per thread: each block rescans every (position,
+         * item) pair, so fewer, wider blocks cost less; the sums do not
+         * depend on where the blocks split */
+        int nt = rs_pool_threads(ctx->pool);
+        j.col_block = ((d + nt - 1) / nt + 7) & ~7;
         rs_pool_run(ctx->pool, (d + j.col_block - 1) / j.col_block, item_grad_task, &j);
         if (shared && R > 0) {
             /* G = cᵀ F̂ for the R shared rows, then rows in order */

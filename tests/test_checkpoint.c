@@ -150,6 +150,25 @@ static void reseal(unsigned char *b, size_t n)
     }
 }
 
+/* good with its CONF payload replaced by text (all CRCs recomputed). */
+static unsigned char *replace_conf(const unsigned char *good, size_t n, const char *text,
+                                   size_t *out_n)
+{
+    size_t starts[8];
+    assert_int_equal(sections(good, n, starts, 8), 4);
+    size_t tl = strlen(text), rest = n - starts[1];
+    *out_n = 16 + 16 + tl + rest;
+    unsigned char *b = malloc(*out_n);
+    assert_non_null(b);
+    memcpy(b, good, 16);
+    memcpy(b + 16, "CONF", 4);
+    put_le64(b + 20, tl);
+    memcpy(b + 28, text, tl);
+    memcpy(b + 28 + tl + 4, good + starts[1], rest);
+    reseal(b, *out_n);
+    return b;
+}
+
 /* Load path, expecting RECSYS_E_FORMAT and a message naming the file. */
 static void expect_format(fixture *f, const char *what)
 {
@@ -442,6 +461,44 @@ static void test_inconsistent(void **state)
     write_all(f->path, b, n);
     expect_format(f, "length -1");
 
+    /* A CRC-valid config of absurd size is refused before anything is
+     * allocated for it (ASan would report a failed huge allocation). */
+    static const char *huge[] = {
+        "n_items=2000000000\nmodel.type=sasrec\nmodel.dim=16\nmodel.heads=2\n",
+        "n_items=37\nmodel.type=sasrec\nmodel.dim=65536\nmodel.blocks=1024\n",
+    };
+    for (int i = 0; i < 2; i++) {
+        size_t hn;
+        unsigned char *h = replace_conf(good, n, huge[i], &hn);
+        write_all(f->path, h, hn);
+        expect_format(f, huge[i]);
+        assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "config needs"));
+        free(h);
+    }
+    /* A config with no n_items, or a bad value. */
+    static const char *broken[] = {"model.dim=16\n", "n_items=37\nmodel.dim=sixteen\n",
+                                   "n_items=37\nn_items=38\n", "n_items=37\nno equals sign\n",
+                                   "n_items=0\n", "n_items=37\ndata.path=x\n"};
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+        size_t hn;
+        unsigned char *h = replace_conf(good, n, broken[i], &hn);
+        write_all(f->path, h, hn);
+        expect_format(f, broken[i]);
+        free(h);
+    }
+    /* The same text as written, re-packed, loads (the helper is sound). */
+    {
+        size_t hn, cl = (size_t)le64(good + 20);
+        char *text = malloc(cl + 1);
+        memcpy(text, good + 28, cl);
+        text[cl] = 0;
+        unsigned char *h = replace_conf(good, n, text, &hn);
+        assert_int_equal(hn, n);
+        assert_memory_equal(h, good, n);
+        free(h);
+        free(text);
+    }
+
     /* A NaN and an infinity in the weights. */
     for (int which = 0; which < 2; which++) {
         memcpy(b, good, n);
@@ -515,6 +572,11 @@ static void test_io_errors(void **state)
     assert_int_equal(recsys_model_load(f->ctx, path, &m), RECSYS_E_IO);
     assert_null(m);
     assert_int_equal(recsys_model_load(f->ctx, f->dir, &m), RECSYS_E_IO);
+    /* A FIFO is refused at once instead of blocking. */
+    snprintf(path, sizeof path, "%s/fifo", f->dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(recsys_model_load(f->ctx, path, &m), RECSYS_E_IO);
+    unlink(path);
 }
 
 static void test_null_args(void **state)

@@ -23,20 +23,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-torch.set_default_dtype(torch.float64)
-
 N_BUCKETS = 128
 
 
-def hstu_forward(P, cfg, seq, times):
-    """Outputs F [B, L, d] of the HSTU encoder (eval mode: no dropout)."""
+def hstu_forward(P, cfg, seq, times, dropout=0.0):
+    """Outputs F [B, L, d] of the HSTU encoder; dropout (training mode) on
+    the input embeddings and on U ⊙ LN(O), as the reference."""
     B, L = seq.shape
     d, h, dqk, dv = cfg["dim"], cfg["heads"], cfg["dqk"], cfg["dv"]
     N = L
     valid = seq != 0
     pos_idx = torch.where(valid, torch.arange(1, L + 1).expand(B, L), torch.zeros_like(seq))
     x = P["item_emb"][seq] * math.sqrt(d) + P["pos_emb"][pos_idx]
-    x = x * valid.unsqueeze(-1)
+    x = F.dropout(x, dropout, training=dropout > 0) * valid.unsqueeze(-1)
     causal = torch.tril(torch.ones(N, N, dtype=torch.bool))
     mask = causal.unsqueeze(0) & valid.unsqueeze(2) & valid.unsqueeze(1)  # [B, N, N]
     for b in range(cfg["blocks"]):
@@ -62,6 +61,7 @@ def hstu_forward(P, cfg, seq, times):
         attn = attn * mask.unsqueeze(1)
         out = torch.einsum("bhnm,bmhd->bnhd", attn, v.reshape(B, N, h, dv)).reshape(B, N, h * dv)
         o_in = u * F.layer_norm(out, [h * dv], eps=1e-6)
+        o_in = F.dropout(o_in, dropout, training=dropout > 0)
         x = F.linear(o_in, P["o.weight"][b], P["o.bias"][b]) + x
         x = x * valid.unsqueeze(-1)
     y = x / torch.clamp(torch.linalg.norm(x, dim=-1, keepdim=True), min=1e-6)

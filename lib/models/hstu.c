@@ -163,6 +163,7 @@ typedef struct hblock {
     float *g;      /* SiLU(H) = U | V | Q | K       R x cols */
     float *o;      /* attention output              R x hdv  */
     float *zn;     /* LN(O)                         R x hdv  */
+    float *md;     /* Dropout(U ⊙ LN(O))            R x hdv  */
     float *m1, *r1, *m2, *r2; /* layer-norm statistics, R each */
 } hblock;
 
@@ -208,6 +209,7 @@ static size_t ws_plan(rs_workspace *ws, float *base)
         TAKE(s->g, R * cols);
         TAKE(s->o, R * hdv);
         TAKE(s->zn, R * hdv);
+        TAKE(s->md, R * hdv);
         TAKE(s->m1, R);
         TAKE(s->r1, R);
         TAKE(s->m2, R);
@@ -502,10 +504,10 @@ static void block_fwd(const model_args *a, const float *P, int k, const float *X
     rs_pool_run(ctx->pool, ws->B * m->h, attn_fwd_task, &aj);
 
     rs_layernorm_fwd(ctx, n, m->hdv, s->o, NULL, NULL, NULL, LN_EPS, s->zn, s->m2, s->r2);
-    ew_job mu = {n, m->hdv, m->cols, ws->tm, NULL, NULL, s->g, s->zn}; /* U ⊙ LN(O) */
+    ew_job mu = {n, m->hdv, m->cols, s->md, NULL, NULL, s->g, s->zn}; /* U ⊙ LN(O) */
     run_rows(ctx, mul_task, &mu);
-    rs_dropout(ctx, n, m->hdv, ws->tm, m->hdv, ws->p, stream(ws->seed, k, S_LIN), ws->src, ws->tm);
-    rs_linear_fwd(ctx, n, m->hdv, m->d, ws->tm, m->hdv, slice(Pm, a->off, c, T_O_W, k),
+    rs_dropout(ctx, n, m->hdv, s->md, m->hdv, ws->p, stream(ws->seed, k, S_LIN), ws->src, s->md);
+    rs_linear_fwd(ctx, n, m->hdv, m->d, s->md, m->hdv, slice(Pm, a->off, c, T_O_W, k),
                   slice(Pm, a->off, c, T_O_B, k), Y, m->d);
     rs_nn_add(ctx, n, m->d, X, Y);
 }
@@ -591,11 +593,8 @@ static void block_bwd(const model_args *a, const float *P, float *G, int k, cons
     float *Pm = (float *)P;
     uint64_t sd = stream(ws->seed, k, S_LIN);
 
-    /* Y = X + Md W_oᵀ + b_o: rebuild Md = Dropout(U ⊙ Zn) in tm. */
-    ew_job mu = {n, m->hdv, m->cols, ws->tm, NULL, NULL, s->g, s->zn};
-    run_rows(ctx, mul_task, &mu);
-    rs_dropout(ctx, n, m->hdv, ws->tm, m->hdv, ws->p, sd, ws->src, ws->tm);
-    rs_linear_bwd(ctx, n, m->hdv, m->d, ws->tm, m->hdv, slice(Pm, a->off, c, T_O_W, k), dY, m->d,
+    /* Y = X + Md W_oᵀ + b_o */
+    rs_linear_bwd(ctx, n, m->hdv, m->d, s->md, m->hdv, slice(Pm, a->off, c, T_O_W, k), dY, m->d,
                   ws->tm2, m->hdv, 0, slice(G, a->off, c, T_O_W, k), slice(G, a->off, c, T_O_B, k),
                   ws->partial);
     rs_dropout(ctx, n, m->hdv, ws->tm2, m->hdv, ws->p, sd, ws->src, ws->tm2); /* tm2 = dM */

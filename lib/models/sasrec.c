@@ -136,9 +136,11 @@ static void sasrec_init(const rs_model_config *c, float *P, rs_rng *rng)
  *   original: xn = LN_a(X) (=Q), a = MHA out, xn2 = LN_f(Q + a)
  *   post:     xn = LN_a(X + a),  a = MHA out, xn2 = FFN output (dropped)
  *   pre:      xn = LN_a(X),      a = MHA out, xn2 = LN_f(X + a)
- * qkvo holds Q | K | V | O with row stride 4d; h the FFN hidden after ReLU. */
+ * qkvo holds Q | K | V | O with row stride 4d; h the FFN hidden after ReLU
+ * and dropout (all its backward needs); mask the FFN output's dropout. */
 typedef struct sblock {
     float *xn, *qkvo, *a, *xn2, *h, *lse, *m1, *r1, *m2, *r2;
+    uint8_t *mask;
 } sblock;
 
 struct rs_workspace {
@@ -154,6 +156,7 @@ struct rs_workspace {
     float **x;                /* blocks+1 block inputs/outputs */
     sblock *blk;
     float *mf, *rf;           /* final layer norm statistics */
+    uint8_t *emb_mask;        /* embedding dropout decisions */
     float *t1, *t2, *th, *g0, *g1, *gq, *partial; /* scratch */
     float *arena;
 };
@@ -170,6 +173,11 @@ static size_t ws_plan(rs_workspace *ws, float *base)
         if (base) (ptr) = base + off;               \
         off += ((size_t)(n) + 15) & ~(size_t)15;    \
     } while (0)
+#define TAKE_BYTES(ptr, n)                                      \
+    do {                                                        \
+        if (base) (ptr) = (uint8_t *)(void *)(base + off);      \
+        off += (((size_t)(n) + 3) / 4 + 15) & ~(size_t)15;      \
+    } while (0)
     for (int k = 0; k <= c->blocks; k++) TAKE(ws->x[k], R * d);
     for (int k = 0; k < c->blocks; k++) {
         sblock *s = &ws->blk[k];
@@ -183,7 +191,9 @@ static size_t ws_plan(rs_workspace *ws, float *base)
         TAKE(s->r1, R);
         TAKE(s->m2, R);
         TAKE(s->r2, R);
+        TAKE_BYTES(s->mask, R * d);
     }
+    TAKE_BYTES(ws->emb_mask, R * d);
     TAKE(ws->mf, R);
     TAKE(ws->rf, R);
     TAKE(ws->t1, R * d);
@@ -196,6 +206,7 @@ static size_t ws_plan(rs_workspace *ws, float *base)
     int chunks = rs_nn_chunks(ws->R);
     TAKE(ws->partial, (size_t)(chunks > ws->cap_B ? chunks : ws->cap_B) * width);
 #undef TAKE
+#undef TAKE_BYTES
     return off;
 }
 
@@ -279,25 +290,21 @@ typedef struct model_args {
     const size_t *off;
 } model_args;
 
-/* out_g = Dropout(W2 · Dropout(ReLU(W1 in + b1)) + b2); h keeps ReLU(...). */
-static void ffn_fwd(const model_args *m, const float *P, int k, const float *in, float *h,
-                    float *out_g)
+/* out = Dropout(W2 · Dropout(ReLU(W1 in + b1)) + b2) (+ add1) (+ add2);
+ * h keeps the dropped hidden layer, s->mask the output's dropout. */
+static void ffn_fwd(const model_args *m, const float *P, int k, const sblock *s, const float *in,
+                    float *out, const float *add1, const float *add2)
 {
     recsys_ctx *ctx = m->ctx;
     rs_workspace *ws = m->ws;
     int N = ws->N, d = m->c->dim, F = m->c->ffn_dim;
     float *Pm = (float *)P;
-    rs_linear_fwd(ctx, N, d, F, in, d, slice(Pm, m->off, m->c, T_W1, k),
-                  slice(Pm, m->off, m->c, T_B1, k), h, F);
-    rs_relu_fwd(ctx, N, F, h, F);
-    const float *hd = h;
-    if (ws->p > 0.0f) {
-        rs_dropout(ctx, N, F, h, F, ws->p, stream(ws->seed, k, S_FFN_H), ws->src, ws->th);
-        hd = ws->th;
-    }
-    rs_linear_fwd(ctx, N, F, d, hd, F, slice(Pm, m->off, m->c, T_W2, k),
-                  slice(Pm, m->off, m->c, T_B2, k), out_g, d);
-    rs_dropout(ctx, N, d, out_g, d, ws->p, stream(ws->seed, k, S_FFN_OUT), ws->src, out_g);
+    rs_linear_fwd(ctx, N, d, F, in, d, slice(Pm, m->off, m->c, T_W1, k), NULL, s->h, F);
+    rs_bias_relu_dropout_fwd(ctx, N, F, s->h, slice(Pm, m->off, m->c, T_B1, k), ws->p,
+                             stream(ws->seed, k, S_FFN_H), ws->src);
+    rs_linear_fwd(ctx, N, F, d, s->h, F, slice(Pm, m->off, m->c, T_W2, k), NULL, out, d);
+    rs_bias_dropout_add_fwd(ctx, N, d, out, slice(Pm, m->off, m->c, T_B2, k), ws->p,
+                            stream(ws->seed, k, S_FFN_OUT), ws->src, s->mask, add1, add2);
 }
 
 static void block_fwd(const model_args *m, const float *P, int k, const sblock *s,
@@ -334,19 +341,16 @@ static void block_fwd(const model_args *m, const float *P, int k, const sblock *
     switch (c->norm) {
     case RS_NORM_ORIGINAL: /* N = LN_f(Q + A); Y = N + FFN(N) */
         rs_layernorm_fwd(ctx, N, d, s->xn, s->a, g2, be2, LN_EPS, s->xn2, s->m2, s->r2);
-        ffn_fwd(m, P, k, s->xn2, s->h, Y);
-        rs_nn_add(ctx, N, d, s->xn2, Y);
+        ffn_fwd(m, P, k, s, s->xn2, Y, s->xn2, NULL);
         break;
     case RS_NORM_POST: /* E1 = LN_a(X + A); Y = LN_f(E1 + FFN(E1)) */
         rs_layernorm_fwd(ctx, N, d, X, s->a, g1, be1, LN_EPS, s->xn, s->m1, s->r1);
-        ffn_fwd(m, P, k, s->xn, s->h, s->xn2);
+        ffn_fwd(m, P, k, s, s->xn, s->xn2, NULL, NULL);
         rs_layernorm_fwd(ctx, N, d, s->xn, s->xn2, g2, be2, LN_EPS, Y, s->m2, s->r2);
         break;
     case RS_NORM_PRE: /* X1 = X + A; Y = X1 + FFN(LN_f(X1)) */
         rs_layernorm_fwd(ctx, N, d, X, s->a, g2, be2, LN_EPS, s->xn2, s->m2, s->r2);
-        ffn_fwd(m, P, k, s->xn2, s->h, Y);
-        rs_nn_add(ctx, N, d, X, Y);
-        rs_nn_add(ctx, N, d, s->a, Y);
+        ffn_fwd(m, P, k, s, s->xn2, Y, X, s->a);
         break;
     }
 }
@@ -447,7 +451,8 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
     float *X0 = ws->x[0];
     rs_embed_fwd(ctx, N, d, P + off[T_ITEM], ws->emb_item, sqrtf((float)d), 0, X0);
     rs_embed_fwd(ctx, N, d, P + off[T_POS], ws->emb_pos, 1.0f, 1, X0);
-    rs_dropout(ctx, N, d, X0, d, ws->p, stream(ws->seed, 0, S_EMB), ws->src, X0);
+    rs_dropout_fwd_mask(ctx, N, d, X0, ws->p, stream(ws->seed, 0, S_EMB), ws->src, X0,
+                        ws->emb_mask);
     /* Inference keeps nothing for a backward: every block reuses block 0's
      * buffers and the hidden state ping-pongs between x[0] and x[1]. */
     int keep = b->train != 0;
@@ -465,10 +470,11 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
 
 /* --------------------------------------------------------------- backward */
 
-/* Backward of ffn_fwd given dGd = ∂/∂out_g; dIn = (or +=) ∂/∂in. dIn may
- * alias dGd: it is only written after dGd's last use. Uses t1 and th. */
-static void ffn_bwd(const model_args *m, const float *P, float *G, int k, const float *in,
-                    const float *h, const float *dGd, float *dIn, int accumulate)
+/* Backward of ffn_fwd given dGd = ∂/∂(dropped output); dIn = (or +=)
+ * ∂/∂in. dIn may alias dGd: it is only written after dGd's last use. Uses
+ * t1 and th. */
+static void ffn_bwd(const model_args *m, const float *P, float *G, int k, const sblock *s,
+                    const float *in, const float *dGd, float *dIn, int accumulate)
 {
     recsys_ctx *ctx = m->ctx;
     rs_workspace *ws = m->ws;
@@ -476,20 +482,13 @@ static void ffn_bwd(const model_args *m, const float *P, float *G, int k, const 
     int N = ws->N, d = c->dim, F = c->ffn_dim;
     float *Pm = (float *)P;
     const float *dG = dGd;
-    const float *hd = h;
     if (ws->p > 0.0f) {
-        rs_dropout(ctx, N, d, dGd, d, ws->p, stream(ws->seed, k, S_FFN_OUT), ws->src, ws->t1);
+        rs_dropout_bwd_mask(ctx, N, d, dGd, ws->p, s->mask, ws->t1);
         dG = ws->t1;
-        rs_dropout(ctx, N, F, h, F, ws->p, stream(ws->seed, k, S_FFN_H), ws->src, ws->th);
-        hd = ws->th;
     }
-    /* dW2, db2 first (they read hd, which may live in th), then dHd into th. */
-    rs_linear_bwd(ctx, N, F, d, hd, F, slice(Pm, m->off, c, T_W2, k), dG, d, NULL, 0, 0,
+    rs_linear_bwd(ctx, N, F, d, s->h, F, slice(Pm, m->off, c, T_W2, k), dG, d, ws->th, F, 0,
                   slice(G, m->off, c, T_W2, k), slice(G, m->off, c, T_B2, k), ws->partial);
-    rs_linear_bwd(ctx, N, F, d, hd, F, slice(Pm, m->off, c, T_W2, k), dG, d, ws->th, F, 0, NULL,
-                  NULL, NULL);
-    rs_dropout(ctx, N, F, ws->th, F, ws->p, stream(ws->seed, k, S_FFN_H), ws->src, ws->th);
-    rs_relu_bwd(ctx, N, F, h, F, ws->th, F);
+    rs_relu_dropout_bwd(ctx, N, F, s->h, ws->p, ws->th);
     rs_linear_bwd(ctx, N, d, F, in, d, slice(Pm, m->off, c, T_W1, k), ws->th, F, dIn, d,
                   accumulate, slice(G, m->off, c, T_W1, k), slice(G, m->off, c, T_B1, k),
                   ws->partial);
@@ -520,7 +519,7 @@ static void block_bwd(const model_args *m, const float *P, float *G, int k, cons
     float *da = NULL;
     switch (c->norm) {
     case RS_NORM_ORIGINAL:
-        ffn_bwd(m, P, G, k, s->xn2, s->h, dY, dY, 1);           /* dY = dN */
+        ffn_bwd(m, P, G, k, s, s->xn2, dY, dY, 1);              /* dY = dN */
         rs_layernorm_bwd(ctx, N, d, s->xn, s->a, g2, s->m2, s->r2, dY, t2, dg2, dbe2,
                          ws->partial);                          /* t2 = dE1 */
         da = t2;
@@ -528,13 +527,13 @@ static void block_bwd(const model_args *m, const float *P, float *G, int k, cons
     case RS_NORM_POST:
         rs_layernorm_bwd(ctx, N, d, s->xn, s->xn2, g2, s->m2, s->r2, dY, t2, dg2, dbe2,
                          ws->partial);                          /* t2 = dZ */
-        ffn_bwd(m, P, G, k, s->xn, s->h, t2, t2, 1);            /* t2 = dE1 */
+        ffn_bwd(m, P, G, k, s, s->xn, t2, t2, 1);               /* t2 = dE1 */
         rs_layernorm_bwd(ctx, N, d, X, s->a, g1, s->m1, s->r1, t2, dX, dg1, dbe1,
                          ws->partial);                          /* dX = dS */
         da = dX;
         break;
     case RS_NORM_PRE:
-        ffn_bwd(m, P, G, k, s->xn2, s->h, dY, t2, 0);           /* t2 = dXn2 */
+        ffn_bwd(m, P, G, k, s, s->xn2, dY, t2, 0);              /* t2 = dXn2 */
         rs_layernorm_bwd(ctx, N, d, X, s->a, g2, s->m2, s->r2, t2, t1, dg2, dbe2, ws->partial);
         rs_nn_add(ctx, N, d, t1, dY);                           /* dY = dX1 */
         da = dY;
@@ -600,7 +599,7 @@ static recsys_status sasrec_backward(recsys_ctx *ctx, const rs_model_config *c, 
         dX = t;
     }
     /* dY = ∂/∂(dropped embedding); undo the dropout, then scatter. */
-    rs_dropout(ctx, N, d, dY, d, ws->p, stream(ws->seed, 0, S_EMB), ws->src, dY);
+    rs_dropout_bwd_mask(ctx, N, d, dY, ws->p, ws->emb_mask, dY);
     rs_embed_bwd(ctx, N, d, ws->emb_item, sqrtf((float)d), dY, G + off[T_ITEM]);
     rs_embed_bwd(ctx, N, d, ws->emb_pos, 1.0f, dY, G + off[T_POS]);
     return RECSYS_OK;

@@ -59,6 +59,31 @@ void rs_embed_bwd(recsys_ctx *ctx, int n, int d, const int32_t *ids, float scale
 void rs_dropout(recsys_ctx *ctx, int n, int m, const float *x, int ld, float p, uint64_t seed,
                 const int32_t *row_id, float *y);
 
+/* Dropout recording its decisions (mask[i*m + c] = 1 when kept) so the
+ * backward needs no hashing: y = x * mask / (1 - p), n x m contiguous rows
+ * (y may be x). p == 0 copies and leaves mask alone. */
+void rs_dropout_fwd_mask(recsys_ctx *ctx, int n, int m, const float *x, float p, uint64_t seed,
+                         const int32_t *row_id, float *y, uint8_t *mask);
+/* dx = dy * mask / (1 - p) (dx may be dy). */
+void rs_dropout_bwd_mask(recsys_ctx *ctx, int n, int m, const float *dy, float p,
+                         const uint8_t *mask, float *dx);
+
+/* ------------------------------------------------- fused FFN element-wise */
+/* The hidden layer of a feed-forward block, in place on the GEMM output y
+ * (n x m contiguous): y = Dropout(ReLU(y + b)) (b may be NULL), dropout as
+ * in rs_dropout. Only y is kept: its backward below needs nothing else. */
+void rs_bias_relu_dropout_fwd(recsys_ctx *ctx, int n, int m, float *y, const float *b, float p,
+                              uint64_t seed, const int32_t *row_id);
+/* In place: dy = dy / (1 - p) where y > 0, else 0 (y the forward output: a
+ * unit that was dropped or clipped by the ReLU is exactly zero there). */
+void rs_relu_dropout_bwd(recsys_ctx *ctx, int n, int m, const float *y, float p, float *dy);
+/* The output of a feed-forward block with its residuals, in place on the
+ * GEMM output y: y = Dropout(y + b) (+ add1) (+ add2) (b, add1, add2 may be
+ * NULL), recording the dropout mask as rs_dropout_fwd_mask does. */
+void rs_bias_dropout_add_fwd(recsys_ctx *ctx, int n, int m, float *y, const float *b, float p,
+                             uint64_t seed, const int32_t *row_id, uint8_t *mask,
+                             const float *add1, const float *add2);
+
 /* -------------------------------------------------------------------- relu */
 /* x = max(x, 0) in place. */
 void rs_relu_fwd(recsys_ctx *ctx, int n, int m, float *x, int ld);
