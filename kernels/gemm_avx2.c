@@ -36,7 +36,12 @@ ukr_body(const int mr, const int nv, const int ta, const int full, int ncols, in
                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     const float *ar[MR];
 #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) ar[r] = a + r * rsa;
+    for (int r = 0; r < mr; r++) {
+        ar[r] = a + r * rsa;
+        /* C is touched only after the K loop: start fetching it now */
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) _mm_prefetch((const char *)(c + r * ldc + v * VW), _MM_HINT_T0);
+    }
 
 #pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {

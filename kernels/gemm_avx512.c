@@ -34,7 +34,12 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
     __mmask16 mtail = (__mmask16)(tail >= VW ? 0xFFFFu : (1u << tail) - 1u);
     const float *ar[MR];
 #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) ar[r] = a + r * rsa;
+    for (int r = 0; r < mr; r++) {
+        ar[r] = a + r * rsa;
+        /* C is touched only after the K loop: start fetching it now */
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) _mm_prefetch((const char *)(c + r * ldc + v * VW), _MM_HINT_T0);
+    }
 
 #pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {
