@@ -5,11 +5,14 @@
  * GEMMs through the library's rs_gemm (same ctx, same GEMM kernels).
  *
  *   bench_attention [--threads N] [--reps R] [--dh D] [--isa scalar|avx2|avx512] [--L n]
+ *                   [--clock wall|cpu]
  *
  * Shapes: L = 50, 200, 1024 with 128, 64 and 8 sequences (batch x heads),
  * head size D (default 50). The fused kernel runs one task per sequence on
  * the ctx pool; the plain version goes sequence by sequence with rs_gemm
  * parallel inside. Prints medians over R repetitions (after one warm-up).
+ * --clock cpu (one thread only) times with the thread's CPU clock, which
+ * stays meaningful on a machine shared with other jobs.
  */
 #include "internal.h"
 
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct bench_data {
     recsys_ctx *ctx;
@@ -26,6 +30,16 @@ typedef struct bench_data {
     float *Q, *K, *V, *dO, *O, *lse, *dQ, *dK, *dV;
     float *P, *dP; /* plain version: L x L weights and their gradient */
 } bench_data;
+
+static int use_cpu_clock;
+
+static double bench_now(void)
+{
+    if (!use_cpu_clock) return rs_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static float *seq(float *base, const bench_data *b, int s)
 {
@@ -104,22 +118,22 @@ static void time_method(bench_data *b, int fused, int reps, double *fwd_ms, doub
 {
     double tf[64], tb[64];
     for (int r = -1; r < reps; r++) {
-        double t0 = rs_now();
+        double t0 = bench_now();
         if (fused) rs_pool_run(b->ctx->pool, b->nseq, fused_fwd_task, b);
         else
             for (int s = 0; s < b->nseq; s++) plain_fwd(b, s);
-        double t1 = rs_now();
+        double t1 = bench_now();
         if (fused) rs_pool_run(b->ctx->pool, b->nseq, fused_bwd_task, b);
         else /* one sequence's weights at a time: redo its forward softmax first */
             for (int s = 0; s < b->nseq; s++) {
                 if (b->nseq > 1) {
-                    double u = rs_now();
+                    double u = bench_now();
                     plain_fwd(b, s);
-                    t1 += rs_now() - u; /* not counted as backward */
+                    t1 += bench_now() - u; /* not counted as backward */
                 }
                 plain_bwd(b, s);
             }
-        double t2 = rs_now();
+        double t2 = bench_now();
         if (r >= 0) {
             tf[r] = (t1 - t0) * 1e3;
             tb[r] = (t2 - t1) * 1e3;
@@ -146,13 +160,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--dh")) dh = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--isa")) isa = argv[i + 1];
         else if (!strcmp(argv[i], "--L")) only_L = atoi(argv[i + 1]); /* one of the three */
+        else if (!strcmp(argv[i], "--clock")) use_cpu_clock = !strcmp(argv[i + 1], "cpu");
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    if (reps < 1 || reps > 64 || dh < 1) {
-        fprintf(stderr, "bad --reps (1..64) or --dh\n");
+    if (reps < 1 || reps > 64 || dh < 1 || (use_cpu_clock && threads != 1)) {
+        fprintf(stderr, "bad --reps (1..64) or --dh, or --clock cpu with threads != 1\n");
         return 2;
     }
     recsys_ctx *ctx;
@@ -161,9 +176,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "ctx setup failed\n");
         return 1;
     }
-    printf("attention fwd+bwd, head size %d, threads %d, kernels %s / %s, median of %d\n", dh,
-           threads, ctx->kern.names[RECSYS_KERNEL_ATTENTION], ctx->kern.names[RECSYS_KERNEL_GEMM],
-           reps);
+    printf("attention fwd+bwd, head size %d, threads %d, kernels %s / %s, median of %d, %s clock\n",
+           dh, threads, ctx->kern.names[RECSYS_KERNEL_ATTENTION],
+           ctx->kern.names[RECSYS_KERNEL_GEMM], reps, use_cpu_clock ? "cpu" : "wall");
     printf("%6s %5s | %9s %9s %9s | %9s %9s | %9s %9s %9s | %7s\n", "L", "seqs", "fused_fwd",
            "fused_bwd", "fused", "drop_fwd", "drop_bwd", "plain_fwd", "plain_bwd", "plain",
            "speedup");

@@ -15,6 +15,7 @@
  *     --cpu    time with the thread's CPU clock instead of the wall clock
  *              (-t 1 only): time slices lost to other processes on a
  *              shared machine are not counted
+ *     --best   report the fastest run instead of the median (for tuning)
  */
 #include "internal.h"
 #include "kernels_isa.h"
@@ -31,7 +32,7 @@
 
 #define MAX_RUNS 31
 
-static int use_cpu_clock;
+static int use_cpu_clock, use_best;
 
 static double now(void)
 {
@@ -145,7 +146,7 @@ static double measure(enum lib lib, recsys_ctx *ctx, recsys_ctx *ctx_bf16, const
         t[r] = now() - t0;
     }
     qsort(t, (size_t)runs, sizeof *t, cmp_double);
-    return 2.0 * s->M * s->N * s->K / t[runs / 2] * 1e-9;
+    return 2.0 * s->M * s->N * s->K / t[use_best ? 0 : runs / 2] * 1e-9;
 }
 
 static float *rand_floats(size_t n, uint64_t seed)
@@ -172,12 +173,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--full")) full = 1;
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--cpu")) use_cpu_clock = 1;
+        else if (!strcmp(argv[i], "--best")) use_best = 1;
         else if (!strcmp(argv[i], "-s") && i + 1 < argc &&
                  sscanf(argv[++i], "%d,%d,%d,%d,%d", &one.ta, &one.tb, &one.M, &one.N, &one.K) == 5)
             one.what = "shape";
         else {
             fprintf(stderr, "usage: %s [-t threads] [-r runs] [--full] [--quick] "
-                            "[-s ta,tb,M,N,K] [--cpu]\n", argv[0]);
+                            "[-s ta,tb,M,N,K] [--cpu] [--best]\n", argv[0]);
             return 2;
         }
     }
@@ -220,8 +222,8 @@ int main(int argc, char **argv)
     double peak = (peak_zmm > peak_ymm ? peak_zmm : peak_ymm) * threads;
     printf("FP32 FMA peak per core: %.1f GFLOP/s (zmm), %.1f GFLOP/s (ymm)\n", peak_zmm,
            peak_ymm);
-    printf("threads: %d, runs: %d (median, %s clock), kernels: %s, OpenBLAS core: %s\n\n",
-           threads, runs, use_cpu_clock ? "thread CPU" : "wall",
+    printf("threads: %d, runs: %d (%s, %s clock), kernels: %s, OpenBLAS core: %s\n\n",
+           threads, runs, use_best ? "best" : "median", use_cpu_clock ? "thread CPU" : "wall",
            recsys_ctx_kernel_name(ctx, RECSYS_KERNEL_GEMM), openblas_get_corename());
 
     static const int ds[] = {50, 64, 128, 256, 512};

@@ -197,48 +197,48 @@ static void store_transposed(const float *xt, const float *rs, int nr, int dh, f
     }
 }
 
+#define RS_INLINE static inline __attribute__((always_inline))
+
+/* st[t][r] = sum_c xt[c][r] * y[t][c] for NK keys (a compile-time constant
+ * once inlined), even and odd channels in separate accumulators so that even
+ * a lone key has independent FMA chains. */
+RS_INLINE void scores_blk(const float *xt, const float *y, size_t ld, int dh, float *st,
+                          const int NK)
+{
+    __m256 a[4], b[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < NK; t++) a[t] = b[t] = _mm256_setzero_ps();
+    int c = 0;
+    for (; c + 2 <= dh; c += 2) {
+        const __m256 q0 = _mm256_load_ps(xt + (size_t)c * W);
+        const __m256 q1 = _mm256_load_ps(xt + (size_t)(c + 1) * W);
+#pragma GCC unroll 4
+        for (int t = 0; t < NK; t++) {
+            a[t] = _mm256_fmadd_ps(q0, _mm256_broadcast_ss(y + t * ld + c), a[t]);
+            b[t] = _mm256_fmadd_ps(q1, _mm256_broadcast_ss(y + t * ld + c + 1), b[t]);
+        }
+    }
+    if (c < dh) {
+        const __m256 q0 = _mm256_load_ps(xt + (size_t)c * W);
+#pragma GCC unroll 4
+        for (int t = 0; t < NK; t++)
+            a[t] = _mm256_fmadd_ps(q0, _mm256_broadcast_ss(y + t * ld + c), a[t]);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NK; t++) _mm256_store_ps(st + t * W, _mm256_add_ps(a[t], b[t]));
+}
+
 /* st[j][r] = sum_c xt[c][r] * Y[j][c] for the nk keys of a block. */
 static void scores(const float *xt, const float *Y, int ld, int dh, int nk, float *st)
 {
+    const size_t s = (size_t)ld;
     int j = 0;
-    for (; j + 8 <= nk; j += 8) {
-        const float *y = Y + (size_t)j * ld;
-        const size_t s = (size_t)ld;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
-               a7 = a0;
-        for (int c = 0; c < dh; c++) {
-            __m256 q = _mm256_load_ps(xt + c * W);
-            a0 = _mm256_fmadd_ps(q, _mm256_broadcast_ss(y + c), a0);
-            a1 = _mm256_fmadd_ps(q, _mm256_broadcast_ss(y + s + c), a1);
-            a2 = _mm256_fmadd_ps(q, _mm256_broadcast_ss(y + 2 * s + c), a2);
-            a3 = _mm256_fmadd_ps(q, _mm256_broadcast_ss(y + 3 * s + c), a3);
-            a4 = _mm256_fmadd_ps(q, _mm256_broadcast_ss(y + 4 * s + c), a4);
-            a5 = _mm256_fmadd_ps(q, _mm256_broadcast_ss(y + 5 * s + c), a5);
-            a6 = _mm256_fmadd_ps(q, _mm256_broadcast_ss(y + 6 * s + c), a6);
-            a7 = _mm256_fmadd_ps(q, _mm256_broadcast_ss(y + 7 * s + c), a7);
-        }
-        float *o = st + (size_t)j * W;
-        _mm256_store_ps(o, a0);
-        _mm256_store_ps(o + W, a1);
-        _mm256_store_ps(o + 2 * W, a2);
-        _mm256_store_ps(o + 3 * W, a3);
-        _mm256_store_ps(o + 4 * W, a4);
-        _mm256_store_ps(o + 5 * W, a5);
-        _mm256_store_ps(o + 6 * W, a6);
-        _mm256_store_ps(o + 7 * W, a7);
+    for (; j + 4 <= nk; j += 4) scores_blk(xt, Y + j * s, s, dh, st + (size_t)j * W, 4);
+    if (j + 2 <= nk) {
+        scores_blk(xt, Y + j * s, s, dh, st + (size_t)j * W, 2);
+        j += 2;
     }
-    for (; j < nk; j++) {
-        const float *y = Y + (size_t)j * ld;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-        int c = 0;
-        for (; c + 2 <= dh; c += 2) {
-            a0 = _mm256_fmadd_ps(_mm256_load_ps(xt + c * W), _mm256_broadcast_ss(y + c), a0);
-            a1 = _mm256_fmadd_ps(_mm256_load_ps(xt + (c + 1) * W), _mm256_broadcast_ss(y + c + 1),
-                                 a1);
-        }
-        if (c < dh) a0 = _mm256_fmadd_ps(_mm256_load_ps(xt + c * W), _mm256_broadcast_ss(y + c), a0);
-        _mm256_store_ps(st + (size_t)j * W, _mm256_add_ps(a0, a1));
-    }
+    if (j < nk) scores_blk(xt, Y + j * s, s, dh, st + (size_t)j * W, 1);
 }
 
 /* acc[c][r] = acc[c][r] * alpha[r] + sum_j p[j][r] * Y[j][c]. */
@@ -299,103 +299,95 @@ static void accum_transposed(const float *p, const float *Y, int ld, int dh, int
     }
 }
 
+/* Full vectors load/store plainly (vmaskmov is slow on some CPUs). */
+RS_INLINE __m256 load_part(const float *p, __m256i m, int full)
+{
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+RS_INLINE void store_part(float *p, __m256i m, int full, __m256 v)
+{
+    if (full) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, m, v);
+}
+
+/* Y[t][c..] += sum_{r0<=r<nr} w[t][r] * X[r][c..] for NK keys and NCH
+ * 8-channel chunks (n0, n1 valid channels), compile-time constants once
+ * inlined. Rows are split over RS accumulator sets for >= 8 FMA chains. */
+RS_INLINE void rows_blk(const float *w, const float *X, size_t ld, int r0, int nr, int n0, int n1,
+                        float *Y, const int NK, const int NCH)
+{
+    const int RS = NK * NCH >= 8 ? 1 : 2;
+    const __m256i mk[2] = {lanes_below(n0), lanes_below(n1)};
+    const int full[2] = {n0 >= W, n1 >= W};
+    __m256 acc[2][4][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < NK; t++)
+#pragma GCC unroll 2
+        for (int h = 0; h < NCH; h++) {
+            acc[0][t][h] = load_part(Y + t * ld + h * W, mk[h], full[h]);
+            acc[1][t][h] = _mm256_setzero_ps();
+        }
+    int r = r0;
+    for (; r + RS <= nr; r += RS)
+#pragma GCC unroll 2
+        for (int u = 0; u < RS; u++) {
+            __m256 x[2];
+#pragma GCC unroll 2
+            for (int h = 0; h < NCH; h++)
+                x[h] = load_part(X + (size_t)(r + u) * ld + h * W, mk[h], full[h]);
+#pragma GCC unroll 4
+            for (int t = 0; t < NK; t++) {
+                const __m256 wt = _mm256_broadcast_ss(w + t * W + r + u);
+#pragma GCC unroll 2
+                for (int h = 0; h < NCH; h++) acc[u][t][h] = _mm256_fmadd_ps(wt, x[h], acc[u][t][h]);
+            }
+        }
+    for (; r < nr; r++) {
+        __m256 x[2];
+#pragma GCC unroll 2
+        for (int h = 0; h < NCH; h++) x[h] = load_part(X + (size_t)r * ld + h * W, mk[h], full[h]);
+#pragma GCC unroll 4
+        for (int t = 0; t < NK; t++) {
+            const __m256 wt = _mm256_broadcast_ss(w + t * W + r);
+#pragma GCC unroll 2
+            for (int h = 0; h < NCH; h++) acc[0][t][h] = _mm256_fmadd_ps(wt, x[h], acc[0][t][h]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NK; t++)
+#pragma GCC unroll 2
+        for (int h = 0; h < NCH; h++) {
+            __m256 v = RS > 1 ? _mm256_add_ps(acc[0][t][h], acc[1][t][h]) : acc[0][t][h];
+            store_part(Y + t * ld + h * W, mk[h], full[h], v);
+        }
+}
+
+/* NK keys starting at w (weights) / Y (rows), all channels. */
+RS_INLINE void rows_keys(const float *w, const float *X, size_t ld, int r0, int nr, int dh,
+                         float *Y, const int NK)
+{
+    int c = 0;
+    for (; c + W < dh; c += 2 * W) /* two chunks, the second maybe partial */
+        rows_blk(w, X + c, ld, r0, nr, W, dh - c - W, Y + c, NK, 2);
+    if (c < dh) rows_blk(w, X + c, ld, r0, nr, dh - c, 0, Y + c, NK, 1);
+}
+
 /* Y[j][:] += sum_{r<nr} w[j][r] * X[r][:] for the nk keys of a block (dK, dV):
- * a small GEMM, register-blocked 4 keys x 16 channels (8 independent FMA
- * chains); the weights w[j][r] are zero for rows above the diagonal, so the
- * row loop starts at the first row that sees the block's first key. */
+ * a small GEMM, register-blocked 4 keys x 16 channels. The weights w[j][r]
+ * are zero for rows above the diagonal (r < j - i0 = off0 + j), so the row
+ * loop starts at the first row that sees a group's first key. */
 static void accum_rows(const float *w, const float *X, int nr, int dh, int nk, int off0, float *Y,
                        int ld)
 {
     const size_t s = (size_t)ld;
     int j = 0;
-    for (; j + 4 <= nk; j += 4) {
-        const float *wj = w + (size_t)j * W;
-        const int r0 = off0 + j > 0 ? off0 + j : 0;
-        int c = 0;
-        for (; c + W < dh; c += 2 * W) { /* two chunks, the second maybe partial */
-            const __m256i m1 = lanes_below(dh - c - W);
-            float *y = Y + (size_t)j * ld + c;
-            __m256 a0 = _mm256_loadu_ps(y), b0 = _mm256_maskload_ps(y + W, m1);
-            __m256 a1 = _mm256_loadu_ps(y + s), b1 = _mm256_maskload_ps(y + s + W, m1);
-            __m256 a2 = _mm256_loadu_ps(y + 2 * s), b2 = _mm256_maskload_ps(y + 2 * s + W, m1);
-            __m256 a3 = _mm256_loadu_ps(y + 3 * s), b3 = _mm256_maskload_ps(y + 3 * s + W, m1);
-            for (int r = r0; r < nr; r++) {
-                const float *x = X + (size_t)r * ld + c;
-                __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_maskload_ps(x + W, m1);
-                __m256 w0 = _mm256_broadcast_ss(wj + r), w1 = _mm256_broadcast_ss(wj + W + r);
-                a0 = _mm256_fmadd_ps(w0, x0, a0);
-                b0 = _mm256_fmadd_ps(w0, x1, b0);
-                a1 = _mm256_fmadd_ps(w1, x0, a1);
-                b1 = _mm256_fmadd_ps(w1, x1, b1);
-                __m256 w2 = _mm256_broadcast_ss(wj + 2 * W + r);
-                __m256 w3 = _mm256_broadcast_ss(wj + 3 * W + r);
-                a2 = _mm256_fmadd_ps(w2, x0, a2);
-                b2 = _mm256_fmadd_ps(w2, x1, b2);
-                a3 = _mm256_fmadd_ps(w3, x0, a3);
-                b3 = _mm256_fmadd_ps(w3, x1, b3);
-            }
-            _mm256_storeu_ps(y, a0);
-            _mm256_maskstore_ps(y + W, m1, b0);
-            _mm256_storeu_ps(y + s, a1);
-            _mm256_maskstore_ps(y + s + W, m1, b1);
-            _mm256_storeu_ps(y + 2 * s, a2);
-            _mm256_maskstore_ps(y + 2 * s + W, m1, b2);
-            _mm256_storeu_ps(y + 3 * s, a3);
-            _mm256_maskstore_ps(y + 3 * s + W, m1, b3);
-        }
-        if (c < dh) { /* one last chunk (<= 8 channels): split rows for latency */
-            const __m256i m0 = lanes_below(dh - c);
-            float *y = Y + (size_t)j * ld + c;
-            __m256 a0 = _mm256_maskload_ps(y, m0), b0 = _mm256_setzero_ps();
-            __m256 a1 = _mm256_maskload_ps(y + s, m0), b1 = b0;
-            __m256 a2 = _mm256_maskload_ps(y + 2 * s, m0), b2 = b0;
-            __m256 a3 = _mm256_maskload_ps(y + 3 * s, m0), b3 = b0;
-            int r = r0;
-            for (; r + 2 <= nr; r += 2) {
-                const float *x = X + (size_t)r * ld + c;
-                __m256 x0 = _mm256_maskload_ps(x, m0), x1 = _mm256_maskload_ps(x + s, m0);
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r), x0, a0);
-                b0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r + 1), x1, b0);
-                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + W + r), x0, a1);
-                b1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + W + r + 1), x1, b1);
-                a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 2 * W + r), x0, a2);
-                b2 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 2 * W + r + 1), x1, b2);
-                a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 3 * W + r), x0, a3);
-                b3 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 3 * W + r + 1), x1, b3);
-            }
-            if (r < nr) {
-                __m256 x0 = _mm256_maskload_ps(X + (size_t)r * ld + c, m0);
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r), x0, a0);
-                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + W + r), x0, a1);
-                a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 2 * W + r), x0, a2);
-                a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + 3 * W + r), x0, a3);
-            }
-            _mm256_maskstore_ps(y, m0, _mm256_add_ps(a0, b0));
-            _mm256_maskstore_ps(y + s, m0, _mm256_add_ps(a1, b1));
-            _mm256_maskstore_ps(y + 2 * s, m0, _mm256_add_ps(a2, b2));
-            _mm256_maskstore_ps(y + 3 * s, m0, _mm256_add_ps(a3, b3));
-        }
+    for (; j + 4 <= nk; j += 4)
+        rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 4);
+    if (j + 2 <= nk) {
+        rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 2);
+        j += 2;
     }
-    for (; j < nk; j++) { /* last keys of the block, one at a time */
-        const float *wj = w + (size_t)j * W;
-        const int r0 = off0 + j > 0 ? off0 + j : 0;
-        for (int c = 0; c < dh; c += W) {
-            const __m256i m0 = lanes_below(dh - c);
-            float *y = Y + (size_t)j * ld + c;
-            __m256 a0 = _mm256_maskload_ps(y, m0), a1 = _mm256_setzero_ps();
-            int r = r0;
-            for (; r + 2 <= nr; r += 2) {
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r),
-                                     _mm256_maskload_ps(X + (size_t)r * ld + c, m0), a0);
-                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r + 1),
-                                     _mm256_maskload_ps(X + (size_t)(r + 1) * ld + c, m0), a1);
-            }
-            if (r < nr)
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + r),
-                                     _mm256_maskload_ps(X + (size_t)r * ld + c, m0), a0);
-            _mm256_maskstore_ps(y, m0, _mm256_add_ps(a0, a1));
-        }
-    }
+    if (j < nk) rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 1);
 }
 
 static void fwd_tile(const attn_args *a, int i0, int nr)

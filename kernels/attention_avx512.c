@@ -167,47 +167,51 @@ static void store_transposed(const float *xt, const float *rs, int nr, int dh, f
     }
 }
 
+#define RS_INLINE static inline __attribute__((always_inline))
+
+/* st[t][r] = sum_c xt[c][r] * y[t][c] for NK keys (a compile-time constant
+ * once inlined), even and odd channels in separate accumulators so that even
+ * a lone key has independent FMA chains. */
+RS_INLINE void scores_blk(const float *xt, const float *y, size_t ld, int dh, float *st,
+                          const int NK)
+{
+    __m512 a[8], b[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NK; t++) a[t] = b[t] = _mm512_setzero_ps();
+    int c = 0;
+    for (; c + 2 <= dh; c += 2) {
+        const __m512 q0 = _mm512_load_ps(xt + (size_t)c * W);
+        const __m512 q1 = _mm512_load_ps(xt + (size_t)(c + 1) * W);
+#pragma GCC unroll 8
+        for (int t = 0; t < NK; t++) {
+            a[t] = _mm512_fmadd_ps(q0, _mm512_set1_ps(y[t * ld + c]), a[t]);
+            b[t] = _mm512_fmadd_ps(q1, _mm512_set1_ps(y[t * ld + c + 1]), b[t]);
+        }
+    }
+    if (c < dh) {
+        const __m512 q0 = _mm512_load_ps(xt + (size_t)c * W);
+#pragma GCC unroll 8
+        for (int t = 0; t < NK; t++) a[t] = _mm512_fmadd_ps(q0, _mm512_set1_ps(y[t * ld + c]), a[t]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NK; t++) _mm512_store_ps(st + t * W, _mm512_add_ps(a[t], b[t]));
+}
+
 /* st[j][r] = sum_c xt[c][r] * Y[j][c] for the nk keys of a block. */
 static void scores(const float *xt, const float *Y, int ld, int dh, int nk, float *st)
 {
+    const size_t s = (size_t)ld;
     int j = 0;
-    for (; j + 8 <= nk; j += 8) {
-        const float *y = Y + (size_t)j * ld;
-        const size_t s = (size_t)ld;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
-               a7 = a0;
-        for (int c = 0; c < dh; c++) {
-            __m512 q = _mm512_load_ps(xt + c * W);
-            a0 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[c]), a0);
-            a1 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[s + c]), a1);
-            a2 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[2 * s + c]), a2);
-            a3 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[3 * s + c]), a3);
-            a4 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[4 * s + c]), a4);
-            a5 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[5 * s + c]), a5);
-            a6 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[6 * s + c]), a6);
-            a7 = _mm512_fmadd_ps(q, _mm512_set1_ps(y[7 * s + c]), a7);
-        }
-        float *o = st + (size_t)j * W;
-        _mm512_store_ps(o, a0);
-        _mm512_store_ps(o + W, a1);
-        _mm512_store_ps(o + 2 * W, a2);
-        _mm512_store_ps(o + 3 * W, a3);
-        _mm512_store_ps(o + 4 * W, a4);
-        _mm512_store_ps(o + 5 * W, a5);
-        _mm512_store_ps(o + 6 * W, a6);
-        _mm512_store_ps(o + 7 * W, a7);
+    for (; j + 8 <= nk; j += 8) scores_blk(xt, Y + j * s, s, dh, st + (size_t)j * W, 8);
+    if (j + 4 <= nk) {
+        scores_blk(xt, Y + j * s, s, dh, st + (size_t)j * W, 4);
+        j += 4;
     }
-    for (; j < nk; j++) {
-        const float *y = Y + (size_t)j * ld;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-        int c = 0;
-        for (; c + 2 <= dh; c += 2) {
-            a0 = _mm512_fmadd_ps(_mm512_load_ps(xt + c * W), _mm512_set1_ps(y[c]), a0);
-            a1 = _mm512_fmadd_ps(_mm512_load_ps(xt + (c + 1) * W), _mm512_set1_ps(y[c + 1]), a1);
-        }
-        if (c < dh) a0 = _mm512_fmadd_ps(_mm512_load_ps(xt + c * W), _mm512_set1_ps(y[c]), a0);
-        _mm512_store_ps(st + (size_t)j * W, _mm512_add_ps(a0, a1));
+    if (j + 2 <= nk) {
+        scores_blk(xt, Y + j * s, s, dh, st + (size_t)j * W, 2);
+        j += 2;
     }
+    if (j < nk) scores_blk(xt, Y + j * s, s, dh, st + (size_t)j * W, 1);
 }
 
 /* acc[c][r] = acc[c][r] * alpha[r] + sum_j p[j][r] * Y[j][c]. */
@@ -266,102 +270,83 @@ static void accum_transposed(const float *p, const float *Y, int ld, int dh, int
     }
 }
 
+/* Y[t][c..] += sum_{r0<=r<nr} w[t][r] * X[r][c..] for NK keys and NCH
+ * 16-channel chunks (masks m0, m1), compile-time constants once inlined. Rows
+ * are split over RS accumulator sets so that there are >= 8 FMA chains. */
+RS_INLINE void rows_blk(const float *w, const float *X, size_t ld, int r0, int nr,
+                        __mmask16 m0, __mmask16 m1, float *Y, const int NK, const int NCH)
+{
+    const int RS = NK * NCH >= 8 ? 1 : 2;
+    const __mmask16 mk[2] = {m0, m1};
+    __m512 acc[2][4][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < NK; t++)
+#pragma GCC unroll 2
+        for (int h = 0; h < NCH; h++) {
+            acc[0][t][h] = _mm512_maskz_loadu_ps(mk[h], Y + t * ld + h * W);
+            acc[1][t][h] = _mm512_setzero_ps();
+        }
+    int r = r0;
+    for (; r + RS <= nr; r += RS)
+#pragma GCC unroll 2
+        for (int u = 0; u < RS; u++) {
+            __m512 x[2];
+#pragma GCC unroll 2
+            for (int h = 0; h < NCH; h++)
+                x[h] = _mm512_maskz_loadu_ps(mk[h], X + (size_t)(r + u) * ld + h * W);
+#pragma GCC unroll 4
+            for (int t = 0; t < NK; t++) {
+                const __m512 wt = _mm512_set1_ps(w[t * W + r + u]);
+#pragma GCC unroll 2
+                for (int h = 0; h < NCH; h++) acc[u][t][h] = _mm512_fmadd_ps(wt, x[h], acc[u][t][h]);
+            }
+        }
+    for (; r < nr; r++) {
+        __m512 x[2];
+#pragma GCC unroll 2
+        for (int h = 0; h < NCH; h++) x[h] = _mm512_maskz_loadu_ps(mk[h], X + (size_t)r * ld + h * W);
+#pragma GCC unroll 4
+        for (int t = 0; t < NK; t++) {
+            const __m512 wt = _mm512_set1_ps(w[t * W + r]);
+#pragma GCC unroll 2
+            for (int h = 0; h < NCH; h++) acc[0][t][h] = _mm512_fmadd_ps(wt, x[h], acc[0][t][h]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NK; t++)
+#pragma GCC unroll 2
+        for (int h = 0; h < NCH; h++) {
+            __m512 v = RS > 1 ? _mm512_add_ps(acc[0][t][h], acc[1][t][h]) : acc[0][t][h];
+            _mm512_mask_storeu_ps(Y + t * ld + h * W, mk[h], v);
+        }
+}
+
+/* NK keys starting at w (weights) / Y (rows), all channels. */
+RS_INLINE void rows_keys(const float *w, const float *X, size_t ld, int r0, int nr, int dh,
+                         float *Y, const int NK)
+{
+    int c = 0;
+    for (; c + W < dh; c += 2 * W) /* two chunks, the second maybe partial */
+        rows_blk(w, X + c, ld, r0, nr, 0xFFFF, row_mask(dh - c - W), Y + c, NK, 2);
+    if (c < dh) rows_blk(w, X + c, ld, r0, nr, row_mask(dh - c), 0, Y + c, NK, 1);
+}
+
 /* Y[j][:] += sum_{r<nr} w[j][r] * X[r][:] for the nk keys of a block (dK, dV):
- * a small GEMM, register-blocked 4 keys x 32 channels (8 independent FMA
- * chains); the weights w[j][r] are zero for rows above the diagonal, so the
- * row loop starts at the first row that sees the block's first key. */
+ * a small GEMM, register-blocked 4 keys x 32 channels. The weights w[j][r]
+ * are zero for rows above the diagonal (r < j - i0 = off0 + j), so the row
+ * loop starts at the first row that sees a group's first key. */
 static void accum_rows(const float *w, const float *X, int nr, int dh, int nk, int off0, float *Y,
                        int ld)
 {
     const size_t s = (size_t)ld;
     int j = 0;
-    for (; j + 4 <= nk; j += 4) {
-        const float *wj = w + (size_t)j * W;
-        const int r0 = off0 + j > 0 ? off0 + j : 0;
-        int c = 0;
-        for (; c + W < dh; c += 2 * W) { /* two chunks, the second maybe partial */
-            const __mmask16 m1 = row_mask(dh - c - W);
-            float *y = Y + (size_t)j * ld + c;
-            __m512 a0 = _mm512_loadu_ps(y), b0 = _mm512_maskz_loadu_ps(m1, y + W);
-            __m512 a1 = _mm512_loadu_ps(y + s), b1 = _mm512_maskz_loadu_ps(m1, y + s + W);
-            __m512 a2 = _mm512_loadu_ps(y + 2 * s), b2 = _mm512_maskz_loadu_ps(m1, y + 2 * s + W);
-            __m512 a3 = _mm512_loadu_ps(y + 3 * s), b3 = _mm512_maskz_loadu_ps(m1, y + 3 * s + W);
-            for (int r = r0; r < nr; r++) {
-                const float *x = X + (size_t)r * ld + c;
-                __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_maskz_loadu_ps(m1, x + W);
-                __m512 w0 = _mm512_set1_ps(wj[r]), w1 = _mm512_set1_ps(wj[W + r]);
-                __m512 w2 = _mm512_set1_ps(wj[2 * W + r]), w3 = _mm512_set1_ps(wj[3 * W + r]);
-                a0 = _mm512_fmadd_ps(w0, x0, a0);
-                b0 = _mm512_fmadd_ps(w0, x1, b0);
-                a1 = _mm512_fmadd_ps(w1, x0, a1);
-                b1 = _mm512_fmadd_ps(w1, x1, b1);
-                a2 = _mm512_fmadd_ps(w2, x0, a2);
-                b2 = _mm512_fmadd_ps(w2, x1, b2);
-                a3 = _mm512_fmadd_ps(w3, x0, a3);
-                b3 = _mm512_fmadd_ps(w3, x1, b3);
-            }
-            _mm512_storeu_ps(y, a0);
-            _mm512_mask_storeu_ps(y + W, m1, b0);
-            _mm512_storeu_ps(y + s, a1);
-            _mm512_mask_storeu_ps(y + s + W, m1, b1);
-            _mm512_storeu_ps(y + 2 * s, a2);
-            _mm512_mask_storeu_ps(y + 2 * s + W, m1, b2);
-            _mm512_storeu_ps(y + 3 * s, a3);
-            _mm512_mask_storeu_ps(y + 3 * s + W, m1, b3);
-        }
-        if (c < dh) { /* one last chunk (<= 16 channels): split rows for latency */
-            const __mmask16 m0 = row_mask(dh - c);
-            float *y = Y + (size_t)j * ld + c;
-            __m512 a0 = _mm512_maskz_loadu_ps(m0, y), b0 = _mm512_setzero_ps();
-            __m512 a1 = _mm512_maskz_loadu_ps(m0, y + s), b1 = b0;
-            __m512 a2 = _mm512_maskz_loadu_ps(m0, y + 2 * s), b2 = b0;
-            __m512 a3 = _mm512_maskz_loadu_ps(m0, y + 3 * s), b3 = b0;
-            int r = r0;
-            for (; r + 2 <= nr; r += 2) {
-                const float *x = X + (size_t)r * ld + c;
-                __m512 x0 = _mm512_maskz_loadu_ps(m0, x), x1 = _mm512_maskz_loadu_ps(m0, x + s);
-                a0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r]), x0, a0);
-                b0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r + 1]), x1, b0);
-                a1 = _mm512_fmadd_ps(_mm512_set1_ps(wj[W + r]), x0, a1);
-                b1 = _mm512_fmadd_ps(_mm512_set1_ps(wj[W + r + 1]), x1, b1);
-                a2 = _mm512_fmadd_ps(_mm512_set1_ps(wj[2 * W + r]), x0, a2);
-                b2 = _mm512_fmadd_ps(_mm512_set1_ps(wj[2 * W + r + 1]), x1, b2);
-                a3 = _mm512_fmadd_ps(_mm512_set1_ps(wj[3 * W + r]), x0, a3);
-                b3 = _mm512_fmadd_ps(_mm512_set1_ps(wj[3 * W + r + 1]), x1, b3);
-            }
-            if (r < nr) {
-                __m512 x0 = _mm512_maskz_loadu_ps(m0, X + (size_t)r * ld + c);
-                a0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r]), x0, a0);
-                a1 = _mm512_fmadd_ps(_mm512_set1_ps(wj[W + r]), x0, a1);
-                a2 = _mm512_fmadd_ps(_mm512_set1_ps(wj[2 * W + r]), x0, a2);
-                a3 = _mm512_fmadd_ps(_mm512_set1_ps(wj[3 * W + r]), x0, a3);
-            }
-            _mm512_mask_storeu_ps(y, m0, _mm512_add_ps(a0, b0));
-            _mm512_mask_storeu_ps(y + s, m0, _mm512_add_ps(a1, b1));
-            _mm512_mask_storeu_ps(y + 2 * s, m0, _mm512_add_ps(a2, b2));
-            _mm512_mask_storeu_ps(y + 3 * s, m0, _mm512_add_ps(a3, b3));
-        }
+    for (; j + 4 <= nk; j += 4)
+        rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 4);
+    if (j + 2 <= nk) {
+        rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 2);
+        j += 2;
     }
-    for (; j < nk; j++) { /* last keys of the block, one at a time */
-        const float *wj = w + (size_t)j * W;
-        const int r0 = off0 + j > 0 ? off0 + j : 0;
-        for (int c = 0; c < dh; c += W) {
-            const __mmask16 m0 = row_mask(dh - c);
-            float *y = Y + (size_t)j * ld + c;
-            __m512 a0 = _mm512_maskz_loadu_ps(m0, y), a1 = _mm512_setzero_ps();
-            int r = r0;
-            for (; r + 2 <= nr; r += 2) {
-                a0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r]),
-                                     _mm512_maskz_loadu_ps(m0, X + (size_t)r * ld + c), a0);
-                a1 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r + 1]),
-                                     _mm512_maskz_loadu_ps(m0, X + (size_t)(r + 1) * ld + c), a1);
-            }
-            if (r < nr)
-                a0 = _mm512_fmadd_ps(_mm512_set1_ps(wj[r]),
-                                     _mm512_maskz_loadu_ps(m0, X + (size_t)r * ld + c), a0);
-            _mm512_mask_storeu_ps(y, m0, _mm512_add_ps(a0, a1));
-        }
-    }
+    if (j < nk) rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 1);
 }
 
 /* Lanes of key j (relative offset off = j - i0) that are on or below the

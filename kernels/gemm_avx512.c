@@ -8,6 +8,7 @@
 #include "kernels_isa.h"
 
 #include <immintrin.h>
+#include <stdlib.h> /* TUNING-HACK */
 
 #include "gemm_blocked.h"
 
@@ -15,7 +16,7 @@
 #define NVMAX 4   /* zmm per tile row: nr = 64 */
 #define MR 6      /* tile rows */
 #define KC 256    /* K block: 6 x 256 floats of A stay in L1 */
-#define NC 512    /* N block: the packed 256 x 512 B block (512 KB) stays in L2 */
+#define NC 256    /* N block: the packed 256 x 256 B block (256 KB) stays in L2 */
 
 _Static_assert(KC * NC + MR * KC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
 
@@ -104,6 +105,7 @@ void rs_gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha,
     float local[64 * 64 + MR * 64] __attribute__((aligned(64)));
     float *buf = scratch ? scratch : local;
     int kc = scratch ? KC : 64, nc = scratch ? NC : 64;
+    { const char *e = getenv("RS_KC"); if (e && scratch) kc = atoi(e); e = getenv("RS_NC"); if (e && scratch) nc = atoi(e); } /* TUNING-HACK */
     rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,
                   VW, VW * NVMAX, MR, trans_a ? ukr_t : ukr_n);
 }

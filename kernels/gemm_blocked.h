@@ -85,25 +85,6 @@ static inline void rs_gemm_pack_b(int trans_b, const float *B, size_t ldb, int k
     }
 }
 
-/* Copy the mr x kc micro-panel of op(A) so the micro-kernel reads one
- * contiguous block (no cache-set conflicts between rows lda apart): A·B rows
- * at dst + r*kc, Aᵀ·B the mr values of each k at dst + k*mr_max. */
-static inline void rs_gemm_pack_a(int trans_a, const float *A, size_t lda, int mr, int mr_max,
-                                  int kc, float *restrict dst)
-{
-    if (!trans_a) {
-        for (int r = 0; r < mr; r++) {
-            const float *restrict s = A + r * lda;
-            for (int k = 0; k < kc; k++) dst[(size_t)r * kc + k] = s[k];
-        }
-    } else {
-        for (int k = 0; k < kc; k++) {
-            const float *restrict s = A + k * lda;
-            for (int r = 0; r < mr; r++) dst[(size_t)k * mr_max + r] = s[r];
-        }
-    }
-}
-
 /* Skip packing B when it is cheap to read in place and would be reused by
  * few row tiles: the weight gradient Xᵀ·dY has M = 50..200 rows, so packing
  * B (25600 x N) would cost about as much as multiplying with it. */
@@ -112,7 +93,7 @@ static inline int rs_gemm_b_in_place(int trans_b, int M, int ldb)
     return !trans_b && M <= 192 && (ldb <= 1024 || ldb % 1024 != 0);
 }
 
-/* buf: kc_max*nc_max floats for B, then mr_max*kc_max for A. */
+/* buf: kc_max*nc_max floats for the packed B block. */
 static inline __attribute__((always_inline)) void
 rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
               int lda, const float *B, int ldb, float beta, float *C, int ldc, float *buf,
@@ -127,9 +108,6 @@ rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     int kc_step = rs_gemm_block(K, kc_max, 1);
     int nc_step = rs_gemm_block(N, nc_max, nr);
     int b_packed = !rs_gemm_b_in_place(trans_b, M, ldb);
-    /* A micro-panels are copied when several column panels reuse them */
-    int a_packed = nc_step > nr;
-    float *abuf = buf + (size_t)kc_max * nc_max;
     for (int jc = 0; jc < N; jc += nc_step) {
         int nc = rs_gemm_min(nc_step, N - jc);
         for (int pc = 0; pc < K; pc += kc_step) {
@@ -139,21 +117,14 @@ rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
             for (int ir = 0; ir < M; ir += mr_max) {
                 int mr = rs_gemm_min(mr_max, M - ir);
                 const float *a = A + ir * rsa + pc * csa;
-                size_t ra = rsa, ca = csa;
-                if (a_packed) {
-                    rs_gemm_pack_a(trans_a, a, (size_t)lda, mr, mr_max, kc, abuf);
-                    a = abuf;
-                    ra = trans_a ? 1 : (size_t)kc;
-                    ca = trans_a ? (size_t)mr_max : 1;
-                }
                 float *c = C + (size_t)ir * ldc + jc;
                 for (int jr = 0; jr < nc; jr += nr) {
                     int ncols = rs_gemm_min(nr, nc - jr), nv = (ncols + vw - 1) / vw;
                     if (b_packed)
-                        ukr(mr, nv, ncols, kc, a, ra, ca, buf + (size_t)jr * kc,
+                        ukr(mr, nv, ncols, kc, a, rsa, csa, buf + (size_t)jr * kc,
                             (size_t)nv * vw, c + jr, (size_t)ldc, alpha, b);
                     else
-                        ukr(mr, nv, ncols, kc, a, ra, ca, B + (size_t)pc * ldb + jc + jr,
+                        ukr(mr, nv, ncols, kc, a, rsa, csa, B + (size_t)pc * ldb + jc + jr,
                             (size_t)ldb, c + jr, (size_t)ldc, alpha, b);
                 }
             }

@@ -77,20 +77,44 @@ static inline void tile_scores(const float *const *qr, const float *kt, int dqk,
     s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3;
 }
 
+/* Time buckets of 8 keys against one query's next timestamp, as in
+ * rs_hstu_bucket_fast with doubles: the conversion of |Δ| to double is the
+ * definition's own, so comparing it with the thresholds as doubles is exact
+ * (x >= thr[k] iff bucket >= k), and the four threshold lookups are
+ * independent gathers. */
+static const double thr_d[133] = {RS_HSTU_BUCKET_THRESHOLDS};
+
+static inline __m256i bucket8(__m512i tn, __m512i t)
+{
+    __m512d x = _mm512_cvtepu64_pd(_mm512_abs_epi64(_mm512_sub_epi64(tn, t)));
+    x = _mm512_max_pd(x, _mm512_set1_pd(1.0));
+    __m512d b = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_getexp_pd(x), _mm512_set1_pd(2.302)),
+                                     _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    b = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(b, _mm512_set1_pd(1.0)), _mm512_setzero_pd()),
+                      _mm512_set1_pd(128.0));
+    __m256i b0 = _mm512_cvtpd_epi32(b), one = _mm256_set1_epi32(1), acc = b0;
+    for (int s = 1; s <= 4; s++) {
+        __m256i idx = _mm256_add_epi32(b0, _mm256_set1_epi32(s));
+        __m512d th = _mm512_i32gather_pd(idx, thr_d, 8);
+        acc = _mm256_mask_add_epi32(acc, _mm512_cmp_pd_mask(x, th, _CMP_GE_OQ), acc, one);
+    }
+    return acc;
+}
+
 /* Relative bias of row i against the tile's valid lanes; buckets kept for
  * the backward scatter. */
 static inline __m512 tile_bias(const rs_hstu_attn *a, int i, int j0, int nvalid,
                                __mmask16 m, int *bucket)
 {
+    (void)nvalid;
     __m512 b = _mm512_maskz_loadu_ps(m, a->rab_pos + (j0 - i + a->N - 1));
     if (a->rab_time) {
-        float tb[TW] = {0};
-        int64_t tn = a->next_times[i];
-        for (int jj = 0; jj < nvalid; jj++) {
-            bucket[jj] = rs_hstu_bucket_fast(tn - a->times[j0 + jj]);
-            tb[jj] = a->rab_time[bucket[jj]];
-        }
-        b = _mm512_add_ps(b, _mm512_loadu_ps(tb));
+        __m512i tn = _mm512_set1_epi64(a->next_times[i]);
+        __m512i t0 = _mm512_maskz_loadu_epi64((__mmask8)m, a->times + j0);
+        __m512i t1 = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), a->times + j0 + 8);
+        __m512i bk = _mm512_inserti64x4(_mm512_castsi256_si512(bucket8(tn, t0)), bucket8(tn, t1), 1);
+        if (bucket) _mm512_storeu_si512(bucket, bk); /* for the backward's scatter */
+        b = _mm512_add_ps(b, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, bk, a->rab_time, 4));
     }
     return b;
 }
@@ -154,7 +178,6 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
     const int L = a->L, dqk = a->dqk, dv = a->dv, ld = a->ld;
     const __m512 inv_n = _mm512_set1_ps(1.0f / (float)a->N);
     float *kt = ws, *wt = ws + (size_t)dqk * TW;
-    int bucket[TW];
     for (int i = 0; i < L; i++) memset(o + (size_t)i * ld_o, 0, sizeof(float) * (size_t)dv);
     for (int j0 = a->start; j0 < L; j0 += TW) {
         int nj = L - j0 < TW ? L - j0 : TW;
@@ -174,7 +197,7 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
                 __m512 w = _mm512_setzero_ps();
                 if (nvalid > 0) {
                     __mmask16 m = tail_mask(nvalid);
-                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, bucket));
+                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, NULL));
                     w = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, sigmoid16(x)), inv_n);
                 }
                 _mm512_store_ps(wt + r * TW, w);
@@ -196,7 +219,7 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
     const __m512 inv_n = _mm512_set1_ps(1.0f / (float)a->N), one = _mm512_set1_ps(1.0f);
     float *kt = ws, *vt = kt + (size_t)dqk * TW, *dkt = vt + (size_t)dvw * TW,
           *dvt = dkt + (size_t)dqk * TW, *dst = dvt + (size_t)dvw * TW;
-    int bucket[RB][TW];
+    _Alignas(64) int bucket[RB][TW];
     for (int i = 0; i < L; i++) {
         memset(dq + (size_t)i * ld, 0, sizeof(float) * (size_t)dqk);
         if (i < a->start) {

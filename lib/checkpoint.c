@@ -361,7 +361,7 @@ static recsys_status save_impl(recsys_ctx *ctx, const recsys_model *m, const cha
         return rs_error(ctx, RECSYS_E_INVALID, "checkpoint save: incomplete trainer state");
     for (int i = 0; i < n_extra; i++) {
         const char *tag = extra[i].tag;
-        if (strlen(tag) != 4 || !tag_is_valid(tag) || tag_is_reserved(tag) ||
+        if (strnlen(tag, sizeof extra[i].tag) != 4 || !tag_is_valid(tag) || tag_is_reserved(tag) ||
             (state && !memcmp(tag, "OPTS", 4)) || (extra[i].size && !extra[i].data))
             return rs_error(ctx, RECSYS_E_INVALID,
                             "checkpoint save: bad extra section '%.8s' (4 printable characters, "

@@ -112,6 +112,9 @@ recsys_status rs_loss_bce(recsys_ctx *ctx, const rs_model_config *cfg, const flo
         return rs_error(ctx, RECSYS_E_INVALID, "rs_loss_bce: NULL argument");
     if (b->B < 0 || b->L <= 0 || !b->pos || b->n_neg < 0 || (b->n_neg > 0 && !b->neg))
         return rs_error(ctx, RECSYS_E_INVALID, "rs_loss_bce: batch without targets");
+    if ((int64_t)b->B * b->L > INT32_MAX)
+        return rs_error(ctx, RECSYS_E_INVALID, "rs_loss_bce: batch of %d x %d is too large", b->B,
+                        b->L);
     int n = b->B * b->L, d = cfg->dim, n_items = cfg->n_items;
     int64_t cnt = 0;
     for (int t = 0; t < n; t++) {

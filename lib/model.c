@@ -6,12 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* HSTU lives in lib/models/hstu.c. Until that file is in the build the
- * reference is weak, and an HSTU config reports RECSYS_E_UNSUPPORTED.
- * (A weak reference does not pull an object out of a static archive: once
- * hstu.c exists, drop the attribute.) */
-extern const rs_model_ops rs_hstu_ops __attribute__((weak));
-
 static const char *norm_name(enum rs_norm n)
 {
     switch (n) {
@@ -104,7 +98,7 @@ recsys_status rs_model_config_to_opts(const rs_model_config *cfg, recsys_opts *o
 static const rs_model_ops *ops_for(enum rs_model_type t)
 {
     if (t == RS_MODEL_SASREC) return &rs_sasrec_ops;
-    if (t == RS_MODEL_HSTU && &rs_hstu_ops != NULL) return &rs_hstu_ops;
+    if (t == RS_MODEL_HSTU) return &rs_hstu_ops;
     return NULL;
 }
 

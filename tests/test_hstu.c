@@ -441,10 +441,11 @@ static void c_grad(recsys_ctx *ctx, const mcase *m, const float *P, int train, u
     free(dF);
 }
 
-static void model_fd_case(int blocks, int heads, int dqk, int dv, int time_bias)
+static void model_fd_case(int blocks, int heads, int dqk, int dv, int time_bias, int l2norm)
 {
     mcase m;
     mcase_init(&m, blocks, heads, dqk, dv, time_bias, 100 + blocks * 10 + heads + time_bias);
+    m.cfg.l2norm = l2norm;
     float *P = malloc(sizeof(float) * m.n_params), *G = malloc(sizeof(float) * m.n_params);
     size_t nF = (size_t)m.B * m.L * m.d;
     float *Fo = malloc(sizeof(float) * nF);
@@ -493,16 +494,17 @@ static void model_fd_case(int blocks, int heads, int dqk, int dv, int time_bias)
 static void test_layer_fd(void **state)
 {
     (void)state;
-    model_fd_case(1, 1, 3, 2, 0);
-    model_fd_case(1, 2, 2, 3, 1);
+    model_fd_case(1, 1, 3, 2, 0, 1);
+    model_fd_case(1, 2, 2, 3, 1, 1);
 }
 
 static void test_model_fd(void **state)
 {
     (void)state;
-    model_fd_case(2, 1, 4, 4, 1);
-    model_fd_case(2, 2, 3, 2, 0);
-    model_fd_case(2, 2, 2, 5, 1);
+    model_fd_case(2, 1, 4, 4, 1, 1);
+    model_fd_case(2, 2, 3, 2, 0, 1);
+    model_fd_case(2, 2, 2, 5, 1, 1);
+    model_fd_case(2, 1, 3, 3, 1, 0); /* output without the L2 norm (model.l2norm off) */
 }
 
 /* Dropout on: the backward must use the forward's masks. Float finite
@@ -574,6 +576,77 @@ static void test_determinism(void **state)
     recsys_ctx_free(c2);
     free(P); free(G1); free(G2); free(F1); free(F2);
     mcase_free(&m);
+}
+
+/* The same at a size where every GEMM and row loop is split across tasks,
+ * through the loss as well. */
+static void test_determinism_large(void **state)
+{
+    (void)state;
+    rs_model_config c = {0};
+    c.type = RS_MODEL_HSTU;
+    c.n_items = 300; c.max_len = 64; c.dim = 24; c.blocks = 2; c.heads = 2; c.dqk = 8; c.dv = 12;
+    c.dropout = 0.2f; c.time_bias = 1; c.l2norm = 1;
+    int B = 40, L = c.max_len, d = c.dim, R = 16, n = B * L;
+    rs_rng r;
+    rs_rng_seed(&r, 21);
+    int *start = malloc(sizeof(int) * (size_t)B);
+    int32_t *seq = calloc((size_t)n, sizeof(int32_t)), *pos = calloc((size_t)n, sizeof(int32_t));
+    int32_t *neg = calloc((size_t)n * R, sizeof(int32_t));
+    int64_t *times = calloc((size_t)n, sizeof(int64_t)), *next = calloc((size_t)n, sizeof(int64_t));
+    for (int b = 0; b < B; b++) {
+        start[b] = b % 4 == 0 ? 0 : (int)rs_rng_below(&r, (uint64_t)L + 1);
+        int64_t t = 1000;
+        for (int i = start[b]; i < L; i++) {
+            seq[b * L + i] = 1 + (int32_t)rs_rng_below(&r, 300);
+            pos[b * L + i] = 1 + (int32_t)rs_rng_below(&r, 300);
+            times[b * L + i] = t += (int64_t)rs_rng_below(&r, 100000);
+            for (int q = 0; q < R; q++) neg[(size_t)(b * L + i) * R + q] = 1 + (int32_t)rs_rng_below(&r, 300);
+        }
+        for (int i = start[b]; i < L; i++) next[b * L + i] = times[b * L + (i + 1 < L ? i + 1 : i)];
+    }
+    rs_batch b = {0};
+    b.B = B; b.L = L; b.seq = seq; b.start = start; b.times = times; b.next_times = next;
+    b.pos = pos; b.neg = neg; b.n_neg = R; b.train = 1; b.seed = 3;
+    size_t np = rs_hstu_ops.n_params(&c);
+    float *P = malloc(sizeof(float) * np), *G[2], *Fo = malloc(sizeof(float) * (size_t)n * d);
+    float *dF = malloc(sizeof(float) * (size_t)n * d);
+    rs_hstu_ops.init(&c, P, &r);
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        recsys_ctx *ctx = new_ctx(k + 1);
+        rs_workspace *ws = rs_hstu_ops.ws_new(&c, B);
+        G[k] = calloc(np, sizeof(float));
+        assert_int_equal(rs_hstu_ops.forward(ctx, &c, P, ws, &b, Fo), RECSYS_OK);
+        assert_int_equal(rs_loss_sampled_softmax(ctx, &c, P, &b, Fo, 0.05f, 1, k, dF, G[k], &loss[k]),
+                         RECSYS_OK);
+        assert_int_equal(rs_hstu_ops.backward(ctx, &c, P, ws, &b, dF, G[k]), RECSYS_OK);
+        rs_hstu_ops.ws_free(ws);
+        recsys_ctx_free(ctx);
+        if (k == 0) { /* same negatives shared, second run: compare per-position runs only */
+            recsys_ctx *c2 = new_ctx(2);
+            rs_workspace *w2 = rs_hstu_ops.ws_new(&c, B);
+            float *G2 = calloc(np, sizeof(float));
+            double l2;
+            assert_int_equal(rs_hstu_ops.forward(c2, &c, P, w2, &b, Fo), RECSYS_OK);
+            assert_int_equal(rs_loss_sampled_softmax(c2, &c, P, &b, Fo, 0.05f, 1, 0, dF, G2, &l2),
+                             RECSYS_OK);
+            assert_int_equal(rs_hstu_ops.backward(c2, &c, P, w2, &b, dF, G2), RECSYS_OK);
+            assert_true(l2 == loss[0]);
+            const char *names[8];
+            size_t offs[8], sizes[8];
+            int nt = rs_hstu_ops.tensors(&c, names, offs, sizes);
+            for (int t = 0; t < nt; t++)
+                if (memcmp(G[0] + offs[t], G2 + offs[t], sizes[t] * sizeof(float)))
+                    fail_msg("gradient of %s differs between 1 and 2 threads", names[t]);
+            free(G2);
+            rs_hstu_ops.ws_free(w2);
+            recsys_ctx_free(c2);
+        }
+    }
+    assert_true(loss[0] > 0 && loss[1] > 0);
+    free(G[0]); free(G[1]); free(P); free(Fo); free(dF); free(start); free(seq); free(pos);
+    free(neg); free(times); free(next);
 }
 
 static void test_errors_and_layout(void **state)
@@ -772,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_model_fd),
         cmocka_unit_test(test_dropout_grad),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_determinism_large),
         cmocka_unit_test(test_errors_and_layout),
         cmocka_unit_test(test_fixture_time),
         cmocka_unit_test(test_fixture_notime),

@@ -88,6 +88,12 @@ static void problem_init(problem *p, int L, int start, int dqk, int dv, int time
         p->times[i] = t;
     }
     for (int i = 0; i < L; i++) p->next_times[i] = i + 1 < L ? p->times[i + 1] : p->times[i];
+    if (time == 2) /* unsorted times of every magnitude: all buckets, both signs */
+        for (int i = 0; i < L; i++) {
+            p->times[i] = (int64_t)(rs_rng_next(&r) >> (2 + rs_rng_below(&r, 62)));
+            p->next_times[i] = (int64_t)(rs_rng_next(&r) >> (2 + rs_rng_below(&r, 62)));
+            if (rs_rng_next(&r) & 1) p->times[i] = -p->times[i];
+        }
     p->d_o = rs_malloc(sizeof(float) * (size_t)(L > 0 ? L : 1) * p->ld_o);
     for (int i = 0; i < (L > 0 ? L : 1) * p->ld_o; i++) p->d_o[i] = (float)urand(&r);
 }
@@ -331,6 +337,8 @@ static void simd_sweep(const char *isa, fwd_fn fwd, bwd_fn bwd)
                     simd_case(isa, fwd, bwd, L, start, ds[qi], ds[vi], t, n % 3 != 0);
                     n++;
                 }
+    /* timestamps over the whole int64 range */
+    for (int L = 17; L <= 200; L += 183) simd_case(isa, fwd, bwd, L, 2, 9, 5, 2, 1);
     /* head sizes past the stack buffer without scratch: reference fallback */
     simd_case(isa, fwd, bwd, 20, 3, 100, 90, 1, 0);
     simd_case(isa, fwd, bwd, 20, 3, 100, 90, 1, 1);

@@ -448,6 +448,79 @@ static void test_dropout(void **state)
     recsys_ctx_free(c2);
 }
 
+/* The fused FFN passes and the recorded-mask dropout agree with the plain
+ * definitions built from rs_dropout_keep. */
+static void test_fused(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(2);
+    rs_rng rng;
+    rs_rng_seed(&rng, 30);
+    int n = 130, m = 300; /* m > the 256-column decision block */
+    size_t nm = (size_t)n * m;
+    float p = 0.25f, scale = 1.0f / (1.0f - p);
+    uint64_t seed = 4242;
+    float *x = malloc(sizeof(float) * nm), *y = malloc(sizeof(float) * nm),
+          *z = malloc(sizeof(float) * nm), *a1 = malloc(sizeof(float) * nm),
+          *a2 = malloc(sizeof(float) * nm), *b = malloc(sizeof(float) * m);
+    uint8_t *mask = malloc(nm), *mask2 = malloc(nm);
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    fill(&rng, x, nm, 1.0);
+    fill(&rng, a1, nm, 1.0);
+    fill(&rng, a2, nm, 1.0);
+    fill(&rng, b, m, 0.5);
+    for (int i = 0; i < n; i++) ids[i] = 3 * i + 1;
+
+    /* recorded mask == the rs_dropout decisions */
+    rs_dropout(ctx, n, m, x, m, p, seed, ids, z);
+    rs_dropout_fwd_mask(ctx, n, m, x, p, seed, ids, y, mask);
+    assert_memory_equal(y, z, sizeof(float) * nm);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < m; c++)
+            assert_int_equal(mask[(size_t)i * m + c],
+                             rs_dropout_keep(seed, (uint64_t)ids[i] * m + c, p));
+    rs_dropout_bwd_mask(ctx, n, m, a1, p, mask, y);
+    rs_dropout(ctx, n, m, a1, m, p, seed, ids, z);
+    assert_memory_equal(y, z, sizeof(float) * nm);
+
+    /* hidden layer: Dropout(ReLU(y + b)) */
+    memcpy(y, x, sizeof(float) * nm);
+    rs_bias_relu_dropout_fwd(ctx, n, m, y, b, p, seed, ids);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < m; c++) {
+            size_t k = (size_t)i * m + c;
+            float v = x[k] + b[c];
+            v = v > 0.0f ? v : 0.0f;
+            float want = rs_dropout_keep(seed, (uint64_t)ids[i] * m + c, p) ? v * scale : 0.0f;
+            assert_true(y[k] == want);
+        }
+    /* its backward: the gradient passes (scaled) exactly where y > 0 */
+    memcpy(z, a1, sizeof(float) * nm);
+    rs_relu_dropout_bwd(ctx, n, m, y, p, z);
+    for (size_t k = 0; k < nm; k++) assert_true(z[k] == (y[k] > 0.0f ? a1[k] * scale : 0.0f));
+
+    /* output layer: Dropout(y + b) + add1 + add2, mask recorded */
+    memcpy(y, x, sizeof(float) * nm);
+    rs_bias_dropout_add_fwd(ctx, n, m, y, b, p, seed, ids, mask2, a1, a2);
+    assert_memory_equal(mask, mask2, nm);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < m; c++) {
+            size_t k = (size_t)i * m + c;
+            float want = (mask[k] ? (x[k] + b[c]) * scale : 0.0f) + a1[k] + a2[k];
+            assert_true(fabsf(y[k] - want) <= 1e-6f * (1.0f + fabsf(want)));
+        }
+    /* without dropout it is a plain bias + residual */
+    memcpy(y, x, sizeof(float) * nm);
+    rs_bias_dropout_add_fwd(ctx, n, m, y, b, 0.0f, seed, ids, NULL, a1, NULL);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < m; c++) {
+            size_t k = (size_t)i * m + c;
+            assert_true(fabsf(y[k] - (x[k] + b[c] + a1[k])) <= 1e-6f);
+        }
+    free(x); free(y); free(z); free(a1); free(a2); free(b); free(mask); free(mask2); free(ids);
+    recsys_ctx_free(ctx);
+}
+
 /* -------------------------------------------------------------------- BCE */
 
 typedef struct bce_state {
@@ -543,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_linear),    cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_layernorm), cmocka_unit_test(test_attention),
         cmocka_unit_test(test_relu),      cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_fused),
         cmocka_unit_test(test_bce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

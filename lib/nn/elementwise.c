@@ -25,12 +25,15 @@ static inline uint64_t row_base(const ew_job *j, int i)
     return (uint64_t)(j->row_id ? j->row_id[i] : i) * (uint64_t)j->m;
 }
 
-/* Branch-free: a dropped element multiplies by 0 (a branch would mispredict
- * on one element in five at p = 0.2). */
-static inline float keep_factor(const ew_job *j, uint64_t counter)
+/* Dropout decisions of counters base..base+m-1 as bytes. Kept a plain
+ * scalar loop: vectorising the 64-bit multiplies without AVX-512 (the
+ * library's baseline ISA) is slower than the scalar hash. */
+static void keep_bytes(uint64_t seed, uint64_t base, int m, float p, uint8_t *restrict out)
 {
-    return rs_dropout_keep(j->seed, counter, j->p) ? j->scale : 0.0f;
+    for (int c = 0; c < m; c++) out[c] = (uint8_t)rs_dropout_keep(seed, base + (uint64_t)c, p);
 }
+
+#define KEEP_BLOCK 256
 
 static ew_job job(int n, int m, float p)
 {
@@ -49,11 +52,17 @@ static void dropout_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
+    const int m = j->m;
+    uint8_t keep[KEEP_BLOCK];
     for (int i = i0; i < i1; i++) {
         const float *xi = j->x + (size_t)i * j->ld;
         float *yi = j->y + (size_t)i * j->ld;
         uint64_t base = row_base(j, i);
-        for (int c = 0; c < j->m; c++) yi[c] = xi[c] * keep_factor(j, base + (uint64_t)c);
+        for (int c0 = 0; c0 < m; c0 += KEEP_BLOCK) {
+            int w = m - c0 < KEEP_BLOCK ? m - c0 : KEEP_BLOCK;
+            keep_bytes(j->seed, base + (uint64_t)c0, w, j->p, keep);
+            for (int c = 0; c < w; c++) yi[c0 + c] = keep[c] ? xi[c0 + c] * j->scale : 0.0f;
+        }
     }
 }
 
@@ -84,16 +93,16 @@ static void dropout_mask_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
+    const float p = j->p, scale = j->scale;
+    const uint64_t seed = j->seed;
+    const int m = j->m;
     for (int i = i0; i < i1; i++) {
-        const float *xi = j->x + (size_t)i * j->m;
-        float *yi = j->y + (size_t)i * j->m;
-        uint8_t *mi = j->mask + (size_t)i * j->m;
+        const float *xi = j->x + (size_t)i * m;
+        float *yi = j->y + (size_t)i * m; /* may be xi: no restrict */
+        uint8_t *restrict mi = j->mask + (size_t)i * m;
         uint64_t base = row_base(j, i);
-        for (int c = 0; c < j->m; c++) {
-            uint8_t k = (uint8_t)rs_dropout_keep(j->seed, base + (uint64_t)c, j->p);
-            mi[c] = k;
-            yi[c] = xi[c] * (k ? j->scale : 0.0f);
-        }
+        keep_bytes(seed, base, m, p, mi);
+        for (int c = 0; c < m; c++) yi[c] = mi[c] ? xi[c] * scale : 0.0f;
     }
 }
 
@@ -119,8 +128,13 @@ static void dropout_bwd_mask_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
+    /* locals + restrict: a float store could otherwise alias j->scale */
     size_t a = (size_t)i0 * j->m, e = (size_t)i1 * j->m;
-    for (size_t k = a; k < e; k++) j->y[k] = j->x[k] * (j->cmask[k] ? j->scale : 0.0f);
+    const float *restrict x = j->x;
+    const uint8_t *restrict mk = j->cmask;
+    float *restrict y = j->y;
+    float scale = j->scale;
+    for (size_t k = a; k < e; k++) y[k] = mk[k] ? x[k] * scale : 0.0f;
 }
 
 void rs_dropout_bwd_mask(recsys_ctx *ctx, int n, int m, const float *dy, float p,
@@ -143,13 +157,23 @@ static void bias_relu_dropout_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
+    const float *restrict b = j->b;
+    const float p = j->p, scale = j->scale;
+    const uint64_t seed = j->seed;
+    const int m = j->m;
     for (int i = i0; i < i1; i++) {
-        float *yi = j->y + (size_t)i * j->m;
+        float *restrict yi = j->y + (size_t)i * m;
         uint64_t base = row_base(j, i);
-        for (int c = 0; c < j->m; c++) {
-            float v = yi[c] + (j->b ? j->b[c] : 0.0f);
-            v = v > 0.0f ? v : 0.0f;
-            yi[c] = j->p > 0.0f ? v * keep_factor(j, base + (uint64_t)c) : v;
+        if (b)
+            for (int c = 0; c < m; c++) yi[c] += b[c];
+        for (int c = 0; c < m; c++) yi[c] = yi[c] > 0.0f ? yi[c] : 0.0f;
+        if (p > 0.0f) {
+            uint8_t keep[KEEP_BLOCK];
+            for (int c0 = 0; c0 < m; c0 += KEEP_BLOCK) {
+                int w = m - c0 < KEEP_BLOCK ? m - c0 : KEEP_BLOCK;
+                keep_bytes(seed, base + (uint64_t)c0, w, p, keep);
+                for (int c = 0; c < w; c++) yi[c0 + c] = keep[c] ? yi[c0 + c] * scale : 0.0f;
+            }
         }
     }
 }
@@ -172,7 +196,10 @@ static void relu_dropout_bwd_task(void *arg, int task, int thread)
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
     size_t a = (size_t)i0 * j->m, e = (size_t)i1 * j->m;
-    for (size_t k = a; k < e; k++) j->y[k] = j->x[k] > 0.0f ? j->y[k] * j->scale : 0.0f;
+    const float *restrict y = j->x;
+    float *restrict dy = j->y;
+    float scale = j->scale;
+    for (size_t k = a; k < e; k++) dy[k] = y[k] > 0.0f ? dy[k] * scale : 0.0f;
 }
 
 void rs_relu_dropout_bwd(recsys_ctx *ctx, int n, int m, const float *y, float p, float *dy)
@@ -189,22 +216,30 @@ static void bias_dropout_add_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
+    const float *restrict b = j->b, *restrict add1 = j->add1, *restrict add2 = j->add2;
+    const float p = j->p, scale = j->scale;
+    const uint64_t seed = j->seed;
+    const int m = j->m;
     for (int i = i0; i < i1; i++) {
-        size_t o = (size_t)i * j->m;
-        float *yi = j->y + o;
-        uint8_t *mi = j->mask ? j->mask + o : NULL;
+        size_t o = (size_t)i * m;
+        float *restrict yi = j->y + o;
+        uint8_t *restrict mi = j->mask ? j->mask + o : NULL;
         uint64_t base = row_base(j, i);
-        for (int c = 0; c < j->m; c++) {
-            float v = yi[c] + (j->b ? j->b[c] : 0.0f);
-            if (j->p > 0.0f) {
-                uint8_t k = (uint8_t)rs_dropout_keep(j->seed, base + (uint64_t)c, j->p);
-                if (mi) mi[c] = k;
-                v *= k ? j->scale : 0.0f;
+        if (b)
+            for (int c = 0; c < m; c++) yi[c] += b[c];
+        if (p > 0.0f) {
+            uint8_t keep[KEEP_BLOCK];
+            for (int c0 = 0; c0 < m; c0 += KEEP_BLOCK) {
+                int w = m - c0 < KEEP_BLOCK ? m - c0 : KEEP_BLOCK;
+                uint8_t *k = mi ? mi + c0 : keep;
+                keep_bytes(seed, base + (uint64_t)c0, w, p, k);
+                for (int c = 0; c < w; c++) yi[c0 + c] = k[c] ? yi[c0 + c] * scale : 0.0f;
             }
-            if (j->add1) v += j->add1[o + c];
-            if (j->add2) v += j->add2[o + c];
-            yi[c] = v;
         }
+        if (add1)
+            for (int c = 0; c < m; c++) yi[c] += add1[o + c];
+        if (add2)
+            for (int c = 0; c < m; c++) yi[c] += add2[o + c];
     }
 }
 
@@ -273,7 +308,9 @@ static void add_task(void *arg, int task, int thread)
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
     size_t a = (size_t)i0 * j->m, b = (size_t)i1 * j->m;
-    for (size_t k = a; k < b; k++) j->y[k] += j->x[k];
+    const float *restrict x = j->x;
+    float *restrict y = j->y;
+    for (size_t k = a; k < b; k++) y[k] += x[k];
 }
 
 void rs_nn_add(recsys_ctx *ctx, int n, int m, const float *x, float *y)
