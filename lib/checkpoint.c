@@ -361,8 +361,9 @@ static recsys_status save_impl(recsys_ctx *ctx, const recsys_model *m, const cha
         return rs_error(ctx, RECSYS_E_INVALID, "checkpoint save: incomplete trainer state");
     for (int i = 0; i < n_extra; i++) {
         const char *tag = extra[i].tag;
-        if (strnlen(tag, sizeof extra[i].tag) != 4 || !tag_is_valid(tag) || tag_is_reserved(tag) ||
-            (state && !memcmp(tag, "OPTS", 4)) || (extra[i].size && !extra[i].data))
+        if (strnlen(tag, sizeof extra[i].tag) != 4 || !tag_is_valid(tag) ||
+            tag_is_reserved(tag) || (state && !memcmp(tag, "OPTS", 4)) ||
+            (extra[i].size && !extra[i].data))
             return rs_error(ctx, RECSYS_E_INVALID,
                             "checkpoint save: bad extra section '%.8s' (4 printable characters, "
                             "not CONF, TENS, WGHT or END, with data)", tag);
@@ -806,7 +807,8 @@ static recsys_status load_impl(recsys_ctx *ctx, const char *path, load_out *o, i
     if (!st && get_u32(h + 12) != 0)
         st = bad(&r, "unknown flags 0x%08" PRIx32, get_u32(h + 12));
     if (!st) st = read_sections(&r, o, keep_extra);
-    if (!st && r.pos != r.size) st = bad(&r, "%" PRIu64 " bytes after the END section", r.size - r.pos);
+    if (!st && r.pos != r.size)
+        st = bad(&r, "%" PRIu64 " bytes after the END section", r.size - r.pos);
     if (!st) st = check_finite(&r, o->model);
     fclose(r.f);
     if (st) load_out_free(o);
