@@ -21,6 +21,7 @@
 #define RS_GEMM_BLOCKED_H
 
 #include <stddef.h>
+#include <stdlib.h>
 
 /* One micro-tile: C[mr x ncols] (=|+=) alpha * A-panel · B panel.
  * a[r*rsa + k*csa] is op(A)[r,k]; the B panel holds kc rows of nv vectors,
@@ -108,17 +109,21 @@ rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     int kc_step = rs_gemm_block(K, kc_max, 1);
     int nc_step = rs_gemm_block(N, nc_max, nr);
     int b_packed = !rs_gemm_b_in_place(trans_b, M, ldb);
+    int mc_step = getenv("RS_MC") ? atoi(getenv("RS_MC")) : mr_max; /* TUNING-HACK */
     for (int jc = 0; jc < N; jc += nc_step) {
         int nc = rs_gemm_min(nc_step, N - jc);
         for (int pc = 0; pc < K; pc += kc_step) {
             int kc = rs_gemm_min(kc_step, K - pc);
             if (b_packed) rs_gemm_pack_b(trans_b, B, (size_t)ldb, pc, jc, kc, nc, vw, nr, buf);
             float b = pc == 0 ? beta : 1.0f;
-            for (int ir = 0; ir < M; ir += mr_max) {
+            for (int ic = 0; ic < M; ic += mc_step) {
+            int mc_end = rs_gemm_min(M, ic + mc_step);
+            for (int jr = 0; jr < nc; jr += nr) {
+            for (int ir = ic; ir < mc_end; ir += mr_max) {
                 int mr = rs_gemm_min(mr_max, M - ir);
                 const float *a = A + ir * rsa + pc * csa;
                 float *c = C + (size_t)ir * ldc + jc;
-                for (int jr = 0; jr < nc; jr += nr) {
+                {
                     int ncols = rs_gemm_min(nr, nc - jr), nv = (ncols + vw - 1) / vw;
                     if (b_packed)
                         ukr(mr, nv, ncols, kc, a, rsa, csa, buf + (size_t)jr * kc,
@@ -127,6 +132,8 @@ rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
                         ukr(mr, nv, ncols, kc, a, rsa, csa, B + (size_t)pc * ldb + jc + jr,
                             (size_t)ldb, c + jr, (size_t)ldc, alpha, b);
                 }
+            }
+            }
             }
         }
     }

@@ -433,11 +433,10 @@ recsys_status rs_checkpoint_save_train(recsys_ctx *ctx, const recsys_model *mode
     return save_impl(ctx, model, path, NULL, 0, state);
 }
 
-/* The model handle carries no ctx (it may outlive the one that made it), so
- * errors here come back as status codes only. */
-recsys_status recsys_model_save(recsys_model *model, const char *path)
+recsys_status recsys_model_save(recsys_ctx *ctx, const recsys_model *model, const char *path)
 {
-    return save_impl(NULL, model, path, NULL, 0, NULL);
+    if (!ctx) return RECSYS_E_INVALID;
+    return save_impl(ctx, model, path, NULL, 0, NULL);
 }
 
 /* ------------------------------------------------------------- reading */

@@ -149,7 +149,7 @@ static int validate(const opt_def *d, const char *v, char *why, size_t why_len)
         long long x = strtoll(v, &end, 10);
         if (!*v || *end || errno) { snprintf(why, why_len, "expected an integer"); return 0; }
         if ((double)x < d->lo || (double)x > d->hi) {
-            snprintf(why, why_len, "must be in [%.17g, %.17g]", d->lo, d->hi);
+            snprintf(why, why_len, "must be in [%g, %g]", d->lo, d->hi);
             return 0;
         }
         return 1;
@@ -162,7 +162,7 @@ static int validate(const opt_def *d, const char *v, char *why, size_t why_len)
             return 0;
         }
         if (x < d->lo || x > d->hi) {
-            snprintf(why, why_len, "must be in [%.17g, %.17g]", d->lo, d->hi);
+            snprintf(why, why_len, "must be in [%g, %g]", d->lo, d->hi);
             return 0;
         }
         return 1;
@@ -212,7 +212,7 @@ recsys_status recsys_opts_get(const recsys_opts *o, const char *key, const char 
 
 recsys_status recsys_opts_get_int(const recsys_opts *o, const char *key, int64_t *value)
 {
-    const char *v;
+    const char *v = NULL;
     recsys_status st = recsys_opts_get(o, key, &v);
     if (st) return st;
     int i = find_key(key);
@@ -225,7 +225,7 @@ recsys_status recsys_opts_get_int(const recsys_opts *o, const char *key, int64_t
 
 recsys_status recsys_opts_get_float(const recsys_opts *o, const char *key, double *value)
 {
-    const char *v;
+    const char *v = NULL;
     recsys_status st = recsys_opts_get(o, key, &v);
     if (st) return st;
     int i = find_key(key);

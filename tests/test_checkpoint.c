@@ -256,7 +256,7 @@ static void assert_same_model(const recsys_model *a, const recsys_model *b)
 static void test_round_trip(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(recsys_model_save(f->model, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
     recsys_model *m = NULL;
     assert_int_equal(recsys_model_load(f->ctx, f->path, &m), RECSYS_OK);
     assert_non_null(m);
@@ -274,7 +274,7 @@ static void test_round_trip(void **state)
     unsigned char *b1 = read_all(f->path, &n1);
     char path2[192];
     snprintf(path2, sizeof path2, "%s/again.ckpt", f->dir);
-    assert_int_equal(recsys_model_save(m, path2), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, m, path2), RECSYS_OK);
     unsigned char *b2 = read_all(path2, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
@@ -293,7 +293,7 @@ static void test_round_trip(void **state)
 
     /* A second save replaces the file and leaves no temp file. */
     recsys_model *other = small_model(f->ctx, 16, 99);
-    assert_int_equal(recsys_model_save(other, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, other, f->path), RECSYS_OK);
     assert_int_equal(recsys_model_load(f->ctx, f->path, &m), RECSYS_OK);
     assert_same_model(other, m);
     recsys_model_free(m);
@@ -310,7 +310,7 @@ static void test_round_trip(void **state)
 static void test_truncation(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(recsys_model_save(f->model, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
     size_t n;
     unsigned char *good = read_all(f->path, &n);
     size_t starts[8];
@@ -353,7 +353,7 @@ static void test_truncation(void **state)
 static void test_bit_flips(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(recsys_model_save(f->model, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
     size_t n;
     unsigned char *good = read_all(f->path, &n);
     unsigned char *bad = malloc(n);
@@ -382,7 +382,7 @@ static void test_bit_flips(void **state)
 static void test_magic_version(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(recsys_model_save(f->model, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
     size_t n;
     unsigned char *b = read_all(f->path, &n);
     memcpy(b, "RECSYSCX", 8);
@@ -415,7 +415,7 @@ static void test_magic_version(void **state)
 static void test_inconsistent(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(recsys_model_save(f->model, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
     size_t n;
     unsigned char *good = read_all(f->path, &n);
     unsigned char *b = malloc(n);
@@ -528,7 +528,7 @@ static void test_io_errors(void **state)
     char path[256];
     /* Missing directory: I/O error, nothing created. */
     snprintf(path, sizeof path, "%s/no/such/dir/model.ckpt", f->dir);
-    assert_int_equal(recsys_model_save(f->model, path), RECSYS_E_IO);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, path), RECSYS_E_IO);
     assert_int_equal(rs_checkpoint_save_ex(f->ctx, f->model, path, NULL, 0), RECSYS_E_IO);
     assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "model.ckpt"));
 
@@ -548,7 +548,7 @@ static void test_io_errors(void **state)
     rmdir(path);
 
     /* An invalid call does not touch an existing good file. */
-    assert_int_equal(recsys_model_save(f->model, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
     size_t n0, n1;
     unsigned char *before = read_all(f->path, &n0);
     rs_ck_section bad_tag = {"CONF", "x", 1};
@@ -583,9 +583,10 @@ static void test_null_args(void **state)
 {
     fixture *f = *state;
     recsys_model *m = NULL;
-    assert_int_equal(recsys_model_save(NULL, f->path), RECSYS_E_INVALID);
-    assert_int_equal(recsys_model_save(f->model, NULL), RECSYS_E_INVALID);
-    assert_int_equal(recsys_model_save(f->model, ""), RECSYS_E_INVALID);
+    assert_int_equal(recsys_model_save(f->ctx, NULL, f->path), RECSYS_E_INVALID);
+    assert_int_equal(recsys_model_save(NULL, f->model, f->path), RECSYS_E_INVALID);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, NULL), RECSYS_E_INVALID);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, ""), RECSYS_E_INVALID);
     assert_int_equal(recsys_model_load(f->ctx, NULL, &m), RECSYS_E_INVALID);
     assert_int_equal(recsys_model_load(f->ctx, f->path, NULL), RECSYS_E_INVALID);
     assert_int_equal(recsys_model_load(NULL, NULL, NULL), RECSYS_E_INVALID);
@@ -599,7 +600,7 @@ static void test_null_args(void **state)
     /* Nothing was written by any of these. */
     assert_int_equal(access(f->path, F_OK), -1);
     /* Loading works without a ctx (status only). */
-    assert_int_equal(recsys_model_save(f->model, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
     assert_int_equal(recsys_model_load(NULL, f->path, &m), RECSYS_OK);
     recsys_model_free(m);
 }
@@ -702,7 +703,7 @@ static void test_train_state(void **state)
     assert_int_equal(gw.epoch, -5);
 
     /* A plain model file has no trainer state. */
-    assert_int_equal(recsys_model_save(f->model, f->path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
     assert_int_equal(rs_checkpoint_load_train(f->ctx, f->path, other, &got), RECSYS_E_FORMAT);
     assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "no trainer state"));
 

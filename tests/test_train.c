@@ -266,7 +266,7 @@ static void test_checkpoint_resume_is_exact(void **state)
     for (int e = 0; e < 2; e++) assert_int_equal(recsys_trainer_run_epoch(t, NULL), RECSYS_OK);
     params_equal(ref, m);
     /* a plain model file has no trainer state */
-    assert_int_equal(recsys_model_save(m, path), RECSYS_OK);
+    assert_int_equal(recsys_model_save(f->ctx, m, path), RECSYS_OK);
     assert_int_equal(recsys_trainer_resume(t, path), RECSYS_E_FORMAT);
     recsys_trainer_free(t);
     recsys_model_free(m);

@@ -40,7 +40,7 @@ def _load():
         "recsys_dataset_stat": (ctypes.c_int, [P, ctypes.c_int, ctypes.POINTER(ctypes.c_double)]),
         "recsys_model_new": (ctypes.c_int, [P, P, P, PP]),
         "recsys_model_free": (None, [P]),
-        "recsys_model_save": (ctypes.c_int, [P, ctypes.c_char_p]),
+        "recsys_model_save": (ctypes.c_int, [P, P, ctypes.c_char_p]),
         "recsys_model_load": (ctypes.c_int, [P, ctypes.c_char_p, PP]),
         "recsys_model_n_params": (ctypes.c_int, [P, ctypes.POINTER(ctypes.c_int64)]),
         "recsys_trainer_new": (ctypes.c_int, [P, P, P, P, PP]),

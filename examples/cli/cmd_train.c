@@ -143,7 +143,7 @@ int cmd_train(int argc, char **argv)
         fflush(stdout);
     }
     double train_seconds = now() - t_train;
-    if (out_path && (st = recsys_model_save(model, out_path))) {
+    if (out_path && (st = recsys_model_save(ctx, model, out_path))) {
         rc = cli_fail("train", ctx, st, "cannot save the model");
         goto done;
     }

@@ -321,10 +321,13 @@ RECSYS_API recsys_status recsys_model_n_params(const recsys_model *model, int64_
 RECSYS_API recsys_status recsys_model_get(const recsys_model *model, const char *key,
                                           const char **value);
 /**
- * Save config + weights to path, atomically (temp file, fsync, rename).
- * Format in docs/CHECKPOINT.md: versioned, CRC-32C checked.
+ * Save config + weights to path, atomically (temp file, fsync, rename, then
+ * fsync of the directory): an existing file is replaced whole or not at all.
+ * Format in docs/CHECKPOINT.md: versioned, CRC-32C checked. Errors are
+ * recorded in ctx. @return RECSYS_OK, RECSYS_E_INVALID, RECSYS_E_IO, RECSYS_E_NOMEM.
  */
-RECSYS_API recsys_status recsys_model_save(recsys_model *model, const char *path);
+RECSYS_API recsys_status recsys_model_save(recsys_ctx *ctx, const recsys_model *model,
+                                           const char *path);
 /** Load a saved model; truncated or corrupted files give RECSYS_E_FORMAT. */
 RECSYS_API recsys_status recsys_model_load(recsys_ctx *ctx, const char *path, recsys_model **out);
 

@@ -496,7 +496,7 @@ static void block_fwd(const model_args *a, const float *P, int k, const float *X
     rs_layernorm_fwd(ctx, n, m->d, X, NULL, NULL, NULL, LN_EPS, s->xn, s->m1, s->r1);
     rs_linear_fwd(ctx, n, m->d, m->cols, s->xn, m->d, slice(Pm, a->off, c, T_UVQK, k), NULL,
                   s->g, m->cols);
-    ew_job e = {n * m->cols > 0 ? n : 0, m->cols, m->cols, s->g, s->sg, NULL, NULL, NULL};
+    ew_job e = {n, m->cols, m->cols, s->g, s->sg, NULL, NULL, NULL};
     run_rows(ctx, silu_fwd_task, &e);
 
     attn_job aj = {&ctx->kern, ws, a->b, *m, s->g, slice(Pm, a->off, c, T_RAB_POS, k),
