@@ -560,17 +560,6 @@ static recsys_status parse_conf(ck_reader *r, char *text, rs_model_config *cfg)
     return st;
 }
 
-/* The family's ops, as rs_model_create picks them (HSTU may not be linked
- * in yet: model.c declares it weak too; rs_model_create then reports it). */
-extern const rs_model_ops rs_hstu_ops __attribute__((weak));
-
-static const rs_model_ops *family_ops(enum rs_model_type t)
-{
-    if (t == RS_MODEL_SASREC) return &rs_sasrec_ops;
-    if (t == RS_MODEL_HSTU && &rs_hstu_ops != NULL) return &rs_hstu_ops;
-    return NULL;
-}
-
 /* TENS payload must describe exactly the layout this library uses. */
 static recsys_status check_tensors(ck_reader *r, const unsigned char *p, size_t len,
                                    const recsys_model *m)
@@ -716,7 +705,7 @@ static recsys_status read_sections(ck_reader *r, load_out *o, int keep_extra)
             free(text);
             /* Bound the allocation by what the file can hold before making
              * the model (a CRC-valid but absurd config must not allocate). */
-            const rs_model_ops *ops = st ? NULL : family_ops(cfg.type);
+            const rs_model_ops *ops = st ? NULL : rs_model_ops_for(cfg.type);
             if (ops && ops->n_params(&cfg) > (r->size - r->pos) / sizeof(float))
                 st = bad(r, "the config needs %zu parameters (%zu bytes) but the file has only "
                             "%" PRIu64 " bytes left",

@@ -95,7 +95,7 @@ recsys_status rs_model_config_to_opts(const rs_model_config *cfg, recsys_opts *o
     return st;
 }
 
-static const rs_model_ops *ops_for(enum rs_model_type t)
+const rs_model_ops *rs_model_ops_for(enum rs_model_type t)
 {
     if (t == RS_MODEL_SASREC) return &rs_sasrec_ops;
     if (t == RS_MODEL_HSTU) return &rs_hstu_ops;
@@ -115,7 +115,7 @@ recsys_status rs_model_create(recsys_ctx *ctx, const rs_model_config *cfg, rs_rn
 {
     if (!cfg || !out) return rs_error(ctx, RECSYS_E_INVALID, "rs_model_create: NULL argument");
     *out = NULL;
-    const rs_model_ops *ops = ops_for(cfg->type);
+    const rs_model_ops *ops = rs_model_ops_for(cfg->type);
     if (!ops)
         return rs_error(ctx, RECSYS_E_UNSUPPORTED, "model type %d is not built into this library",
                         (int)cfg->type);

@@ -77,6 +77,8 @@ typedef struct rs_model_ops {
 
 extern const rs_model_ops rs_sasrec_ops;
 extern const rs_model_ops rs_hstu_ops;
+/* The ops of a model family; NULL for an unknown type. */
+const rs_model_ops *rs_model_ops_for(enum rs_model_type t);
 
 struct recsys_model {
     atomic_int refs;
