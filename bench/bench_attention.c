@@ -113,34 +113,49 @@ static double median(double *t, int n)
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
-/* Median fwd and bwd times (ms) of one method: 0 plain, 1 fused. */
-static void time_method(bench_data *b, int fused, int reps, double *fwd_ms, double *bwd_ms)
+/* One forward and one backward over all sequences: method 0 plain, 1 fused,
+ * 2 fused with dropout 0.2. Adds the times (ms) to tf and tb. */
+static void run_once(bench_data *b, int method, double *tf, double *tb)
 {
-    double tf[64], tb[64];
-    for (int r = -1; r < reps; r++) {
-        double t0 = bench_now();
-        if (fused) rs_pool_run(b->ctx->pool, b->nseq, fused_fwd_task, b);
-        else
-            for (int s = 0; s < b->nseq; s++) plain_fwd(b, s);
-        double t1 = bench_now();
-        if (fused) rs_pool_run(b->ctx->pool, b->nseq, fused_bwd_task, b);
-        else /* one sequence's weights at a time: redo its forward softmax first */
-            for (int s = 0; s < b->nseq; s++) {
-                if (b->nseq > 1) {
-                    double u = bench_now();
-                    plain_fwd(b, s);
-                    t1 += bench_now() - u; /* not counted as backward */
-                }
-                plain_bwd(b, s);
+    b->drop = method == 2 ? 0.2f : 0.0f;
+    double t0 = bench_now();
+    if (method) rs_pool_run(b->ctx->pool, b->nseq, fused_fwd_task, b);
+    else
+        for (int s = 0; s < b->nseq; s++) plain_fwd(b, s);
+    double t1 = bench_now();
+    if (method) rs_pool_run(b->ctx->pool, b->nseq, fused_bwd_task, b);
+    else /* one sequence's weights at a time: redo its forward softmax first */
+        for (int s = 0; s < b->nseq; s++) {
+            if (b->nseq > 1) {
+                double u = bench_now();
+                plain_fwd(b, s);
+                t1 += bench_now() - u; /* not counted as backward */
             }
-        double t2 = bench_now();
-        if (r >= 0) {
-            tf[r] = (t1 - t0) * 1e3;
-            tb[r] = (t2 - t1) * 1e3;
+            plain_bwd(b, s);
         }
+    double t2 = bench_now();
+    *tf = (t1 - t0) * 1e3;
+    *tb = (t2 - t1) * 1e3;
+}
+
+/* Median fwd and bwd times (ms) of the three methods, interleaved within each
+ * repetition so that a change in machine load hits them alike. */
+static void time_methods(bench_data *b, int reps, double fwd_ms[3], double bwd_ms[3])
+{
+    double tf[3][64], tb[3][64];
+    for (int r = -1; r < reps; r++)
+        for (int m = 0; m < 3; m++) {
+            double f, g;
+            run_once(b, m, &f, &g);
+            if (r >= 0) {
+                tf[m][r] = f;
+                tb[m][r] = g;
+            }
+        }
+    for (int m = 0; m < 3; m++) {
+        fwd_ms[m] = median(tf[m], reps);
+        bwd_ms[m] = median(tb[m], reps);
     }
-    *fwd_ms = median(tf, reps);
-    *bwd_ms = median(tb, reps);
 }
 
 static float max_abs_diff(const float *a, const float *b, size_t n)
@@ -209,18 +224,16 @@ int main(int argc, char **argv)
                 b.V[i] = (float)rs_rng_uniform(&rng) * 2.0f - 1.0f;
                 b.dO[i] = (float)rs_rng_uniform(&rng) * 2.0f - 1.0f;
             }
-            double ff, fb, df, db, pf, pb;
-            time_method(&b, 1, reps, &ff, &fb);
+            double tf[3], tb[3], f, g;
+            run_once(&b, 1, &f, &g); /* fused O without dropout, for the check below */
             memcpy(O_fused, b.O, n * sizeof(float));
-            b.drop = 0.2f;
-            time_method(&b, 1, reps, &df, &db);
-            b.drop = 0.0f;
-            time_method(&b, 0, reps, &pf, &pb);
-            /* the plain O of the last sequence vs the fused one (drop 0) */
+            time_methods(&b, reps, tf, tb);
+            run_once(&b, 0, &f, &g); /* leaves the plain O of every sequence in b.O */
             float err = max_abs_diff(O_fused, b.O, n);
+            double fused = tf[1] + tb[1], plain = tf[0] + tb[0];
             printf("%6d %5d | %9.3f %9.3f %9.3f | %9.3f %9.3f | %9.3f %9.3f %9.3f | %6.2fx%s\n",
-                   b.L, b.nseq, ff, fb, ff + fb, df, db, pf, pb, pf + pb, (pf + pb) / (ff + fb),
-                   err > 1e-4f ? "  MISMATCH" : "");
+                   b.L, b.nseq, tf[1], tb[1], fused, tf[2], tb[2], tf[0], tb[0], plain,
+                   plain / fused, err > 1e-4f ? "  MISMATCH" : "");
             if (err > 1e-4f) rc = 1;
         }
         for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) rs_free(*bufs[k]);

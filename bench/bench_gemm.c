@@ -16,6 +16,7 @@
  *              (-t 1 only): time slices lost to other processes on a
  *              shared machine are not counted
  *     --best   report the fastest run instead of the median (for tuning)
+ *     --ours   librecsys only (for tuning)
  */
 #include "internal.h"
 #include "kernels_isa.h"
@@ -32,7 +33,7 @@
 
 #define MAX_RUNS 31
 
-static int use_cpu_clock, use_best;
+static int use_cpu_clock, use_best, only_ours;
 
 static double now(void)
 {
@@ -174,12 +175,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--cpu")) use_cpu_clock = 1;
         else if (!strcmp(argv[i], "--best")) use_best = 1;
+        else if (!strcmp(argv[i], "--ours")) only_ours = 1;
         else if (!strcmp(argv[i], "-s") && i + 1 < argc &&
                  sscanf(argv[++i], "%d,%d,%d,%d,%d", &one.ta, &one.tb, &one.M, &one.N, &one.K) == 5)
             one.what = "shape";
         else {
             fprintf(stderr, "usage: %s [-t threads] [-r runs] [--full] [--quick] "
-                            "[-s ta,tb,M,N,K] [--cpu] [--best]\n", argv[0]);
+                            "[-s ta,tb,M,N,K] [--cpu] [--best] [--ours]\n", argv[0]);
             return 2;
         }
     }
@@ -265,9 +267,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         const shape *s = &shapes[i];
         double ours = measure(LIB_OURS, ctx, ctx_bf16, s, &b, runs);
-        double ob = measure(LIB_OPENBLAS, ctx, ctx_bf16, s, &b, runs);
-        double dn = have_onednn ? measure(LIB_ONEDNN, ctx, ctx_bf16, s, &b, runs) : 0.0;
-        double bf = have_bf16 ? measure(LIB_OURS_BF16, ctx, ctx_bf16, s, &b, runs) : 0.0;
+        double ob = only_ours ? 0.0 : measure(LIB_OPENBLAS, ctx, ctx_bf16, s, &b, runs);
+        double dn = have_onednn && !only_ours ? measure(LIB_ONEDNN, ctx, ctx_bf16, s, &b, runs) : 0.0;
+        double bf = have_bf16 && !only_ours ? measure(LIB_OURS_BF16, ctx, ctx_bf16, s, &b, runs) : 0.0;
         printf("| %s | %d | %d | %d | %.1f | %.0f%% | %.1f | ", s->what, s->M, s->N, s->K, ours,
                100.0 * ours / peak, ob);
         if (have_onednn) printf("%.1f | ", dn);

@@ -31,13 +31,13 @@ void rs_layernorm_fwd_avx2(int n, int d, const float *x, const float *r, const f
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * d, *ri = r ? r + (size_t)i * d : NULL;
         float *yi = y + (size_t)i * d;
-        /* pass 1: h = x + r, kept in y (the row is in L1 for the next passes) */
+        /* pass 1: sum of h = x + r. Each pass recomputes h from x and r (in
+         * L1): re-reading a masked store of h would defeat store forwarding. */
         __m256 s0 = _mm256_setzero_ps(), s1 = s0;
         for (int c = 0; c < d; c += W) {
             __m256i m = tail_mask(d - c);
             __m256 h = _mm256_maskload_ps(xi + c, m);
             if (ri) h = _mm256_add_ps(h, _mm256_maskload_ps(ri + c, m));
-            _mm256_maskstore_ps(yi + c, m, h);
             if ((c / W) & 1) s1 = _mm256_add_ps(s1, h);
             else s0 = _mm256_add_ps(s0, h);
         }
@@ -47,8 +47,9 @@ void rs_layernorm_fwd_avx2(int n, int d, const float *x, const float *r, const f
         __m256 v0 = _mm256_setzero_ps();
         for (int c = 0; c < d; c += W) {
             __m256i m = tail_mask(d - c);
-            __m256 t = _mm256_and_ps(_mm256_castsi256_ps(m),
-                                     _mm256_sub_ps(_mm256_maskload_ps(yi + c, m), muv));
+            __m256 h = _mm256_maskload_ps(xi + c, m);
+            if (ri) h = _mm256_add_ps(h, _mm256_maskload_ps(ri + c, m));
+            __m256 t = _mm256_and_ps(_mm256_castsi256_ps(m), _mm256_sub_ps(h, muv));
             v0 = _mm256_fmadd_ps(t, t, v0);
         }
         const float var = hsum8(v0) / (float)d;
@@ -59,7 +60,9 @@ void rs_layernorm_fwd_avx2(int n, int d, const float *x, const float *r, const f
         /* pass 3: normalise and apply the affine map */
         for (int c = 0; c < d; c += W) {
             __m256i m = tail_mask(d - c);
-            __m256 h = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(yi + c, m), muv), rsv);
+            __m256 h = _mm256_maskload_ps(xi + c, m);
+            if (ri) h = _mm256_add_ps(h, _mm256_maskload_ps(ri + c, m));
+            h = _mm256_mul_ps(_mm256_sub_ps(h, muv), rsv);
             if (gamma) h = _mm256_mul_ps(h, _mm256_maskload_ps(gamma + c, m));
             if (beta) h = _mm256_add_ps(h, _mm256_maskload_ps(beta + c, m));
             _mm256_maskstore_ps(yi + c, m, h);

@@ -19,13 +19,13 @@ void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * d, *ri = r ? r + (size_t)i * d : NULL;
         float *yi = y + (size_t)i * d;
-        /* pass 1: h = x + r, kept in y (the row is in L1 for the next passes) */
+        /* pass 1: sum of h = x + r. Each pass recomputes h from x and r (in
+         * L1): re-reading a masked store of h would defeat store forwarding. */
         __m512 s0 = _mm512_setzero_ps(), s1 = s0;
         for (int c = 0; c < d; c += W) {
             __mmask16 m = tail_mask(d - c);
             __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
             if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
-            _mm512_mask_storeu_ps(yi + c, m, h);
             if ((c / W) & 1) s1 = _mm512_add_ps(s1, h);
             else s0 = _mm512_add_ps(s0, h);
         }
@@ -35,7 +35,9 @@ void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const
         __m512 v0 = _mm512_setzero_ps();
         for (int c = 0; c < d; c += W) {
             __mmask16 m = tail_mask(d - c);
-            __m512 t = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, yi + c), muv);
+            __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
+            if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
+            __m512 t = _mm512_maskz_sub_ps(m, h, muv);
             v0 = _mm512_fmadd_ps(t, t, v0);
         }
         const float var = _mm512_reduce_add_ps(v0) / (float)d;
@@ -46,7 +48,9 @@ void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const
         /* pass 3: normalise and apply the affine map */
         for (int c = 0; c < d; c += W) {
             __mmask16 m = tail_mask(d - c);
-            __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, yi + c), muv), rsv);
+            __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
+            if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
+            h = _mm512_mul_ps(_mm512_sub_ps(h, muv), rsv);
             if (gamma) h = _mm512_mul_ps(h, _mm512_maskz_loadu_ps(m, gamma + c));
             if (beta) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, beta + c));
             _mm512_mask_storeu_ps(yi + c, m, h);
