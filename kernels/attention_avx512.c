@@ -52,7 +52,7 @@ static inline __m512 exp16(__m512 x)
 }
 
 /* rs_dropout_keep for 8 counters at once. keep <=> (x>>40)*2^-24 >= p
- * <=> x >= ceil(p*2^24) << 40, exact in integers (see init_drop). */
+ * <=> x >= ceil(p*2^24) << 40, exact in integers (see init_args). */
 static inline __mmask8 keep8(const attn_args *a, __m512i ctr)
 {
     __m512i x = _mm512_xor_si512(a->seed, _mm512_mullo_epi64(ctr, a->c1));
@@ -100,7 +100,11 @@ static void init_args(attn_args *a, int L, int start, int dh, float scale, int l
     }
 }
 
-static inline __mmask16 row_mask(int nr) { return (__mmask16)(nr >= W ? 0xFFFF : (1u << nr) - 1); }
+/* Lanes < n set (n clamped to [0, 16]). */
+static inline __mmask16 row_mask(int n)
+{
+    return (__mmask16)(n >= W ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+}
 
 /* In-register transpose of a 16 x 16 block: v[i][j] -> v[j][i]. */
 static inline void transpose16(__m512 v[16])

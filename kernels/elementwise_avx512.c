@@ -11,7 +11,11 @@
 
 #define W 16
 
-static inline __mmask16 tail_mask(int n) { return (__mmask16)(n >= W ? 0xFFFF : (1u << n) - 1); }
+/* Lanes < n set (n clamped to [0, 16]). */
+static inline __mmask16 tail_mask(int n)
+{
+    return (__mmask16)(n >= W ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+}
 
 void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const float *gamma,
                              const float *beta, float eps, float *y, float *mean, float *rstd)

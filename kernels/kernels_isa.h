@@ -35,8 +35,9 @@ void rs_gemm_avx512_bf16(int trans_a, int trans_b, int M, int N, int K, float al
 
 /* ---- fused causal softmax attention (kernels/attention_avx2.c, attention_avx512.c) ----
  * Tiled over queries (one SIMD lane per query row) with an online softmax;
- * the L x L matrix is never stored. Head sizes above RS_ATTN_DH_MAX fall
- * back to the scalar reference. */
+ * the L x L matrix is never stored. Tile buffers live on the stack (up to
+ * ~56 KiB in the backward); head sizes above RS_ATTN_DH_MAX fall back to the
+ * scalar reference. */
 #define RS_ATTN_DH_MAX 256
 void rs_attn_fwd_avx2(int L, int start, int dh, float scale, const float *Q, const float *K,
                       const float *V, int ld, float drop_p, uint64_t seed, float *O,

@@ -75,10 +75,9 @@ static void task_k_chunk(void *arg, int task, int thread)
     int k0 = task * j->k_chunk, k = imin(j->k_chunk, j->K - k0);
     const float *A = j->ta ? j->A + (size_t)k0 * j->lda : j->A + k0;
     const float *B = j->tb ? j->B + k0 : j->B + (size_t)k0 * j->ldb;
-    float *P = j->partial + (size_t)thread * j->M * j->N;
-    j->fn(j->ta, j->tb, j->M, j->N, k, j->alpha, A, j->lda, B, j->ldb,
-          j->used[thread] ? 1.0f : 0.0f, P, j->N, thread_scratch(j, thread));
-    j->used[thread] = 1;
+    float *P = j->partial + (size_t)task * j->M * j->N; /* one partial per chunk */
+    j->fn(j->ta, j->tb, j->M, j->N, k, j->alpha, A, j->lda, B, j->ldb, 0.0f, P, j->N,
+          thread_scratch(j, thread));
 }
 
 /* C = beta*C + sum of the partials (which already carry alpha), by rows. */
@@ -92,8 +91,7 @@ static void task_reduce(void *arg, int task, int thread)
         if (j->beta == 0.0f) memset(c, 0, sizeof(float) * (size_t)j->N);
         else if (j->beta != 1.0f)
             for (int x = 0; x < j->N; x++) c[x] *= j->beta;
-        for (int t = 0; t < j->n_threads; t++) {
-            if (!j->used[t]) continue;
+        for (int t = 0; t < j->n_threads; t++) { /* n_threads = chunks here */
             const float *p = j->partial + ((size_t)t * j->M + i) * j->N;
             for (int x = 0; x < j->N; x++) c[x] += p[x];
         }
@@ -104,15 +102,18 @@ static void task_reduce(void *arg, int task, int thread)
  * give each thread a sliver of a 50..200-wide C). */
 static int want_k_split(int M, int N, int K, int nt)
 {
-    return K >= 4 * K_CHUNK_MIN && K >= 4 * M && K >= 4 * N && M < ROWS_PER_TASK_MIN * nt &&
-           (size_t)M * N * nt <= PARTIAL_FLOATS_MAX;
+    return K >= 4 * K_CHUNK_MIN && K >= 4 * M && K >= 4 * N && M < ROWS_PER_TASK_MIN * 2 &&
+           (size_t)M * N * 16 <= PARTIAL_FLOATS_MAX;
 }
 
 static void run_k_split(recsys_ctx *ctx, gemm_job *j, int nt)
 {
+    /* Chunking depends on K only, and partials are summed in chunk order:
+     * the result is the same for any thread count and any scheduling. */
+    int chunks = imax(1, imin(16, j->K / K_CHUNK_MIN));
     size_t kern = (size_t)nt * RS_GEMM_SCRATCH_FLOATS;
-    float *s = scratch_reserve(ctx, kern + (size_t)nt * j->M * j->N);
-    if (!s) { /* no memory for partials: split rows/columns instead */
+    float *s = scratch_reserve(ctx, kern + (size_t)chunks * j->M * j->N);
+    if (!s) {
         j->tn = 1;
         j->m_chunk = j->M;
         j->n_chunk = j->N;
@@ -122,11 +123,9 @@ static void run_k_split(recsys_ctx *ctx, gemm_job *j, int nt)
     }
     j->scratch = s;
     j->partial = s + kern;
-    j->n_threads = nt;
-    memset(j->used, 0, sizeof j->used);
-    int chunks = imax(1, imin(4 * nt, j->K / K_CHUNK_MIN));
     j->k_chunk = (j->K + chunks - 1) / chunks;
     chunks = (j->K + j->k_chunk - 1) / j->k_chunk;
+    j->n_threads = chunks;
     rs_pool_run(ctx->pool, chunks, task_k_chunk, j);
     j->rows_per_reduce = imax(1, (j->M + 2 * nt - 1) / (2 * nt));
     rs_pool_run(ctx->pool, (j->M + j->rows_per_reduce - 1) / j->rows_per_reduce, task_reduce, j);
@@ -165,7 +164,8 @@ void rs_gemm(recsys_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, flo
         return;
     rs_gemm_fn fn = ctx->bf16 && ctx->kern.gemm_bf16 ? ctx->kern.gemm_bf16 : ctx->kern.gemm;
     int nt = imin(rs_pool_threads(ctx->pool), MAX_THREADS);
-    if (nt == 1 || 2.0 * M * N * (K > 0 ? K : 0) < SERIAL_FLOPS) {
+    int ksplit = 2.0 * M * N * (K > 0 ? K : 0) >= SERIAL_FLOPS && want_k_split(M, N, K, nt);
+    if (!ksplit && (nt == 1 || 2.0 * M * N * (K > 0 ? K : 0) < SERIAL_FLOPS)) {
         float *s = scratch_reserve(ctx, RS_GEMM_SCRATCH_FLOATS);
         fn(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, s);
         return;
@@ -173,7 +173,7 @@ void rs_gemm(recsys_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, flo
     gemm_job j = {.fn = fn, .ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K,
                   .lda = lda, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta,
                   .A = A, .B = B, .C = C};
-    if (want_k_split(M, N, K, nt))
+    if (ksplit)
         run_k_split(ctx, &j, nt);
     else
         run_2d(ctx, &j, nt);
