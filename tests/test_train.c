@@ -360,6 +360,29 @@ static void test_progress_callback_can_stop(void **state)
     recsys_model_free(m);
 }
 
+/* The same training on every kernel path gives the same quality (the
+ * arithmetic differs in rounding only). */
+static void test_isa_paths_agree(void **state)
+{
+    fixture *f = *state;
+    static const char *isas[] = {"scalar", "avx2", "avx512"};
+    recsys_opts_set(f->opts, "eval.protocol", "sampled");
+    recsys_opts_set(f->opts, "eval.split", "test");
+    recsys_opts_set(f->opts, "eval.ks", "10");
+    double ndcg[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(recsys_ctx_set_max_isa(f->ctx, isas[i]), RECSYS_OK);
+        recsys_model *m = trained_model(f, 4);
+        recsys_metrics *res;
+        assert_int_equal(recsys_evaluate(f->ctx, m, f->ds, f->opts, &res), RECSYS_OK);
+        ndcg[i] = metric(res, "NDCG@10");
+        recsys_metrics_free(res);
+        recsys_model_free(m);
+    }
+    assert_int_equal(recsys_ctx_set_max_isa(f->ctx, "best"), RECSYS_OK);
+    for (int i = 1; i < 3; i++) assert_true(fabs(ndcg[i] - ndcg[0]) < 0.03);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_sampled_softmax_training),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_progress_callback_can_stop),
+        cmocka_unit_test(test_isa_paths_agree),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
