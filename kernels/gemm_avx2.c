@@ -15,10 +15,11 @@
 #define VW 8      /* floats per ymm */
 #define NVMAX 2   /* ymm per tile row: nr = 16 */
 #define MR 6      /* tile rows */
-#define KC 256    /* K block: 6 x 256 floats of A stay in L1 */
+#define KC 256    /* K block: C is read and written once per block */
 #define NC 256    /* N block: the packed 256 x 256 B block (256 KB) stays in L2 */
+#define MC 240    /* M block: 240 rows x 256 of A (240 KB) stay in L2 beside it */
 
-_Static_assert(KC * NC + MR * KC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
+_Static_assert(KC * NC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
 
 static inline __attribute__((always_inline)) void
 ukr_body(const int mr, const int nv, const int ta, const int full, int ncols, int kc, const float *a,
@@ -113,10 +114,10 @@ void rs_gemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, co
                   int lda, const float *B, int ldb, float beta, float *C, int ldc,
                   float *scratch)
 {
-    /* Without a caller buffer: 64 x 64 blocks in a 17.5 KB stack buffer. */
-    float local[64 * 64 + MR * 64] __attribute__((aligned(64)));
+    /* Without a caller buffer: 64 x 64 blocks in a 16 KB stack buffer. */
+    float local[64 * 64] __attribute__((aligned(64)));
     float *buf = scratch ? scratch : local;
     int kc = scratch ? KC : 64, nc = scratch ? NC : 64;
     rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,
-                  VW, VW * NVMAX, MR, trans_a ? ukr_t : ukr_n);
+                  MC, VW, VW * NVMAX, MR, trans_a ? ukr_t : ukr_n);
 }

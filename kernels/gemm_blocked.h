@@ -3,19 +3,20 @@
  * includes this header, so it is compiled with that unit's -m flags, and
  * passes its register-tiled micro-kernel.
  *
- * Loop order (row-major C, vectors run along N):
+ * Loop order (row-major C, vectors run along N), BLIS style:
  *   jc: N in blocks of <= nc_max columns
  *     pc: K in blocks of <= kc_max; op(B)[pc.., jc..] is packed into
  *         micro-panels of nr columns (k-major, zero padded to the vector
- *         width), kc x nc floats that stay in L2
- *       ir: MR rows of op(A), read in place (no packing: the micro-panel of
- *           MR x kc floats stays in L1 while jr sweeps the packed block)
- *         jr: one micro-kernel call per nr-column panel.
- * A is not packed because the model GEMMs are tall and skinny (M up to
- * 25600, N and K ~ 50..1024): each A element is used by only a few panels,
- * so copying it would cost about as much as the arithmetic. Both layouts of
- * A are read contiguously: rows (A·B) or, transposed, MR adjacent floats per
- * k (Aᵀ·B). Blocks are balanced (K=300 runs as 2 x 150, not 256 + 44).
+ *         width): the kc x nc block stays in L2
+ *       ic: M in blocks of mc_max rows: their kc columns of A stay in L2
+ *         jr: one nr-column micro-panel of B (kc x nr), kept in L1 while
+ *           ir: every MR-row tile of the block calls the micro-kernel.
+ * A is not packed: the model GEMMs are tall and skinny (M up to 25600, N
+ * and K ~ 50..1024), each A element meets only a few panels, so copying it
+ * would cost about as much as the arithmetic (measured: copying MR-row
+ * panels was slower at every shape). Both layouts of A are read
+ * contiguously: rows (A·B) or, transposed, MR adjacent floats per k (Aᵀ·B).
+ * Blocks are balanced (K=300 runs as 2 x 150, not 256 + 44).
  */
 #ifndef RS_GEMM_BLOCKED_H
 #define RS_GEMM_BLOCKED_H
@@ -91,14 +92,14 @@ static inline void rs_gemm_pack_b(int trans_b, const float *B, size_t ldb, int k
  * B (25600 x N) would cost about as much as multiplying with it. */
 static inline int rs_gemm_b_in_place(int trans_b, int M, int ldb)
 {
-    return !trans_b && M <= 192 && (ldb <= 1024 || ldb % 1024 != 0);
+    return !trans_b && M <= (getenv("RS_BIP") ? atoi(getenv("RS_BIP")) : 192) && (ldb <= 1024 || ldb % 1024 != 0);
 }
 
 /* buf: kc_max*nc_max floats for the packed B block. */
 static inline __attribute__((always_inline)) void
 rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
               int lda, const float *B, int ldb, float beta, float *C, int ldc, float *buf,
-              int kc_max, int nc_max, int vw, int nr, int mr_max, rs_gemm_ukr ukr)
+              int kc_max, int nc_max, int mc_max, int vw, int nr, int mr_max, rs_gemm_ukr ukr)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
@@ -109,31 +110,24 @@ rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     int kc_step = rs_gemm_block(K, kc_max, 1);
     int nc_step = rs_gemm_block(N, nc_max, nr);
     int b_packed = !rs_gemm_b_in_place(trans_b, M, ldb);
-    int mc_step = getenv("RS_MC") ? atoi(getenv("RS_MC")) : mr_max; /* TUNING-HACK */
     for (int jc = 0; jc < N; jc += nc_step) {
         int nc = rs_gemm_min(nc_step, N - jc);
         for (int pc = 0; pc < K; pc += kc_step) {
             int kc = rs_gemm_min(kc_step, K - pc);
             if (b_packed) rs_gemm_pack_b(trans_b, B, (size_t)ldb, pc, jc, kc, nc, vw, nr, buf);
             float b = pc == 0 ? beta : 1.0f;
-            for (int ic = 0; ic < M; ic += mc_step) {
-            int mc_end = rs_gemm_min(M, ic + mc_step);
-            for (int jr = 0; jr < nc; jr += nr) {
-            for (int ir = ic; ir < mc_end; ir += mr_max) {
-                int mr = rs_gemm_min(mr_max, M - ir);
-                const float *a = A + ir * rsa + pc * csa;
-                float *c = C + (size_t)ir * ldc + jc;
-                {
+            for (int ic = 0; ic < M; ic += mc_max) {
+                int mc_end = rs_gemm_min(M, ic + mc_max);
+                for (int jr = 0; jr < nc; jr += nr) {
                     int ncols = rs_gemm_min(nr, nc - jr), nv = (ncols + vw - 1) / vw;
-                    if (b_packed)
-                        ukr(mr, nv, ncols, kc, a, rsa, csa, buf + (size_t)jr * kc,
-                            (size_t)nv * vw, c + jr, (size_t)ldc, alpha, b);
-                    else
-                        ukr(mr, nv, ncols, kc, a, rsa, csa, B + (size_t)pc * ldb + jc + jr,
-                            (size_t)ldb, c + jr, (size_t)ldc, alpha, b);
+                    const float *bp = b_packed ? buf + (size_t)jr * kc
+                                               : B + (size_t)pc * ldb + jc + jr;
+                    size_t rsb = b_packed ? (size_t)nv * vw : (size_t)ldb;
+                    for (int ir = ic; ir < mc_end; ir += mr_max)
+                        ukr(rs_gemm_min(mr_max, M - ir), nv, ncols, kc,
+                            A + ir * rsa + pc * csa, rsa, csa, bp, rsb,
+                            C + (size_t)ir * ldc + jc + jr, (size_t)ldc, alpha, b);
                 }
-            }
-            }
             }
         }
     }
