@@ -6,9 +6,9 @@
  * Same blocking as the fp32 kernel (gemm_blocked.h), with two differences:
  *  - vdpbf16ps works on pairs (k, k+1), so B is packed as 32-bit words
  *    (bf16 of row 2p | bf16 of row 2p+1 << 16) per column, K padded to even;
- *  - A must be converted too, so each 6-row micro-panel of A is packed to
- *    bf16 once per K block (reused by every column panel): rows of bf16 for
- *    A·B (consecutive bf16 already form the pairs), pair-major for Aᵀ·B.
+ *  - A must be converted too, so each MC-row block of A is packed to bf16
+ *    once per K block (reused by every column panel): rows of bf16 for A·B
+ *    (consecutive bf16 already form the pairs), pair-major for Aᵀ·B.
  */
 #include "kernels_isa.h"
 
@@ -22,10 +22,11 @@
 #define NVMAX 4
 #define MR 6
 #define KC 256
-#define NC 512
+#define NC 256
+#define MC 240
 
-/* B words: KC/2 x NC; A words: MR x KC/2. */
-_Static_assert(KC / 2 * NC + MR * KC / 2 <= RS_GEMM_SCRATCH_FLOATS, "scratch too small");
+/* B words: KC/2 x NC; A words: MC x KC/2 (or KC/2 x MC rounded to 16). */
+_Static_assert(KC / 2 * NC + (MC + 16) * KC / 2 <= RS_GEMM_SCRATCH_FLOATS, "scratch too small");
 
 /* fp32 -> bf16, round to nearest even; NaN stays a (quiet) NaN. */
 static inline uint32_t bf16_bits(float f)
@@ -83,29 +84,34 @@ static void pack_b(int tb, const float *B, size_t ldb, int k0, int j0, int kc, i
     }
 }
 
-/* Pack mr rows of op(A) x kc. A·B: row r at dst + r*kcp (words). Aᵀ·B: pair
- * p at dst + p*MR. Padding (odd kc) is zero: 0 * anything in B stays 0. */
-static void pack_a(int ta, const float *A, size_t lda, int mr, int kc, uint32_t *restrict dst)
+/* Pack the mc x kc block of op(A) to bf16 words. A·B: row m at dst + m*kcp
+ * (consecutive bf16 of a row already are the (k, k+1) pairs). Aᵀ·B: pair p
+ * at dst + p*mcp, mcp = mc rounded up to 16 (built from rows 2p and 2p+1 of
+ * A). Padding (odd kc) is zero: 0 * anything in B stays 0. */
+static void pack_a(int ta, const float *A, size_t lda, int mc, int kc, uint32_t *restrict dst)
 {
     int kcp = (kc + 1) / 2;
     if (!ta) {
-        for (int r = 0; r < mr; r++) {
-            const float *s = A + r * lda;
-            uint16_t *d = (uint16_t *)(dst + (size_t)r * kcp);
+        for (int m = 0; m < mc; m++) {
+            const float *s = A + m * lda;
+            uint16_t *d = (uint16_t *)(dst + (size_t)m * kcp);
             for (int k = 0; k < 2 * kcp; k += VW) {
                 __m512 x = _mm512_maskz_loadu_ps(first_n(kc - k), s + k);
                 __m256i h = (__m256i)_mm512_cvtneps_pbh(x);
-                int n = rs_gemm_min(VW, 2 * kcp - k);
-                _mm256_mask_storeu_epi16(d + k, first_n(n), h);
+                _mm256_mask_storeu_epi16(d + k, first_n(2 * kcp - k), h);
             }
         }
     } else {
-        __mmask16 m = first_n(mr);
+        int mcp = rs_gemm_round_up(mc, VW);
         for (int p = 0; p < kcp; p++) {
-            __m512 lo = _mm512_maskz_loadu_ps(m, A + (size_t)(2 * p) * lda);
-            __m512 hi = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(m, A + (size_t)(2 * p + 1) * lda)
-                                       : _mm512_setzero_ps();
-            _mm512_mask_storeu_epi32(dst + (size_t)p * MR, m, interleave_pairs(lo, hi));
+            const float *r0 = A + (size_t)(2 * p) * lda, *r1 = r0 + lda;
+            int has1 = 2 * p + 1 < kc;
+            for (int m = 0; m < mcp; m += VW) {
+                __mmask16 msk = first_n(mc - m);
+                __m512 lo = _mm512_maskz_loadu_ps(msk, r0 + m);
+                __m512 hi = has1 ? _mm512_maskz_loadu_ps(msk, r1 + m) : _mm512_setzero_ps();
+                _mm512_store_si512((void *)(dst + (size_t)p * mcp + m), interleave_pairs(lo, hi));
+            }
         }
     }
 }
@@ -173,10 +179,10 @@ void rs_gemm_avx512_bf16(int trans_a, int trans_b, int M, int N, int K, float al
         rs_gemm_scale_c(M, N, beta, C, ldc);
         return;
     }
-    /* Without a caller buffer: 64 x 64 blocks on the stack (8 KB + A panel). */
-    uint32_t local[32 * 64 + MR * 32] __attribute__((aligned(64)));
+    /* Without a caller buffer: small blocks on the stack (14 KB). */
+    uint32_t local[32 * 64 + 48 * 32] __attribute__((aligned(64)));
     uint32_t *buf = scratch ? (uint32_t *)scratch : local;
-    int kc_max = scratch ? KC : 64, nc_max = scratch ? NC : 64;
+    int kc_max = scratch ? KC : 64, nc_max = scratch ? NC : 64, mc_max = scratch ? MC : 48;
     int kc_step = rs_gemm_block(K, kc_max, 2); /* even blocks: pairs never straddle */
     int nc_step = rs_gemm_block(N, nc_max, VW * NVMAX);
     size_t rsa = trans_a ? 1 : (size_t)lda, csa = trans_a ? (size_t)lda : 1;
@@ -187,15 +193,18 @@ void rs_gemm_avx512_bf16(int trans_a, int trans_b, int M, int N, int K, float al
             int kc = rs_gemm_min(kc_step, K - pc), kcp = (kc + 1) / 2;
             pack_b(trans_b, B, (size_t)ldb, pc, jc, kc, nc, buf);
             float b = pc == 0 ? beta : 1.0f;
-            for (int ir = 0; ir < M; ir += MR) {
-                int mr = rs_gemm_min(MR, M - ir);
-                pack_a(trans_a, A + ir * rsa + pc * csa, (size_t)lda, mr, kc, apack);
-                size_t prsa = trans_a ? 1 : (size_t)kcp, pcsa = trans_a ? MR : 1;
-                float *c = C + (size_t)ir * ldc + jc;
+            for (int ic = 0; ic < M; ic += mc_max) {
+                int mc = rs_gemm_min(mc_max, M - ic);
+                pack_a(trans_a, A + ic * rsa + pc * csa, (size_t)lda, mc, kc, apack);
+                /* word (m, p) of the packed block */
+                size_t prsa = trans_a ? 1 : (size_t)kcp;
+                size_t pcsa = trans_a ? (size_t)rs_gemm_round_up(mc, VW) : 1;
                 for (int jr = 0; jr < nc; jr += VW * NVMAX) {
-                    int ncols = rs_gemm_min(VW * NVMAX, nc - jr);
-                    ukr(mr, (ncols + VW - 1) / VW, ncols, kcp, apack, prsa, pcsa,
-                        buf + (size_t)jr * kcp, c + jr, (size_t)ldc, alpha, b);
+                    int ncols = rs_gemm_min(VW * NVMAX, nc - jr), nv = (ncols + VW - 1) / VW;
+                    for (int ir = 0; ir < mc; ir += MR)
+                        ukr(rs_gemm_min(MR, mc - ir), nv, ncols, kcp, apack + ir * prsa, prsa,
+                            pcsa, buf + (size_t)jr * kcp,
+                            C + (size_t)(ic + ir) * ldc + jc + jr, (size_t)ldc, alpha, b);
                 }
             }
         }

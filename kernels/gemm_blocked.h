@@ -22,7 +22,6 @@
 #define RS_GEMM_BLOCKED_H
 
 #include <stddef.h>
-#include <stdlib.h>
 
 /* One micro-tile: C[mr x ncols] (=|+=) alpha * A-panel · B panel.
  * a[r*rsa + k*csa] is op(A)[r,k]; the B panel holds kc rows of nv vectors,
@@ -92,7 +91,7 @@ static inline void rs_gemm_pack_b(int trans_b, const float *B, size_t ldb, int k
  * B (25600 x N) would cost about as much as multiplying with it. */
 static inline int rs_gemm_b_in_place(int trans_b, int M, int ldb)
 {
-    return !trans_b && M <= (getenv("RS_BIP") ? atoi(getenv("RS_BIP")) : 192) && (ldb <= 1024 || ldb % 1024 != 0);
+    return !trans_b && M <= 192 && (ldb <= 1024 || ldb % 1024 != 0);
 }
 
 /* buf: kc_max*nc_max floats for the packed B block. */

@@ -11,6 +11,8 @@ int cli_fail(const char *cmd, recsys_ctx *ctx, recsys_status st, const char *wha
 recsys_status cli_set_kv(recsys_opts *opts, const char *kv);
 /* Write a metrics object as JSON members ("HR@10": 0.5, ...) without braces. */
 void cli_json_metrics(FILE *f, const recsys_metrics *m, const char *prefix);
+/* Monotonic wall clock in seconds. */
+double cli_now(void);
 /* Write a JSON string value with escaping. */
 void cli_json_string(FILE *f, const char *s);
 

@@ -49,7 +49,7 @@ void cli_json_metrics(FILE *f, const recsys_metrics *m, const char *prefix)
     }
 }
 
-static double now(void)
+double cli_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -66,7 +66,7 @@ int cli_progress_train(void *user, const recsys_progress *p)
 {
     cli_progress *cp = user;
     if (!cp->enabled) return 0;
-    double t = now();
+    double t = cli_now();
     if (p->step != p->steps && t - cp->last_draw < 0.1) return 0;
     cp->last_draw = t;
     double per_step = p->step ? p->elapsed_seconds / (double)p->step : 0;

@@ -8,13 +8,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -58,24 +51,24 @@ int cmd_bench(int argc, char **argv)
     if ((st = recsys_ctx_set_threads(ctx, (int)threads))) { rc = cli_fail("bench", ctx, st, NULL); goto done; }
     const char *path;
     recsys_opts_get(opts, "data.path", &path);
-    double t0 = now();
+    double t0 = cli_now();
     if ((st = recsys_dataset_open(ctx, path, opts, &ds))) { rc = cli_fail("bench", ctx, st, "cannot load the data"); goto done; }
-    double load_s = now() - t0;
+    double load_s = cli_now() - t0;
     if ((st = recsys_model_new(ctx, opts, ds, &m)) || (st = recsys_trainer_new(ctx, m, ds, opts, &t))) {
         rc = cli_fail("bench", ctx, st, NULL);
         goto done;
     }
     double times[1000];
     for (int e = 0; e < epochs; e++) {
-        double t1 = now();
+        double t1 = cli_now();
         if ((st = recsys_trainer_run_epoch(t, NULL))) { rc = cli_fail("bench", ctx, st, NULL); goto done; }
-        times[e] = now() - t1;
+        times[e] = cli_now() - t1;
         fprintf(stderr, "epoch %d: %.3f s\n", e + 1, times[e]);
     }
     qsort(times, (size_t)epochs, sizeof times[0], cmp_double);
-    double t2 = now();
+    double t2 = cli_now();
     if ((st = recsys_evaluate(ctx, m, ds, opts, &met))) { rc = cli_fail("bench", ctx, st, NULL); goto done; }
-    double eval_s = now() - t2;
+    double eval_s = cli_now() - t2;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     int64_t n_params = 0;

@@ -33,13 +33,6 @@ static int parse_list(const char *s, double *v, int max)
     return n;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 /* Keep the users whose hash falls under the fraction: subsets are nested. */
 static recsys_status subset(recsys_ctx *ctx, const recsys_dataset *ds, double fraction,
                             uint64_t seed, const recsys_opts *opts, recsys_dataset **out)
@@ -154,12 +147,12 @@ int cmd_sweep(int argc, char **argv)
                 recsys_opts_get_int(opts, "model.heads", &heads);
                 recsys_opts_get_int(opts, "trainer.epochs", &epochs);
                 recsys_opts_set(opts, "eval.split", "test");
-                double t0 = now();
+                double t0 = cli_now();
                 st = recsys_model_new(ctx, opts, ds, &m);
                 if (!st) st = recsys_trainer_new(ctx, m, ds, opts, &t);
                 for (int e = 0; !st && e < epochs; e++) st = recsys_trainer_run_epoch(t, NULL);
                 if (!st) st = recsys_evaluate(ctx, m, ds, opts, &met);
-                double secs = now() - t0, hr = NAN, ndcg = NAN;
+                double secs = cli_now() - t0, hr = NAN, ndcg = NAN;
                 if (!st) {
                     recsys_model_n_params(m, &n_params);
                     recsys_metrics_get(met, "HR@10", &hr);

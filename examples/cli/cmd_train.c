@@ -16,13 +16,6 @@ static void usage(void)
             "one JSON object per epoch to stdout; progress goes to stderr on a terminal.\n");
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static void print_dataset(const recsys_dataset *ds, const char *path)
 {
     double users, items, events, has_time;
@@ -114,20 +107,20 @@ int cmd_train(int argc, char **argv)
     cli_progress prog;
     cli_progress_init(&prog);
     recsys_trainer_set_progress(tr, cli_progress_train, &prog);
-    double t_train = now();
+    double t_train = cli_now();
     for (int e = recsys_trainer_epoch(tr); e < epochs; e++) {
-        double t0 = now(), loss = 0;
+        double t0 = cli_now(), loss = 0;
         if ((st = recsys_trainer_run_epoch(tr, &loss))) {
             cli_progress_clear(&prog);
             rc = cli_fail("train", ctx, st, "training failed");
             goto done;
         }
-        double secs = now() - t0;
+        double secs = cli_now() - t0;
         cli_progress_clear(&prog);
         printf("{\"epoch\": %d, \"loss\": %.6f, \"epoch_seconds\": %.3f", e + 1, loss, secs);
         if (eval_every > 0 && ((e + 1) % eval_every == 0 || e + 1 == epochs)) {
             recsys_opts_set(opts, "eval.split", "valid");
-            double t1 = now();
+            double t1 = cli_now();
             if ((st = recsys_evaluate(ctx, model, ds, opts, &met))) {
                 printf("}\n");
                 rc = cli_fail("train", ctx, st, "evaluation failed");
@@ -135,14 +128,14 @@ int cmd_train(int argc, char **argv)
             }
             printf(", \"split\": \"valid\", ");
             cli_json_metrics(stdout, met, NULL);
-            printf(", \"eval_seconds\": %.3f", now() - t1);
+            printf(", \"eval_seconds\": %.3f", cli_now() - t1);
             recsys_metrics_free(met);
             met = NULL;
         }
         printf("}\n");
         fflush(stdout);
     }
-    double train_seconds = now() - t_train;
+    double train_seconds = cli_now() - t_train;
     if (out_path && (st = recsys_model_save(ctx, model, out_path))) {
         rc = cli_fail("train", ctx, st, "cannot save the model");
         goto done;

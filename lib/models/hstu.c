@@ -536,28 +536,12 @@ static recsys_status hstu_forward(recsys_ctx *ctx, const rs_model_config *c, con
     recsys_status st = check_batch(ctx, c, ws, b);
     if (st) return st;
     if (!P || !out) return rs_error(ctx, RECSYS_E_INVALID, "hstu: NULL params or output");
-    int L = c->max_len, d = c->dim;
+    int d = c->dim;
     int n = 0;
     ws->kept = 0;
-    for (int r = 0; r < b->B; r++) {
-        int s0 = b->start[r];
-        if (s0 < 0 || s0 > L)
-            return rs_error(ctx, RECSYS_E_INVALID, "hstu: row %d starts at %d, not in 0..%d", r,
-                            s0, L);
-        ws->base[r] = n;
-        ws->len[r] = L - s0;
-        for (int t = s0; t < L; t++) {
-            int32_t it = b->seq[(size_t)r * L + t];
-            if (it < 1 || it > c->n_items)
-                return rs_error(ctx, RECSYS_E_INVALID,
-                                "hstu: row %d position %d holds item %d, not in 1..%d", r, t,
-                                (int)it, c->n_items);
-            ws->src[n] = r * L + t;
-            ws->emb_item[n] = it;
-            ws->emb_pos[n] = t + 1;
-            n++;
-        }
-    }
+    st = rs_pack_positions(ctx, "hstu", c, b, ws->base, ws->len, ws->src, ws->emb_item,
+                           ws->emb_pos, &n);
+    if (st) return st;
     ws->B = b->B;
     ws->n = n;
     ws->seed = b->seed;

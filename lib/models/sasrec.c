@@ -416,29 +416,13 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
     recsys_status st = check_batch(ctx, c, ws, b);
     if (st) return st;
     if (!P || !out) return rs_error(ctx, RECSYS_E_INVALID, "sasrec: NULL params or output");
-    int L = c->max_len, d = c->dim;
+    int d = c->dim;
     /* Pack the non-pad positions; item at row index t gets position t + 1. */
     int N = 0;
     ws->kept = 0;
-    for (int r = 0; r < b->B; r++) {
-        int s0 = b->start[r];
-        if (s0 < 0 || s0 > L)
-            return rs_error(ctx, RECSYS_E_INVALID, "sasrec: row %d starts at %d, not in 0..%d", r,
-                            s0, L);
-        ws->base[r] = N;
-        ws->len[r] = L - s0;
-        for (int t = s0; t < L; t++) {
-            int32_t it = b->seq[(size_t)r * L + t];
-            if (it < 1 || it > c->n_items)
-                return rs_error(ctx, RECSYS_E_INVALID,
-                                "sasrec: row %d position %d holds item %d, not in 1..%d", r, t,
-                                (int)it, c->n_items);
-            ws->src[N] = r * L + t;
-            ws->emb_item[N] = it;
-            ws->emb_pos[N] = t + 1;
-            N++;
-        }
-    }
+    st = rs_pack_positions(ctx, "sasrec", c, b, ws->base, ws->len, ws->src, ws->emb_item,
+                           ws->emb_pos, &N);
+    if (st) return st;
     ws->B = b->B;
     ws->N = N;
     ws->seed = b->seed;

@@ -61,3 +61,31 @@ void rs_embed_bwd(recsys_ctx *ctx, int n, int d, const int32_t *ids, float scale
     embed_job j = {n, d, 0, dtable, dy, ids, scale, NULL, col_block};
     rs_pool_run(ctx->pool, (d + col_block - 1) / col_block, scatter_task, &j);
 }
+
+recsys_status rs_pack_positions(recsys_ctx *ctx, const char *model, const rs_model_config *c,
+                                const rs_batch *b, int *base, int *len, int32_t *src,
+                                int32_t *items, int32_t *pos, int *n_out)
+{
+    int L = c->max_len, n = 0;
+    for (int r = 0; r < b->B; r++) {
+        int s0 = b->start[r];
+        if (s0 < 0 || s0 > L)
+            return rs_error(ctx, RECSYS_E_INVALID, "%s: row %d starts at %d, not in 0..%d",
+                            model, r, s0, L);
+        base[r] = n;
+        len[r] = L - s0;
+        for (int t = s0; t < L; t++) {
+            int32_t it = b->seq[(size_t)r * L + t];
+            if (it < 1 || it > c->n_items)
+                return rs_error(ctx, RECSYS_E_INVALID,
+                                "%s: row %d position %d holds item %d, not in 1..%d", model, r,
+                                t, (int)it, c->n_items);
+            src[n] = r * L + t;
+            items[n] = it;
+            pos[n] = t + 1;
+            n++;
+        }
+    }
+    *n_out = n;
+    return RECSYS_OK;
+}

@@ -15,7 +15,7 @@
 #ifndef RS_NN_H
 #define RS_NN_H
 
-#include "internal.h"
+#include "model.h"
 
 /* Rows per chunk for row-parallel element-wise work and partial sums. */
 #define RS_NN_CHUNK_ROWS 64
@@ -43,6 +43,16 @@ void rs_linear_bwd(recsys_ctx *ctx, int n, int in, int out, const float *x, int 
 
 /* --------------------------------------------------------------- embedding */
 /* y[i] = scale * table[ids[i]] (+ y[i] when accumulate), rows of width d. */
+/* Pack the non-pad positions of a left-padded batch (padding-aware
+ * batching): row r's positions [start[r], L) become the packed rows
+ * base[r] .. base[r] + len[r] - 1; src maps each packed row to r*L + t (the
+ * dropout counter), items to its item id and pos to its position index t+1.
+ * *n receives the number of packed rows. RECSYS_E_INVALID (the message
+ * names `model`) for a bad start or an item outside 1..n_items. */
+recsys_status rs_pack_positions(recsys_ctx *ctx, const char *model, const rs_model_config *c,
+                                const rs_batch *b, int *base, int *len, int32_t *src,
+                                int32_t *items, int32_t *pos, int *n);
+
 void rs_embed_fwd(recsys_ctx *ctx, int n, int d, const float *table, const int32_t *ids,
                   float scale, int accumulate, float *y);
 /* dtable[ids[i]] += scale * dy[i]. Rows with id < 0 are skipped. Parallel
