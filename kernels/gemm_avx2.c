@@ -18,8 +18,9 @@
 #define KC 256    /* K block: C is read and written once per block */
 #define NC 256    /* N block: the packed 256 x 256 B block (256 KB) stays in L2 */
 #define MC 240    /* M block: 240 rows x 256 of A (240 KB) stay in L2 beside it */
+#define AT_PACK_LDA 1024 /* Aᵀ·B copies A from this lda up (gemm_blocked.h) */
 
-_Static_assert(KC * NC <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
+_Static_assert(KC * NC + MC * KC + MC / MR * 16 <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
 
 static inline __attribute__((always_inline)) void
 ukr_body(const int mr, const int nv, const int ta, const int full, int ncols, int kc, const float *a,
@@ -114,10 +115,10 @@ void rs_gemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, co
                   int lda, const float *B, int ldb, float beta, float *C, int ldc,
                   float *scratch)
 {
-    /* Without a caller buffer: 64 x 64 blocks in a 16 KB stack buffer. */
-    float local[64 * 64] __attribute__((aligned(64)));
+    /* Without a caller buffer: small blocks in a 28 KB stack buffer. */
+    float local[64 * 64 + 48 * 64 + 8 * 16] __attribute__((aligned(64)));
     float *buf = scratch ? scratch : local;
-    int kc = scratch ? KC : 64, nc = scratch ? NC : 64;
+    int kc = scratch ? KC : 64, nc = scratch ? NC : 64, mc = scratch ? MC : 48;
     rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,
-                  MC, VW, VW * NVMAX, MR, trans_a ? ukr_t : ukr_n);
+                  mc, VW, VW * NVMAX, MR, AT_PACK_LDA, trans_a ? ukr_t : ukr_n);
 }

@@ -57,6 +57,7 @@ static const opt_def DEFS[] = {
     {"trainer.negatives", OPT_INT, "128", 1, 1e6, NULL},
     {"trainer.temperature", OPT_FLOAT, "0.05", 1e-6, 1e6, NULL},
     {"trainer.shared_negatives", OPT_BOOL, "false", 0, 0, NULL},
+    {"trainer.bf16", OPT_BOOL, "false", 0, 0, NULL},
     {"trainer.eval_every", OPT_INT, "0", 0, 1e9, NULL},
     {"trainer.checkpoint", OPT_STR, "", 0, 0, NULL},
     {"trainer.checkpoint_every", OPT_INT, "1", 1, 1e9, NULL},

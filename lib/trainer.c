@@ -92,6 +92,7 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
     int threads = (int)rs_opts_int(opts, "trainer.threads");
     recsys_status st = RECSYS_OK;
     if (threads > 0 && threads != ctx->n_threads) st = recsys_ctx_set_threads(ctx, threads);
+    if (!st && rs_opts_int(opts, "trainer.bf16")) st = recsys_ctx_set_bf16(ctx, 1);
 
     const rs_model_config *cfg = &model->cfg;
     int n_neg = t->loss == LOSS_BCE ? 1 : (int)rs_opts_int(opts, "trainer.negatives");

@@ -253,19 +253,24 @@ static void test_variants_model_shapes(void **state)
     for (int i = 0; i < n; i++) {
         if (!v[i].usable) continue;
         ran++;
-        struct { int ta, tb, M, N, K; } shapes[] = {
-            {0, 0, 25600, 50, 50}, {0, 1, 25600, 50, 50}, {1, 0, 50, 50, 25600},
-            {0, 0, 600, 130, 520}, {1, 1, 70, 90, 300},
+        /* pad: extra leading dimension; 1000 makes lda >= 1024, where Aᵀ·B copies A */
+        struct { int ta, tb, M, N, K, pad; } shapes[] = {
+            {0, 0, 25600, 50, 50, 0}, {0, 1, 25600, 50, 50, 0}, {1, 0, 50, 50, 25600, 0},
+            {0, 0, 600, 130, 520, 7}, {1, 1, 70, 90, 300, 0},   {1, 0, 37, 300, 270, 1000},
+            {1, 0, 250, 40, 70, 1000},
         };
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-            problem p;
-            problem_init(&p, shapes[s].ta, shapes[s].tb, shapes[s].M, shapes[s].N, shapes[s].K,
-                         s == 3 ? 7 : 0, 1.0f, s == 2 ? 1.0f : 0.0f);
-            double e = run_variant(v[i].fn, &p, scratch, 0);
-            if (!(e <= GEMM_FP32_TOL))
-                fail_msg("%s %dx%dx%d ta=%d tb=%d: error %g", v[i].name, p.M, p.N, p.K, p.ta,
-                         p.tb, e);
-            problem_free(&p);
+            for (int with_scratch = 0; with_scratch < 2; with_scratch++) {
+                if (!with_scratch && shapes[s].M * shapes[s].N * shapes[s].K > 20000000) continue;
+                problem p;
+                problem_init(&p, shapes[s].ta, shapes[s].tb, shapes[s].M, shapes[s].N,
+                             shapes[s].K, shapes[s].pad, 1.0f, s == 2 ? 1.0f : 0.0f);
+                double e = run_variant(v[i].fn, &p, with_scratch ? scratch : NULL, 0);
+                if (!(e <= GEMM_FP32_TOL))
+                    fail_msg("%s %dx%dx%d ta=%d tb=%d scratch=%d: error %g", v[i].name, p.M,
+                             p.N, p.K, p.ta, p.tb, with_scratch, e);
+                problem_free(&p);
+            }
         }
     }
     rs_free(scratch);

@@ -383,6 +383,31 @@ static void test_isa_paths_agree(void **state)
     for (int i = 1; i < 3; i++) assert_true(fabs(ndcg[i] - ndcg[0]) < 0.03);
 }
 
+/* bf16 compute mode trains to the quality of fp32 (skipped without
+ * AVX-512-BF16). */
+static void test_bf16_training(void **state)
+{
+    fixture *f = *state;
+    if (recsys_ctx_set_bf16(f->ctx, 1) == RECSYS_E_UNSUPPORTED) skip();
+    recsys_ctx_set_bf16(f->ctx, 0);
+    recsys_opts_set(f->opts, "eval.protocol", "sampled");
+    recsys_opts_set(f->opts, "eval.split", "test");
+    recsys_opts_set(f->opts, "eval.ks", "10");
+    double ndcg[2];
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        recsys_opts_set(f->opts, "trainer.bf16", bf16 ? "true" : "false");
+        recsys_model *m = trained_model(f, 4);
+        recsys_metrics *res;
+        assert_int_equal(recsys_evaluate(f->ctx, m, f->ds, f->opts, &res), RECSYS_OK);
+        ndcg[bf16] = metric(res, "NDCG@10");
+        recsys_metrics_free(res);
+        recsys_model_free(m);
+    }
+    recsys_opts_set(f->opts, "trainer.bf16", "false");
+    recsys_ctx_set_bf16(f->ctx, 0);
+    assert_true(fabs(ndcg[1] - ndcg[0]) < 0.03);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_progress_callback_can_stop),
         cmocka_unit_test(test_isa_paths_agree),
+        cmocka_unit_test(test_bf16_training),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
