@@ -272,8 +272,10 @@ int main(int argc, char **argv)
         fflush(stdout);
         double ours = measure(LIB_OURS, ctx, ctx_bf16, s, &b, runs);
         double ob = only_ours ? 0.0 : measure(LIB_OPENBLAS, ctx, ctx_bf16, s, &b, runs);
-        double dn = have_onednn && !only_ours ? measure(LIB_ONEDNN, ctx, ctx_bf16, s, &b, runs) : 0.0;
-        double bf = have_bf16 && !only_ours ? measure(LIB_OURS_BF16, ctx, ctx_bf16, s, &b, runs) : 0.0;
+        double dn = have_onednn && !only_ours ? measure(LIB_ONEDNN, ctx, ctx_bf16, s, &b, runs)
+                                              : 0.0;
+        double bf = have_bf16 && !only_ours ? measure(LIB_OURS_BF16, ctx, ctx_bf16, s, &b, runs)
+                                            : 0.0;
         printf("| %s | %d | %d | %d | %.1f | %.0f%% | ", s->what, s->M, s->N, s->K, ours,
                100.0 * ours / peak);
         if (only_ours) {

@@ -20,12 +20,14 @@
 #define MC 240    /* M block: 240 rows x 256 of A (240 KB) stay in L2 beside it */
 #define AT_PACK_LDA 1024 /* Aᵀ·B copies A from this lda up (gemm_blocked.h) */
 
-_Static_assert(KC * NC + MC * KC + MC / MR * 16 <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
+/* packed B block, then the packed A tiles of Aᵀ·B (gemm_blocked.h) */
+_Static_assert(KC * NC + MC * KC + MC / MR * 16 <= RS_GEMM_SCRATCH_FLOATS,
+               "scratch too small for the blocking");
 
 static inline __attribute__((always_inline)) void
-ukr_body(const int mr, const int nv, const int ta, const int full, int ncols, int kc, const float *a,
-         size_t rsa, size_t csa, const float *bp, size_t rsb, float *c, size_t ldc, float alpha,
-         float beta)
+ukr_body(const int mr, const int nv, const int ta, const int full, int ncols, int kc,
+         const float *a, size_t rsa, size_t csa, const float *bp, size_t rsb, float *c,
+         size_t ldc, float alpha, float beta)
 {
     __m256 acc[MR][NVMAX];
 #pragma GCC unroll 8
@@ -42,25 +44,37 @@ ukr_body(const int mr, const int nv, const int ta, const int full, int ncols, in
         ar[r] = a + r * rsa;
         /* C is touched only after the K loop: start fetching it now */
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) _mm_prefetch((const char *)(c + r * ldc + v * VW), _MM_HINT_T0);
+        for (int v = 0; v < nv; v++)
+            _mm_prefetch((const char *)(c + r * ldc + v * VW), _MM_HINT_T0);
     }
 
-#pragma GCC unroll 4
-    for (int k = 0; k < kc; k++) {
-        __m256 b[NVMAX];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++)
-            b[v] = v < nv - 1 || full ? _mm256_loadu_ps(bp + v * VW)
-                                       : _mm256_maskload_ps(bp + v * VW, mtail);
-        bp += rsb;
+    /* K in chunks of 16 (one cache line of each A row): each chunk starts
+     * fetching one line of each row of the next tile, so A, read from
+     * memory once, arrives before it is needed (hardware prefetchers lose
+     * time on each of the short row segments). */
+    for (int k0 = 0; k0 < kc; k0 += 16) {
+        int k1 = k0 + 16 < kc ? k0 + 16 : kc;
+        if (!ta)
 #pragma GCC unroll 8
-        for (int r = 0; r < mr; r++) {
-            /* op(A)[r,k]: row r of A, or the r-th of mr adjacent floats of row k of A */
-            __m256 x = _mm256_set1_ps(ta ? a[r] : ar[r][k]);
+            for (int r = 0; r < mr; r++)
+                _mm_prefetch((const char *)(ar[r] + MR * rsa + k0), _MM_HINT_T0);
 #pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(x, b[v], acc[r][v]);
+        for (int k = k0; k < k1; k++) {
+            __m256 b[NVMAX];
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                b[v] = v < nv - 1 || full ? _mm256_loadu_ps(bp + v * VW)
+                                           : _mm256_maskload_ps(bp + v * VW, mtail);
+            bp += rsb;
+#pragma GCC unroll 8
+            for (int r = 0; r < mr; r++) {
+                /* op(A)[r,k]: row r of A, or the r-th of mr adjacent floats of row k of A */
+                __m256 x = _mm256_set1_ps(ta ? a[r] : ar[r][k]);
+#pragma GCC unroll 4
+                for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(x, b[v], acc[r][v]);
+            }
+            if (ta) a += csa;
         }
-        if (ta) a += csa;
     }
 
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
@@ -74,7 +88,8 @@ ukr_body(const int mr, const int nv, const int ta, const int full, int ncols, in
                 if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + v * VW), x);
                 _mm256_storeu_ps(cr + v * VW, x);
             } else {
-                if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + v * VW, mtail), x);
+                if (beta != 0.0f)
+                    x = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + v * VW, mtail), x);
                 float t[VW];
                 _mm256_storeu_ps(t, x);
                 for (int j = 0; j < tail; j++) cr[v * VW + j] = t[j];

@@ -19,7 +19,9 @@
 #define MC 240    /* M block: 240 rows x 256 of A (240 KB) stay in L2 beside it */
 #define AT_PACK_LDA 1024 /* Aᵀ·B copies A from this lda up (gemm_blocked.h) */
 
-_Static_assert(KC * NC + MC * KC + MC / MR * 16 <= RS_GEMM_SCRATCH_FLOATS, "scratch too small for the blocking");
+/* packed B block, then the packed A tiles of Aᵀ·B (gemm_blocked.h) */
+_Static_assert(KC * NC + MC * KC + MC / MR * 16 <= RS_GEMM_SCRATCH_FLOATS,
+               "scratch too small for the blocking");
 
 static inline __attribute__((always_inline)) void
 ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const float *a,
@@ -40,24 +42,37 @@ ukr_body(const int mr, const int nv, const int ta, int ncols, int kc, const floa
         ar[r] = a + r * rsa;
         /* C is touched only after the K loop: start fetching it now */
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) _mm_prefetch((const char *)(c + r * ldc + v * VW), _MM_HINT_T0);
+        for (int v = 0; v < nv; v++)
+            _mm_prefetch((const char *)(c + r * ldc + v * VW), _MM_HINT_T0);
     }
 
-#pragma GCC unroll 4
-    for (int k = 0; k < kc; k++) {
-        __m512 b[NVMAX];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++)
-            b[v] = v < nv - 1 ? _mm512_loadu_ps(bp + v * VW) : _mm512_maskz_loadu_ps(mtail, bp + v * VW);
-        bp += rsb;
+    /* K in chunks of 16 (one cache line of each A row): each chunk starts
+     * fetching one line of each row of the next tile, so A, read from
+     * memory once, arrives before it is needed (hardware prefetchers lose
+     * time on each of the short row segments). */
+    for (int k0 = 0; k0 < kc; k0 += 16) {
+        int k1 = k0 + 16 < kc ? k0 + 16 : kc;
+        if (!ta)
 #pragma GCC unroll 8
-        for (int r = 0; r < mr; r++) {
-            /* op(A)[r,k]: row r of A, or the r-th of mr adjacent floats of row k of A */
-            __m512 x = _mm512_set1_ps(ta ? a[r] : ar[r][k]);
+            for (int r = 0; r < mr; r++)
+                _mm_prefetch((const char *)(ar[r] + MR * rsa + k0), _MM_HINT_T0);
 #pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(x, b[v], acc[r][v]);
+        for (int k = k0; k < k1; k++) {
+            __m512 b[NVMAX];
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                b[v] = v < nv - 1 ? _mm512_loadu_ps(bp + v * VW)
+                                  : _mm512_maskz_loadu_ps(mtail, bp + v * VW);
+            bp += rsb;
+#pragma GCC unroll 8
+            for (int r = 0; r < mr; r++) {
+                /* op(A)[r,k]: row r of A, or the r-th of mr adjacent floats of row k of A */
+                __m512 x = _mm512_set1_ps(ta ? a[r] : ar[r][k]);
+#pragma GCC unroll 4
+                for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(x, b[v], acc[r][v]);
+            }
+            if (ta) a += csa;
         }
-        if (ta) a += csa;
     }
 
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);

@@ -24,6 +24,7 @@
 #define KC 256
 #define NC 256
 #define MC 240
+#define PF_ROWS 8
 
 /* B words: KC/2 x NC; A words: MC x KC/2 (or KC/2 x MC rounded to 16). */
 _Static_assert(KC / 2 * NC + (MC + 16) * KC / 2 <= RS_GEMM_SCRATCH_FLOATS, "scratch too small");
@@ -73,7 +74,8 @@ static void pack_b(int tb, const float *B, size_t ldb, int k0, int j0, int kc, i
                 }
             }
         } else {
-            for (int p = 0; p < kcp; p++) memset(d + (size_t)p * wp + w, 0, sizeof(uint32_t) * (size_t)(wp - w));
+            for (int p = 0; p < kcp; p++)
+                memset(d + (size_t)p * wp + w, 0, sizeof(uint32_t) * (size_t)(wp - w));
             for (int j = 0; j < w; j++) {
                 const float *s = B + (size_t)(j0 + jr + j) * ldb + k0;
                 for (int p = 0; p < kc / 2; p++)
@@ -96,6 +98,7 @@ static void pack_a(int ta, const float *A, size_t lda, int mc, int kc, uint32_t 
             const float *s = A + m * lda;
             uint16_t *d = (uint16_t *)(dst + (size_t)m * kcp);
             for (int k = 0; k < 2 * kcp; k += VW) {
+                _mm_prefetch((const char *)(s + PF_ROWS * lda + k), _MM_HINT_T0);
                 __m512 x = _mm512_maskz_loadu_ps(first_n(kc - k), s + k);
                 __m256i h = (__m256i)_mm512_cvtneps_pbh(x);
                 _mm256_mask_storeu_epi16(d + k, first_n(2 * kcp - k), h);
@@ -130,7 +133,8 @@ ukr_body(const int mr, const int nv, int ncols, int kcp, const uint32_t *a, size
     for (int p = 0; p < kcp; p++) {
         __m512bh b[NVMAX];
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) b[v] = (__m512bh)_mm512_load_si512((const void *)(bp + v * VW));
+        for (int v = 0; v < nv; v++)
+            b[v] = (__m512bh)_mm512_load_si512((const void *)(bp + v * VW));
         bp += wp;
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {

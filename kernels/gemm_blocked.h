@@ -147,6 +147,7 @@ rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         int nc = rs_gemm_min(nc_step, N - jc);
         for (int pc = 0; pc < K; pc += kc_step) {
             int kc = rs_gemm_min(kc_step, K - pc);
+            size_t at_tile = rs_gemm_at_tile(kc, mr_max);
             if (b_packed) rs_gemm_pack_b(trans_b, B, (size_t)ldb, pc, jc, kc, nc, vw, nr, buf);
             float b = pc == 0 ? beta : 1.0f;
             for (int ic = 0; ic < M; ic += mc_max) {
@@ -161,12 +162,14 @@ rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
                     for (int ir = ic; ir < mc_end; ir += mr_max) {
                         int mr = rs_gemm_min(mr_max, M - ir);
                         float *c = C + (size_t)ir * ldc + jc + jr;
-                        if (a_packed)
-                            ukr(mr, nv, ncols, kc, abuf + (size_t)(ir - ic) / mr_max * rs_gemm_at_tile(kc, mr_max), 1,
-                                (size_t)mr_max, bp, rsb, c, (size_t)ldc, alpha, b);
-                        else
+                        if (a_packed) {
+                            const float *at = abuf + (size_t)((ir - ic) / mr_max) * at_tile;
+                            ukr(mr, nv, ncols, kc, at, 1, (size_t)mr_max, bp, rsb, c,
+                                (size_t)ldc, alpha, b);
+                        } else {
                             ukr(mr, nv, ncols, kc, A + ir * rsa + pc * csa, rsa, csa, bp, rsb,
                                 c, (size_t)ldc, alpha, b);
+                        }
                     }
                 }
             }

@@ -34,7 +34,6 @@ typedef struct gemm_job {
     int tn, m_chunk, n_chunk; /* 2-D split: task = row block * tn + column block */
     int k_chunk, rows_per_reduce, n_threads; /* K split */
     float *partial;        /* M x N per thread */
-    unsigned char used[MAX_THREADS]; /* thread t has written its partial */
 } gemm_job;
 
 static int imin(int a, int b) { return a < b ? a : b; }

@@ -53,7 +53,9 @@ void rs_free(void *p);
 /* Overflow-checked n*size for allocations: 0 on overflow. */
 size_t rs_mul_size(size_t n, size_t size);
 
-/* Multi-threaded GEMM through the ctx (pool split + chosen backend). */
+/* Multi-threaded GEMM through the ctx (pool split + chosen backend). Call it
+ * from the ctx's thread, never from inside a pool task: it uses the ctx
+ * scratch. Inside a task, call ctx->kern.gemm with your own scratch (or NULL). */
 void rs_gemm(recsys_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 

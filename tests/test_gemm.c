@@ -130,7 +130,8 @@ static double gemm_error(const problem *p, const float *C, int bf16)
                 if (memcmp(&C[x], &p->C0[x], sizeof(float)) != 0) worst = INFINITY;
                 continue;
             }
-            double s = fabs(p->alpha) * scale[x] + (p->beta != 0.0f ? fabs(p->beta * p->C0[x]) : 0.0);
+            double s = fabs(p->alpha) * scale[x] +
+                       (p->beta != 0.0f ? fabs(p->beta * p->C0[x]) : 0.0);
             double e = fabs((double)C[x] - ref[x]) / (s + 1e-30);
             if (!(e <= worst)) worst = isnan(e) ? INFINITY : e; /* NaN counts as failure */
         }
