@@ -97,7 +97,7 @@ typedef struct ssm_job {
     const rs_batch *b;
     const rs_kernels *k;
     rs_ssm_workspace *ws;
-    int d, R, n, n_pos, n_items, shared, normalize, col_block;
+    int d, R, n, n_pos, n_items, shared, normalize, item_block;
     const float *F, *items;
     float inv_tau, tau, inv_count;
     float *dF, *d_items;
@@ -244,8 +244,10 @@ static void dF_task(void *arg, int task, int thread)
     }
 }
 
-/* Item rows += (c / n) f̂ over one block of columns, positions in order;
- * the first block also sums beta. */
+/* Item rows += (c / n) f̂ and beta for the items of one id block: every
+ * task scans all (position, candidate) pairs but updates only its own
+ * items, whole rows at a time, positions in order, so the sums do not
+ * depend on the number of threads. */
 static void item_grad_task(void *arg, int task, int thread)
 {
     (void)thread;
@@ -253,18 +255,18 @@ static void item_grad_task(void *arg, int task, int thread)
     rs_ssm_workspace *ws = j->ws;
     const rs_batch *b = j->b;
     int d = j->d, R1 = j->R + 1, nr = j->shared ? 1 : R1;
-    int c0 = task * j->col_block, c1 = c0 + j->col_block < d ? c0 + j->col_block : d;
+    int32_t lo = task * j->item_block, hi = lo + j->item_block;
     for (int p = 0; p < j->n_pos; p++) {
         int t = ws->rows[p];
         const float *f = ws->fn + (size_t)p * d;
         const float *g = ws->coef + (size_t)p * R1, *cc = ws->ccos + (size_t)p * R1;
         for (int r = 0; r < nr; r++) {
-            if (g[r] == 0.0f) continue;
             int32_t id = r == 0 ? b->pos[t] : neg_id(j, t, r - 1);
+            if (id < lo || id >= hi || g[r] == 0.0f) continue;
             float w = g[r] * ws->inv_n[id];
             float *e = j->d_items + (size_t)id * d;
-            for (int c = c0; c < c1; c++) e[c] += w * f[c];
-            if (task == 0) ws->beta[id] += cc[r] * ws->inv_n[id];
+            for (int c = 0; c < d; c++) e[c] += w * f[c];
+            ws->beta[id] += cc[r] * ws->inv_n[id];
         }
     }
 }
@@ -374,12 +376,11 @@ recsys_status rs_loss_sampled_softmax_ws(recsys_ctx *ctx, const rs_model_config 
     }
     if (d_items) {
         memset(ws->beta, 0, sizeof(float) * ((size_t)cfg->n_items + 1));
-        /* one column block per thread: each block rescans every (position,
-         * item) pair, so fewer, wider blocks cost less; the sums do not
-         * depend on where the blocks split */
-        int nt = rs_pool_threads(ctx->pool);
-        j.col_block = ((d + nt - 1) / nt + 7) & ~7;
-        rs_pool_run(ctx->pool, (d + j.col_block - 1) / j.col_block, item_grad_task, &j);
+        /* a few id blocks per thread: each block rescans the pairs (cheap)
+         * and does 1/blocks of the row updates (the cost) */
+        int blocks = 2 * rs_pool_threads(ctx->pool);
+        j.item_block = (cfg->n_items + 1 + blocks - 1) / blocks;
+        rs_pool_run(ctx->pool, blocks, item_grad_task, &j);
         if (shared && R > 0) {
             /* G = cᵀ F̂ for the R shared rows, then rows in order */
             rs_gemm(ctx, 1, 0, R, d, n_pos, 1.0f, ws->coef + 1, R + 1, ws->fn, d, 0.0f, ws->gneg, d);
