@@ -181,9 +181,10 @@ RECSYS_API const char *recsys_ctx_kernel_name(const recsys_ctx *ctx, int kernel)
 RECSYS_API recsys_status recsys_ctx_set_gemm_backend(recsys_ctx *ctx, const char *backend);
 
 /**
- * bf16 compute mode (AVX-512-BF16): GEMM inputs rounded to bfloat16 with
- * fp32 accumulation, fp32 master weights. @return RECSYS_E_UNSUPPORTED when
- * the CPU (or the ISA cap) does not allow it.
+ * bf16 compute mode (AVX-512-BF16, `vdpbf16ps`): GEMM inputs rounded to
+ * bfloat16 with fp32 accumulation; weights, optimiser state and the other
+ * kernels (attention, layer norm) stay fp32. @return RECSYS_E_UNSUPPORTED
+ * when the CPU (or the ISA cap) does not allow it.
  */
 RECSYS_API recsys_status recsys_ctx_set_bf16(recsys_ctx *ctx, int enable);
 
