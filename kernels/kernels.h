@@ -105,6 +105,35 @@ size_t rs_hstu_scratch_floats(int dqk, int dv);
 /* bucket(Δ) = clamp(floor(ln(max(|Δ|,1)) / 0.301), 0, 128), in double. */
 int rs_hstu_time_bucket(int64_t delta);
 
+/* ---- point-wise row kernels (kernels/pointwise_*.c), used by lib/nn ----
+ * Flat arrays of m floats; results are bitwise equal to the references
+ * (same operations, no FMA contraction), except SiLU (vector exp).
+ * dropout_fwd: y[c] = keep(c) ? x[c] * scale : 0 with keep(c) =
+ *   rs_dropout_keep(seed, base + c, p); the keep bytes (0/1) go to mask when
+ *   non-NULL. y may equal x. p > 0.
+ * dropout_apply: y[c] = mask[c] ? x[c] * scale : 0 (y may equal x).
+ * add: y[c] += x[c].   relu: y[c] = y[c] > 0 ? y[c] : 0.
+ * relu_bwd: d[c] = y[c] > 0 ? d[c] * scale : 0 (scale 1: plain ReLU').
+ * silu_fwd: s[c] = σ(a[c]), a[c] = a[c] * s[c].
+ * silu_bwd: d[c] *= s[c] + g[c] (1 - s[c]) (s = σ(h), g = SiLU(h)).
+ * embed_gather: row i of y (width d) = scale * table[ids[i]] (+= when
+ *   accumulate), for rows i in [0, n).
+ * embed_scatter: for i = 0..n-1 in order, ids[i] >= 0:
+ *   table[ids[i]][c] += scale * dy[i][c] for columns c in [c0, c1). */
+typedef void (*rs_dropout_fwd_fn)(size_t m, uint64_t seed, uint64_t base, float p, float scale,
+                                  const float *x, float *y, uint8_t *mask);
+typedef void (*rs_dropout_apply_fn)(size_t m, const uint8_t *mask, float scale, const float *x,
+                                    float *y);
+typedef void (*rs_vadd_fn)(size_t m, const float *x, float *y);
+typedef void (*rs_relu_fn)(size_t m, float *y);
+typedef void (*rs_relu_bwd_fn)(size_t m, const float *y, float scale, float *d);
+typedef void (*rs_silu_fwd_fn)(size_t m, float *a, float *s);
+typedef void (*rs_silu_bwd_fn)(size_t m, const float *s, const float *g, float *d);
+typedef void (*rs_embed_gather_fn)(int n, int d, const float *table, const int32_t *ids,
+                                   float scale, int accumulate, float *y);
+typedef void (*rs_embed_scatter_fn)(int n, int d, int c0, int c1, const int32_t *ids,
+                                    float scale, const float *dy, float *table);
+
 typedef struct rs_kernels {
     enum rs_isa isa;
     rs_gemm_fn gemm;
@@ -117,6 +146,15 @@ typedef struct rs_kernels {
     rs_dot_fn dot;
     rs_hstu_fwd_fn hstu_fwd;
     rs_hstu_bwd_fn hstu_bwd;
+    rs_dropout_fwd_fn dropout_fwd;
+    rs_dropout_apply_fn dropout_apply;
+    rs_vadd_fn add;
+    rs_relu_fn relu;
+    rs_relu_bwd_fn relu_bwd;
+    rs_silu_fwd_fn silu_fwd;
+    rs_silu_bwd_fn silu_bwd;
+    rs_embed_gather_fn embed_gather;
+    rs_embed_scatter_fn embed_scatter;
     const char *names[8]; /* indexed by RECSYS_KERNEL_* */
 } rs_kernels;
 
@@ -151,5 +189,23 @@ float rs_dot_ref(size_t n, const float *a, const float *b);
 void rs_hstu_fwd_ref(const rs_hstu_attn *a, float *o, int ld_o, float *scratch);
 void rs_hstu_bwd_ref(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
                      float *dv, float *d_rab_pos, float *d_rab_time, float *scratch);
+
+/* Point-wise references (kernels/pointwise_ref.c) and per-ISA variants
+ * (kernels_isa.h), named rs_<op>_ref / _avx2 / _avx512. */
+#define RS_POINTWISE_DECL(sfx)                                                              \
+    void rs_dropout_fwd_##sfx(size_t m, uint64_t seed, uint64_t base, float p, float scale, \
+                              const float *x, float *y, uint8_t *mask);                   \
+    void rs_dropout_apply_##sfx(size_t m, const uint8_t *mask, float scale, const float *x, \
+                                float *y);                                                \
+    void rs_vadd_##sfx(size_t m, const float *x, float *y);                                 \
+    void rs_relu_##sfx(size_t m, float *y);                                                 \
+    void rs_relu_bwd_##sfx(size_t m, const float *y, float scale, float *d);                \
+    void rs_silu_fwd_##sfx(size_t m, float *a, float *s);                                   \
+    void rs_silu_bwd_##sfx(size_t m, const float *s, const float *g, float *d);             \
+    void rs_embed_gather_##sfx(int n, int d, const float *table, const int32_t *ids,        \
+                               float scale, int accumulate, float *y);                    \
+    void rs_embed_scatter_##sfx(int n, int d, int c0, int c1, const int32_t *ids,           \
+                                float scale, const float *dy, float *table);
+RS_POINTWISE_DECL(ref)
 
 #endif

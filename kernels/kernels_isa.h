@@ -79,5 +79,9 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
 void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
                         float *dv, float *d_rab_pos, float *d_rab_time, float *scratch);
 
+/* ---- point-wise row kernels (kernels/pointwise_avx2.c, pointwise_avx512.c) ---- */
+RS_POINTWISE_DECL(avx2)
+RS_POINTWISE_DECL(avx512)
+
 #endif
 #endif

@@ -1,6 +1,8 @@
 /* Element-wise layers split in fixed row chunks: dropout (with or without a
  * recorded mask), ReLU, add, and the fused bias/ReLU/dropout/residual passes
- * of a feed-forward block (one sweep over memory instead of three). */
+ * of a feed-forward block (one sweep over memory instead of three). The row
+ * work is done by the ctx's point-wise kernels (kernels.h), which are
+ * bitwise equal to the scalar loops in kernels/pointwise_ref.c. */
 #include "nn.h"
 
 #include <string.h>
@@ -14,6 +16,7 @@ typedef struct ew_job {
     const int32_t *row_id;
     uint8_t *mask;
     const uint8_t *cmask;
+    const rs_kernels *k;
 } ew_job;
 
 #define CHUNK_RANGE(j, task, i0, i1)                                              \
@@ -25,20 +28,11 @@ static inline uint64_t row_base(const ew_job *j, int i)
     return (uint64_t)(j->row_id ? j->row_id[i] : i) * (uint64_t)j->m;
 }
 
-/* Dropout decisions of counters base..base+m-1 as bytes. Kept a plain
- * scalar loop: vectorising the 64-bit multiplies without AVX-512 (the
- * library's baseline ISA) is slower than the scalar hash. */
-static void keep_bytes(uint64_t seed, uint64_t base, int m, float p, uint8_t *restrict out)
-{
-    for (int c = 0; c < m; c++) out[c] = (uint8_t)rs_dropout_keep(seed, base + (uint64_t)c, p);
-}
-
-#define KEEP_BLOCK 256
-
-static ew_job job(int n, int m, float p)
+static ew_job job(recsys_ctx *ctx, int n, int m, float p)
 {
     ew_job j;
     memset(&j, 0, sizeof j);
+    j.k = &ctx->kern;
     j.n = n;
     j.m = m;
     j.ld = j.ldy = m;
@@ -52,18 +46,9 @@ static void dropout_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
-    const int m = j->m;
-    uint8_t keep[KEEP_BLOCK];
-    for (int i = i0; i < i1; i++) {
-        const float *xi = j->x + (size_t)i * j->ld;
-        float *yi = j->y + (size_t)i * j->ld;
-        uint64_t base = row_base(j, i);
-        for (int c0 = 0; c0 < m; c0 += KEEP_BLOCK) {
-            int w = m - c0 < KEEP_BLOCK ? m - c0 : KEEP_BLOCK;
-            keep_bytes(j->seed, base + (uint64_t)c0, w, j->p, keep);
-            for (int c = 0; c < w; c++) yi[c0 + c] = keep[c] ? xi[c0 + c] * j->scale : 0.0f;
-        }
-    }
+    for (int i = i0; i < i1; i++)
+        j->k->dropout_fwd((size_t)j->m, j->seed, row_base(j, i), j->p, j->scale,
+                          j->x + (size_t)i * j->ld, j->y + (size_t)i * j->ld, NULL);
 }
 
 static void copy_task(void *arg, int task, int thread)
@@ -79,7 +64,7 @@ void rs_dropout(recsys_ctx *ctx, int n, int m, const float *x, int ld, float p, 
                 const int32_t *row_id, float *y)
 {
     if (n <= 0 || (p <= 0.0f && x == y)) return;
-    ew_job j = job(n, m, p);
+    ew_job j = job(ctx, n, m, p);
     j.ld = j.ldy = ld;
     j.x = x;
     j.y = y;
@@ -93,17 +78,10 @@ static void dropout_mask_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
-    const float p = j->p, scale = j->scale;
-    const uint64_t seed = j->seed;
-    const int m = j->m;
-    for (int i = i0; i < i1; i++) {
-        const float *xi = j->x + (size_t)i * m;
-        float *yi = j->y + (size_t)i * m; /* may be xi: no restrict */
-        uint8_t *restrict mi = j->mask + (size_t)i * m;
-        uint64_t base = row_base(j, i);
-        keep_bytes(seed, base, m, p, mi);
-        for (int c = 0; c < m; c++) yi[c] = mi[c] ? xi[c] * scale : 0.0f;
-    }
+    const size_t m = (size_t)j->m;
+    for (int i = i0; i < i1; i++) /* y may be x */
+        j->k->dropout_fwd(m, j->seed, row_base(j, i), j->p, j->scale, j->x + i * m, j->y + i * m,
+                          j->mask + i * m);
 }
 
 void rs_dropout_fwd_mask(recsys_ctx *ctx, int n, int m, const float *x, float p, uint64_t seed,
@@ -114,7 +92,7 @@ void rs_dropout_fwd_mask(recsys_ctx *ctx, int n, int m, const float *x, float p,
         return;
     }
     if (n <= 0) return;
-    ew_job j = job(n, m, p);
+    ew_job j = job(ctx, n, m, p);
     j.x = x;
     j.y = y;
     j.seed = seed;
@@ -128,13 +106,8 @@ static void dropout_bwd_mask_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
-    /* locals + restrict: a float store could otherwise alias j->scale */
     size_t a = (size_t)i0 * j->m, e = (size_t)i1 * j->m;
-    const float *restrict x = j->x;
-    const uint8_t *restrict mk = j->cmask;
-    float *restrict y = j->y;
-    float scale = j->scale;
-    for (size_t k = a; k < e; k++) y[k] = mk[k] ? x[k] * scale : 0.0f;
+    j->k->dropout_apply(e - a, j->cmask + a, j->scale, j->x + a, j->y + a);
 }
 
 void rs_dropout_bwd_mask(recsys_ctx *ctx, int n, int m, const float *dy, float p,
@@ -145,7 +118,7 @@ void rs_dropout_bwd_mask(recsys_ctx *ctx, int n, int m, const float *dy, float p
         return;
     }
     if (n <= 0) return;
-    ew_job j = job(n, m, p);
+    ew_job j = job(ctx, n, m, p);
     j.x = dy;
     j.y = dx;
     j.cmask = mask;
@@ -157,24 +130,13 @@ static void bias_relu_dropout_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
-    const float *restrict b = j->b;
-    const float p = j->p, scale = j->scale;
-    const uint64_t seed = j->seed;
-    const int m = j->m;
+    const rs_kernels *k = j->k;
+    const size_t m = (size_t)j->m;
     for (int i = i0; i < i1; i++) {
-        float *restrict yi = j->y + (size_t)i * m;
-        uint64_t base = row_base(j, i);
-        if (b)
-            for (int c = 0; c < m; c++) yi[c] += b[c];
-        for (int c = 0; c < m; c++) yi[c] = yi[c] > 0.0f ? yi[c] : 0.0f;
-        if (p > 0.0f) {
-            uint8_t keep[KEEP_BLOCK];
-            for (int c0 = 0; c0 < m; c0 += KEEP_BLOCK) {
-                int w = m - c0 < KEEP_BLOCK ? m - c0 : KEEP_BLOCK;
-                keep_bytes(seed, base + (uint64_t)c0, w, p, keep);
-                for (int c = 0; c < w; c++) yi[c0 + c] = keep[c] ? yi[c0 + c] * scale : 0.0f;
-            }
-        }
+        float *yi = j->y + i * m;
+        if (j->b) k->add(m, j->b, yi);
+        k->relu(m, yi);
+        if (j->p > 0.0f) k->dropout_fwd(m, j->seed, row_base(j, i), j->p, j->scale, yi, yi, NULL);
     }
 }
 
@@ -182,7 +144,7 @@ void rs_bias_relu_dropout_fwd(recsys_ctx *ctx, int n, int m, float *y, const flo
                               uint64_t seed, const int32_t *row_id)
 {
     if (n <= 0) return;
-    ew_job j = job(n, m, p);
+    ew_job j = job(ctx, n, m, p);
     j.y = y;
     j.b = b;
     j.seed = seed;
@@ -196,16 +158,13 @@ static void relu_dropout_bwd_task(void *arg, int task, int thread)
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
     size_t a = (size_t)i0 * j->m, e = (size_t)i1 * j->m;
-    const float *restrict y = j->x;
-    float *restrict dy = j->y;
-    float scale = j->scale;
-    for (size_t k = a; k < e; k++) dy[k] = y[k] > 0.0f ? dy[k] * scale : 0.0f;
+    j->k->relu_bwd(e - a, j->x + a, j->scale, j->y + a);
 }
 
 void rs_relu_dropout_bwd(recsys_ctx *ctx, int n, int m, const float *y, float p, float *dy)
 {
     if (n <= 0) return;
-    ew_job j = job(n, m, p);
+    ew_job j = job(ctx, n, m, p);
     j.x = y;
     j.y = dy;
     rs_pool_run(ctx->pool, rs_nn_chunks(n), relu_dropout_bwd_task, &j);
@@ -216,30 +175,17 @@ static void bias_dropout_add_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
-    const float *restrict b = j->b, *restrict add1 = j->add1, *restrict add2 = j->add2;
-    const float p = j->p, scale = j->scale;
-    const uint64_t seed = j->seed;
-    const int m = j->m;
+    const rs_kernels *k = j->k;
+    const size_t m = (size_t)j->m;
     for (int i = i0; i < i1; i++) {
-        size_t o = (size_t)i * m;
-        float *restrict yi = j->y + o;
-        uint8_t *restrict mi = j->mask ? j->mask + o : NULL;
-        uint64_t base = row_base(j, i);
-        if (b)
-            for (int c = 0; c < m; c++) yi[c] += b[c];
-        if (p > 0.0f) {
-            uint8_t keep[KEEP_BLOCK];
-            for (int c0 = 0; c0 < m; c0 += KEEP_BLOCK) {
-                int w = m - c0 < KEEP_BLOCK ? m - c0 : KEEP_BLOCK;
-                uint8_t *k = mi ? mi + c0 : keep;
-                keep_bytes(seed, base + (uint64_t)c0, w, p, k);
-                for (int c = 0; c < w; c++) yi[c0 + c] = k[c] ? yi[c0 + c] * scale : 0.0f;
-            }
-        }
-        if (add1)
-            for (int c = 0; c < m; c++) yi[c] += add1[o + c];
-        if (add2)
-            for (int c = 0; c < m; c++) yi[c] += add2[o + c];
+        size_t o = i * m;
+        float *yi = j->y + o;
+        if (j->b) k->add(m, j->b, yi);
+        if (j->p > 0.0f)
+            k->dropout_fwd(m, j->seed, row_base(j, i), j->p, j->scale, yi, yi,
+                           j->mask ? j->mask + o : NULL);
+        if (j->add1) k->add(m, j->add1 + o, yi);
+        if (j->add2) k->add(m, j->add2 + o, yi);
     }
 }
 
@@ -248,7 +194,7 @@ void rs_bias_dropout_add_fwd(recsys_ctx *ctx, int n, int m, float *y, const floa
                              const float *add1, const float *add2)
 {
     if (n <= 0) return;
-    ew_job j = job(n, m, p);
+    ew_job j = job(ctx, n, m, p);
     j.y = y;
     j.b = b;
     j.seed = seed;
@@ -264,16 +210,13 @@ static void relu_fwd_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
-    for (int i = i0; i < i1; i++) {
-        float *yi = j->y + (size_t)i * j->ldy;
-        for (int c = 0; c < j->m; c++) yi[c] = yi[c] > 0.0f ? yi[c] : 0.0f;
-    }
+    for (int i = i0; i < i1; i++) j->k->relu((size_t)j->m, j->y + (size_t)i * j->ldy);
 }
 
 void rs_relu_fwd(recsys_ctx *ctx, int n, int m, float *x, int ld)
 {
     if (n <= 0) return;
-    ew_job j = job(n, m, 0.0f);
+    ew_job j = job(ctx, n, m, 0.0f);
     j.ld = j.ldy = ld;
     j.x = j.y = x;
     rs_pool_run(ctx->pool, rs_nn_chunks(n), relu_fwd_task, &j);
@@ -284,17 +227,14 @@ static void relu_bwd_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
-    for (int i = i0; i < i1; i++) {
-        const float *yi = j->x + (size_t)i * j->ld;
-        float *di = j->y + (size_t)i * j->ldy;
-        for (int c = 0; c < j->m; c++) di[c] = yi[c] > 0.0f ? di[c] : 0.0f;
-    }
+    for (int i = i0; i < i1; i++)
+        j->k->relu_bwd((size_t)j->m, j->x + (size_t)i * j->ld, 1.0f, j->y + (size_t)i * j->ldy);
 }
 
 void rs_relu_bwd(recsys_ctx *ctx, int n, int m, const float *y, int ldy, float *dx, int lddx)
 {
     if (n <= 0) return;
-    ew_job j = job(n, m, 0.0f);
+    ew_job j = job(ctx, n, m, 0.0f);
     j.ld = ldy;
     j.ldy = lddx;
     j.x = y;
@@ -308,15 +248,13 @@ static void add_task(void *arg, int task, int thread)
     const ew_job *j = arg;
     CHUNK_RANGE(j, task, i0, i1);
     size_t a = (size_t)i0 * j->m, b = (size_t)i1 * j->m;
-    const float *restrict x = j->x;
-    float *restrict y = j->y;
-    for (size_t k = a; k < b; k++) y[k] += x[k];
+    j->k->add(b - a, j->x + a, j->y + a);
 }
 
 void rs_nn_add(recsys_ctx *ctx, int n, int m, const float *x, float *y)
 {
     if (n <= 0) return;
-    ew_job j = job(n, m, 0.0f);
+    ew_job j = job(ctx, n, m, 0.0f);
     j.x = x;
     j.y = y;
     rs_pool_run(ctx->pool, rs_nn_chunks(n), add_task, &j);

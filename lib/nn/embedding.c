@@ -8,6 +8,7 @@ typedef struct embed_job {
     float scale;
     float *y;
     int col_block;
+    const rs_kernels *k;
 } embed_job;
 
 static void gather_task(void *arg, int task, int thread)
@@ -16,21 +17,15 @@ static void gather_task(void *arg, int task, int thread)
     const embed_job *j = arg;
     int i0 = task * RS_NN_CHUNK_ROWS;
     int i1 = i0 + RS_NN_CHUNK_ROWS < j->n ? i0 + RS_NN_CHUNK_ROWS : j->n;
-    for (int i = i0; i < i1; i++) {
-        const float *t = j->table + (size_t)j->ids[i] * j->d;
-        float *yi = j->y + (size_t)i * j->d;
-        if (j->accumulate)
-            for (int c = 0; c < j->d; c++) yi[c] += j->scale * t[c];
-        else
-            for (int c = 0; c < j->d; c++) yi[c] = j->scale * t[c];
-    }
+    j->k->embed_gather(i1 - i0, j->d, j->table, j->ids + i0, j->scale, j->accumulate,
+                       j->y + (size_t)i0 * j->d);
 }
 
 void rs_embed_fwd(recsys_ctx *ctx, int n, int d, const float *table, const int32_t *ids,
                   float scale, int accumulate, float *y)
 {
     if (n <= 0) return;
-    embed_job j = {n, d, accumulate, table, NULL, ids, scale, y, 0};
+    embed_job j = {n, d, accumulate, table, NULL, ids, scale, y, 0, &ctx->kern};
     rs_pool_run(ctx->pool, rs_nn_chunks(n), gather_task, &j);
 }
 
@@ -42,13 +37,7 @@ static void scatter_task(void *arg, int task, int thread)
     const embed_job *j = arg;
     int c0 = task * j->col_block;
     int c1 = c0 + j->col_block < j->d ? c0 + j->col_block : j->d;
-    float *table = (float *)j->table;
-    for (int i = 0; i < j->n; i++) {
-        if (j->ids[i] < 0) continue;
-        float *t = table + (size_t)j->ids[i] * j->d;
-        const float *g = j->dy + (size_t)i * j->d;
-        for (int c = c0; c < c1; c++) t[c] += j->scale * g[c];
-    }
+    j->k->embed_scatter(j->n, j->d, c0, c1, j->ids, j->scale, j->dy, (float *)j->table);
 }
 
 void rs_embed_bwd(recsys_ctx *ctx, int n, int d, const int32_t *ids, float scale,
@@ -58,7 +47,7 @@ void rs_embed_bwd(recsys_ctx *ctx, int n, int d, const int32_t *ids, float scale
     /* Blocks of 16 columns (a cache line); at most 8 tasks. */
     int col_block = 16;
     if ((d + col_block - 1) / col_block > 8) col_block = (d + 7) / 8;
-    embed_job j = {n, d, 0, dtable, dy, ids, scale, NULL, col_block};
+    embed_job j = {n, d, 0, dtable, dy, ids, scale, NULL, col_block, &ctx->kern};
     rs_pool_run(ctx->pool, (d + col_block - 1) / col_block, scatter_task, &j);
 }
 
