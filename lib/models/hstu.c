@@ -293,6 +293,7 @@ typedef struct ew_job {
     int n, w, ld;      /* rows, width, row stride */
     float *a, *b, *c;
     const float *x, *y;
+    const rs_kernels *k; /* SiLU row kernels */
 } ew_job;
 
 #define ROWS(task, n, i0, i1)                                               \
@@ -305,11 +306,8 @@ static void silu_fwd_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     ROWS(task, j->n, i0, i1);
-    for (size_t e = (size_t)i0 * j->w; e < (size_t)i1 * j->w; e++) {
-        float h = j->a[e], s = 1.0f / (1.0f + expf(-h));
-        j->b[e] = s;
-        j->a[e] = h * s;
-    }
+    size_t e0 = (size_t)i0 * j->w, e1 = (size_t)i1 * j->w;
+    j->k->silu_fwd(e1 - e0, j->a + e0, j->b + e0);
 }
 
 /* a *= SiLU'(H) = σ + g (1 - σ), with b = σ(H) and x = g = SiLU(H). */
@@ -318,10 +316,8 @@ static void silu_bwd_task(void *arg, int task, int thread)
     (void)thread;
     const ew_job *j = arg;
     ROWS(task, j->n, i0, i1);
-    for (size_t e = (size_t)i0 * j->w; e < (size_t)i1 * j->w; e++) {
-        float s = j->b[e];
-        j->a[e] *= s + j->x[e] * (1.0f - s);
-    }
+    size_t e0 = (size_t)i0 * j->w, e1 = (size_t)i1 * j->w;
+    j->k->silu_bwd(e1 - e0, j->b + e0, j->x + e0, j->a + e0);
 }
 
 /* a[i, :] = x[i, :] ⊙ y[i, :]; x has stride ld, y and a width w. */
@@ -496,7 +492,7 @@ static void block_fwd(const model_args *a, const float *P, int k, const float *X
     rs_layernorm_fwd(ctx, n, m->d, X, NULL, NULL, NULL, LN_EPS, s->xn, s->m1, s->r1);
     rs_linear_fwd(ctx, n, m->d, m->cols, s->xn, m->d, slice(Pm, a->off, c, T_UVQK, k), NULL,
                   s->g, m->cols);
-    ew_job e = {n, m->cols, m->cols, s->g, s->sg, NULL, NULL, NULL};
+    ew_job e = {n, m->cols, m->cols, s->g, s->sg, NULL, NULL, NULL, &ctx->kern};
     run_rows(ctx, silu_fwd_task, &e);
 
     attn_job aj = {&ctx->kern, ws, a->b, *m, s->g, slice(Pm, a->off, c, T_RAB_POS, k),
@@ -504,7 +500,7 @@ static void block_fwd(const model_args *a, const float *P, int k, const float *X
     rs_pool_run(ctx->pool, ws->B * m->h, attn_fwd_task, &aj);
 
     rs_layernorm_fwd(ctx, n, m->hdv, s->o, NULL, NULL, NULL, LN_EPS, s->zn, s->m2, s->r2);
-    ew_job mu = {n, m->hdv, m->cols, s->md, NULL, NULL, s->g, s->zn}; /* U ⊙ LN(O) */
+    ew_job mu = {n, m->hdv, m->cols, s->md, NULL, NULL, s->g, s->zn, &ctx->kern}; /* U ⊙ LN(O) */
     run_rows(ctx, mul_task, &mu);
     rs_dropout(ctx, n, m->hdv, s->md, m->hdv, ws->p, stream(ws->seed, k, S_LIN), ws->src, s->md);
     rs_linear_fwd(ctx, n, m->hdv, m->d, s->md, m->hdv, slice(Pm, a->off, c, T_O_W, k),
@@ -582,7 +578,7 @@ static void block_bwd(const model_args *a, const float *P, float *G, int k, cons
                   ws->tm2, m->hdv, 0, slice(G, a->off, c, T_O_W, k), slice(G, a->off, c, T_O_B, k),
                   ws->partial);
     rs_dropout(ctx, n, m->hdv, ws->tm2, m->hdv, ws->p, sd, ws->src, ws->tm2); /* tm2 = dM */
-    ew_job mb = {n, m->hdv, m->cols, ws->tm2, NULL, ws->dg, s->g, s->zn};
+    ew_job mb = {n, m->hdv, m->cols, ws->tm2, NULL, ws->dg, s->g, s->zn, &ctx->kern};
     run_rows(ctx, mul_bwd_task, &mb);                      /* dU -> dg, tm2 = dZn */
     rs_layernorm_bwd(ctx, n, m->hdv, s->o, NULL, NULL, s->m2, s->r2, ws->tm2, ws->tm, NULL, NULL,
                      ws->partial);                         /* tm = dO */
@@ -603,7 +599,7 @@ static void block_bwd(const model_args *a, const float *P, float *G, int k, cons
             for (int i = 0; i < RS_HSTU_TIME_BUCKETS; i++) grt[i] += rg[nrp + i];
     }
 
-    ew_job sb = {n, m->cols, m->cols, ws->dg, s->sg, NULL, s->g, NULL};
+    ew_job sb = {n, m->cols, m->cols, ws->dg, s->sg, NULL, s->g, NULL, &ctx->kern};
     run_rows(ctx, silu_bwd_task, &sb);                     /* dg = dH */
     rs_linear_bwd(ctx, n, m->d, m->cols, s->xn, m->d, slice(Pm, a->off, c, T_UVQK, k), ws->dg,
                   m->cols, ws->t3, m->d, 0, slice(G, a->off, c, T_UVQK, k), NULL, ws->partial);
