@@ -1,7 +1,10 @@
 /* The Performance Law of MODELS.md §5:
  *   P(N,h,D) = w1·g(N,w3) + w2·g(h,w4) + g(D,w5) + b,  g(x,w) = -1/(2·x^w) - w·ln x
  * fitted by bounded Levenberg–Marquardt. Parameters are (w1 w2 w3 w4 w5 b);
- * the exponents w3..w5 live in [1e-6, 10], the rest are free.
+ * the exponents w3, w4 live in [1e-6, 10] and w5 in [-1, 10], the rest are
+ * free. The data term has no free weight, so with w5 > 0 it can only fall
+ * as D grows; a negative w5 lets more (quality-weighted) data raise the
+ * metric, which is what sweeps on real data show.
  *
  * Starts: all ones (as the reference script), plus the best few points of a
  * coarse grid over the exponents, where the remaining parameters are linear
@@ -16,6 +19,7 @@
 #define NP RECSYS_PERFLAW_N_PARAMS
 #define EXP_LO 1e-6
 #define EXP_HI 10.0
+#define DATA_EXP_LO -1.0
 #define MAX_ITER 2000
 #define SINGULAR_EIG 1e-12 /* relative eigenvalue of the correlation matrix */
 
@@ -310,7 +314,7 @@ recsys_status recsys_perflaw_fit(recsys_perflaw *p)
     }
     int n_starts = 1 + n_grid;
 
-    double lo[NP] = {-INFINITY, -INFINITY, EXP_LO, EXP_LO, EXP_LO, -INFINITY};
+    double lo[NP] = {-INFINITY, -INFINITY, EXP_LO, EXP_LO, DATA_EXP_LO, -INFINITY};
     double hi[NP] = {INFINITY, INFINITY, EXP_HI, EXP_HI, EXP_HI, INFINITY};
     double best[NP], best_ssr = INFINITY;
     for (int k = 0; k < n_starts; k++) {
