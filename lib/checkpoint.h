@@ -1,4 +1,4 @@
-/* Internal checkpoint API (lib/checkpoint.c, lib/crc32c.c). The file format
+/* Internal checkpoint API (lib/checkpoint_write.c, lib/checkpoint_read.c, lib/crc32c.c). The file format
  * is specified byte by byte in docs/CHECKPOINT.md.
  *
  * A checkpoint is a model (config + weights) plus optional extra sections.
