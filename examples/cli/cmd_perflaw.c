@@ -390,7 +390,7 @@ int cmd_perflaw(int argc, char **argv)
         printf("  predict N=%g h=%g D=%g: %s %.6f\n", pred_in[k][0], pred_in[k][1],
                pred_in[k][2], metric, pred_out[k]);
     }
-    double mape = 0;
+    double mape = 0, mae = 0;
     for (size_t k = 0; k < hold.n; k++) {
         const run *r = &hold.v[k];
         double p = 0;
@@ -400,10 +400,13 @@ int cmd_perflaw(int argc, char **argv)
         }
         double err = fabs(p - r->metric) / fabs(r->metric);
         mape += err / (double)hold.n;
+        mae += fabs(p - r->metric) / (double)hold.n;
         printf("  held out N=%g h=%g D=%g: observed %.6f predicted %.6f (%.2f%%)\n", r->layers,
                r->dim, r->data, r->metric, p, 100 * err);
     }
-    if (hold.n) printf("  held-out mean absolute error: %.2f%%\n", 100 * mape);
+    if (hold.n)
+        printf("  held-out mean absolute error: %.4f (mean relative error %.2f%%)\n", mae,
+               100 * mape);
     /* best size among the observed layer counts and hidden sizes, at the largest D */
     double Ls[MAXV], Hs[MAXV], Ds[MAXV], bl = 0, bh = 0, bm = 0;
     size_t nl = distinct(&obs, NULL, 0, Ls, MAXV), nh = distinct(&obs, NULL, 1, Hs, MAXV),
@@ -445,7 +448,9 @@ int cmd_perflaw(int argc, char **argv)
                "\"predicted\": %.10g}",
                k ? ", " : "", r->layers, r->dim, r->data, r->metric, p);
     }
-    printf("], \"holdout_mape\": ");
+    printf("], \"holdout_mae\": ");
+    json_num(hold.n ? mae : NAN);
+    printf(", \"holdout_mape\": ");
     json_num(hold.n ? mape : NAN);
     printf(", \"best\": {\"layers\": %.10g, \"dim\": %.10g, \"data\": %.10g, \"predicted\": %.10g}}\n",
            bl, bh, Ds[nd - 1], bm);
