@@ -126,6 +126,8 @@ static void fill_avx512(rs_kernels *k, const rs_cpu_features *f)
     k->names[RECSYS_KERNEL_DOT] = "dot_avx512";
     /* Used only when the ctx asks for bf16 mode (recsys_ctx_set_bf16). */
     k->gemm_bf16 = f->avx512_bf16 ? rs_gemm_avx512_bf16 : NULL;
+    k->attn_fwd_bf16 = f->avx512_bf16 ? rs_attn_fwd_avx512_bf16 : NULL;
+    k->attn_bwd_bf16 = f->avx512_bf16 ? rs_attn_bwd_avx512_bf16 : NULL;
 }
 #endif
 

@@ -140,6 +140,8 @@ typedef struct rs_kernels {
     rs_gemm_fn gemm_bf16; /* bf16-input GEMM, NULL when the CPU/cap lacks it */
     rs_attn_fwd_fn attn_fwd;
     rs_attn_bwd_fn attn_bwd;
+    rs_attn_fwd_fn attn_fwd_bf16; /* bf16-product attention, NULL when the CPU/cap lacks it */
+    rs_attn_bwd_fn attn_bwd_bf16;
     rs_layernorm_fwd_fn layernorm_fwd;
     rs_layernorm_bwd_fn layernorm_bwd;
     rs_adam_fn adam;

@@ -53,6 +53,17 @@ void rs_attn_bwd_avx512(int L, int start, int dh, float scale, const float *Q,
                         const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
                         float *dK, float *dV);
 
+/* AVX-512-BF16 (kernels/attention_bf16.c): Q·K, dO·V and the forward P·V
+ * with bf16-rounded inputs (vdpbf16ps, fp32 sums); softmax statistics, lse,
+ * dropout and the dQ/dK/dV accumulations in fp32. */
+void rs_attn_fwd_avx512_bf16(int L, int start, int dh, float scale, const float *Q,
+                             const float *K, const float *V, int ld, float drop_p,
+                             uint64_t seed, float *O, float *lse);
+void rs_attn_bwd_avx512_bf16(int L, int start, int dh, float scale, const float *Q,
+                             const float *K, const float *V, const float *O, const float *dO,
+                             const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
+                             float *dK, float *dV);
+
 /* ---- layer norm (+residual), Adam, dot (kernels/elementwise_avx2.c, elementwise_avx512.c) ---- */
 void rs_layernorm_fwd_avx2(int n, int d, const float *x, const float *r, const float *gamma,
                            const float *beta, float eps, float *y, float *mean, float *rstd);

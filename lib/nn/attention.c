@@ -6,6 +6,8 @@
 typedef struct attn_job {
     const rs_attn_layout *a;
     const rs_kernels *k;
+    rs_attn_fwd_fn fwd; /* fp32 or bf16 variant (ctx->bf16) */
+    rs_attn_bwd_fn bwd;
     const float *Q, *K, *V, *O, *dO, *lse;
     float *out, *lse_out, *dQ, *dK, *dV;
 } attn_job;
@@ -19,15 +21,17 @@ static void attn_fwd_task(void *arg, int task, int thread)
     int len = a->len[s];
     if (len <= 0) return;
     size_t off = (size_t)a->base[s] * a->ld + (size_t)h * a->dh;
-    j->k->attn_fwd(len, a->start ? a->start[s] : 0, a->dh, a->scale, j->Q + off, j->K + off,
-                   j->V + off, a->ld, a->drop_p, rs_attn_seed(a->seed, s, h, a->heads),
-                   j->out + off, j->lse_out + (size_t)h * a->lse_stride + a->base[s]);
+    j->fwd(len, a->start ? a->start[s] : 0, a->dh, a->scale, j->Q + off, j->K + off,
+           j->V + off, a->ld, a->drop_p, rs_attn_seed(a->seed, s, h, a->heads),
+           j->out + off, j->lse_out + (size_t)h * a->lse_stride + a->base[s]);
 }
 
 void rs_attention_fwd(recsys_ctx *ctx, const rs_attn_layout *a, const float *Q, const float *K,
                       const float *V, float *O, float *lse)
 {
-    attn_job j = {a, &ctx->kern, Q, K, V, NULL, NULL, NULL, O, lse, NULL, NULL, NULL};
+    int bf = ctx->bf16 && ctx->kern.attn_fwd_bf16;
+    attn_job j = {a, &ctx->kern, bf ? ctx->kern.attn_fwd_bf16 : ctx->kern.attn_fwd, NULL,
+                  Q, K, V, NULL, NULL, NULL, O, lse, NULL, NULL, NULL};
     rs_pool_run(ctx->pool, a->n_seq * a->heads, attn_fwd_task, &j);
 }
 
@@ -40,16 +44,18 @@ static void attn_bwd_task(void *arg, int task, int thread)
     int len = a->len[s];
     if (len <= 0) return;
     size_t off = (size_t)a->base[s] * a->ld + (size_t)h * a->dh;
-    j->k->attn_bwd(len, a->start ? a->start[s] : 0, a->dh, a->scale, j->Q + off, j->K + off,
-                   j->V + off, j->O + off, j->dO + off,
-                   j->lse + (size_t)h * a->lse_stride + a->base[s], a->ld, a->drop_p,
-                   rs_attn_seed(a->seed, s, h, a->heads), j->dQ + off, j->dK + off, j->dV + off);
+    j->bwd(len, a->start ? a->start[s] : 0, a->dh, a->scale, j->Q + off, j->K + off,
+           j->V + off, j->O + off, j->dO + off,
+           j->lse + (size_t)h * a->lse_stride + a->base[s], a->ld, a->drop_p,
+           rs_attn_seed(a->seed, s, h, a->heads), j->dQ + off, j->dK + off, j->dV + off);
 }
 
 void rs_attention_bwd(recsys_ctx *ctx, const rs_attn_layout *a, const float *Q, const float *K,
                       const float *V, const float *O, const float *dO, const float *lse,
                       float *dQ, float *dK, float *dV)
 {
-    attn_job j = {a, &ctx->kern, Q, K, V, O, dO, lse, NULL, NULL, dQ, dK, dV};
+    int bf = ctx->bf16 && ctx->kern.attn_bwd_bf16;
+    attn_job j = {a, &ctx->kern, NULL, bf ? ctx->kern.attn_bwd_bf16 : ctx->kern.attn_bwd,
+                  Q, K, V, O, dO, lse, NULL, NULL, dQ, dK, dV};
     rs_pool_run(ctx->pool, a->n_seq * a->heads, attn_bwd_task, &j);
 }
