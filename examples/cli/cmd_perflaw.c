@@ -17,7 +17,7 @@ static void usage(void)
             "usage: recsys perflaw fit RUNS.csv [--metric NDCG@10|HR@10] [--predict N,h,D]...\n"
             "                          [--holdout FILE] [--plot OUT.svg]\n"
             "RUNS.csv has a header row with the columns layers, dim, the metric, and\n"
-            "either data (the D term) or events and apen (then D = events * apen).\n");
+            "either data (the D term) or events and apen (then D = events * apen / 1e6).\n");
 }
 
 /* ------------------------------------------------------------------ CSV */
@@ -118,7 +118,7 @@ static int read_runs(const char *path, const char *metric, runs *out)
         if (ok && col_data >= 0) ok = parse_num(fields[col_data], &r.data);
         else if (ok) {
             ok = parse_num(fields[col_events], &ev) && parse_num(fields[col_apen], &ap);
-            r.data = ev * ap;
+            r.data = ev * ap / 1e6; /* quality-weighted tokens, in millions */
         }
         if (!ok) {
             fprintf(stderr, "recsys perflaw: %s:%ld: layers, dim and data must be numbers\n",

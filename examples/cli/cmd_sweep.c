@@ -157,9 +157,11 @@ int cmd_sweep(int argc, char **argv)
                     recsys_model_n_params(m, &n_params);
                     recsys_metrics_get(met, "HR@10", &hr);
                     recsys_metrics_get(met, "NDCG@10", &ndcg);
-                    fprintf(out, "%d,%g,%g,%lld,%lld,%g,%.0f,%.0f,%.6f,%.1f,%.6f,%.6f,%.2f\n",
+                    /* D' = tokens x ApEn, in millions: the law's data term has no
+                     * weight of its own, so its unit matters (docs/APEN.md) */
+                    fprintf(out, "%d,%g,%g,%lld,%lld,%g,%.0f,%.0f,%.6f,%.8g,%.6f,%.6f,%.2f\n",
                             ++run, layers[l], dims[d], (long long)heads, (long long)n_params,
-                            fractions[f], events, users, a, events * a, hr, ndcg, secs);
+                            fractions[f], events, users, a, events * a / 1e6, hr, ndcg, secs);
                     fflush(out);
                     fprintf(stderr, "run %d: layers %g dim %g fraction %g -> NDCG@10 %.4f (%.1f s)\n",
                             run, layers[l], dims[d], fractions[f], ndcg, secs);
