@@ -286,7 +286,10 @@ static recsys_status save_impl(recsys_ctx *ctx, const recsys_model *m, const cha
         return rs_error(ctx, RECSYS_E_NOMEM, "out of memory saving '%s'", path);
     }
     memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    /* mkstemp's template: ".tmp." and six X's it replaces */
+    memcpy(tmp + plen, ".tmp.", 5);
+    memset(tmp + plen + 5, 'X', 6);
+    tmp[plen + 11] = '\0';
 
     ck_writer w = {.ctx = ctx, .path = path, .buf = buf};
     w.fd = mkostemp(tmp, O_CLOEXEC);
