@@ -104,9 +104,15 @@ static void ditems_task(void *arg, int task, int thread)
     }
 }
 
-recsys_status rs_loss_bce(recsys_ctx *ctx, const rs_model_config *cfg, const float *items,
+size_t rs_loss_bce_scratch_floats(int B, int L, int n_neg)
+{
+    size_t n = (size_t)B * (size_t)L;
+    return 2 * (size_t)rs_nn_chunks((int)n) + n * (1 + (size_t)n_neg);
+}
+
+recsys_status rs_loss_bce_ws(recsys_ctx *ctx, const rs_model_config *cfg, const float *items,
                           const rs_batch *b, const float *F, float *dF, float *d_items,
-                          double *loss)
+                          float *scratch, double *loss)
 {
     if (!ctx || !cfg || !b || !F || !items || !loss || cfg->dim <= 0)
         return rs_error(ctx, RECSYS_E_INVALID, "rs_loss_bce: NULL argument");
@@ -133,8 +139,11 @@ recsys_status rs_loss_bce(recsys_ctx *ctx, const rs_model_config *cfg, const flo
     }
     int chunks = rs_nn_chunks(n);
     /* per-chunk double loss partials (two floats each), then coefficients */
-    float *scratch = rs_malloc(sizeof(float) * (2 * (size_t)chunks + (size_t)n * (1 + (size_t)b->n_neg)));
-    if (!scratch) return rs_error(ctx, RECSYS_E_NOMEM, "rs_loss_bce: out of memory");
+    float *owned = NULL;
+    if (!scratch) {
+        scratch = owned = rs_malloc(sizeof(float) * rs_loss_bce_scratch_floats(b->B, b->L, b->n_neg));
+        if (!scratch) return rs_error(ctx, RECSYS_E_NOMEM, "rs_loss_bce: out of memory");
+    }
     bce_job j = {b, &ctx->kern, d, n, F, items, scratch, scratch + 2 * (size_t)chunks,
                  cnt ? 1.0f / (float)cnt : 0.0f, dF, d_items, 16};
     rs_pool_run(ctx->pool, chunks, logits_task, &j);
@@ -150,6 +159,13 @@ recsys_status rs_loss_bce(recsys_ctx *ctx, const rs_model_config *cfg, const flo
         if ((d + j.col_block - 1) / j.col_block > 8) j.col_block = (d + 7) / 8;
         rs_pool_run(ctx->pool, (d + j.col_block - 1) / j.col_block, ditems_task, &j);
     }
-    rs_free(scratch);
+    rs_free(owned);
     return RECSYS_OK;
+}
+
+recsys_status rs_loss_bce(recsys_ctx *ctx, const rs_model_config *cfg, const float *items,
+                          const rs_batch *b, const float *F, float *dF, float *d_items,
+                          double *loss)
+{
+    return rs_loss_bce_ws(ctx, cfg, items, b, F, dF, d_items, NULL, loss);
 }

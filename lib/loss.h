@@ -21,4 +21,12 @@ recsys_status rs_loss_bce(recsys_ctx *ctx, const rs_model_config *cfg, const flo
                           const rs_batch *b, const float *F, float *dF, float *d_items,
                           double *loss);
 
+/* The same with caller-provided scratch of rs_loss_bce_scratch_floats(B, L,
+ * n_neg) floats for batches of up to B x L (NULL: allocate per call), so a
+ * training step allocates nothing. */
+size_t rs_loss_bce_scratch_floats(int B, int L, int n_neg);
+recsys_status rs_loss_bce_ws(recsys_ctx *ctx, const rs_model_config *cfg, const float *items,
+                             const rs_batch *b, const float *F, float *dF, float *d_items,
+                             float *scratch, double *loss);
+
 #endif

@@ -20,6 +20,7 @@ struct recsys_trainer {
     const recsys_dataset *ds;
     rs_workspace *ws;
     rs_ssm_workspace *ssm; /* sampled-softmax scratch */
+    float *bce_scratch;    /* BCE scratch */
     rs_batch_buf bb;
     float *F, *dF, *grads, *adam_m, *adam_v;
     int64_t *users;       /* users with at least one training pair */
@@ -44,6 +45,7 @@ void recsys_trainer_free(recsys_trainer *t)
     if (!t) return;
     if (t->ws) t->model->ops->ws_free(t->ws);
     rs_ssm_workspace_free(t->ssm);
+    rs_free(t->bce_scratch);
     rs_batch_buf_free(&t->bb);
     rs_free(t->F);
     rs_free(t->dF);
@@ -110,8 +112,11 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
         t->seen = calloc((size_t)ds->n_items + 1, sizeof *t->seen);
         if (t->loss == LOSS_SOFTMAX)
             t->ssm = rs_ssm_workspace_new(cfg->n_items, cfg->dim, (int)rows, n_neg);
+        else
+            t->bce_scratch = rs_malloc(
+                sizeof(float) * rs_loss_bce_scratch_floats(t->batch_size, cfg->max_len, n_neg));
         if (!t->ws || !t->F || !t->dF || !t->grads || !t->adam_m || !t->adam_v || !t->users ||
-            !t->seen || (t->loss == LOSS_SOFTMAX && !t->ssm))
+            !t->seen || (t->loss == LOSS_SOFTMAX ? !t->ssm : !t->bce_scratch))
             st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for training buffers");
     }
     if (!st) {
@@ -230,8 +235,8 @@ static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
     recsys_status st = m->ops->forward(t->ctx, cfg, m->params, t->ws, &b, t->F);
     if (st) return st;
     if (t->loss == LOSS_BCE)
-        st = rs_loss_bce(t->ctx, cfg, m->params + item_off, &b, t->F, t->dF,
-                         t->grads + item_off, loss);
+        st = rs_loss_bce_ws(t->ctx, cfg, m->params + item_off, &b, t->F, t->dF,
+                            t->grads + item_off, t->bce_scratch, loss);
     else
         st = rs_loss_sampled_softmax_ws(t->ctx, cfg, m->params + item_off, &b, t->F,
                                         t->temperature, cfg->l2norm, t->shared_negatives,
