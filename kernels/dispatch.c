@@ -67,6 +67,8 @@ static void fill_scalar(rs_kernels *k)
     k->names[RECSYS_KERNEL_LAYERNORM] = "layernorm_ref";
     k->names[RECSYS_KERNEL_ADAM] = "adam_ref";
     k->names[RECSYS_KERNEL_DOT] = "dot_ref";
+    k->names[RECSYS_KERNEL_HSTU_ATTENTION] = "hstu_attention_ref";
+    k->names[RECSYS_KERNEL_POINTWISE] = "pointwise_ref";
 }
 
 #ifdef RS_HAVE_X86_KERNELS
@@ -96,6 +98,8 @@ static void fill_avx2(rs_kernels *k)
     k->names[RECSYS_KERNEL_LAYERNORM] = "layernorm_avx2";
     k->names[RECSYS_KERNEL_ADAM] = "adam_avx2";
     k->names[RECSYS_KERNEL_DOT] = "dot_avx2";
+    k->names[RECSYS_KERNEL_HSTU_ATTENTION] = "hstu_attention_avx2";
+    k->names[RECSYS_KERNEL_POINTWISE] = "pointwise_avx2";
 }
 
 static void fill_avx512(rs_kernels *k, const rs_cpu_features *f)
@@ -124,12 +128,18 @@ static void fill_avx512(rs_kernels *k, const rs_cpu_features *f)
     k->names[RECSYS_KERNEL_LAYERNORM] = "layernorm_avx512";
     k->names[RECSYS_KERNEL_ADAM] = "adam_avx512";
     k->names[RECSYS_KERNEL_DOT] = "dot_avx512";
+    k->names[RECSYS_KERNEL_HSTU_ATTENTION] = "hstu_attention_avx512";
+    k->names[RECSYS_KERNEL_POINTWISE] = "pointwise_avx512";
     /* Used only when the ctx asks for bf16 mode (recsys_ctx_set_bf16). */
     k->gemm_bf16 = f->avx512_bf16 ? rs_gemm_avx512_bf16 : NULL;
     k->attn_fwd_bf16 = f->avx512_bf16 ? rs_attn_fwd_avx512_bf16 : NULL;
     k->attn_bwd_bf16 = f->avx512_bf16 ? rs_attn_bwd_avx512_bf16 : NULL;
 }
 #endif
+
+_Static_assert(RECSYS_KERNEL_COUNT <= (int)(sizeof ((rs_kernels *)0)->names /
+                                             sizeof ((rs_kernels *)0)->names[0]),
+               "rs_kernels.names is too small for RECSYS_KERNEL_COUNT");
 
 void rs_kernels_init(rs_kernels *k, const rs_cpu_features *f, enum rs_isa max_isa)
 {

@@ -105,6 +105,14 @@ static void test_cap_via_api(void **state)
         e = expected_isa(&f, cap);
         assert_string_equal(recsys_ctx_isa(ctx), isa_names[e]);
         assert_string_equal(recsys_ctx_kernel_name(ctx, RECSYS_KERNEL_GEMM), gemm_names[e]);
+        /* every kernel follows the cap: its name ends in the ISA's suffix */
+        static const char *suffix[] = {"_ref", "_avx2", "_avx512"};
+        for (int k = 0; k < RECSYS_KERNEL_COUNT; k++) {
+            const char *name = recsys_ctx_kernel_name(ctx, k);
+            assert_non_null(name);
+            size_t ln = strlen(name), ls = strlen(suffix[e]);
+            assert_true(ln > ls && !strcmp(name + ln - ls, suffix[e]));
+        }
     }
     assert_int_equal(recsys_ctx_set_max_isa(ctx, "scalar"), RECSYS_OK);
     assert_int_equal(recsys_ctx_set_max_isa(ctx, "best"), RECSYS_OK);

@@ -8,7 +8,8 @@ int cmd_info(int argc, char **argv)
     (void)argv;
     recsys_ctx *ctx;
     if (recsys_ctx_new(&ctx)) return 1;
-    static const char *kernels[] = {"gemm", "attention", "layernorm", "adam", "dot"};
+    static const char *kernels[] = {"gemm", "attention", "layernorm", "adam",
+                                    "dot", "hstu_attention", "pointwise"};
     printf("{\"version\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"bf16\": %s",
            recsys_version_string(), recsys_ctx_isa(ctx), recsys_ctx_threads(ctx),
            recsys_ctx_set_bf16(ctx, 1) == RECSYS_OK ? "true" : "false");

@@ -168,7 +168,9 @@ RECSYS_API const char *recsys_ctx_isa(const recsys_ctx *ctx);
 #define RECSYS_KERNEL_LAYERNORM  2
 #define RECSYS_KERNEL_ADAM       3
 #define RECSYS_KERNEL_DOT        4
-#define RECSYS_KERNEL_COUNT      5
+#define RECSYS_KERNEL_HSTU_ATTENTION 5
+#define RECSYS_KERNEL_POINTWISE  6   /* dropout, ReLU, SiLU, embedding gather/scatter */
+#define RECSYS_KERNEL_COUNT      7
 /** Name of the variant chosen for a kernel, e.g. "gemm_avx512"; NULL if unknown id. */
 RECSYS_API const char *recsys_ctx_kernel_name(const recsys_ctx *ctx, int kernel);
 
