@@ -11,130 +11,11 @@
  * up to the tile's last row (causal) and from `start` (padding skipped); the
  * L x L matrix is never stored, only a BC x 16 block.
  */
-#include "kernels_isa.h"
+#include "attention_avx512_common.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
-
-#define W 16  /* query rows per tile = lanes */
-#define BC 64 /* keys per block of the online softmax */
-
-typedef struct attn_args {
-    int L, start, dh, ld;
-    float scale, keep_scale;
-    int drop;
-    const float *Q, *K, *V, *O, *dO, *lse;
-    float *Oout, *lse_out, *dQ, *dK, *dV;
-    /* dropout hash constants, one per 64-bit lane; rofs_*: r*L for rows 0-7, 8-15 */
-    __m512i seed, c1, c2, c3, c4, thr, rofs_lo, rofs_hi;
-} attn_args;
-
-/* e^x, ~1 ulp for x in [-87, 88]; below -87 (and -inf) gives exactly 0.
- * Cody-Waite reduction to |r| <= ln2/2, then a degree-7 Taylor polynomial. */
-static inline __m512 exp16(__m512 x)
-{
-    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(live, p, n);
-}
-
-/* rs_dropout_keep for 8 counters at once. keep <=> (x>>40)*2^-24 >= p
- * <=> x >= ceil(p*2^24) << 40, exact in integers (see init_args). */
-static inline __mmask8 keep8(const attn_args *a, __m512i ctr)
-{
-    __m512i x = _mm512_xor_si512(a->seed, _mm512_mullo_epi64(ctr, a->c1));
-    x = _mm512_add_epi64(x, a->c2);
-    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 30)), a->c3);
-    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)), a->c4);
-    x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
-    return _mm512_cmpgt_epu64_mask(x, a->thr);
-}
-
-/* Keep mask of rows i0..i0+15 for key j: counters (i0+r)*L + j. */
-static inline __mmask16 keep16(const attn_args *a, int i0, int j)
-{
-    __m512i base = _mm512_set1_epi64((long long)i0 * a->L + j);
-    __mmask8 lo = keep8(a, _mm512_add_epi64(base, a->rofs_lo));
-    __mmask8 hi = keep8(a, _mm512_add_epi64(base, a->rofs_hi));
-    return (__mmask16)(lo | ((unsigned)hi << 8));
-}
-
-static void init_args(attn_args *a, int L, int start, int dh, float scale, int ld, float drop_p,
-                      uint64_t seed)
-{
-    memset(a, 0, sizeof *a);
-    a->L = L;
-    a->start = start < 0 ? 0 : start;
-    a->dh = dh;
-    a->ld = ld;
-    a->scale = scale;
-    a->drop = drop_p > 0.0f;
-    a->keep_scale = a->drop ? 1.0f / (1.0f - drop_p) : 1.0f;
-    if (a->drop) {
-        /* p*2^24 is exact in float, so ceil gives the integer threshold T;
-         * keep <=> x > (T<<40) - 1, which also covers T = 2^24 (never keep). */
-        uint64_t T = (uint64_t)ceilf(drop_p * 16777216.0f);
-        if (T > (1ULL << 24)) T = 1ULL << 24;
-        a->thr = _mm512_set1_epi64((long long)((T << 40) - 1));
-        a->seed = _mm512_set1_epi64((long long)seed);
-        a->c1 = _mm512_set1_epi64((long long)0xd1342543de82ef95ULL);
-        a->c2 = _mm512_set1_epi64((long long)0x9e3779b97f4a7c15ULL);
-        a->c3 = _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ULL);
-        a->c4 = _mm512_set1_epi64((long long)0x94d049bb133111ebULL);
-        long long Ll = L;
-        a->rofs_lo = _mm512_set_epi64(7 * Ll, 6 * Ll, 5 * Ll, 4 * Ll, 3 * Ll, 2 * Ll, Ll, 0);
-        a->rofs_hi = _mm512_add_epi64(a->rofs_lo, _mm512_set1_epi64(8 * Ll));
-    }
-}
-
-/* Lanes < n set (n clamped to [0, 16]). */
-static inline __mmask16 row_mask(int n)
-{
-    return (__mmask16)(n >= W ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
-}
-
-/* In-register transpose of a 16 x 16 block: v[i][j] -> v[j][i]. */
-static inline void transpose16(__m512 v[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
-    }
-    /* u[4g+k], 128-bit lane l: column 4l+k of rows 4g..4g+3 */
-    __m512 u[16];
-    for (int g = 0; g < 4; g++) {
-        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
-        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int k = 0; k < 4; k++) {
-        __m512 p = _mm512_shuffle_f32x4(u[k], u[4 + k], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512 q = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512 p2 = _mm512_shuffle_f32x4(u[k], u[4 + k], _MM_SHUFFLE(3, 2, 3, 2));
-        __m512 q2 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(3, 2, 3, 2));
-        v[k] = _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(2, 0, 2, 0));
-        v[4 + k] = _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(3, 1, 3, 1));
-        v[8 + k] = _mm512_shuffle_f32x4(p2, q2, _MM_SHUFFLE(2, 0, 2, 0));
-        v[12 + k] = _mm512_shuffle_f32x4(p2, q2, _MM_SHUFFLE(3, 1, 3, 1));
-    }
-}
 
 /* xt[c][r] = X[r][c] * mul for r < nr, 0 for the other lanes. */
 static void load_transposed(const float *X, int ld, int nr, int dh, float mul, float *xt)
@@ -152,26 +33,6 @@ static void load_transposed(const float *X, int ld, int nr, int dh, float mul, f
             if (c0 + k < dh) _mm512_store_ps(xt + (size_t)(c0 + k) * W, _mm512_mul_ps(v[k], mv));
     }
 }
-
-/* Y[r][c] = xt[c][r] * rs[r] for rows r < nr (the inverse of load_transposed). */
-static void store_transposed(const float *xt, const float *rs, int nr, int dh, float *Y, int ld)
-{
-    for (int c0 = 0; c0 < dh; c0 += W) {
-        const __mmask16 cm = row_mask(dh - c0);
-        __m512 v[16];
-#pragma GCC unroll 16
-        for (int k = 0; k < W; k++)
-            v[k] = c0 + k < dh ? _mm512_load_ps(xt + (size_t)(c0 + k) * W) : _mm512_setzero_ps();
-        transpose16(v);
-#pragma GCC unroll 16
-        for (int r = 0; r < W; r++)
-            if (r < nr)
-                _mm512_mask_storeu_ps(Y + (size_t)r * ld + c0, cm,
-                                      _mm512_mul_ps(v[r], _mm512_set1_ps(rs[r])));
-    }
-}
-
-#define RS_INLINE static inline __attribute__((always_inline))
 
 /* st[t][r] = sum_c xt[c][r] * y[t][c] for NK keys (a compile-time constant
  * once inlined), even and odd channels in separate accumulators so that even
@@ -218,148 +79,6 @@ static void scores(const float *xt, const float *Y, int ld, int dh, int nk, floa
     if (j < nk) scores_blk(xt, Y + j * s, s, dh, st + (size_t)j * W, 1);
 }
 
-/* acc[c][r] = acc[c][r] * alpha[r] + sum_j p[j][r] * Y[j][c]. */
-static void accum_transposed(const float *p, const float *Y, int ld, int dh, int nk,
-                             __m512 alpha, float *acc)
-{
-    int c = 0;
-    for (; c + 8 <= dh; c += 8) {
-        float *o = acc + (size_t)c * W;
-        __m512 a0 = _mm512_mul_ps(_mm512_load_ps(o), alpha);
-        __m512 a1 = _mm512_mul_ps(_mm512_load_ps(o + W), alpha);
-        __m512 a2 = _mm512_mul_ps(_mm512_load_ps(o + 2 * W), alpha);
-        __m512 a3 = _mm512_mul_ps(_mm512_load_ps(o + 3 * W), alpha);
-        __m512 a4 = _mm512_mul_ps(_mm512_load_ps(o + 4 * W), alpha);
-        __m512 a5 = _mm512_mul_ps(_mm512_load_ps(o + 5 * W), alpha);
-        __m512 a6 = _mm512_mul_ps(_mm512_load_ps(o + 6 * W), alpha);
-        __m512 a7 = _mm512_mul_ps(_mm512_load_ps(o + 7 * W), alpha);
-        for (int j = 0; j < nk; j++) {
-            const float *y = Y + (size_t)j * ld + c;
-            __m512 pj = _mm512_load_ps(p + (size_t)j * W);
-            a0 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[0]), a0);
-            a1 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[1]), a1);
-            a2 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[2]), a2);
-            a3 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[3]), a3);
-            a4 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[4]), a4);
-            a5 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[5]), a5);
-            a6 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[6]), a6);
-            a7 = _mm512_fmadd_ps(pj, _mm512_set1_ps(y[7]), a7);
-        }
-        _mm512_store_ps(o, a0);
-        _mm512_store_ps(o + W, a1);
-        _mm512_store_ps(o + 2 * W, a2);
-        _mm512_store_ps(o + 3 * W, a3);
-        _mm512_store_ps(o + 4 * W, a4);
-        _mm512_store_ps(o + 5 * W, a5);
-        _mm512_store_ps(o + 6 * W, a6);
-        _mm512_store_ps(o + 7 * W, a7);
-    }
-    for (; c < dh; c++) { /* channel tail: split the key sum for latency */
-        float *o = acc + (size_t)c * W;
-        __m512 a0 = _mm512_mul_ps(_mm512_load_ps(o), alpha), a1 = _mm512_setzero_ps(), a2 = a1,
-               a3 = a1;
-        int j = 0;
-        for (; j + 4 <= nk; j += 4) {
-            const float *y = Y + (size_t)j * ld + c;
-            const float *pj = p + (size_t)j * W;
-            a0 = _mm512_fmadd_ps(_mm512_load_ps(pj), _mm512_set1_ps(y[0]), a0);
-            a1 = _mm512_fmadd_ps(_mm512_load_ps(pj + W), _mm512_set1_ps(y[ld]), a1);
-            a2 = _mm512_fmadd_ps(_mm512_load_ps(pj + 2 * W), _mm512_set1_ps(y[2 * (size_t)ld]), a2);
-            a3 = _mm512_fmadd_ps(_mm512_load_ps(pj + 3 * W), _mm512_set1_ps(y[3 * (size_t)ld]), a3);
-        }
-        for (; j < nk; j++)
-            a0 = _mm512_fmadd_ps(_mm512_load_ps(p + (size_t)j * W),
-                                 _mm512_set1_ps(Y[(size_t)j * ld + c]), a0);
-        _mm512_store_ps(o, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-    }
-}
-
-/* Y[t][c..] += sum_{r0<=r<nr} w[t][r] * X[r][c..] for NK keys and NCH
- * 16-channel chunks (masks m0, m1), compile-time constants once inlined. Rows
- * are split over RS accumulator sets so that there are >= 8 FMA chains. */
-RS_INLINE void rows_blk(const float *w, const float *X, size_t ld, int r0, int nr,
-                        __mmask16 m0, __mmask16 m1, float *Y, const int NK, const int NCH)
-{
-    const int RS = NK * NCH >= 8 ? 1 : 2;
-    const __mmask16 mk[2] = {m0, m1};
-    __m512 acc[2][4][2];
-#pragma GCC unroll 4
-    for (int t = 0; t < NK; t++)
-#pragma GCC unroll 2
-        for (int h = 0; h < NCH; h++) {
-            acc[0][t][h] = _mm512_maskz_loadu_ps(mk[h], Y + t * ld + h * W);
-            acc[1][t][h] = _mm512_setzero_ps();
-        }
-    int r = r0;
-    for (; r + RS <= nr; r += RS)
-#pragma GCC unroll 2
-        for (int u = 0; u < RS; u++) {
-            __m512 x[2];
-#pragma GCC unroll 2
-            for (int h = 0; h < NCH; h++)
-                x[h] = _mm512_maskz_loadu_ps(mk[h], X + (size_t)(r + u) * ld + h * W);
-#pragma GCC unroll 4
-            for (int t = 0; t < NK; t++) {
-                const __m512 wt = _mm512_set1_ps(w[t * W + r + u]);
-#pragma GCC unroll 2
-                for (int h = 0; h < NCH; h++) acc[u][t][h] = _mm512_fmadd_ps(wt, x[h], acc[u][t][h]);
-            }
-        }
-    for (; r < nr; r++) {
-        __m512 x[2];
-#pragma GCC unroll 2
-        for (int h = 0; h < NCH; h++) x[h] = _mm512_maskz_loadu_ps(mk[h], X + (size_t)r * ld + h * W);
-#pragma GCC unroll 4
-        for (int t = 0; t < NK; t++) {
-            const __m512 wt = _mm512_set1_ps(w[t * W + r]);
-#pragma GCC unroll 2
-            for (int h = 0; h < NCH; h++) acc[0][t][h] = _mm512_fmadd_ps(wt, x[h], acc[0][t][h]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < NK; t++)
-#pragma GCC unroll 2
-        for (int h = 0; h < NCH; h++) {
-            __m512 v = RS > 1 ? _mm512_add_ps(acc[0][t][h], acc[1][t][h]) : acc[0][t][h];
-            _mm512_mask_storeu_ps(Y + t * ld + h * W, mk[h], v);
-        }
-}
-
-/* NK keys starting at w (weights) / Y (rows), all channels. */
-RS_INLINE void rows_keys(const float *w, const float *X, size_t ld, int r0, int nr, int dh,
-                         float *Y, const int NK)
-{
-    int c = 0;
-    for (; c + W < dh; c += 2 * W) /* two chunks, the second maybe partial */
-        rows_blk(w, X + c, ld, r0, nr, 0xFFFF, row_mask(dh - c - W), Y + c, NK, 2);
-    if (c < dh) rows_blk(w, X + c, ld, r0, nr, row_mask(dh - c), 0, Y + c, NK, 1);
-}
-
-/* Y[j][:] += sum_{r<nr} w[j][r] * X[r][:] for the nk keys of a block (dK, dV):
- * a small GEMM, register-blocked 4 keys x 32 channels. The weights w[j][r]
- * are zero for rows above the diagonal (r < j - i0 = off0 + j), so the row
- * loop starts at the first row that sees a group's first key. */
-static void accum_rows(const float *w, const float *X, int nr, int dh, int nk, int off0, float *Y,
-                       int ld)
-{
-    const size_t s = (size_t)ld;
-    int j = 0;
-    for (; j + 4 <= nk; j += 4)
-        rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 4);
-    if (j + 2 <= nk) {
-        rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 2);
-        j += 2;
-    }
-    if (j < nk) rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 1);
-}
-
-/* Lanes of key j (relative offset off = j - i0) that are on or below the
- * diagonal: row r sees key j iff r >= off. */
-static inline __mmask16 causal_mask(int off)
-{
-    return off <= 0 ? (__mmask16)0xFFFF : (__mmask16)(0xFFFFu << off);
-}
-
 static void fwd_tile(const attn_args *a, int i0, int nr)
 {
     _Alignas(64) float qt[RS_ATTN_DH_MAX * W];
@@ -404,17 +123,6 @@ static void fwd_tile(const attn_args *a, int i0, int nr)
     _mm512_store_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.0f), l));
     for (int r = 0; r < nr; r++) a->lse_out[i0 + r] = mv[r] + logf(lv[r]);
     store_transposed(ot, inv, nr, dh, a->Oout + (size_t)i0 * ld, ld);
-}
-
-/* Row tiles of W rows from `start`; the partial tile (if any) goes first,
- * where it has the fewest keys to visit. */
-static void for_each_tile(const attn_args *a, void (*tile)(const attn_args *, int, int))
-{
-    int rows = a->L - a->start;
-    if (rows <= 0) return;
-    int first = rows % W ? rows % W : W;
-    tile(a, a->start, first);
-    for (int i0 = a->start + first; i0 < a->L; i0 += W) tile(a, i0, W);
 }
 
 void rs_attn_fwd_avx512(int L, int start, int dh, float scale, const float *Q,
