@@ -271,6 +271,7 @@ RECSYS_API recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_
  */
 RECSYS_API recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path,
                                              const recsys_opts *opts, recsys_dataset **out);
+/** Free a dataset (NULL is a no-op); trainers borrowing it must be freed first. */
 RECSYS_API void recsys_dataset_free(recsys_dataset *ds);
 
 /** Statistic ids for recsys_dataset_stat. */
@@ -298,11 +299,13 @@ RECSYS_API recsys_status recsys_dataset_user_items(const recsys_dataset *ds, int
 /** External id (as text in the file) of a dense user / item id. */
 RECSYS_API recsys_status recsys_dataset_user_name(const recsys_dataset *ds, int64_t user,
                                                   const char **name);
+/** External id of a dense item id (1..items); *name is owned by ds. */
 RECSYS_API recsys_status recsys_dataset_item_name(const recsys_dataset *ds, int32_t item,
                                                   const char **name);
 /** Dense id of an external item id; RECSYS_E_NOT_FOUND when unknown. */
 RECSYS_API recsys_status recsys_dataset_item_id(const recsys_dataset *ds, const char *name,
                                                 int32_t *item);
+/** Dense id of an external user id; RECSYS_E_NOT_FOUND when unknown. */
 RECSYS_API recsys_status recsys_dataset_user_id(const recsys_dataset *ds, const char *name,
                                                 int64_t *user);
 
@@ -360,6 +363,7 @@ typedef int (*recsys_progress_fn)(void *user_data, const recsys_progress *p);
 RECSYS_API recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
                                             const recsys_dataset *ds, const recsys_opts *opts,
                                             recsys_trainer **out);
+/** Free a trainer and drop its model reference. NULL is a no-op. */
 RECSYS_API void recsys_trainer_free(recsys_trainer *t);
 RECSYS_API recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_progress_fn fn,
                                                      void *user_data);
@@ -397,6 +401,7 @@ RECSYS_API recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *mo
 RECSYS_API recsys_status recsys_evaluate_popularity(recsys_ctx *ctx, const recsys_dataset *ds,
                                                     const recsys_opts *opts,
                                                     recsys_metrics **out);
+/** Free a metrics object. NULL is a no-op. */
 RECSYS_API void recsys_metrics_free(recsys_metrics *m);
 /** Number of named values and the i-th name / value. */
 RECSYS_API int recsys_metrics_count(const recsys_metrics *m);
@@ -415,6 +420,7 @@ RECSYS_API recsys_status recsys_metrics_get(const recsys_metrics *m, const char 
  */
 RECSYS_API recsys_status recsys_session_new(recsys_ctx *ctx, recsys_model *model,
                                             recsys_session **out);
+/** Free a session and drop its model reference. NULL is a no-op. */
 RECSYS_API void recsys_session_free(recsys_session *s);
 /**
  * Score every item (dense ids 1..n_items) after a history of dense item ids.
@@ -439,6 +445,7 @@ RECSYS_API recsys_status recsys_session_topk(recsys_session *s, const int32_t *h
  */
 RECSYS_API recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts,
                                          recsys_apen **out);
+/** Free an ApEn estimator. NULL is a no-op. */
 RECSYS_API void recsys_apen_free(recsys_apen *a);
 /** ApEn of one categorical sequence (item ids). */
 RECSYS_API recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n,
@@ -458,9 +465,18 @@ RECSYS_API recsys_status recsys_apen_dataset(recsys_apen *a, const recsys_datase
 /* ------------------------------------------------------------------------ */
 /* Performance Law fitter                                                    */
 
+/**
+ * A Performance Law fitter (MODELS.md §5): add observations, fit, predict.
+ * Errors are recorded in ctx, which must outlive the fitter.
+ */
 RECSYS_API recsys_status recsys_perflaw_new(recsys_ctx *ctx, recsys_perflaw **out);
+/** Free a fitter. NULL is a no-op. */
 RECSYS_API void recsys_perflaw_free(recsys_perflaw *p);
-/** Add one observation: layers N, hidden size h, data term D, metric value. */
+/**
+ * Add one observation: layers N, hidden size h, data term D, metric value.
+ * The law's D term has no weight of its own, so the unit of D matters: the
+ * CLI uses tokens x ApEn in millions (docs/APEN.md).
+ */
 RECSYS_API recsys_status recsys_perflaw_add(recsys_perflaw *p, double layers, double hidden,
                                             double data, double metric);
 /**
