@@ -129,22 +129,7 @@ void rs_attn_fwd_avx512(int L, int start, int dh, float scale, const float *Q,
                         const float *K, const float *V, int ld, float drop_p, uint64_t seed,
                         float *O, float *lse)
 {
-    if (dh > RS_ATTN_DH_MAX) {
-        rs_attn_fwd_ref(L, start, dh, scale, Q, K, V, ld, drop_p, seed, O, lse);
-        return;
-    }
-    attn_args a;
-    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
-    a.Q = Q;
-    a.K = K;
-    a.V = V;
-    a.Oout = O;
-    a.lse_out = lse;
-    for (int i = 0; i < a.start && i < L; i++) {
-        memset(O + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
-        lse[i] = 0.0f;
-    }
-    for_each_tile(&a, fwd_tile);
+    attn_fwd_run(fwd_tile, L, start, dh, scale, Q, K, V, ld, drop_p, seed, O, lse);
 }
 
 static void bwd_tile(const attn_args *a, int i0, int nr)
@@ -209,25 +194,6 @@ void rs_attn_bwd_avx512(int L, int start, int dh, float scale, const float *Q,
                         const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
                         float *dK, float *dV)
 {
-    if (dh > RS_ATTN_DH_MAX) {
-        rs_attn_bwd_ref(L, start, dh, scale, Q, K, V, O, dO, lse, ld, drop_p, seed, dQ, dK, dV);
-        return;
-    }
-    attn_args a;
-    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
-    a.Q = Q;
-    a.K = K;
-    a.V = V;
-    a.O = O;
-    a.dO = dO;
-    a.lse = lse;
-    a.dQ = dQ;
-    a.dK = dK;
-    a.dV = dV;
-    for (int i = 0; i < L; i++) {
-        if (i < a.start) memset(dQ + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
-        memset(dK + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
-        memset(dV + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
-    }
-    for_each_tile(&a, bwd_tile);
+    attn_bwd_run(bwd_tile, L, start, dh, scale, Q, K, V, O, dO, lse, ld, drop_p, seed, dQ, dK,
+                 dV);
 }

@@ -303,4 +303,58 @@ static inline void for_each_tile(const attn_args *a, void (*tile)(const attn_arg
     for (int i0 = a->start + first; i0 < a->L; i0 += W) tile(a, i0, W);
 }
 
+/* The public entry points of both kernels: the reference for head sizes
+ * beyond the tile buffers, zeroed padding rows, then the tiles. */
+static inline void attn_fwd_run(void (*fwd_tile)(const attn_args *, int, int), int L, int start,
+                                int dh, float scale, const float *Q, const float *K,
+                                const float *V, int ld, float drop_p, uint64_t seed, float *O,
+                                float *lse)
+{
+    if (dh > RS_ATTN_DH_MAX) {
+        rs_attn_fwd_ref(L, start, dh, scale, Q, K, V, ld, drop_p, seed, O, lse);
+        return;
+    }
+    attn_args a;
+    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
+    a.Q = Q;
+    a.K = K;
+    a.V = V;
+    a.Oout = O;
+    a.lse_out = lse;
+    for (int i = 0; i < a.start && i < L; i++) {
+        memset(O + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
+        lse[i] = 0.0f;
+    }
+    for_each_tile(&a, fwd_tile);
+}
+
+static inline void attn_bwd_run(void (*bwd_tile)(const attn_args *, int, int), int L, int start,
+                                int dh, float scale, const float *Q, const float *K,
+                                const float *V, const float *O, const float *dO,
+                                const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
+                                float *dK, float *dV)
+{
+    if (dh > RS_ATTN_DH_MAX) {
+        rs_attn_bwd_ref(L, start, dh, scale, Q, K, V, O, dO, lse, ld, drop_p, seed, dQ, dK, dV);
+        return;
+    }
+    attn_args a;
+    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
+    a.Q = Q;
+    a.K = K;
+    a.V = V;
+    a.O = O;
+    a.dO = dO;
+    a.lse = lse;
+    a.dQ = dQ;
+    a.dK = dK;
+    a.dV = dV;
+    for (int i = 0; i < L; i++) {
+        if (i < a.start) memset(dQ + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
+        memset(dK + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
+        memset(dV + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
+    }
+    for_each_tile(&a, bwd_tile);
+}
+
 #endif
