@@ -14,7 +14,7 @@
  * --clock cpu (one thread only) times with the thread's CPU clock, which
  * stays meaningful on a machine shared with other jobs.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <float.h>
 #include <math.h>

@@ -18,7 +18,7 @@
  *     --best   report the fastest run instead of the median (for tuning)
  *     --ours   librecsys only (for tuning)
  */
-#include "internal.h"
+#include "core/internal.h"
 #include "kernels_isa.h"
 
 #include <cblas.h>

@@ -9,9 +9,9 @@
  * Prints wall ms per step split into forward / loss / backward, the process
  * CPU time per step (all threads; on a busy machine wall time overstates the
  * cost) and peak RSS. */
-#include "internal.h"
-#include "loss.h"
-#include "model.h"
+#include "core/internal.h"
+#include "train/loss.h"
+#include "models/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -192,7 +192,7 @@ void rs_hstu_fwd_ref(const rs_hstu_attn *a, float *o, int ld_o, float *scratch);
 void rs_hstu_bwd_ref(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
                      float *dv, float *d_rab_pos, float *d_rab_time, float *scratch);
 
-/* Point-wise references (kernels/pointwise_ref.c) and per-ISA variants
+/* Point-wise references (kernels/ref/pointwise_ref.c) and per-ISA variants
  * (kernels_isa.h), named rs_<op>_ref / _avx2 / _avx512. */
 #define RS_POINTWISE_DECL(sfx)                                                              \
     void rs_dropout_fwd_##sfx(size_t m, uint64_t seed, uint64_t base, float p, float scale, \

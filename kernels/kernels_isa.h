@@ -18,7 +18,7 @@ int rs_gemm_onednn(int trans_a, int trans_b, int M, int N, int K, float alpha, c
 #if defined(__x86_64__) || defined(__i386__)
 #define RS_HAVE_X86_KERNELS 1
 
-/* ---- GEMM (kernels/gemm_avx2.c, gemm_avx512.c, gemm_bf16.c) ---- */
+/* ---- GEMM (kernels/x86/gemm_avx2.c, gemm_avx512.c, gemm_bf16.c) ---- */
 void rs_gemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc,
                   float *scratch);
@@ -33,7 +33,7 @@ void rs_gemm_avx512_bf16(int trans_a, int trans_b, int M, int N, int K, float al
 
 /* ---- attention, layernorm, adam, dot: declared below by their authors ---- */
 
-/* ---- fused causal softmax attention (kernels/attention_avx2.c, attention_avx512.c) ----
+/* ---- fused causal softmax attention (kernels/x86/attention_avx2.c, attention_avx512.c) ----
  * Tiled over queries (one SIMD lane per query row) with an online softmax;
  * the L x L matrix is never stored. Tile buffers live on the stack (up to
  * ~56 KiB in the backward); head sizes above RS_ATTN_DH_MAX fall back to the
@@ -53,7 +53,7 @@ void rs_attn_bwd_avx512(int L, int start, int dh, float scale, const float *Q,
                         const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
                         float *dK, float *dV);
 
-/* AVX-512-BF16 (kernels/attention_bf16.c): Q·K, dO·V and the forward P·V
+/* AVX-512-BF16 (kernels/x86/attention_bf16.c): Q·K, dO·V and the forward P·V
  * with bf16-rounded inputs (vdpbf16ps, fp32 sums); softmax statistics, lse,
  * dropout and the dQ/dK/dV accumulations in fp32. */
 void rs_attn_fwd_avx512_bf16(int L, int start, int dh, float scale, const float *Q,
@@ -64,7 +64,7 @@ void rs_attn_bwd_avx512_bf16(int L, int start, int dh, float scale, const float 
                              const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
                              float *dK, float *dV);
 
-/* ---- layer norm (+residual), Adam, dot (kernels/elementwise_avx2.c, elementwise_avx512.c) ---- */
+/* ---- layer norm (+residual), Adam, dot (kernels/x86/elementwise_avx2.c, elementwise_avx512.c) ---- */
 void rs_layernorm_fwd_avx2(int n, int d, const float *x, const float *r, const float *gamma,
                            const float *beta, float eps, float *y, float *mean, float *rstd);
 void rs_layernorm_bwd_avx2(int n, int d, const float *x, const float *r, const float *gamma,
@@ -82,7 +82,7 @@ void rs_adam_avx512(size_t n, float *p, const float *g, float *m, float *v, floa
                     float b2, float eps, float wd, float bc1, float bc2);
 float rs_dot_avx512(size_t n, const float *a, const float *b);
 
-/* ---- HSTU pointwise attention (kernels/hstu_attention_avx2.c, hstu_attention_avx512.c) ---- */
+/* ---- HSTU pointwise attention (kernels/x86/hstu_attention_avx2.c, hstu_attention_avx512.c) ---- */
 void rs_hstu_fwd_avx2(const rs_hstu_attn *a, float *o, int ld_o, float *scratch);
 void rs_hstu_bwd_avx2(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
                       float *dv, float *d_rab_pos, float *d_rab_time, float *scratch);
@@ -90,7 +90,7 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
 void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
                         float *dv, float *d_rab_pos, float *d_rab_time, float *scratch);
 
-/* ---- point-wise row kernels (kernels/pointwise_avx2.c, pointwise_avx512.c) ---- */
+/* ---- point-wise row kernels (kernels/x86/pointwise_avx2.c, pointwise_avx512.c) ---- */
 RS_POINTWISE_DECL(avx2)
 RS_POINTWISE_DECL(avx512)
 

@@ -1,5 +1,5 @@
 /*
- * bf16 attention kernels (kernels/attention_bf16.c) against the scalar
+ * bf16 attention kernels (kernels/x86/attention_bf16.c) against the scalar
  * references, on random data with awkward sizes, padding offsets, dropout
  * and row strides larger than dh. Skipped when the ctx's kernel table has no
  * bf16 attention (CPU without AVX-512-BF16, or RECSYS_MAX_ISA below avx512).
@@ -23,9 +23,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "kernels_isa.h"
-#include "rng.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <glob.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "kernels_isa.h"
 
 static const char *isa_names[] = {"scalar", "avx2", "avx512"};

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "kernels_isa.h"
 
 /* Error bound: max |C - C_ref| / (|alpha| sum_k |a_ik||b_kj| + |beta||C0_ij|),

@@ -14,9 +14,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "internal.h"
-#include "loss_softmax.h"
-#include "model.h"
+#include "core/internal.h"
+#include "train/loss_softmax.h"
+#include "models/model.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "kernels.h"
 #include "kernels_isa.h"
 #include "hstu_bucket.h"

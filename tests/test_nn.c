@@ -1,4 +1,4 @@
-/* Layer backward passes (lib/nn, lib/loss.c) against central finite
+/* Layer backward passes (lib/nn, lib/train/loss.c) against central finite
  * differences of small double-precision reference forwards written here,
  * independently of the library. Awkward sizes on purpose. */
 #include <stdarg.h>
@@ -7,9 +7,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "internal.h"
-#include "loss.h"
-#include "model.h"
+#include "core/internal.h"
+#include "train/loss.h"
+#include "models/model.h"
 #include "nn/nn.h"
 
 #include <math.h>

@@ -6,8 +6,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "internal.h"
-#include "lm.h"
+#include "core/internal.h"
+#include "analysis/levenberg_marquardt.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "kernels_isa.h"
 
 #include <math.h>

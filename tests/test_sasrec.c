@@ -7,9 +7,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "internal.h"
-#include "loss.h"
-#include "model.h"
+#include "core/internal.h"
+#include "train/loss.h"
+#include "models/model.h"
 
 #include <math.h>
 #include <stdio.h>

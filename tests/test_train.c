@@ -6,9 +6,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "internal.h"
-#include "metrics.h"
-#include "model.h"
+#include "core/internal.h"
+#include "eval/metrics.h"
+#include "models/model.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -19,7 +19,7 @@
  * Parameters are stored per tensor kind, stacked over blocks; weights use
  * the [out x in] layout of lib/nn. rab_time exists only with cfg->time_bias.
  */
-#include "model.h"
+#include "models/model.h"
 
 #include "nn/nn.h"
 

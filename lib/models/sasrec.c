@@ -13,7 +13,7 @@
  * layout, and each block's Q, K, V projections are one [3d x d] matrix so
  * the post/pre placements project in a single GEMM.
  */
-#include "model.h"
+#include "models/model.h"
 
 #include "nn/nn.h"
 

@@ -1,7 +1,7 @@
 /* Multi-head causal attention: one single-threaded kernel call per
  * (sequence, head), spread over the pool. Tasks write disjoint rows and
  * columns, so no reduction is needed. */
-#include "nn.h"
+#include "nn/nn.h"
 
 typedef struct attn_job {
     const rs_attn_layout *a;

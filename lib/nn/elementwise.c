@@ -2,8 +2,8 @@
  * recorded mask), ReLU, add, and the fused bias/ReLU/dropout/residual passes
  * of a feed-forward block (one sweep over memory instead of three). The row
  * work is done by the ctx's point-wise kernels (kernels.h), which are
- * bitwise equal to the scalar loops in kernels/pointwise_ref.c. */
-#include "nn.h"
+ * bitwise equal to the scalar loops in kernels/ref/pointwise_ref.c. */
+#include "nn/nn.h"
 
 #include <string.h>
 

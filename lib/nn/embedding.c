@@ -1,5 +1,5 @@
 /* Embedding gather and its scatter-add backward. */
-#include "nn.h"
+#include "nn/nn.h"
 
 typedef struct embed_job {
     int n, d, accumulate;

@@ -1,6 +1,6 @@
 /* Layer norm (fused with a residual add) over the kernel table, in row
  * chunks; gain/bias gradients reduced from per-chunk partials in order. */
-#include "nn.h"
+#include "nn/nn.h"
 
 #include <string.h>
 

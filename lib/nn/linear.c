@@ -1,6 +1,6 @@
 /* Linear layer (y = x·Wᵀ + b) on rs_gemm, and the deterministic column sum
  * used for bias gradients. */
-#include "nn.h"
+#include "nn/nn.h"
 
 #include <string.h>
 

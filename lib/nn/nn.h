@@ -15,7 +15,7 @@
 #ifndef RS_NN_H
 #define RS_NN_H
 
-#include "model.h"
+#include "models/model.h"
 
 /* Rows per chunk for row-parallel element-wise work and partial sums. */
 #define RS_NN_CHUNK_ROWS 64

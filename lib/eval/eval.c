@@ -1,0 +1,277 @@
+/* Evaluation (MODELS.md §1): the user state is the encoder output at the
+ * last input position; the held-out item is ranked either against sampled
+ * unseen items or against the whole catalogue (streamed in item chunks, so
+ * memory grows with the catalogue, not catalogue x users). */
+#include "models/batch.h"
+#include "eval/metrics.h"
+#include "models/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ITEM_CHUNK 8192
+
+typedef struct eval_state {
+    recsys_ctx *ctx;
+    const recsys_dataset *ds;
+    int d, L, full, n_neg, exclude_history, test_split;
+    uint64_t seed;
+    const float *table;       /* (n_items+1) x d scoring table, or NULL: popularity */
+    const float *F;           /* rows x L x d encoder outputs */
+    const int64_t *users;     /* users of the current batch */
+    float *target_score;      /* per row */
+    double *greater, *ties;   /* per row: candidates scoring above / equal to the target */
+    const float *chunk_scores; /* rows x chunk_len, items chunk_first.. */
+    int32_t chunk_first, chunk_len;
+    uint32_t *seen;           /* n_threads x (n_items+1) stamps */
+    uint32_t *stamp;          /* per thread */
+    rs_rank_acc *acc;         /* per thread */
+} eval_state;
+
+static int64_t input_len(const eval_state *e, int64_t u)
+{
+    int64_t n = rs_user_train_len(e->ds, u);
+    return e->test_split && e->ds->holdout == 2 ? n + 1 : n;
+}
+
+static const float *user_state(const eval_state *e, int r)
+{
+    return e->F + ((size_t)r * e->L + (size_t)(e->L - 1)) * e->d;
+}
+
+static float score_item(const eval_state *e, int r, int32_t item)
+{
+    if (!e->table) return (float)e->ds->item_count[item];
+    return e->ctx->kern.dot((size_t)e->d, user_state(e, r), e->table + (size_t)item * e->d);
+}
+
+/* Stamp user u's items in this thread's `seen` array (a fresh stamp value
+ * per user avoids clearing the array). */
+static uint32_t *mark_history(eval_state *e, int thread, int64_t u, int64_t n_items_marked)
+{
+    uint32_t *seen = e->seen + (size_t)thread * ((size_t)e->ds->n_items + 1);
+    if (++e->stamp[thread] == 0) {
+        memset(seen, 0, sizeof *seen * ((size_t)e->ds->n_items + 1));
+        e->stamp[thread] = 1;
+    }
+    const int32_t *it = e->ds->items + e->ds->offsets[u];
+    for (int64_t k = 0; k < n_items_marked; k++) seen[it[k]] = e->stamp[thread];
+    return seen;
+}
+
+static void sampled_task(void *arg, int r, int thread)
+{
+    eval_state *e = arg;
+    int64_t u = e->users[r];
+    int64_t n_in = input_len(e, u);
+    int32_t target = e->ds->items[e->ds->offsets[u] + n_in];
+    uint32_t *seen = mark_history(e, thread, u, rs_user_len(e->ds, u));
+    uint32_t stamp = e->stamp[thread];
+    rs_rng rng;
+    rs_rng_seed(&rng, rs_hash64(e->seed, (uint64_t)u));
+    float ts = score_item(e, r, target);
+    double greater = 0, ties = 0;
+    int32_t n = e->ds->n_items;
+    for (int k = 0; k < e->n_neg; k++) {
+        int32_t it = 0;
+        for (int tries = 0; tries < 10000; tries++) {
+            it = 1 + (int32_t)rs_rng_below(&rng, (uint64_t)n);
+            if (seen[it] != stamp) break;
+        }
+        float s = score_item(e, r, it);
+        greater += s > ts;
+        ties += s == ts;
+    }
+    rs_rank_acc_add(&e->acc[thread], greater + 0.5 * ties);
+}
+
+static void target_task(void *arg, int r, int thread)
+{
+    (void)thread;
+    eval_state *e = arg;
+    int64_t u = e->users[r];
+    int32_t target = e->ds->items[e->ds->offsets[u] + input_len(e, u)];
+    e->target_score[r] = score_item(e, r, target);
+    e->greater[r] = e->ties[r] = 0;
+}
+
+static void chunk_task(void *arg, int r, int thread)
+{
+    eval_state *e = arg;
+    int64_t u = e->users[r];
+    int64_t n_in = input_len(e, u);
+    int32_t target = e->ds->items[e->ds->offsets[u] + n_in];
+    uint32_t *seen = NULL, stamp = 0;
+    if (e->exclude_history) {
+        seen = mark_history(e, thread, u, n_in);
+        stamp = e->stamp[thread];
+    }
+    float ts = e->target_score[r];
+    double greater = 0, ties = 0;
+    for (int32_t c = 0; c < e->chunk_len; c++) {
+        int32_t it = e->chunk_first + c;
+        if (it == target || (seen && seen[it] == stamp)) continue;
+        float s = e->table ? e->chunk_scores[(size_t)r * e->chunk_len + c]
+                           : (float)e->ds->item_count[it];
+        greater += s > ts;
+        ties += s == ts;
+    }
+    e->greater[r] += greater;
+    e->ties[r] += ties;
+}
+
+static void finish_task(void *arg, int r, int thread)
+{
+    eval_state *e = arg;
+    rs_rank_acc_add(&e->acc[thread], e->greater[r] + 0.5 * e->ties[r]);
+}
+
+/* Rank the targets of one batch of users whose states are in e->F. */
+static void rank_batch(eval_state *e, int rows, float *chunk_buf)
+{
+    recsys_ctx *ctx = e->ctx;
+    if (!e->full) {
+        rs_pool_run(ctx->pool, rows, sampled_task, e);
+        return;
+    }
+    rs_pool_run(ctx->pool, rows, target_task, e);
+    int32_t n = e->ds->n_items;
+    for (int32_t first = 1; first <= n; first += ITEM_CHUNK) {
+        e->chunk_first = first;
+        e->chunk_len = n - first + 1 < ITEM_CHUNK ? n - first + 1 : ITEM_CHUNK;
+        if (e->table) {
+            /* scores[r][c] = F_r · table[first + c]: F rows are L*d apart */
+            rs_gemm(ctx, 0, 1, rows, e->chunk_len, e->d, 1.0f, e->F + (size_t)(e->L - 1) * e->d,
+                    e->L * e->d, e->table + (size_t)first * e->d, e->d, 0.0f, chunk_buf,
+                    e->chunk_len);
+            e->chunk_scores = chunk_buf;
+        }
+        rs_pool_run(ctx->pool, rows, chunk_task, e);
+    }
+    rs_pool_run(ctx->pool, rows, finish_task, e);
+}
+
+/* L2-normalised copy of the item table (row 0 stays zero). */
+static float *normalised_table(const float *table, int32_t n_items, int d)
+{
+    float *t = rs_calloc((size_t)n_items + 1, (size_t)d * sizeof(float));
+    if (!t) return NULL;
+    for (int32_t i = 1; i <= n_items; i++) {
+        const float *src = table + (size_t)i * d;
+        double ss = 0;
+        for (int c = 0; c < d; c++) ss += (double)src[c] * src[c];
+        float inv = (float)(1.0 / fmax(sqrt(ss), 1e-6));
+        for (int c = 0; c < d; c++) t[(size_t)i * d + c] = src[c] * inv;
+    }
+    return t;
+}
+
+static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
+                              const recsys_dataset *ds, const recsys_opts *opts,
+                              recsys_metrics **out)
+{
+    if (!ctx) return RECSYS_E_INVALID;
+    if (!ds || !out)
+        return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: NULL argument");
+    *out = NULL;
+    if (model && model->cfg.n_items != ds->n_items)
+        return rs_error(ctx, RECSYS_E_INVALID, "model has %d items but the dataset has %d",
+                        model->cfg.n_items, ds->n_items);
+    eval_state e = {0};
+    e.ctx = ctx;
+    e.ds = ds;
+    e.full = !strcmp(rs_opts_str(opts, "eval.protocol"), "full");
+    e.test_split = !strcmp(rs_opts_str(opts, "eval.split"), "test");
+    e.n_neg = (int)rs_opts_int(opts, "eval.negatives");
+    e.exclude_history = (int)rs_opts_int(opts, "eval.exclude_history");
+    e.seed = (uint64_t)rs_opts_int(opts, "trainer.seed") ^ 0x5eed0e7a1ULL;
+    rs_rank_acc proto;
+    recsys_status st = rs_rank_acc_init(ctx, &proto, rs_opts_str(opts, "eval.ks"));
+    if (st) return st;
+
+    int nt = ctx->n_threads;
+    int B = (int)rs_opts_int(opts, "eval.batch_size");
+    const rs_model_config *cfg = model ? &model->cfg : NULL;
+    e.d = cfg ? cfg->dim : 1;
+    e.L = cfg ? cfg->max_len : 1;
+    rs_batch_buf bb = {0};
+    rs_workspace *ws = NULL;
+    float *owned_table = NULL, *chunk_buf = NULL, *F = NULL;
+    int64_t *users = malloc(sizeof(int64_t) * (size_t)B);
+    e.seen = calloc((size_t)nt * ((size_t)ds->n_items + 1), sizeof *e.seen);
+    e.stamp = calloc((size_t)nt, sizeof *e.stamp);
+    e.acc = calloc((size_t)nt, sizeof *e.acc);
+    e.target_score = malloc(sizeof(float) * (size_t)B);
+    e.greater = malloc(sizeof(double) * (size_t)B);
+    e.ties = malloc(sizeof(double) * (size_t)B);
+    if (!users || !e.seen || !e.stamp || !e.acc || !e.target_score || !e.greater || !e.ties) {
+        st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for evaluation");
+        goto done;
+    }
+    for (int i = 0; i < nt; i++) e.acc[i] = proto;
+    if (model) {
+        st = rs_batch_buf_init(ctx, &bb, B, e.L, 0, ds->times != NULL);
+        if (st) goto done;
+        ws = model->ops->ws_new(cfg, B);
+        F = rs_calloc((size_t)B * e.L, (size_t)e.d * sizeof(float));
+        const float *table = rs_model_items(model);
+        if (cfg->l2norm) table = owned_table = normalised_table(table, ds->n_items, e.d);
+        e.table = table;
+        if (e.full) chunk_buf = rs_malloc(sizeof(float) * (size_t)B * ITEM_CHUNK);
+        if (!ws || !F || !table || (e.full && !chunk_buf)) {
+            st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for evaluation buffers");
+            goto done;
+        }
+        e.F = F;
+    }
+    e.users = users;
+    int rows = 0;
+    for (int64_t u = 0; u <= ds->n_users; u++) {
+        if (u < ds->n_users) {
+            if (!rs_user_evaluated(ds, u)) continue;
+            users[rows] = u;
+            if (model) rs_batch_fill_input_row(&bb, rows, ds, u, input_len(&e, u));
+            rows++;
+        }
+        if (rows == B || (u == ds->n_users && rows > 0)) {
+            if (model) {
+                rs_batch b = rs_batch_view(&bb, rows, 0, 0);
+                st = model->ops->forward(ctx, cfg, model->params, ws, &b, F);
+                if (st) goto done;
+            }
+            rank_batch(&e, rows, chunk_buf);
+            rows = 0;
+        }
+    }
+    for (int i = 1; i < nt; i++) rs_rank_acc_merge(&e.acc[0], &e.acc[i]);
+    st = rs_metrics_from_acc(ctx, &e.acc[0], out);
+done:
+    if (ws) model->ops->ws_free(ws);
+    rs_batch_buf_free(&bb);
+    rs_free(owned_table);
+    rs_free(chunk_buf);
+    rs_free(F);
+    free(users);
+    free(e.seen);
+    free(e.stamp);
+    free(e.acc);
+    free(e.target_score);
+    free(e.greater);
+    free(e.ties);
+    return st;
+}
+
+recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *model,
+                              const recsys_dataset *ds, const recsys_opts *opts,
+                              recsys_metrics **out)
+{
+    if (ctx && !model) return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: model is NULL");
+    return evaluate(ctx, model, ds, opts, out);
+}
+
+recsys_status recsys_evaluate_popularity(recsys_ctx *ctx, const recsys_dataset *ds,
+                                         const recsys_opts *opts, recsys_metrics **out)
+{
+    return evaluate(ctx, NULL, ds, opts, out);
+}
