@@ -26,6 +26,7 @@
 #include "core/internal.h"
 #include "kernels_isa.h"
 #include "core/rng.h"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -36,44 +37,6 @@
 #define NERR_FLOOR 1e-1
 #define FP32_FLOOR 1.0
 #define BF16_MIN_ERR 1e-4
-#define SENTINEL 777.0f /* written to stride padding; kernels must leave it */
-
-/* Round to the nearest bfloat16 (ties to even), kept as a float. */
-static float bf16_round(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
-static float *alloc_f(size_t n)
-{
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(p);
-    return p;
-}
-
-static double nerr_strided(const float *x, const float *ref, int L, int dh, int ld, double floor_)
-{
-    double diff = 0.0, mag = 0.0;
-    for (int i = 0; i < L; i++)
-        for (int c = 0; c < dh; c++) {
-            double d = fabs((double)x[(size_t)i * ld + c] - ref[(size_t)i * ld + c]);
-            if (!(d <= diff)) diff = d; /* NaN propagates */
-            if (fabs(ref[(size_t)i * ld + c]) > mag) mag = fabs(ref[(size_t)i * ld + c]);
-        }
-    return diff / (mag > floor_ ? mag : floor_);
-}
-
-static int padding_intact(const float *x, int L, int dh, int ld)
-{
-    for (int i = 0; i < L; i++)
-        for (int c = dh; c < ld; c++)
-            if (x[(size_t)i * ld + c] != SENTINEL) return 0;
-    return 1;
-}
 
 static void check(double err, double tol, const char *what, int L, int dh, int start, float drop)
 {

@@ -15,6 +15,7 @@
 
 #include "core/internal.h"
 #include "kernels_isa.h"
+#include "test_util.h"
 
 /* Error bound: max |C - C_ref| / (|alpha| sum_k |a_ik||b_kj| + |beta||C0_ij|),
  * i.e. relative to the size of what was summed, not to the (possibly
@@ -52,16 +53,6 @@ static float *rand_buf(size_t n)
     assert_non_null(p);
     for (size_t i = 0; i < n; i++) p[i] = frand();
     return p;
-}
-
-/* Round to bfloat16 (nearest even), as the bf16 kernels do on input. */
-static float bf16_round(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&f, &u, 4);
-    return f;
 }
 
 typedef struct problem {
@@ -300,14 +291,6 @@ static void test_bf16_kernel(void **state)
 }
 
 /* ------------------------------------------------------------ via the ctx */
-
-static recsys_ctx *new_ctx(int threads)
-{
-    recsys_ctx *ctx = NULL;
-    assert_int_equal(recsys_ctx_new(&ctx), RECSYS_OK);
-    assert_int_equal(recsys_ctx_set_threads(ctx, threads), RECSYS_OK);
-    return ctx;
-}
 
 static double run_ctx(recsys_ctx *ctx, const problem *p, int bf16)
 {

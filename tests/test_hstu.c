@@ -17,21 +17,12 @@
 #include "core/internal.h"
 #include "train/loss_softmax.h"
 #include "models/model.h"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static recsys_ctx *new_ctx(int threads)
-{
-    recsys_ctx *ctx = NULL;
-    assert_int_equal(recsys_ctx_new(&ctx), RECSYS_OK);
-    assert_int_equal(recsys_ctx_set_threads(ctx, threads), RECSYS_OK);
-    return ctx;
-}
-
-static double urand(rs_rng *r) { return 2.0 * rs_rng_uniform(r) - 1.0; }
 
 static int bucket_of(int64_t dt)
 {

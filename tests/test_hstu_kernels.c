@@ -12,6 +12,7 @@
 #include "kernels.h"
 #include "kernels_isa.h"
 #include "hstu_bucket.h"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -21,8 +22,6 @@
 typedef void (*fwd_fn)(const rs_hstu_attn *, float *, int, float *);
 typedef void (*bwd_fn)(const rs_hstu_attn *, const float *, int, float *, float *, float *,
                        float *, float *, float *);
-
-static double urand(rs_rng *r) { return 2.0 * rs_rng_uniform(r) - 1.0; }
 
 /* --------------------------------------------------------------- buckets */
 

@@ -26,6 +26,7 @@
 
 #include "core/internal.h"
 #include "kernels_isa.h"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -38,7 +39,6 @@
 #define ADAM_TOL 1e-6
 #define DOT_TOL 1e-6
 #define NERR_FLOOR 1e-1
-#define SENTINEL 777.0f /* written to stride padding; kernels must leave it */
 
 typedef struct variant {
     const char *name;
@@ -69,43 +69,9 @@ static int get_variants(variant *v)
     return n;
 }
 
-static void fill(rs_rng *r, float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)rs_rng_uniform(r);
-}
-
-static float *alloc_f(size_t n)
-{
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(p);
-    return p;
-}
-
-/* Normalised max error over the first dh columns of L rows with stride ld. */
-static double nerr_strided(const float *x, const float *ref, int L, int dh, int ld)
-{
-    double diff = 0.0, mag = 0.0;
-    for (int i = 0; i < L; i++)
-        for (int c = 0; c < dh; c++) {
-            double d = fabs((double)x[(size_t)i * ld + c] - ref[(size_t)i * ld + c]);
-            if (!(d <= diff)) diff = d; /* NaN propagates */
-            if (fabs(ref[(size_t)i * ld + c]) > mag) mag = fabs(ref[(size_t)i * ld + c]);
-        }
-    return diff / (mag > NERR_FLOOR ? mag : NERR_FLOOR);
-}
-
 static double nerr(const float *x, const float *ref, size_t n)
 {
-    return nerr_strided(x, ref, 1, (int)n, (int)n);
-}
-
-/* Stride padding (columns dh..ld-1) still holds the sentinel. */
-static int padding_intact(const float *x, int L, int dh, int ld)
-{
-    for (int i = 0; i < L; i++)
-        for (int c = dh; c < ld; c++)
-            if (x[(size_t)i * ld + c] != SENTINEL) return 0;
-    return 1;
+    return nerr_strided(x, ref, 1, (int)n, (int)n, NERR_FLOOR);
 }
 
 static void check(double err, double tol, const char *what, const char *vname, int L, int dh,
@@ -144,7 +110,7 @@ static void attn_case(const variant *vs, int nv, rs_rng *rng, int L, int dh, int
         for (size_t i = 0; i < n; i++) O[i] = SENTINEL;
         for (int i = 0; i < L; i++) lse[i] = SENTINEL;
         vs[v].attn_fwd(L, start, dh, scale, Q, K, V, ld, drop, seed, O, lse);
-        double e = nerr_strided(O, O_ref, L, dh, ld);
+        double e = nerr_strided(O, O_ref, L, dh, ld, NERR_FLOOR);
         double el = nerr(lse, lse_ref, (size_t)L);
         check(e, ATTN_TOL, "attn_fwd O", vs[v].name, L, dh, start, drop);
         check(el, ATTN_TOL, "attn_fwd lse", vs[v].name, L, dh, start, drop);
@@ -157,7 +123,7 @@ static void attn_case(const variant *vs, int nv, rs_rng *rng, int L, int dh, int
                        g[1], g[2]);
         static const char *names[3] = {"attn_bwd dQ", "attn_bwd dK", "attn_bwd dV"};
         for (int t = 0; t < 3; t++) {
-            double eb = nerr_strided(g[t], g_ref[t], L, dh, ld);
+            double eb = nerr_strided(g[t], g_ref[t], L, dh, ld, NERR_FLOOR);
             check(eb, ATTN_BWD_TOL, names[t], vs[v].name, L, dh, start, drop);
             assert_true(padding_intact(g[t], L, dh, ld));
             if (eb > *worst_b) *worst_b = eb;

@@ -11,6 +11,7 @@
 #include "train/loss.h"
 #include "models/model.h"
 #include "nn/nn.h"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -18,19 +19,6 @@
 #include <string.h>
 
 #define FD_H 1e-5
-
-static recsys_ctx *new_ctx(int threads)
-{
-    recsys_ctx *ctx = NULL;
-    assert_int_equal(recsys_ctx_new(&ctx), RECSYS_OK);
-    assert_int_equal(recsys_ctx_set_threads(ctx, threads), RECSYS_OK);
-    return ctx;
-}
-
-static void fill(rs_rng *r, float *x, size_t n, double scale)
-{
-    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * (2.0 * rs_rng_uniform(r) - 1.0));
-}
 
 static double *to_double(const float *x, size_t n)
 {
@@ -101,10 +89,10 @@ static void test_linear(void **state)
     float *x = calloc((size_t)n * ldx, sizeof(float)), *W = malloc(sizeof(float) * out * in),
           *b = malloc(sizeof(float) * out), *R = malloc(sizeof(float) * (size_t)n * out);
     float *y = malloc(sizeof(float) * (size_t)n * 4);
-    fill(&rng, x, (size_t)n * ldx, 1.0);
-    fill(&rng, W, (size_t)out * in, 1.0);
-    fill(&rng, b, (size_t)out, 1.0);
-    fill(&rng, R, (size_t)n * out, 1.0);
+    fill_sym(&rng, x, (size_t)n * ldx, 1.0);
+    fill_sym(&rng, W, (size_t)out * in, 1.0);
+    fill_sym(&rng, b, (size_t)out, 1.0);
+    fill_sym(&rng, R, (size_t)n * out, 1.0);
     lin_state s = {n, in, out, ldx, to_double(x, (size_t)n * ldx), to_double(W, (size_t)out * in),
                    to_double(b, out), to_double(R, (size_t)n * out)};
 
@@ -159,8 +147,8 @@ static void test_embedding(void **state)
     float *table = malloc(sizeof(float) * rows * d), *y = malloc(sizeof(float) * n * d);
     float *dy = malloc(sizeof(float) * n * d), *dt = calloc((size_t)rows * d, sizeof(float));
     int32_t *ids = malloc(sizeof(int32_t) * n);
-    fill(&rng, table, (size_t)rows * d, 1.0);
-    fill(&rng, dy, (size_t)n * d, 1.0);
+    fill_sym(&rng, table, (size_t)rows * d, 1.0);
+    fill_sym(&rng, dy, (size_t)n * d, 1.0);
     for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * 7) % rows); /* many repeats */
     for (int i = 0; i < n * d; i++) y[i] = 0.5f;
     rs_embed_fwd(ctx, n, d, table, ids, 2.0f, 1, y);
@@ -224,11 +212,11 @@ static void run_layernorm(int has_r, int affine)
           *dx = malloc(sizeof(float) * nd), *dg = calloc(d, sizeof(float)),
           *db = calloc(d, sizeof(float)),
           *partial = malloc(sizeof(float) * rs_nn_partial_floats(n, 2 * d));
-    fill(&rng, x, nd, 2.0);
-    fill(&rng, r, nd, 1.0);
-    fill(&rng, g, d, 1.5);
-    fill(&rng, b, d, 1.0);
-    fill(&rng, R, nd, 1.0);
+    fill_sym(&rng, x, nd, 2.0);
+    fill_sym(&rng, r, nd, 1.0);
+    fill_sym(&rng, g, d, 1.5);
+    fill_sym(&rng, b, d, 1.0);
+    fill_sym(&rng, R, nd, 1.0);
     ln_state s = {n, d, has_r, affine, 1e-8, to_double(x, nd), to_double(r, nd), to_double(g, d),
                   to_double(b, d), to_double(R, nd)};
     rs_layernorm_fwd(ctx, n, d, x, has_r ? r : NULL, affine ? g : NULL, affine ? b : NULL, 1e-8f,
@@ -329,10 +317,10 @@ static void run_attention(int heads, int dh, float p, int packed)
           *R = malloc(sizeof(float) * nf), *lse = malloc(sizeof(float) * (size_t)heads * rows),
           *dQ = calloc(nf, sizeof(float)), *dK = calloc(nf, sizeof(float)),
           *dV = calloc(nf, sizeof(float));
-    fill(&rng, Q, nf, 1.5);
-    fill(&rng, K, nf, 1.5);
-    fill(&rng, V, nf, 1.0);
-    fill(&rng, R, nf, 1.0);
+    fill_sym(&rng, Q, nf, 1.5);
+    fill_sym(&rng, K, nf, 1.5);
+    fill_sym(&rng, V, nf, 1.0);
+    fill_sym(&rng, R, nf, 1.0);
     rs_attn_layout a = {2, heads, dh, ld, rows, packed ? base_pk : base_pad,
                         packed ? len_pk : len_pad, packed ? NULL : start_pad,
                         1.0f / sqrtf((float)dh), p, 0x1234abcdULL};
@@ -465,10 +453,10 @@ static void test_fused(void **state)
           *a2 = malloc(sizeof(float) * nm), *b = malloc(sizeof(float) * m);
     uint8_t *mask = malloc(nm), *mask2 = malloc(nm);
     int32_t *ids = malloc(sizeof(int32_t) * n);
-    fill(&rng, x, nm, 1.0);
-    fill(&rng, a1, nm, 1.0);
-    fill(&rng, a2, nm, 1.0);
-    fill(&rng, b, m, 0.5);
+    fill_sym(&rng, x, nm, 1.0);
+    fill_sym(&rng, a1, nm, 1.0);
+    fill_sym(&rng, a2, nm, 1.0);
+    fill_sym(&rng, b, m, 0.5);
     for (int i = 0; i < n; i++) ids[i] = 3 * i + 1;
 
     /* recorded mask == the rs_dropout decisions */
@@ -564,8 +552,8 @@ static void run_bce(double scale, int threads)
     for (int i = 0; i < n * NNEG; i++) neg[i] = 1 + (int32_t)rs_rng_below(&rng, NI);
     neg[4] = pos[2]; /* a negative equal to its positive is allowed */
     float F[B * L * D], items[(NI + 1) * D], dF[B * L * D], di[(NI + 1) * D];
-    fill(&rng, F, (size_t)n * D, scale);
-    fill(&rng, items, (size_t)(NI + 1) * D, 1.0);
+    fill_sym(&rng, F, (size_t)n * D, scale);
+    fill_sym(&rng, items, (size_t)(NI + 1) * D, 1.0);
     for (int i = 0; i < (NI + 1) * D; i++) di[i] = 0.25f; /* accumulated onto */
     rs_model_config cfg = {0};
     cfg.dim = D;

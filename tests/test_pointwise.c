@@ -18,6 +18,7 @@
 
 #include "core/internal.h"
 #include "kernels_isa.h"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,8 +26,7 @@
 
 #define SILU_TOL 2e-6
 #define SILU_FLOOR 1e-30
-#define GUARD 19
-#define SENT 777.0f
+#define SENT SENTINEL /* GUARD, SENTINEL: test_util.h */
 #define SENT_BYTE 0xa5
 
 static const size_t sizes[] = {0, 1, 7, 15, 16, 17, 25, 31, 32, 33, 50, 63, 65, 257};
@@ -64,26 +64,6 @@ static int get_variants(pw_variant *v)
     (void)v;
 #endif
     return n;
-}
-
-static float *alloc_f(size_t n)
-{
-    float *p = malloc(sizeof(float) * (n + GUARD));
-    assert_non_null(p);
-    for (size_t i = 0; i < n + GUARD; i++) p[i] = SENT;
-    return p;
-}
-
-static void fill(rs_rng *r, float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)rs_rng_uniform(r);
-}
-
-static int guard_ok(const float *x, size_t n)
-{
-    for (size_t i = n; i < n + GUARD; i++)
-        if (x[i] != SENT) return 0;
-    return 1;
 }
 
 static void expect_same(const float *x, const float *ref, size_t n, const char *what,

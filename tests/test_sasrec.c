@@ -10,19 +10,12 @@
 #include "core/internal.h"
 #include "train/loss.h"
 #include "models/model.h"
+#include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static recsys_ctx *new_ctx(int threads)
-{
-    recsys_ctx *ctx = NULL;
-    assert_int_equal(recsys_ctx_new(&ctx), RECSYS_OK);
-    assert_int_equal(recsys_ctx_set_threads(ctx, threads), RECSYS_OK);
-    return ctx;
-}
 
 static rs_model_config tiny_config(enum rs_norm norm, float dropout)
 {
