@@ -332,6 +332,8 @@ static void test_batch_equals_single(void **state)
     size_t bn[NR], sn;
     recsys_session *s;
     assert_int_equal(recsys_session_new(f->ctx, f->m, &s), RECSYS_OK);
+    /* a single call first: the batch must grow the session's buffers */
+    assert_int_equal(recsys_session_topk_request(s, &reqs[0], si, ss, &sn), RECSYS_OK);
     assert_int_equal(recsys_session_topk_batch(s, ptrs, NR, K, bi, bs, bn), RECSYS_OK);
     for (int i = 0; i < NR; i++) {
         assert_int_equal(recsys_session_topk_request(s, &reqs[i], si, ss, &sn), RECSYS_OK);

@@ -25,8 +25,8 @@ struct recsys_session {
     rs_batch_buf bb;
     float *F;               /* rows x L x d */
     float *chunk;           /* rows x SCORE_CHUNK */
-    scored *heaps;          /* rows x heap_k */
-    int heap_k;
+    scored *heaps;          /* heap_rows x heap_k */
+    int heap_k, heap_rows;
     float *all;             /* n_items+1, for candidate scores */
 };
 
@@ -99,12 +99,14 @@ static recsys_status reserve_rows(recsys_session *s, int rows)
 
 static recsys_status reserve_heaps(recsys_session *s, int rows, int k)
 {
-    if (k <= s->heap_k && rows <= s->rows) return RECSYS_OK;
+    if (k <= s->heap_k && rows <= s->heap_rows) return RECSYS_OK;
     int kk = k > s->heap_k ? k : s->heap_k;
-    scored *h = realloc(s->heaps, sizeof *h * (size_t)kk * (size_t)(s->rows > rows ? s->rows : rows));
+    int rr = rows > s->heap_rows ? rows : s->heap_rows;
+    scored *h = realloc(s->heaps, sizeof *h * (size_t)kk * (size_t)rr);
     if (!h) return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for top-%d lists", k);
     s->heaps = h;
     s->heap_k = kk;
+    s->heap_rows = rr;
     return RECSYS_OK;
 }
 
