@@ -94,23 +94,23 @@ static void test_good_config(void **state)
         "apen.m: 3\n"; /* flat keys at the top level work too */
     assert_int_equal(load(f, yaml), RECSYS_OK);
     assert_string_equal(get(f, "data.path"), "my data/file with spaces.txt");
-    assert_int_equal(rs_opts_int(f->opts, "data.min_item_count"), 5);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_DATA_MIN_ITEM_COUNT), 5);
     assert_string_equal(get(f, "model.type"), "hstu");
-    assert_int_equal(rs_opts_int(f->opts, "model.dim"), 64);
-    assert_float_equal(rs_opts_float(f->opts, "model.dropout"), 0.5, 1e-12);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_DIM), 64);
+    assert_float_equal(rs_opt_float(f->opts, RS_OPT_MODEL_DROPOUT), 0.5, 1e-12);
     assert_string_equal(get(f, "model.norm"), "pre");
-    assert_float_equal(rs_opts_float(f->opts, "trainer.lr"), 5e-4, 1e-15);
-    assert_int_equal(rs_opts_int(f->opts, "trainer.shared_negatives"), 1);
-    assert_int_equal(rs_opts_int(f->opts, "eval.exclude_history"), 0);
+    assert_float_equal(rs_opt_float(f->opts, RS_OPT_TRAINER_LR), 5e-4, 1e-15);
+    assert_int_equal(rs_opt_bool(f->opts, RS_OPT_TRAINER_SHARED_NEGATIVES), 1);
+    assert_int_equal(rs_opt_bool(f->opts, RS_OPT_EVAL_EXCLUDE_HISTORY), 0);
     assert_string_equal(get(f, "eval.ks"), "1,10");
-    assert_int_equal(rs_opts_int(f->opts, "apen.m"), 3);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_APEN_M), 3);
     /* Keys not in the file keep their values (defaults here). */
-    assert_int_equal(rs_opts_int(f->opts, "model.blocks"), 2);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_BLOCKS), 2);
 
     /* A second file only overrides what it names. */
     assert_int_equal(load(f, "model:\n  blocks: 4\n"), RECSYS_OK);
-    assert_int_equal(rs_opts_int(f->opts, "model.blocks"), 4);
-    assert_int_equal(rs_opts_int(f->opts, "model.dim"), 64);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_BLOCKS), 4);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_DIM), 64);
 }
 
 /* A config naming every key with its default value loads: every key is
@@ -232,7 +232,7 @@ static void test_unchanged_after_late_error(void **state)
     assert_int_equal(col, 11);
     char *after = snapshot(f->opts);
     assert_string_equal(before, after);
-    assert_float_equal(rs_opts_float(f->opts, "trainer.lr"), 0.001, 1e-12);
+    assert_float_equal(rs_opt_float(f->opts, RS_OPT_TRAINER_LR), 0.001, 1e-12);
     free(before);
     free(after);
 }
@@ -270,12 +270,12 @@ static void test_no_ctx(void **state)
     recsys_opts *o;
     assert_int_equal(recsys_opts_new(NULL, &o), RECSYS_OK);
     assert_int_equal(recsys_opts_load_yaml_string(o, "model:\n  dim: 9\n", 16, NULL), RECSYS_OK);
-    assert_int_equal(rs_opts_int(o, "model.dim"), 9);
+    assert_int_equal(rs_opt_int(o, RS_OPT_MODEL_DIM), 9);
     assert_int_equal(recsys_opts_load_yaml_string(o, "model:\n  dim: x\n", 16, NULL),
                      RECSYS_E_PARSE);
     assert_int_equal(recsys_opts_load_yaml_string(o, "nope:\n  dim: 1\n", 15, NULL),
                      RECSYS_E_PARSE);
-    assert_int_equal(rs_opts_int(o, "model.dim"), 9);
+    assert_int_equal(rs_opt_int(o, RS_OPT_MODEL_DIM), 9);
     recsys_opts_free(o);
 }
 
@@ -298,7 +298,7 @@ static void test_files(void **state)
     fclose(fp);
 
     assert_int_equal(recsys_opts_load_yaml(f->opts, good), RECSYS_OK);
-    assert_int_equal(rs_opts_int(f->opts, "model.dim"), 48);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_DIM), 48);
 
     assert_int_equal(recsys_opts_load_yaml(f->opts, bad), RECSYS_E_PARSE);
     const char *file;
@@ -319,7 +319,7 @@ static void test_files(void **state)
     assert_non_null(fp);
     fclose(fp);
     assert_int_equal(recsys_opts_load_yaml(f->opts, good), RECSYS_OK);
-    assert_int_equal(rs_opts_int(f->opts, "model.dim"), 48);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_DIM), 48);
 
     unlink(good);
     unlink(bad);
@@ -340,13 +340,13 @@ static void test_shipped_configs(void **state)
         if (recsys_opts_load_yaml(o, g.gl_pathv[i]) != RECSYS_OK)
             fail_msg("%s: %s", g.gl_pathv[i], recsys_ctx_errmsg(f->ctx));
         if (strstr(g.gl_pathv[i], "sasrec-ml1m.yaml")) {
-            assert_int_equal(rs_opts_int(o, "model.max_len"), 200);
-            assert_int_equal(rs_opts_int(o, "model.dim"), 50);
-            assert_float_equal(rs_opts_float(o, "trainer.beta2"), 0.98, 1e-12);
-            assert_string_equal(rs_opts_str(o, "data.path"), "../shared/data/ml-1m/ml-1m.txt.gz");
+            assert_int_equal(rs_opt_int(o, RS_OPT_MODEL_MAX_LEN), 200);
+            assert_int_equal(rs_opt_int(o, RS_OPT_MODEL_DIM), 50);
+            assert_float_equal(rs_opt_float(o, RS_OPT_TRAINER_BETA2), 0.98, 1e-12);
+            assert_string_equal(rs_opt_str(o, RS_OPT_DATA_PATH), "../shared/data/ml-1m/ml-1m.txt.gz");
         }
         if (strstr(g.gl_pathv[i], "demo.yaml"))
-            assert_string_equal(rs_opts_str(o, "data.path"), "synthetic");
+            assert_string_equal(rs_opt_str(o, RS_OPT_DATA_PATH), "synthetic");
         recsys_opts_free(o);
     }
     globfree(&g);

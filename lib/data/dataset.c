@@ -207,9 +207,9 @@ recsys_status rs_dataset_build(recsys_ctx *ctx, rs_raw *raw, const recsys_opts *
     recsys_status st = ds ? RECSYS_OK : rs_error(ctx, RECSYS_E_NOMEM, "dataset: out of memory");
     if (!st) {
         ds->ctx = ctx;
-        ds->holdout = strcmp(rs_opts_str(opts, "data.split"), "last") == 0 ? 1 : 2;
-        st = make_remap(ctx, raw, rs_opts_int(opts, "data.min_item_count"),
-                        rs_opts_int(opts, "data.min_user_count"), &m);
+        ds->holdout = rs_opt_is(opts, RS_OPT_DATA_SPLIT, "last") ? 1 : 2;
+        st = make_remap(ctx, raw, rs_opt_int(opts, RS_OPT_DATA_MIN_ITEM_COUNT),
+                        rs_opt_int(opts, RS_OPT_DATA_MIN_USER_COUNT), &m);
     }
     if (!st) {
         ds->n_users = m.n_users;
@@ -304,10 +304,9 @@ recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path, const recsy
     if (!ctx || !path || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_open: NULL argument");
     if (!strcmp(path, "synthetic")) return recsys_dataset_synthetic(ctx, opts, out);
-    const char *format = rs_opts_str(opts, "data.format");
-    const char *times = rs_opts_str(opts, "data.times_path");
-    int seq = !strcmp(format, "sequences");
-    if (!strcmp(format, "auto")) {
+    const char *times = rs_opt_str(opts, RS_OPT_DATA_TIMES_PATH);
+    int seq = rs_opt_is(opts, RS_OPT_DATA_FORMAT, "sequences");
+    if (rs_opt_is(opts, RS_OPT_DATA_FORMAT, "auto")) {
         recsys_status st = rs_detect_sequences(ctx, path, &seq);
         if (st) return st;
         /* A times file only makes sense for sequences. */

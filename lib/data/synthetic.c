@@ -174,10 +174,10 @@ recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_opts *opts,
     if (out) *out = NULL;
     if (!ctx || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_synthetic: NULL argument");
     rs_clear_error(ctx);
-    int64_t n_users = rs_opts_int(opts, "data.synthetic_users");
-    int64_t n_items = rs_opts_int(opts, "data.synthetic_items");
-    int64_t mean_len = rs_opts_int(opts, "data.synthetic_length");
-    double noise = rs_opts_float(opts, "data.synthetic_noise");
+    int64_t n_users = rs_opt_int(opts, RS_OPT_DATA_SYNTHETIC_USERS);
+    int64_t n_items = rs_opt_int(opts, RS_OPT_DATA_SYNTHETIC_ITEMS);
+    int64_t mean_len = rs_opt_int(opts, RS_OPT_DATA_SYNTHETIC_LENGTH);
+    double noise = rs_opt_float(opts, RS_OPT_DATA_SYNTHETIC_NOISE);
     if (n_users < 1 || n_items < 2 || n_items > RS_MAX_ITEMS || mean_len < 1 || !(noise >= 0) ||
         noise > 1)
         return rs_error(ctx, RECSYS_E_INVALID, "synthetic data: bad size or noise option");
