@@ -267,6 +267,22 @@ recsys_status recsys_dataset_load_sequences(recsys_ctx *ctx, const char *path,
     return rs_dataset_build(ctx, &raw, opts, out);
 }
 
+recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_opts *opts,
+                                       recsys_dataset **out)
+{
+    if (out) *out = NULL;
+    if (!ctx || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_synthetic: NULL argument");
+    rs_clear_error(ctx);
+    rs_raw raw;
+    rs_raw_init(&raw);
+    recsys_status st = rs_synthetic_generate(ctx, opts, &raw);
+    if (st) {
+        rs_raw_free(&raw);
+        return st;
+    }
+    return rs_dataset_build(ctx, &raw, opts, out);
+}
+
 /* Intern a numeric external id as its decimal text. */
 static int64_t intern_number(rs_strtab *t, int64_t v)
 {
