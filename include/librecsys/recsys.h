@@ -232,10 +232,11 @@ RECSYS_API const char *recsys_opts_key(const recsys_opts *opts, int i);
  * Description of one option key, filled by recsys_opts_describe. Strings
  * are static (valid for the life of the process). Fields are only ever
  * appended: set struct_size to sizeof(recsys_opt_info) before the call, and
- * the library fills that many bytes (no more than it knows).
+ * the library fills that many bytes at most (no more than it knows).
  */
 typedef struct recsys_opt_info {
-    int struct_size;            /* in: sizeof(recsys_opt_info) of the caller */
+    int struct_size;            /* in: sizeof(recsys_opt_info) of the caller;
+                                   out: the bytes filled (the smaller of the two sizes) */
     int type;                   /* RECSYS_OPT_STRING, _INT, _FLOAT, _ENUM or _BOOL */
     const char *key;            /* "section.key" */
     const char *type_name;      /* "string", "int", "float", "enum" or "bool" */

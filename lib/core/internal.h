@@ -1,4 +1,11 @@
-/* Internal declarations shared by lib/: never installed. */
+/* Internal declarations shared by lib/: never installed.
+ *
+ * lib/ is built in stages; a directory includes and calls only the stages
+ * below it (tests/check_layers.sh checks the includes):
+ *   core  <-  data  <-  nn, models  <-  checkpoint  <-  train, eval
+ *   core, data  <-  analysis
+ * core is this header's home: ctx, options (options.def), config, pool,
+ * GEMM. Known back edge, to be removed: nn/nn.h uses models' config. */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H
 

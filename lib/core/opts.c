@@ -221,8 +221,10 @@ recsys_status recsys_opts_describe(int i, recsys_opt_info *info)
     if (i < 0 || i >= N_DEFS) return RECSYS_E_NOT_FOUND;
     const opt_def *d = &DEFS[i];
     int numeric = d->type == RS_OPT_T_INT || d->type == RS_OPT_T_FLOAT;
+    size_t n = (size_t)info->struct_size < sizeof(recsys_opt_info) ? (size_t)info->struct_size
+                                                                   : sizeof(recsys_opt_info);
     recsys_opt_info full = {
-        .struct_size = info->struct_size,
+        .struct_size = (int)n,
         .type = PUBLIC_TYPES[d->type],
         .key = d->key,
         .type_name = TYPE_NAMES[d->type],
@@ -233,7 +235,6 @@ recsys_status recsys_opts_describe(int i, recsys_opt_info *info)
         .allowed = d->allowed,
         .doc = d->doc,
     };
-    size_t n = (size_t)info->struct_size < sizeof full ? (size_t)info->struct_size : sizeof full;
     memcpy(info, &full, n);
     return RECSYS_OK;
 }

@@ -135,6 +135,10 @@ recsys_status rs_model_create(recsys_ctx *ctx, const rs_model_config *cfg, rs_rn
                         "cannot create a model of %zu parameters", ops->n_params(cfg));
     }
     if (rng) ops->init(cfg, m->params, rng);
+    rs_log(ctx, RECSYS_LOG_INFO,
+           "model: %s, %zu parameters (dim %d, %d blocks, %d heads, max_len %d, %d items)",
+           cfg->type == RS_MODEL_HSTU ? "hstu" : "sasrec", m->n_params, cfg->dim, cfg->blocks,
+           cfg->heads, cfg->max_len, cfg->n_items);
     *out = m;
     return RECSYS_OK;
 }
