@@ -190,7 +190,20 @@ RECSYS_API recsys_status recsys_ctx_set_gemm_backend(recsys_ctx *ctx, const char
  */
 RECSYS_API recsys_status recsys_ctx_set_bf16(recsys_ctx *ctx, int enable);
 
-/** Route the library's log lines to a callback (NULL to drop them). */
+/**
+ * Route the library's log lines to a callback (NULL to drop them). The
+ * callback runs on the calling thread, inside the call that logs. Lines
+ * (the text may change; the levels and the events logged stay):
+ * - INFO when the callback is installed, and when recsys_ctx_set_max_isa or
+ *   recsys_ctx_set_gemm_backend changes them: the kernels in use
+ *   ("kernels avx512 (GEMM gemm_avx512, attention ...), 4 threads, bf16 off");
+ * - INFO for every dataset made: source (path, "synthetic" or "arrays"),
+ *   users, items, events; WARN for suspicious data: events that repeat the
+ *   user's previous item, users with too few events to be evaluated;
+ * - INFO for every model created or loaded: type, parameters, sizes;
+ * - INFO for every trainer: loss, optimiser, batch, epochs, threads, bf16,
+ *   kernels.
+ */
 RECSYS_API recsys_status recsys_ctx_set_log(recsys_ctx *ctx, recsys_log_fn fn, void *user_data);
 
 /* ------------------------------------------------------------------------ */

@@ -91,10 +91,10 @@ enum {
 #undef RS_OPT
 };
 
-#define RS_OPT_TYPE_CHECK(id, t)                                                               \
-    ((void)sizeof(struct {                                                                     \
-        int rs_unused;                                                                         \
-        _Static_assert((int)id##_TYPE == (int)RS_OPT_T_##t, #id " is not a " #t " option");      \
+#define RS_OPT_TYPE_CHECK(id, t)                                                    \
+    ((void)sizeof(struct {                                                          \
+        int rs_unused;                                                              \
+        _Static_assert((int)id##_TYPE == (int)RS_OPT_T_##t, #id " is not " #t);     \
     }))
 
 /* STR: the text (never NULL). */
@@ -110,7 +110,14 @@ enum {
 #define rs_opt_enum(o, id) (RS_OPT_TYPE_CHECK(id, ENUM), rs_opt_text((o), (id)))
 #define rs_opt_is(o, id, choice) (RS_OPT_TYPE_CHECK(id, ENUM), rs_opt_enum_is((o), (id), (choice)))
 
+/* Set a key from text (validated as recsys_opts_set does), or an INT key
+ * from a number. */
+#define rs_opt_set(o, id, text) rs_opt_set_text((o), (id), (text))
+#define rs_opt_set_int(o, id, v) (RS_OPT_TYPE_CHECK(id, INT), rs_opt_set_int_value((o), (id), (v)))
+
 /* The functions behind the macros (lib/core/opts.c); call the macros. */
+recsys_status rs_opt_set_text(recsys_opts *o, rs_opt_id id, const char *text);
+recsys_status rs_opt_set_int_value(recsys_opts *o, rs_opt_id id, int64_t v);
 const char *rs_opt_text(const recsys_opts *o, rs_opt_id id);
 int64_t rs_opt_int_value(const recsys_opts *o, rs_opt_id id);
 double rs_opt_float_value(const recsys_opts *o, rs_opt_id id);

@@ -273,6 +273,18 @@ int rs_opt_enum_is(const recsys_opts *o, rs_opt_id id, const char *choice)
     return !strcmp(rs_opt_text(o, id), choice);
 }
 
+recsys_status rs_opt_set_text(recsys_opts *o, rs_opt_id id, const char *text)
+{
+    assert(id >= 0 && id < RS_OPT_COUNT);
+    return recsys_opts_set(o, DEFS[id].key, text);
+}
+
+recsys_status rs_opt_set_int_value(recsys_opts *o, rs_opt_id id, int64_t v)
+{
+    assert(DEFS[id].type == RS_OPT_T_INT);
+    return recsys_opts_set_int(o, DEFS[id].key, v);
+}
+
 /* All-or-nothing updates (the YAML loader): work on a copy, then swap. */
 recsys_status rs_opts_copy(const recsys_opts *src, recsys_opts **out)
 {

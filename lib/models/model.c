@@ -79,18 +79,18 @@ recsys_status rs_model_config_to_opts(const rs_model_config *cfg, recsys_opts *o
     char f[32];
     format_float(f, sizeof f, cfg->dropout);
     recsys_status st = RECSYS_OK;
-    if (!st) st = recsys_opts_set(o, "model.type", cfg->type == RS_MODEL_HSTU ? "hstu" : "sasrec");
-    if (!st) st = recsys_opts_set_int(o, "model.max_len", cfg->max_len);
-    if (!st) st = recsys_opts_set_int(o, "model.dim", cfg->dim);
-    if (!st) st = recsys_opts_set_int(o, "model.blocks", cfg->blocks);
-    if (!st) st = recsys_opts_set_int(o, "model.heads", cfg->heads);
-    if (!st) st = recsys_opts_set(o, "model.dropout", f);
-    if (!st) st = recsys_opts_set(o, "model.norm", norm_name(cfg->norm));
-    if (!st) st = recsys_opts_set_int(o, "model.ffn_dim", cfg->ffn_dim);
-    if (!st) st = recsys_opts_set_int(o, "model.dqk", cfg->dqk);
-    if (!st) st = recsys_opts_set_int(o, "model.dv", cfg->dv);
-    if (!st) st = recsys_opts_set(o, "model.time_bias", cfg->time_bias ? "on" : "off");
-    if (!st) st = recsys_opts_set(o, "model.l2norm", cfg->l2norm ? "on" : "off");
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_TYPE, cfg->type == RS_MODEL_HSTU ? "hstu" : "sasrec");
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_MAX_LEN, cfg->max_len);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_DIM, cfg->dim);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_BLOCKS, cfg->blocks);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_HEADS, cfg->heads);
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_DROPOUT, f);
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_NORM, norm_name(cfg->norm));
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_FFN_DIM, cfg->ffn_dim);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_DQK, cfg->dqk);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_DV, cfg->dv);
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_TIME_BIAS, cfg->time_bias ? "on" : "off");
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_L2NORM, cfg->l2norm ? "on" : "off");
     return st;
 }
 
