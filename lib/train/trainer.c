@@ -51,7 +51,8 @@ struct recsys_trainer {
     int epoch;
     char checkpoint_path[CHECKPOINT_PATH_MAX];
     int checkpoint_every;
-    rs_pool *pool;        /* trainer.threads when it differs from the ctx's; else NULL */
+    int threads;          /* trainer.threads: 0 = the ctx's */
+    rs_pool *pool;        /* own workers when threads differs from the ctx's; else NULL */
     int bf16;             /* trainer.bf16 */
     recsys_progress_fn progress;
     void *progress_user;
@@ -70,16 +71,29 @@ static int bf16_supported(const recsys_ctx *ctx)
     return ctx->cpu.avx512_bf16 && ctx->kern.isa >= RS_ISA_AVX512;
 }
 
-static void settings_on(recsys_trainer *t, ctx_saved *saved)
+/* The trainer's own workers, when trainer.threads asks for a count the
+ * ctx does not have (started once, on first need). */
+static recsys_status own_pool(recsys_trainer *t)
+{
+    if (t->threads <= 0 || t->pool || t->threads == t->ctx->n_threads) return RECSYS_OK;
+    t->pool = rs_pool_new(t->threads);
+    return t->pool ? RECSYS_OK
+                   : rs_error(t->ctx, RECSYS_E_NOMEM, "cannot start %d threads", t->threads);
+}
+
+static recsys_status settings_on(recsys_trainer *t, ctx_saved *saved)
 {
     recsys_ctx *ctx = t->ctx;
     *saved = (ctx_saved){ctx->pool, ctx->n_threads, ctx->bf16};
-    if (t->pool) {
+    recsys_status st = own_pool(t);
+    if (st) return st;
+    if (t->pool && t->threads != ctx->n_threads) {
         ctx->pool = t->pool;
-        ctx->n_threads = rs_pool_threads(t->pool);
+        ctx->n_threads = t->threads;
     }
     /* As recsys_ctx_set_max_isa: a cap below AVX-512 since trainer_new drops bf16. */
     if (t->bf16 && bf16_supported(ctx)) ctx->bf16 = 1;
+    return RECSYS_OK;
 }
 
 static void settings_off(recsys_trainer *t, const ctx_saved *saved)
@@ -113,13 +127,13 @@ void recsys_trainer_free(recsys_trainer *t)
 static void log_trainer(const recsys_trainer *t)
 {
     recsys_ctx *ctx = t->ctx;
-    int threads = t->pool ? rs_pool_threads(t->pool) : ctx->n_threads;
+    int threads = t->threads > 0 ? t->threads : ctx->n_threads;
     rs_log(ctx, RECSYS_LOG_INFO,
            "trainer: %s loss, %s lr %g, batch %d, %d epochs, %lld training users; %d threads "
            "(%s), bf16 %s; kernels %s, GEMM %s",
            t->loss == LOSS_BCE ? "bce" : "sampled_softmax",
            t->adam.decoupled_wd ? "adamw" : "adam", (double)t->adam.lr, t->batch_size, t->epochs,
-           (long long)t->n_users, threads, t->pool ? "its own" : "the ctx's",
+           (long long)t->n_users, threads, threads != ctx->n_threads ? "its own" : "the ctx's",
            t->bf16 || ctx->bf16 ? "on" : "off", recsys_ctx_isa(ctx),
            recsys_ctx_kernel_name(ctx, RECSYS_KERNEL_GEMM));
 }
@@ -151,11 +165,9 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
              rs_opt_str(opts, RS_OPT_TRAINER_CHECKPOINT));
     t->checkpoint_every = (int)rs_opt_int(opts, RS_OPT_TRAINER_CHECKPOINT_EVERY);
     rs_rng_seed(&t->rng, (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED));
-    int threads = (int)rs_opt_int(opts, RS_OPT_TRAINER_THREADS);
+    t->threads = (int)rs_opt_int(opts, RS_OPT_TRAINER_THREADS);
     t->bf16 = rs_opt_bool(opts, RS_OPT_TRAINER_BF16);
-    recsys_status st = RECSYS_OK;
-    if (threads > 0 && threads != ctx->n_threads && !(t->pool = rs_pool_new(threads)))
-        st = rs_error(ctx, RECSYS_E_NOMEM, "cannot start %d threads", threads);
+    recsys_status st = own_pool(t);
     if (!st && t->bf16 && !bf16_supported(ctx))
         st = rs_error(ctx, RECSYS_E_UNSUPPORTED,
                       "bf16 mode needs AVX-512-BF16 and the avx512 kernels");
@@ -291,12 +303,15 @@ static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
 
 /* The progress callback runs with the caller's ctx settings: it may call
  * into the library with the same ctx. */
-static int report_progress(recsys_trainer *t, ctx_saved *saved, const recsys_progress *p)
+static recsys_status report_progress(recsys_trainer *t, ctx_saved *saved,
+                                     const recsys_progress *p)
 {
     settings_off(t, saved);
     int stop = t->progress(t->progress_user, p);
-    settings_on(t, saved);
-    return stop;
+    recsys_status st = settings_on(t, saved);
+    if (st) return st;
+    return stop ? rs_error(t->ctx, RECSYS_E_ABORTED, "training stopped by the progress callback")
+                : RECSYS_OK;
 }
 
 static recsys_status run_epoch(recsys_trainer *t, ctx_saved *saved, double *mean_loss)
@@ -328,9 +343,7 @@ static recsys_status run_epoch(recsys_trainer *t, ctx_saved *saved, double *mean
             double el = rs_now() - t0;
             recsys_progress p = {sizeof p, t->epoch + 1, t->epochs, s + 1, steps,
                                  loss_sum / (double)(s + 1), el, el > 0 ? samples / el : 0};
-            if (report_progress(t, saved, &p))
-                return rs_error(t->ctx, RECSYS_E_ABORTED,
-                                "training stopped by the progress callback");
+            if ((st = report_progress(t, saved, &p))) return st;
         }
     }
     t->epoch++;
@@ -344,8 +357,8 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
 {
     if (!t) return RECSYS_E_INVALID;
     ctx_saved saved;
-    settings_on(t, &saved);
-    recsys_status st = run_epoch(t, &saved, mean_loss);
+    recsys_status st = settings_on(t, &saved);
+    if (!st) st = run_epoch(t, &saved, mean_loss);
     settings_off(t, &saved);
     return st;
 }
