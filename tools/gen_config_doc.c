@@ -177,30 +177,22 @@ static int find_section(const char *text, size_t *start, size_t *end)
     return 1;
 }
 
-int main(int argc, char **argv)
+/* --check (update 0) or --update (update 1) of the section in path. */
+static int check_or_update(const char *path, const buf *gen, int update)
 {
-    buf gen = {0};
-    generate(&gen);
-    if (argc == 1) {
-        fputs(gen.s, stdout);
-        return 0;
-    }
-    if (argc != 3 || (strcmp(argv[1], "--check") && strcmp(argv[1], "--update"))) {
-        fprintf(stderr, "usage: gen_config_doc [--check FILE | --update FILE]\n");
-        return 2;
-    }
     size_t len, start, end;
-    char *text = read_all(argv[2], &len);
+    char *text = read_all(path, &len);
     if (!find_section(text, &start, &end)) {
-        fprintf(stderr, "gen_config_doc: %s has no '%s' ... '%s' section\n", argv[2], BEGIN_MARK,
+        fprintf(stderr, "gen_config_doc: %s has no '%s' ... '%s' section\n", path, BEGIN_MARK,
                 END_MARK);
+        free(text);
         return 1;
     }
-    int same = end - start == gen.len && !memcmp(text + start, gen.s, gen.len);
-    if (!strcmp(argv[1], "--check")) {
-        if (same) return 0;
+    int rc = 0;
+    int same = end - start == gen->len && !memcmp(text + start, gen->s, gen->len);
+    if (!same && !update) {
         /* First differing line, to say what is out of date. */
-        const char *d = text + start, *g = gen.s;
+        const char *d = text + start, *g = gen->s;
         int line = 1;
         for (const char *l = text; l < d; l++) line += *l == '\n';
         while (*d && *g && *d == *g) {
@@ -213,17 +205,39 @@ int main(int argc, char **argv)
                 "%s:%d: the key tables differ from lib/core/options.def\n"
                 "  file:  %.*s\n  table: %.*s\n"
                 "run: ./build/tests/gen_config_doc --update %s\n",
-                argv[2], line, (int)strcspn(d, "\n"), d, (int)strcspn(g, "\n"), g, argv[2]);
-        return 1;
-    }
-    if (same) return 0;
-    FILE *f = fopen(argv[2], "wb");
-    if (!f || fwrite(text, 1, start, f) != start || fwrite(gen.s, 1, gen.len, f) != gen.len ||
-        fwrite(text + end, 1, len - end, f) != len - end || fclose(f) != 0) {
-        perror(argv[2]);
-        return 2;
+                path, line, (int)strcspn(d, "\n"), d, (int)strcspn(g, "\n"), g, path);
+        rc = 1;
+    } else if (!same) {
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(text, 1, start, f) != start ||
+            fwrite(gen->s, 1, gen->len, f) != gen->len ||
+            fwrite(text + end, 1, len - end, f) != len - end) {
+            perror(path);
+            rc = 2;
+        }
+        if (f && fclose(f) != 0 && !rc) {
+            perror(path);
+            rc = 2;
+        }
     }
     free(text);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    buf gen = {0};
+    generate(&gen);
+    int rc;
+    if (argc == 1) {
+        fputs(gen.s, stdout);
+        rc = 0;
+    } else if (argc == 3 && (!strcmp(argv[1], "--check") || !strcmp(argv[1], "--update"))) {
+        rc = check_or_update(argv[2], &gen, !strcmp(argv[1], "--update"));
+    } else {
+        fprintf(stderr, "usage: gen_config_doc [--check FILE | --update FILE]\n");
+        rc = 2;
+    }
     free(gen.s);
-    return 0;
+    return rc;
 }
