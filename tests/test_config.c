@@ -94,23 +94,23 @@ static void test_good_config(void **state)
         "apen.m: 3\n"; /* flat keys at the top level work too */
     assert_int_equal(load(f, yaml), RECSYS_OK);
     assert_string_equal(get(f, "data.path"), "my data/file with spaces.txt");
-    assert_int_equal(rs_opts_int(f->opts, "data.min_item_count"), 5);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_DATA_MIN_ITEM_COUNT), 5);
     assert_string_equal(get(f, "model.type"), "hstu");
-    assert_int_equal(rs_opts_int(f->opts, "model.dim"), 64);
-    assert_float_equal(rs_opts_float(f->opts, "model.dropout"), 0.5, 1e-12);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_DIM), 64);
+    assert_float_equal(rs_opt_float(f->opts, RS_OPT_MODEL_DROPOUT), 0.5, 1e-12);
     assert_string_equal(get(f, "model.norm"), "pre");
-    assert_float_equal(rs_opts_float(f->opts, "trainer.lr"), 5e-4, 1e-15);
-    assert_int_equal(rs_opts_int(f->opts, "trainer.shared_negatives"), 1);
-    assert_int_equal(rs_opts_int(f->opts, "eval.exclude_history"), 0);
+    assert_float_equal(rs_opt_float(f->opts, RS_OPT_TRAINER_LR), 5e-4, 1e-15);
+    assert_int_equal(rs_opt_bool(f->opts, RS_OPT_TRAINER_SHARED_NEGATIVES), 1);
+    assert_int_equal(rs_opt_bool(f->opts, RS_OPT_EVAL_EXCLUDE_HISTORY), 0);
     assert_string_equal(get(f, "eval.ks"), "1,10");
-    assert_int_equal(rs_opts_int(f->opts, "apen.m"), 3);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_APEN_M), 3);
     /* Keys not in the file keep their values (defaults here). */
-    assert_int_equal(rs_opts_int(f->opts, "model.blocks"), 2);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_BLOCKS), 2);
 
     /* A second file only overrides what it names. */
     assert_int_equal(load(f, "model:\n  blocks: 4\n"), RECSYS_OK);
-    assert_int_equal(rs_opts_int(f->opts, "model.blocks"), 4);
-    assert_int_equal(rs_opts_int(f->opts, "model.dim"), 64);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_BLOCKS), 4);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_DIM), 64);
 }
 
 /* A config naming every key with its default value loads: every key is
@@ -232,7 +232,7 @@ static void test_unchanged_after_late_error(void **state)
     assert_int_equal(col, 11);
     char *after = snapshot(f->opts);
     assert_string_equal(before, after);
-    assert_float_equal(rs_opts_float(f->opts, "trainer.lr"), 0.001, 1e-12);
+    assert_float_equal(rs_opt_float(f->opts, RS_OPT_TRAINER_LR), 0.001, 1e-12);
     free(before);
     free(after);
 }
@@ -270,12 +270,12 @@ static void test_no_ctx(void **state)
     recsys_opts *o;
     assert_int_equal(recsys_opts_new(NULL, &o), RECSYS_OK);
     assert_int_equal(recsys_opts_load_yaml_string(o, "model:\n  dim: 9\n", 16, NULL), RECSYS_OK);
-    assert_int_equal(rs_opts_int(o, "model.dim"), 9);
+    assert_int_equal(rs_opt_int(o, RS_OPT_MODEL_DIM), 9);
     assert_int_equal(recsys_opts_load_yaml_string(o, "model:\n  dim: x\n", 16, NULL),
                      RECSYS_E_PARSE);
     assert_int_equal(recsys_opts_load_yaml_string(o, "nope:\n  dim: 1\n", 15, NULL),
                      RECSYS_E_PARSE);
-    assert_int_equal(rs_opts_int(o, "model.dim"), 9);
+    assert_int_equal(rs_opt_int(o, RS_OPT_MODEL_DIM), 9);
     recsys_opts_free(o);
 }
 
@@ -298,7 +298,7 @@ static void test_files(void **state)
     fclose(fp);
 
     assert_int_equal(recsys_opts_load_yaml(f->opts, good), RECSYS_OK);
-    assert_int_equal(rs_opts_int(f->opts, "model.dim"), 48);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_DIM), 48);
 
     assert_int_equal(recsys_opts_load_yaml(f->opts, bad), RECSYS_E_PARSE);
     const char *file;
@@ -319,7 +319,7 @@ static void test_files(void **state)
     assert_non_null(fp);
     fclose(fp);
     assert_int_equal(recsys_opts_load_yaml(f->opts, good), RECSYS_OK);
-    assert_int_equal(rs_opts_int(f->opts, "model.dim"), 48);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_MODEL_DIM), 48);
 
     unlink(good);
     unlink(bad);
@@ -340,13 +340,13 @@ static void test_shipped_configs(void **state)
         if (recsys_opts_load_yaml(o, g.gl_pathv[i]) != RECSYS_OK)
             fail_msg("%s: %s", g.gl_pathv[i], recsys_ctx_errmsg(f->ctx));
         if (strstr(g.gl_pathv[i], "sasrec-ml1m.yaml")) {
-            assert_int_equal(rs_opts_int(o, "model.max_len"), 200);
-            assert_int_equal(rs_opts_int(o, "model.dim"), 50);
-            assert_float_equal(rs_opts_float(o, "trainer.beta2"), 0.98, 1e-12);
-            assert_string_equal(rs_opts_str(o, "data.path"), "../shared/data/ml-1m/ml-1m.txt.gz");
+            assert_int_equal(rs_opt_int(o, RS_OPT_MODEL_MAX_LEN), 200);
+            assert_int_equal(rs_opt_int(o, RS_OPT_MODEL_DIM), 50);
+            assert_float_equal(rs_opt_float(o, RS_OPT_TRAINER_BETA2), 0.98, 1e-12);
+            assert_string_equal(rs_opt_str(o, RS_OPT_DATA_PATH), "../shared/data/ml-1m/ml-1m.txt.gz");
         }
         if (strstr(g.gl_pathv[i], "demo.yaml"))
-            assert_string_equal(rs_opts_str(o, "data.path"), "synthetic");
+            assert_string_equal(rs_opt_str(o, RS_OPT_DATA_PATH), "synthetic");
         recsys_opts_free(o);
     }
     globfree(&g);
@@ -378,6 +378,104 @@ static void test_docs_list_every_key(void **state)
     }
 }
 
+/* recsys_opts_describe agrees with what recsys_opts_set/get do: every key
+ * is described, its default is a valid value of its type, bounds are
+ * enforced exactly at min and max, enums list their choices; the ids of
+ * the typed accessors index the same table. */
+static void test_describe(void **state)
+{
+    fixture *f = *state;
+    int n = recsys_opts_count(NULL);
+    assert_int_equal(n, recsys_opts_count(f->opts));
+    assert_int_equal(n, RS_OPT_COUNT);
+    for (int i = 0; i < n; i++) {
+        recsys_opt_info in = {.struct_size = sizeof in};
+        assert_int_equal(recsys_opts_describe(i, &in), RECSYS_OK);
+        assert_int_equal(in.struct_size, sizeof in);
+        assert_string_equal(in.key, recsys_opts_key(NULL, i));
+        assert_non_null(in.doc);
+        assert_true(strlen(in.doc) > 0 && !strchr(in.doc, '\n') && !strchr(in.doc, '|'));
+        const char *v;
+        assert_int_equal(recsys_opts_get(f->opts, in.key, &v), RECSYS_OK);
+        assert_string_equal(v, in.default_value);
+        assert_int_equal(recsys_opts_set(f->opts, in.key, in.default_value), RECSYS_OK);
+        char buf[64];
+        switch (in.type) {
+        case RECSYS_OPT_INT:
+        case RECSYS_OPT_FLOAT: {
+            const char *t = in.type == RECSYS_OPT_INT ? "int" : "float";
+            assert_string_equal(in.type_name, t);
+            assert_true(in.min <= in.max);
+            assert_null(in.choices);
+            if (in.type == RECSYS_OPT_INT) {
+                assert_int_equal(recsys_opts_set_int(f->opts, in.key, (int64_t)in.min), RECSYS_OK);
+                assert_int_equal(recsys_opts_set_int(f->opts, in.key, (int64_t)in.max), RECSYS_OK);
+            } else {
+                assert_int_equal(recsys_opts_set_float(f->opts, in.key, in.min), RECSYS_OK);
+                assert_int_equal(recsys_opts_set_float(f->opts, in.key, in.max), RECSYS_OK);
+            }
+            if (in.max < 1e15) {
+                double over = in.max + (in.type == RECSYS_OPT_INT ? 1 : in.max * 1e-9 + 1e-9);
+                snprintf(buf, sizeof buf, in.type == RECSYS_OPT_INT ? "%.0f" : "%.17g", over);
+                assert_int_equal(recsys_opts_set(f->opts, in.key, buf), RECSYS_E_INVALID);
+            }
+            break;
+        }
+        case RECSYS_OPT_ENUM:
+            assert_string_equal(in.type_name, "enum");
+            assert_non_null(in.choices);
+            assert_int_equal(recsys_opts_set(f->opts, in.key, "no-such-choice"), RECSYS_E_INVALID);
+            break;
+        case RECSYS_OPT_BOOL:
+            assert_string_equal(in.type_name, "bool");
+            assert_int_equal(recsys_opts_set(f->opts, in.key, "maybe"), RECSYS_E_INVALID);
+            break;
+        case RECSYS_OPT_STRING:
+            assert_string_equal(in.type_name, "string");
+            assert_non_null(in.allowed);
+            break;
+        default: fail_msg("%s: unknown type %d", in.key, in.type);
+        }
+        assert_int_equal(recsys_opts_set(f->opts, in.key, in.default_value), RECSYS_OK);
+    }
+    recsys_opt_info in = {.struct_size = sizeof in};
+    assert_int_equal(recsys_opts_describe(n, &in), RECSYS_E_NOT_FOUND);
+    assert_int_equal(recsys_opts_describe(-1, &in), RECSYS_E_NOT_FOUND);
+    assert_int_equal(recsys_opts_describe(0, NULL), RECSYS_E_INVALID);
+    in.struct_size = 8;
+    assert_int_equal(recsys_opts_describe(0, &in), RECSYS_E_INVALID);
+    /* A caller built against a larger (future) struct gets what the library knows. */
+    struct { recsys_opt_info in; char future[32]; } big;
+    memset(&big, 0x5a, sizeof big);
+    big.in.struct_size = sizeof big;
+    assert_int_equal(recsys_opts_describe(0, &big.in), RECSYS_OK);
+    assert_int_equal(big.in.struct_size, sizeof big.in);
+    assert_int_equal((unsigned char)big.future[0], 0x5a);
+    /* Ids and keys are the same table. */
+    assert_string_equal(recsys_opts_key(NULL, RS_OPT_MODEL_DIM), "model.dim");
+    assert_string_equal(recsys_opts_key(NULL, RS_OPT_TRAINER_EVAL_EVERY), "trainer.eval_every");
+}
+
+/* The typed accessors read what the string API wrote; NULL opts reads the
+ * defaults. */
+static void test_typed_accessors(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(rs_opt_int(NULL, RS_OPT_MODEL_DIM), 50);
+    assert_float_equal(rs_opt_float(NULL, RS_OPT_TRAINER_LR), 0.001, 1e-15);
+    assert_string_equal(rs_opt_str(NULL, RS_OPT_DATA_PATH), "synthetic");
+    assert_int_equal(rs_opt_bool(NULL, RS_OPT_EVAL_EXCLUDE_HISTORY), 1);
+    assert_true(rs_opt_is(NULL, RS_OPT_MODEL_TYPE, "sasrec"));
+    assert_int_equal(recsys_opts_set(f->opts, "model.type", "hstu"), RECSYS_OK);
+    assert_int_equal(recsys_opts_set(f->opts, "trainer.bf16", "yes"), RECSYS_OK);
+    assert_int_equal(recsys_opts_set_int(f->opts, "trainer.seed", 7), RECSYS_OK);
+    assert_true(rs_opt_is(f->opts, RS_OPT_MODEL_TYPE, "hstu"));
+    assert_false(rs_opt_is(f->opts, RS_OPT_MODEL_TYPE, "sasrec"));
+    assert_string_equal(rs_opt_enum(f->opts, RS_OPT_MODEL_TYPE), "hstu");
+    assert_int_equal(rs_opt_bool(f->opts, RS_OPT_TRAINER_BF16), 1);
+    assert_int_equal(rs_opt_int(f->opts, RS_OPT_TRAINER_SEED), 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +489,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shipped_configs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_docs_list_every_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typed_accessors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

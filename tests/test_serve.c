@@ -11,6 +11,7 @@
 #include "models/model.h"
 #include "checkpoint/checkpoint.h"
 #include "serve/serve.h"
+#include "models/model_meta.h"
 #include "test_util.h"
 
 #include <stdio.h>

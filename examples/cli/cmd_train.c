@@ -74,11 +74,11 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail("train", ctx, st, NULL);
         goto done;
     }
-    int64_t seed, threads, epochs, eval_every;
+    int64_t seed = 0, threads = 0, epochs = 0, bf16 = 0;
     recsys_opts_get_int(opts, "trainer.seed", &seed);
     recsys_opts_get_int(opts, "trainer.threads", &threads);
     recsys_opts_get_int(opts, "trainer.epochs", &epochs);
-    recsys_opts_get_int(opts, "trainer.eval_every", &eval_every);
+    recsys_opts_get_int(opts, "trainer.bf16", &bf16);
     recsys_ctx_set_seed(ctx, (uint64_t)seed);
     if ((st = recsys_ctx_set_threads(ctx, (int)threads))) { rc = cli_fail("train", ctx, st, NULL); goto done; }
     const char *path;
@@ -100,6 +100,12 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail("train", ctx, st, "cannot create the trainer");
         goto done;
     }
+    /* The trainer keeps trainer.bf16 to itself; the evaluations of this
+     * command run in the same mode (the trainer checked that it is supported). */
+    if (bf16 && (st = recsys_ctx_set_bf16(ctx, 1))) {
+        rc = cli_fail("train", ctx, st, NULL);
+        goto done;
+    }
     if (resume && (st = recsys_trainer_resume(tr, resume))) {
         rc = cli_fail("train", ctx, st, "cannot resume");
         goto done;
@@ -118,7 +124,7 @@ int cmd_train(int argc, char **argv)
         double secs = cli_now() - t0;
         cli_progress_clear(&prog);
         printf("{\"epoch\": %d, \"loss\": %.6f, \"epoch_seconds\": %.3f", e + 1, loss, secs);
-        if (eval_every > 0 && ((e + 1) % eval_every == 0 || e + 1 == epochs)) {
+        if (recsys_trainer_eval_due(tr)) { /* trainer.eval_every */
             recsys_opts_set(opts, "eval.split", "valid");
             double t1 = cli_now();
             if ((st = recsys_evaluate(ctx, model, ds, opts, &met))) {

@@ -190,7 +190,20 @@ RECSYS_API recsys_status recsys_ctx_set_gemm_backend(recsys_ctx *ctx, const char
  */
 RECSYS_API recsys_status recsys_ctx_set_bf16(recsys_ctx *ctx, int enable);
 
-/** Route the library's log lines to a callback (NULL to drop them). */
+/**
+ * Route the library's log lines to a callback (NULL to drop them). The
+ * callback runs on the calling thread, inside the call that logs. Lines
+ * (the text may change; the levels and the events logged stay):
+ * - INFO when the callback is installed, and when recsys_ctx_set_max_isa or
+ *   recsys_ctx_set_gemm_backend changes them: the kernels in use
+ *   ("kernels avx512 (GEMM gemm_avx512, attention ...), 4 threads, bf16 off");
+ * - INFO for every dataset made: source (path, "synthetic" or "arrays"),
+ *   users, items, events; WARN for suspicious data: events that repeat the
+ *   user's previous item, users with too few events to be evaluated;
+ * - INFO for every model created or loaded: type, parameters, sizes;
+ * - INFO for every trainer: loss, optimiser, batch, epochs, threads, bf16,
+ *   kernels.
+ */
 RECSYS_API recsys_status recsys_ctx_set_log(recsys_ctx *ctx, recsys_log_fn fn, void *user_data);
 
 /**
@@ -242,9 +255,49 @@ RECSYS_API recsys_status recsys_opts_set_float(recsys_opts *opts, const char *ke
 RECSYS_API recsys_status recsys_opts_get(const recsys_opts *opts, const char *key, const char **value);
 RECSYS_API recsys_status recsys_opts_get_int(const recsys_opts *opts, const char *key, int64_t *value);
 RECSYS_API recsys_status recsys_opts_get_float(const recsys_opts *opts, const char *key, double *value);
-/** Number of known keys and the i-th key name (for listing, docs and bindings). */
+/**
+ * Number of known keys and the i-th key name (for listing, docs and
+ * bindings). The list is the same for every opts; opts may be NULL.
+ */
 RECSYS_API int recsys_opts_count(const recsys_opts *opts);
 RECSYS_API const char *recsys_opts_key(const recsys_opts *opts, int i);
+
+/** Option types (recsys_opt_info.type). Appended only. */
+#define RECSYS_OPT_STRING 0
+#define RECSYS_OPT_INT    1
+#define RECSYS_OPT_FLOAT  2
+#define RECSYS_OPT_ENUM   3
+#define RECSYS_OPT_BOOL   4
+
+/**
+ * Description of one option key, filled by recsys_opts_describe. Strings
+ * are static (valid for the life of the process). Fields are only ever
+ * appended: set struct_size to sizeof(recsys_opt_info) before the call, and
+ * the library fills that many bytes at most (no more than it knows).
+ */
+typedef struct recsys_opt_info {
+    int struct_size;            /* in: sizeof(recsys_opt_info) of the caller;
+                                   out: the bytes filled (the smaller of the two sizes) */
+    int type;                   /* RECSYS_OPT_STRING, _INT, _FLOAT, _ENUM or _BOOL */
+    const char *key;            /* "section.key" */
+    const char *type_name;      /* "string", "int", "float", "enum" or "bool" */
+    const char *default_value;  /* the default as text, as recsys_opts_get gives it */
+    const char *choices;        /* enum: the allowed words, '|'-separated; else NULL */
+    double min, max;            /* int and float: inclusive bounds; else 0 */
+    const char *allowed;        /* NULL, or a phrase on the allowed values where type,
+                                   bounds and choices do not say it all (strings) */
+    const char *doc;            /* one line of documentation (markdown) */
+} recsys_opt_info;
+
+/**
+ * Describe key i (0 <= i < recsys_opts_count(NULL)): type, default, bounds
+ * or choices, and its documentation, as docs/CONFIG.md lists them. For
+ * bindings and help texts; needs no ctx.
+ * @return RECSYS_OK, RECSYS_E_INVALID (info NULL or struct_size too small),
+ * RECSYS_E_NOT_FOUND (i out of range).
+ * Thread safety: any thread.
+ */
+RECSYS_API recsys_status recsys_opts_describe(int i, recsys_opt_info *info);
 /**
  * Load a YAML config file into opts: a mapping of sections (data, model,
  * trainer, eval) each mapping keys to scalars. Unknown keys and bad values
@@ -444,6 +497,13 @@ typedef int (*recsys_progress_fn)(void *user_data, const recsys_progress *p);
  * trainer.batch_size, trainer.epochs, trainer.seed, trainer.threads,
  * trainer.weight_decay, trainer.loss (bce|sampled_softmax), ...
  * The trainer holds a reference to model and borrows ds (keep it alive).
+ *
+ * The trainer does not change ctx: trainer.threads (when > 0 and not the
+ * ctx's count, the trainer starts its own worker threads) and trainer.bf16
+ * apply to the trainer's own calls only; afterwards, and inside the
+ * progress callback, ctx has its own settings. With trainer.bf16 false the
+ * trainer uses the ctx's bf16 mode. @return RECSYS_E_UNSUPPORTED when
+ * trainer.bf16 is set and the CPU (or the ISA cap) does not allow it.
  */
 RECSYS_API recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
                                             const recsys_dataset *ds, const recsys_opts *opts,
@@ -456,6 +516,14 @@ RECSYS_API recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_p
 RECSYS_API recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss);
 /** Epochs completed so far. */
 RECSYS_API int recsys_trainer_epoch(const recsys_trainer *t);
+/**
+ * The evaluation schedule of trainer.eval_every = N: 1 when N > 0 and the
+ * epochs completed so far are a multiple of N or reach trainer.epochs, else
+ * 0 (also for NULL and before the first epoch). The trainer does not
+ * evaluate by itself; callers that report validation metrics during
+ * training (`recsys train`) ask this after each recsys_trainer_run_epoch.
+ */
+RECSYS_API int recsys_trainer_eval_due(const recsys_trainer *t);
 /**
  * Save a training checkpoint: the model (loadable with recsys_model_load)
  * plus the optimiser state, epoch and RNG state, atomically. With

@@ -230,9 +230,9 @@ recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts, recsys_a
 {
     if (!out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_apen_new: out is NULL");
     *out = NULL;
-    int64_t m = rs_opts_int(opts, "apen.m");
-    double r = rs_opts_float(opts, "apen.r");
-    int64_t w = rs_opts_int(opts, "apen.window");
+    int64_t m = rs_opt_int(opts, RS_OPT_APEN_M);
+    double r = rs_opt_float(opts, RS_OPT_APEN_R);
+    int64_t w = rs_opt_int(opts, RS_OPT_APEN_WINDOW);
     if (m < 1 || m > 1024)
         return rs_error(ctx, RECSYS_E_INVALID, "apen.m must be in [1, 1024], got %lld",
                         (long long)m);

@@ -1,4 +1,4 @@
-/* Internal checkpoint API (lib/checkpoint/checkpoint_write.c, lib/checkpoint/checkpoint_read.c, lib/core/crc32c.c). The file format
+/* Internal checkpoint API (lib/checkpoint/checkpoint_write.c, lib/checkpoint/checkpoint_read.c, lib/checkpoint/crc32c.c). The file format
  * is specified byte by byte in docs/CHECKPOINT.md.
  *
  * A checkpoint is a model (config + weights) plus optional extra sections.

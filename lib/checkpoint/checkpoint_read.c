@@ -5,7 +5,7 @@
  * length catch anything else. Any damage is RECSYS_E_FORMAT naming the
  * file, the section and the offset. */
 #include "checkpoint/checkpoint_format.h"
-#include "serve/serve.h"
+#include "models/model_meta.h"
 
 #include <errno.h>
 #include <fcntl.h>

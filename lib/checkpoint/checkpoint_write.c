@@ -2,7 +2,7 @@
  * next to the target, then fsync, rename and a directory fsync, so a crash
  * leaves either the old file or the new one, never a broken one. */
 #include "checkpoint/checkpoint_format.h"
-#include "serve/serve.h"
+#include "models/model_meta.h"
 
 #include <errno.h>
 #include <fcntl.h>

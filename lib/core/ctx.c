@@ -120,6 +120,15 @@ double rs_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The kernels a ctx's work runs on, as one log line. */
+static void log_kernels(recsys_ctx *ctx, const char *what)
+{
+    rs_log(ctx, RECSYS_LOG_INFO, "%s: kernels %s (GEMM %s, attention %s), %d threads, bf16 %s",
+           what, recsys_ctx_isa(ctx), recsys_ctx_kernel_name(ctx, RECSYS_KERNEL_GEMM),
+           recsys_ctx_kernel_name(ctx, RECSYS_KERNEL_ATTENTION), ctx->n_threads,
+           ctx->bf16 ? "on" : "off");
+}
+
 static int online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -225,6 +234,7 @@ recsys_status recsys_ctx_set_max_isa(recsys_ctx *ctx, const char *isa)
     ctx->max_isa = v;
     rs_kernels_init(&ctx->kern, &ctx->cpu, v);
     if (ctx->bf16 && (!ctx->cpu.avx512_bf16 || ctx->kern.isa < RS_ISA_AVX512)) ctx->bf16 = 0;
+    log_kernels(ctx, "ISA cap");
     return RECSYS_OK;
 }
 
@@ -248,10 +258,15 @@ const char *recsys_ctx_kernel_name(const recsys_ctx *ctx, int kernel)
 recsys_status recsys_ctx_set_gemm_backend(recsys_ctx *ctx, const char *backend)
 {
     if (!ctx) return RECSYS_E_INVALID;
-    if (backend && !strcmp(backend, "native")) { ctx->gemm_onednn = 0; return RECSYS_OK; }
+    if (backend && !strcmp(backend, "native")) {
+        ctx->gemm_onednn = 0;
+        log_kernels(ctx, "GEMM backend");
+        return RECSYS_OK;
+    }
     if (backend && !strcmp(backend, "onednn")) {
 #ifdef RECSYS_HAVE_ONEDNN
         ctx->gemm_onednn = 1;
+        log_kernels(ctx, "GEMM backend");
         return RECSYS_OK;
 #else
         return rs_error(ctx, RECSYS_E_UNSUPPORTED, "librecsys was built without oneDNN");
@@ -276,5 +291,6 @@ recsys_status recsys_ctx_set_log(recsys_ctx *ctx, recsys_log_fn fn, void *user_d
     if (!ctx) return RECSYS_E_INVALID;
     ctx->log_fn = fn;
     ctx->log_user = user_data;
+    log_kernels(ctx, "librecsys " RECSYS_VERSION_STRING);
     return RECSYS_OK;
 }

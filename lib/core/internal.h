@@ -1,4 +1,11 @@
-/* Internal declarations shared by lib/: never installed. */
+/* Internal declarations shared by lib/: never installed.
+ *
+ * lib/ is built in stages; a directory includes and calls only the stages
+ * below it (tests/check_layers.sh checks the includes):
+ *   core  <-  data  <-  nn, models  <-  checkpoint  <-  train, eval
+ *   core, data  <-  analysis
+ * core is this header's home: ctx, options (options.def), config, pool,
+ * GEMM. Known back edge, to be removed: nn/nn.h uses models' config. */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H
 
@@ -69,10 +76,60 @@ void rs_gemm(recsys_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, flo
 double rs_now(void);
 
 /* ---------------------------------------------------------------- options */
-/* Known keys with their type and default live in lib/core/opts.c. */
-const char *rs_opts_str(const recsys_opts *o, const char *key);   /* never NULL for known keys */
-int64_t rs_opts_int(const recsys_opts *o, const char *key);
-double rs_opts_float(const recsys_opts *o, const char *key);
+/* Every key, its type, default, bounds and doc are in core/options.def.
+ * Library code reads options only through the typed accessors below, with
+ * the key's id: rs_opt_int(o, RS_OPT_MODEL_DIM). A misspelt id, or reading
+ * a key as the wrong type (rs_opt_int on a float key), does not compile.
+ * A NULL opts reads the defaults. */
+enum rs_opt_type { RS_OPT_T_STR, RS_OPT_T_INT, RS_OPT_T_FLOAT, RS_OPT_T_ENUM, RS_OPT_T_BOOL };
+
+typedef enum rs_opt_id {
+#define RS_OPT(id, ...) RS_OPT_##id,
+#include "core/options.def"
+#undef RS_OPT
+    RS_OPT_COUNT
+} rs_opt_id;
+
+/* RS_OPT_<ID>_TYPE: the key's rs_opt_type, for the compile-time checks. */
+enum {
+#define RS_OPT(id, key, type, ...) RS_OPT_##id##_TYPE = RS_OPT_T_##type,
+#include "core/options.def"
+#undef RS_OPT
+};
+
+#define RS_OPT_TYPE_CHECK(id, t)                                                    \
+    ((void)sizeof(struct {                                                          \
+        int rs_unused;                                                              \
+        _Static_assert((int)id##_TYPE == (int)RS_OPT_T_##t, #id " is not " #t);     \
+    }))
+
+/* STR: the text (never NULL). */
+#define rs_opt_str(o, id) (RS_OPT_TYPE_CHECK(id, STR), rs_opt_text((o), (id)))
+/* INT: the value. */
+#define rs_opt_int(o, id) (RS_OPT_TYPE_CHECK(id, INT), rs_opt_int_value((o), (id)))
+/* FLOAT: the value. */
+#define rs_opt_float(o, id) (RS_OPT_TYPE_CHECK(id, FLOAT), rs_opt_float_value((o), (id)))
+/* BOOL: 0 or 1. */
+#define rs_opt_bool(o, id) (RS_OPT_TYPE_CHECK(id, BOOL), rs_opt_bool_value((o), (id)))
+/* ENUM: the chosen word, and whether it is `choice` (which must be one of
+ * the key's choices: checked by an assertion). */
+#define rs_opt_enum(o, id) (RS_OPT_TYPE_CHECK(id, ENUM), rs_opt_text((o), (id)))
+#define rs_opt_is(o, id, choice) (RS_OPT_TYPE_CHECK(id, ENUM), rs_opt_enum_is((o), (id), (choice)))
+
+/* Set a key from text (validated as recsys_opts_set does), or an INT key
+ * from a number. */
+#define rs_opt_set(o, id, text) rs_opt_set_text((o), (id), (text))
+#define rs_opt_set_int(o, id, v) (RS_OPT_TYPE_CHECK(id, INT), rs_opt_set_int_value((o), (id), (v)))
+
+/* The functions behind the macros (lib/core/opts.c); call the macros. */
+recsys_status rs_opt_set_text(recsys_opts *o, rs_opt_id id, const char *text);
+recsys_status rs_opt_set_int_value(recsys_opts *o, rs_opt_id id, int64_t v);
+const char *rs_opt_text(const recsys_opts *o, rs_opt_id id);
+int64_t rs_opt_int_value(const recsys_opts *o, rs_opt_id id);
+double rs_opt_float_value(const recsys_opts *o, rs_opt_id id);
+int rs_opt_bool_value(const recsys_opts *o, rs_opt_id id);
+int rs_opt_enum_is(const recsys_opts *o, rs_opt_id id, const char *choice);
+
 recsys_ctx *rs_opts_ctx(const recsys_opts *o);
 /* A new opts (same ctx) holding src's values; swap exchanges two sets of
  * values (each keeps its ctx): together, all-or-nothing updates. */

@@ -1,77 +1,35 @@
-/* recsys_opts: the table of known keys (type, default, allowed values) and
- * a value per key. The YAML loader, the CLI's --set and the API all go
- * through recsys_opts_set, so every path validates the same way. */
+/* recsys_opts: a value per known key. The keys, with their type, default,
+ * bounds and doc, come from the table in core/options.def. The YAML loader,
+ * the CLI's --set and the API all go through recsys_opts_set, so every path
+ * validates the same way; library code reads values with the typed
+ * accessors of core/internal.h. */
 #include "core/internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { OPT_STR, OPT_INT, OPT_FLOAT, OPT_ENUM, OPT_BOOL };
-
 typedef struct opt_def {
     const char *key;
-    enum opt_type type;
+    enum rs_opt_type type;
     const char *def;
     double lo, hi;        /* bounds for INT and FLOAT */
     const char *choices;  /* '|'-separated for ENUM */
+    const char *allowed;  /* doc phrase for the allowed values, or NULL */
+    const char *doc;
 } opt_def;
 
-#define BIG 1e18
-static const opt_def DEFS[] = {
-    {"data.path", OPT_STR, "synthetic", 0, 0, NULL},
-    {"data.format", OPT_ENUM, "auto", 0, 0, "auto|interactions|sequences"},
-    {"data.times_path", OPT_STR, "", 0, 0, NULL},
-    {"data.min_user_count", OPT_INT, "0", 0, BIG, NULL},
-    {"data.min_item_count", OPT_INT, "0", 0, BIG, NULL},
-    {"data.split", OPT_ENUM, "loo", 0, 0, "loo|last"},
-    {"data.synthetic_users", OPT_INT, "2000", 1, 1e8, NULL},
-    {"data.synthetic_items", OPT_INT, "400", 2, 1e8, NULL},
-    {"data.synthetic_length", OPT_INT, "60", 4, 1e6, NULL},
-    {"data.synthetic_noise", OPT_FLOAT, "0.15", 0, 1, NULL},
-    {"model.type", OPT_ENUM, "sasrec", 0, 0, "sasrec|hstu"},
-    {"model.max_len", OPT_INT, "50", 1, 65536, NULL},
-    {"model.dim", OPT_INT, "50", 1, 65536, NULL},
-    {"model.blocks", OPT_INT, "2", 1, 1024, NULL},
-    {"model.heads", OPT_INT, "1", 1, 1024, NULL},
-    {"model.dropout", OPT_FLOAT, "0.2", 0, 0.99, NULL},
-    {"model.norm", OPT_ENUM, "original", 0, 0, "original|post|pre"},
-    {"model.ffn_dim", OPT_INT, "0", 0, 1048576, NULL},
-    {"model.dqk", OPT_INT, "0", 0, 65536, NULL},
-    {"model.dv", OPT_INT, "0", 0, 65536, NULL},
-    {"model.time_bias", OPT_ENUM, "auto", 0, 0, "auto|on|off"},
-    {"model.l2norm", OPT_ENUM, "auto", 0, 0, "auto|on|off"},
-    {"trainer.epochs", OPT_INT, "20", 0, 1e9, NULL},
-    {"trainer.batch_size", OPT_INT, "128", 1, 1e7, NULL},
-    {"trainer.lr", OPT_FLOAT, "0.001", 0, 10, NULL},
-    {"trainer.beta1", OPT_FLOAT, "0.9", 0, 0.999999, NULL},
-    {"trainer.beta2", OPT_FLOAT, "0.98", 0, 0.999999, NULL},
-    {"trainer.eps", OPT_FLOAT, "1e-8", 0, 1, NULL},
-    {"trainer.weight_decay", OPT_FLOAT, "0", 0, 10, NULL},
-    {"trainer.optimizer", OPT_ENUM, "adam", 0, 0, "adam|adamw"},
-    {"trainer.seed", OPT_INT, "42", 0, 9.2e18, NULL},
-    {"trainer.threads", OPT_INT, "0", 0, 1024, NULL},
-    {"trainer.loss", OPT_ENUM, "bce", 0, 0, "bce|sampled_softmax"},
-    {"trainer.negatives", OPT_INT, "128", 1, 1e6, NULL},
-    {"trainer.temperature", OPT_FLOAT, "0.05", 1e-6, 1e6, NULL},
-    {"trainer.shared_negatives", OPT_BOOL, "false", 0, 0, NULL},
-    {"trainer.bf16", OPT_BOOL, "false", 0, 0, NULL},
-    {"trainer.eval_every", OPT_INT, "0", 0, 1e9, NULL},
-    {"trainer.checkpoint", OPT_STR, "", 0, 0, NULL},
-    {"trainer.checkpoint_every", OPT_INT, "1", 1, 1e9, NULL},
-    {"eval.protocol", OPT_ENUM, "sampled", 0, 0, "sampled|full"},
-    {"eval.split", OPT_ENUM, "valid", 0, 0, "valid|test"},
-    {"eval.negatives", OPT_INT, "100", 1, 1e7, NULL},
-    {"eval.exclude_history", OPT_BOOL, "true", 0, 0, NULL},
-    {"eval.ks", OPT_STR, "1,5,10,20,50", 0, 0, NULL},
-    {"eval.batch_size", OPT_INT, "128", 1, 1e6, NULL},
-    {"apen.m", OPT_INT, "2", 1, 1024, NULL},
-    {"apen.r", OPT_FLOAT, "0", -1e18, 1e18, NULL},
-    {"apen.window", OPT_INT, "0", 0, 1e12, NULL},
+static const opt_def DEFS[RS_OPT_COUNT] = {
+#define RS_OPT(id, key, type, def, lo, hi, choices, allowed, doc)                                \
+    [RS_OPT_##id] = {key, RS_OPT_T_##type, def, lo, hi, choices, allowed, doc},
+#include "core/options.def"
+#undef RS_OPT
 };
-#define N_DEFS ((int)(sizeof DEFS / sizeof DEFS[0]))
+#define N_DEFS ((int)RS_OPT_COUNT)
 
 struct recsys_opts {
     recsys_ctx *ctx;
@@ -134,18 +92,18 @@ static int validate(const opt_def *d, const char *v, char *why, size_t why_len)
 {
     char *end;
     switch (d->type) {
-    case OPT_STR: return 1;
-    case OPT_BOOL: {
+    case RS_OPT_T_STR: return 1;
+    case RS_OPT_T_BOOL: {
         int b;
         if (parse_bool(v, &b)) return 1;
         snprintf(why, why_len, "expected true or false");
         return 0;
     }
-    case OPT_ENUM:
+    case RS_OPT_T_ENUM:
         if (in_choices(d->choices, v)) return 1;
         snprintf(why, why_len, "expected one of %s", d->choices);
         return 0;
-    case OPT_INT: {
+    case RS_OPT_T_INT: {
         errno = 0;
         long long x = strtoll(v, &end, 10);
         if (!*v || *end || errno) { snprintf(why, why_len, "expected an integer"); return 0; }
@@ -155,7 +113,7 @@ static int validate(const opt_def *d, const char *v, char *why, size_t why_len)
         }
         return 1;
     }
-    case OPT_FLOAT: {
+    case RS_OPT_T_FLOAT: {
         errno = 0;
         double x = strtod(v, &end);
         if (!*v || *end || errno || !isfinite(x)) {
@@ -217,8 +175,8 @@ recsys_status recsys_opts_get_int(const recsys_opts *o, const char *key, int64_t
     recsys_status st = recsys_opts_get(o, key, &v);
     if (st) return st;
     int i = find_key(key);
-    if (DEFS[i].type == OPT_BOOL) { int b = 0; parse_bool(v, &b); *value = b; return RECSYS_OK; }
-    if (DEFS[i].type != OPT_INT)
+    if (DEFS[i].type == RS_OPT_T_BOOL) { int b = 0; parse_bool(v, &b); *value = b; return RECSYS_OK; }
+    if (DEFS[i].type != RS_OPT_T_INT)
         return rs_error(o->ctx, RECSYS_E_INVALID, "option '%s' is not an integer", key);
     *value = strtoll(v, NULL, 10);
     return RECSYS_OK;
@@ -230,7 +188,7 @@ recsys_status recsys_opts_get_float(const recsys_opts *o, const char *key, doubl
     recsys_status st = recsys_opts_get(o, key, &v);
     if (st) return st;
     int i = find_key(key);
-    if (DEFS[i].type != OPT_FLOAT && DEFS[i].type != OPT_INT)
+    if (DEFS[i].type != RS_OPT_T_FLOAT && DEFS[i].type != RS_OPT_T_INT)
         return rs_error(o->ctx, RECSYS_E_INVALID, "option '%s' is not a number", key);
     *value = strtod(v, NULL);
     return RECSYS_OK;
@@ -244,27 +202,87 @@ const char *recsys_opts_key(const recsys_opts *o, int i)
     return i >= 0 && i < N_DEFS ? DEFS[i].key : NULL;
 }
 
-/* Internal getters: NULL opts means defaults; unknown keys are programming
- * errors and read as the empty string / zero. */
-const char *rs_opts_str(const recsys_opts *o, const char *key)
+static const char *const TYPE_NAMES[] = {
+    [RS_OPT_T_STR] = "string", [RS_OPT_T_INT] = "int",   [RS_OPT_T_FLOAT] = "float",
+    [RS_OPT_T_ENUM] = "enum",  [RS_OPT_T_BOOL] = "bool",
+};
+static const int PUBLIC_TYPES[] = {
+    [RS_OPT_T_STR] = RECSYS_OPT_STRING, [RS_OPT_T_INT] = RECSYS_OPT_INT,
+    [RS_OPT_T_FLOAT] = RECSYS_OPT_FLOAT, [RS_OPT_T_ENUM] = RECSYS_OPT_ENUM,
+    [RS_OPT_T_BOOL] = RECSYS_OPT_BOOL,
+};
+
+recsys_status recsys_opts_describe(int i, recsys_opt_info *info)
 {
-    int i = find_key(key);
-    if (i < 0) return "";
-    return o && o->values[i] ? o->values[i] : DEFS[i].def;
+    /* The fields of the first version: callers built against it pass this size. */
+    const size_t v1_size = offsetof(recsys_opt_info, doc) + sizeof info->doc;
+    if (!info || info->struct_size < 0 || (size_t)info->struct_size < v1_size)
+        return RECSYS_E_INVALID;
+    if (i < 0 || i >= N_DEFS) return RECSYS_E_NOT_FOUND;
+    const opt_def *d = &DEFS[i];
+    int numeric = d->type == RS_OPT_T_INT || d->type == RS_OPT_T_FLOAT;
+    size_t n = (size_t)info->struct_size < sizeof(recsys_opt_info) ? (size_t)info->struct_size
+                                                                   : sizeof(recsys_opt_info);
+    recsys_opt_info full = {
+        .struct_size = (int)n,
+        .type = PUBLIC_TYPES[d->type],
+        .key = d->key,
+        .type_name = TYPE_NAMES[d->type],
+        .default_value = d->def,
+        .choices = d->choices,
+        .min = numeric ? d->lo : 0.0,
+        .max = numeric ? d->hi : 0.0,
+        .allowed = d->allowed,
+        .doc = d->doc,
+    };
+    memcpy(info, &full, n);
+    return RECSYS_OK;
 }
 
-int64_t rs_opts_int(const recsys_opts *o, const char *key)
+/* ------------------------------------------------------- typed accessors */
+
+const char *rs_opt_text(const recsys_opts *o, rs_opt_id id)
 {
-    int i = find_key(key);
-    if (i < 0) return 0;
-    const char *v = rs_opts_str(o, key);
-    if (DEFS[i].type == OPT_BOOL) { int b = 0; parse_bool(v, &b); return b; }
-    return strtoll(v, NULL, 10);
+    assert(id >= 0 && id < RS_OPT_COUNT);
+    return o && o->values[id] ? o->values[id] : DEFS[id].def;
 }
 
-double rs_opts_float(const recsys_opts *o, const char *key)
+int64_t rs_opt_int_value(const recsys_opts *o, rs_opt_id id)
 {
-    return strtod(rs_opts_str(o, key), NULL);
+    assert(DEFS[id].type == RS_OPT_T_INT);
+    return strtoll(rs_opt_text(o, id), NULL, 10);
+}
+
+double rs_opt_float_value(const recsys_opts *o, rs_opt_id id)
+{
+    assert(DEFS[id].type == RS_OPT_T_FLOAT);
+    return strtod(rs_opt_text(o, id), NULL);
+}
+
+int rs_opt_bool_value(const recsys_opts *o, rs_opt_id id)
+{
+    assert(DEFS[id].type == RS_OPT_T_BOOL);
+    int b = 0;
+    parse_bool(rs_opt_text(o, id), &b);
+    return b;
+}
+
+int rs_opt_enum_is(const recsys_opts *o, rs_opt_id id, const char *choice)
+{
+    assert(DEFS[id].type == RS_OPT_T_ENUM && in_choices(DEFS[id].choices, choice));
+    return !strcmp(rs_opt_text(o, id), choice);
+}
+
+recsys_status rs_opt_set_text(recsys_opts *o, rs_opt_id id, const char *text)
+{
+    assert(id >= 0 && id < RS_OPT_COUNT);
+    return recsys_opts_set(o, DEFS[id].key, text);
+}
+
+recsys_status rs_opt_set_int_value(recsys_opts *o, rs_opt_id id, int64_t v)
+{
+    assert(DEFS[id].type == RS_OPT_T_INT);
+    return recsys_opts_set_int(o, DEFS[id].key, v);
 }
 
 /* All-or-nothing updates (the YAML loader): work on a copy, then swap. */

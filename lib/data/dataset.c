@@ -207,9 +207,9 @@ recsys_status rs_dataset_build(recsys_ctx *ctx, rs_raw *raw, const recsys_opts *
     recsys_status st = ds ? RECSYS_OK : rs_error(ctx, RECSYS_E_NOMEM, "dataset: out of memory");
     if (!st) {
         ds->ctx = ctx;
-        ds->holdout = strcmp(rs_opts_str(opts, "data.split"), "last") == 0 ? 1 : 2;
-        st = make_remap(ctx, raw, rs_opts_int(opts, "data.min_item_count"),
-                        rs_opts_int(opts, "data.min_user_count"), &m);
+        ds->holdout = rs_opt_is(opts, RS_OPT_DATA_SPLIT, "last") ? 1 : 2;
+        st = make_remap(ctx, raw, rs_opt_int(opts, RS_OPT_DATA_MIN_ITEM_COUNT),
+                        rs_opt_int(opts, RS_OPT_DATA_MIN_USER_COUNT), &m);
     }
     if (!st) {
         ds->n_users = m.n_users;
@@ -232,6 +232,39 @@ recsys_status rs_dataset_build(recsys_ctx *ctx, rs_raw *raw, const recsys_opts *
 
 /* ------------------------------------------------------------ loaders */
 
+/* Log lines for a freshly built dataset: its size, and data that will not
+ * do what the caller may expect (repeated events, users too short to be
+ * evaluated). Counted only when a log callback is set. */
+static void log_loaded(recsys_ctx *ctx, const recsys_dataset *ds, const char *source)
+{
+    if (!ctx || !ctx->log_fn || !ds) return;
+    rs_log(ctx, RECSYS_LOG_INFO, "data %s: %lld users, %d items, %lld events%s", source,
+           (long long)ds->n_users, ds->n_items, (long long)ds->n_events,
+           ds->times ? ", timestamps" : "");
+    int64_t repeats = 0, short_users = 0;
+    for (int64_t u = 0; u < ds->n_users; u++) {
+        const int32_t *it = ds->items + ds->offsets[u];
+        for (int64_t k = 1; k < rs_user_len(ds, u); k++) repeats += it[k] == it[k - 1];
+        short_users += !rs_user_evaluated(ds, u);
+    }
+    if (repeats)
+        rs_log(ctx, RECSYS_LOG_WARN,
+               "data %s: %lld repeated events (a user's item equal to the one before it)",
+               source, (long long)repeats);
+    if (short_users)
+        rs_log(ctx, RECSYS_LOG_WARN,
+               "data %s: %lld of %lld users have fewer than %d events and are not evaluated",
+               source, (long long)short_users, (long long)ds->n_users, ds->holdout == 1 ? 3 : 4);
+}
+
+static recsys_status build_logged(recsys_ctx *ctx, rs_raw *raw, const recsys_opts *opts,
+                                  const char *source, recsys_dataset **out)
+{
+    recsys_status st = rs_dataset_build(ctx, raw, opts, out);
+    if (!st) log_loaded(ctx, *out, source);
+    return st;
+}
+
 recsys_status recsys_dataset_load(recsys_ctx *ctx, const char *path, const recsys_opts *opts,
                                   recsys_dataset **out)
 {
@@ -246,7 +279,7 @@ recsys_status recsys_dataset_load(recsys_ctx *ctx, const char *path, const recsy
         rs_raw_free(&raw);
         return st;
     }
-    return rs_dataset_build(ctx, &raw, opts, out);
+    return build_logged(ctx, &raw, opts, path, out);
 }
 
 recsys_status recsys_dataset_load_sequences(recsys_ctx *ctx, const char *path,
@@ -264,7 +297,23 @@ recsys_status recsys_dataset_load_sequences(recsys_ctx *ctx, const char *path,
         rs_raw_free(&raw);
         return st;
     }
-    return rs_dataset_build(ctx, &raw, opts, out);
+    return build_logged(ctx, &raw, opts, path, out);
+}
+
+recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_opts *opts,
+                                       recsys_dataset **out)
+{
+    if (out) *out = NULL;
+    if (!ctx || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_synthetic: NULL argument");
+    rs_clear_error(ctx);
+    rs_raw raw;
+    rs_raw_init(&raw);
+    recsys_status st = rs_synthetic_generate(ctx, opts, &raw);
+    if (st) {
+        rs_raw_free(&raw);
+        return st;
+    }
+    return build_logged(ctx, &raw, opts, "synthetic", out);
 }
 
 /* Intern a numeric external id as its decimal text. */
@@ -294,7 +343,7 @@ recsys_status recsys_dataset_from_arrays(recsys_ctx *ctx, size_t n, const int64_
             return rs_error(ctx, RECSYS_E_NOMEM, "recsys_dataset_from_arrays: out of memory");
         }
     }
-    return rs_dataset_build(ctx, &raw, opts, out);
+    return build_logged(ctx, &raw, opts, "arrays", out);
 }
 
 recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path, const recsys_opts *opts,
@@ -304,10 +353,9 @@ recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path, const recsy
     if (!ctx || !path || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_open: NULL argument");
     if (!strcmp(path, "synthetic")) return recsys_dataset_synthetic(ctx, opts, out);
-    const char *format = rs_opts_str(opts, "data.format");
-    const char *times = rs_opts_str(opts, "data.times_path");
-    int seq = !strcmp(format, "sequences");
-    if (!strcmp(format, "auto")) {
+    const char *times = rs_opt_str(opts, RS_OPT_DATA_TIMES_PATH);
+    int seq = rs_opt_is(opts, RS_OPT_DATA_FORMAT, "sequences");
+    if (rs_opt_is(opts, RS_OPT_DATA_FORMAT, "auto")) {
         recsys_status st = rs_detect_sequences(ctx, path, &seq);
         if (st) return st;
         /* A times file only makes sense for sequences. */

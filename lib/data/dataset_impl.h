@@ -1,55 +1,23 @@
-/* Private to the dataset layer (dataset*.c, synthetic.c): the string table
- * that maps external ids to dense ids, the raw event list that parsers
- * fill, and the builder that turns it into a recsys_dataset. */
+/* Private to the dataset layer (dataset*.c): the builder that turns raw
+ * events (data/raw.h) into a recsys_dataset, and the file parsers.
+ *
+ * Stages inside lib/data, each calling only the ones below it:
+ *   dataset.c (public loaders, queries, recsys_dataset_synthetic)
+ *     -> dataset_parse.c (files), synthetic.c (generator)
+ *       -> dataset_index.c (data/raw.h: string table, raw events) */
 #ifndef RS_DATASET_IMPL_H
 #define RS_DATASET_IMPL_H
 
 #include "core/internal.h"
 
-/* ------------------------------------------------------------ string table */
-/* Interns strings: each distinct string gets the next id (0, 1, 2, ...),
- * so ids follow first appearance. Names live in one arena; pointers from
- * rs_strtab_name stay valid until the next insertion (the arena may move). */
-typedef struct rs_strtab {
-    char *arena;
-    size_t arena_len, arena_cap;
-    size_t *off;      /* id -> offset of its NUL-terminated name in arena */
-    uint32_t *hash;   /* id -> low bits of its hash (cheap compare, rehash) */
-    int64_t n, cap;   /* ids in use / allocated */
-    int64_t *slot;    /* open addressing: id + 1, 0 = empty */
-    size_t mask;      /* slots - 1 (power of two) */
-} rs_strtab;
-
-void rs_strtab_init(rs_strtab *t);
-void rs_strtab_free(rs_strtab *t);
-/* Id of s[0..len), inserted when absent; -1 when out of memory. */
-int64_t rs_strtab_intern(rs_strtab *t, const char *s, size_t len);
-/* Id of s[0..len) or -1 when absent. */
-int64_t rs_strtab_find(const rs_strtab *t, const char *s, size_t len);
-static inline const char *rs_strtab_name(const rs_strtab *t, int64_t id)
-{
-    return t->arena + t->off[id];
-}
+#include "data/raw.h"
+#include "data/synthetic.h"
 
 /* What recsys_dataset.index points to: the final name -> dense id maps
  * (user id = table id, item id = table id + 1), which also own the names. */
 typedef struct rs_ds_index {
     rs_strtab users, items;
 } rs_ds_index;
-
-/* ------------------------------------------------------------ raw events */
-/* Events in file order with provisional ids (table ids of the tokens). */
-typedef struct rs_raw {
-    rs_strtab users, items;
-    int64_t *user, *item, *time; /* time NULL until a timestamp is pushed */
-    size_t n, cap;
-} rs_raw;
-
-void rs_raw_init(rs_raw *r);
-void rs_raw_free(rs_raw *r);
-/* Append one event; has_time says whether t is meaningful (must be the
- * same for every event). Returns 0 or -1 when out of memory. */
-int rs_raw_push(rs_raw *r, int64_t user, int64_t item, int has_time, int64_t t);
 
 /* Filter (data.min_item_count, then data.min_user_count), give dense ids
  * by first appearance, group per user, order by time (stable), compute the
@@ -65,8 +33,5 @@ recsys_status rs_parse_sequences(recsys_ctx *ctx, const char *path, const char *
 /* data.format "auto": *is_sequences = 1 when the first data lines have
  * varying numbers of fields or more than 4. */
 recsys_status rs_detect_sequences(recsys_ctx *ctx, const char *path, int *is_sequences);
-
-/* Largest dense item id a dataset may hold. */
-#define RS_MAX_ITEMS ((int64_t)INT32_MAX - 1)
 
 #endif

@@ -1,6 +1,6 @@
 /* External id <-> dense id: an open-addressing string table, and the raw
  * event list the parsers fill. */
-#include "data/dataset_impl.h"
+#include "data/raw.h"
 
 #include <stdlib.h>
 #include <string.h>

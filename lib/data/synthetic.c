@@ -9,7 +9,7 @@
  * is well predicted by the last one (a sequential model can learn it) but
  * not by popularity alone. Successor steps come minutes apart, jumps days
  * apart, so the time gaps carry signal too (HSTU's time bias). */
-#include "data/dataset_impl.h"
+#include "data/synthetic.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -168,16 +168,12 @@ static int synth_user(const synth *s, int64_t u, int64_t mean_len, double noise,
     return 0;
 }
 
-recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_opts *opts,
-                                       recsys_dataset **out)
+recsys_status rs_synthetic_generate(recsys_ctx *ctx, const recsys_opts *opts, rs_raw *raw)
 {
-    if (out) *out = NULL;
-    if (!ctx || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_synthetic: NULL argument");
-    rs_clear_error(ctx);
-    int64_t n_users = rs_opts_int(opts, "data.synthetic_users");
-    int64_t n_items = rs_opts_int(opts, "data.synthetic_items");
-    int64_t mean_len = rs_opts_int(opts, "data.synthetic_length");
-    double noise = rs_opts_float(opts, "data.synthetic_noise");
+    int64_t n_users = rs_opt_int(opts, RS_OPT_DATA_SYNTHETIC_USERS);
+    int64_t n_items = rs_opt_int(opts, RS_OPT_DATA_SYNTHETIC_ITEMS);
+    int64_t mean_len = rs_opt_int(opts, RS_OPT_DATA_SYNTHETIC_LENGTH);
+    double noise = rs_opt_float(opts, RS_OPT_DATA_SYNTHETIC_NOISE);
     if (n_users < 1 || n_items < 2 || n_items > RS_MAX_ITEMS || mean_len < 1 || !(noise >= 0) ||
         noise > 1)
         return rs_error(ctx, RECSYS_E_INVALID, "synthetic data: bad size or noise option");
@@ -185,14 +181,9 @@ recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_opts *opts,
     rs_rng_seed(&r, ctx->seed ^ 0x73796e7468657469ULL); /* "synthetic" stream */
     synth s;
     memset(&s, 0, sizeof s);
-    rs_raw raw;
-    rs_raw_init(&raw);
     int bad = synth_graph(&s, n_items, &r);
-    for (int64_t u = 0; !bad && u < n_users; u++) bad = synth_user(&s, u, mean_len, noise, &r, &raw);
+    for (int64_t u = 0; !bad && u < n_users; u++) bad = synth_user(&s, u, mean_len, noise, &r, raw);
     synth_free(&s);
-    if (bad) {
-        rs_raw_free(&raw);
-        return rs_error(ctx, RECSYS_E_NOMEM, "synthetic data: out of memory");
-    }
-    return rs_dataset_build(ctx, &raw, opts, out);
+    if (bad) return rs_error(ctx, RECSYS_E_NOMEM, "synthetic data: out of memory");
+    return RECSYS_OK;
 }

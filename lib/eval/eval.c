@@ -5,7 +5,7 @@
 #include "models/batch.h"
 #include "eval/metrics.h"
 #include "models/model.h"
-#include "serve/serve.h"
+#include "models/model_meta.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -167,17 +167,17 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
     eval_state e = {0};
     e.ctx = ctx;
     e.ds = ds;
-    e.full = !strcmp(rs_opts_str(opts, "eval.protocol"), "full");
-    e.test_split = !strcmp(rs_opts_str(opts, "eval.split"), "test");
-    e.n_neg = (int)rs_opts_int(opts, "eval.negatives");
-    e.exclude_history = (int)rs_opts_int(opts, "eval.exclude_history");
-    e.seed = (uint64_t)rs_opts_int(opts, "trainer.seed") ^ 0x5eed0e7a1ULL;
+    e.full = rs_opt_is(opts, RS_OPT_EVAL_PROTOCOL, "full");
+    e.test_split = rs_opt_is(opts, RS_OPT_EVAL_SPLIT, "test");
+    e.n_neg = (int)rs_opt_int(opts, RS_OPT_EVAL_NEGATIVES);
+    e.exclude_history = rs_opt_bool(opts, RS_OPT_EVAL_EXCLUDE_HISTORY);
+    e.seed = (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED) ^ 0x5eed0e7a1ULL;
     rs_rank_acc proto;
-    recsys_status st = rs_rank_acc_init(ctx, &proto, rs_opts_str(opts, "eval.ks"));
+    recsys_status st = rs_rank_acc_init(ctx, &proto, rs_opt_str(opts, RS_OPT_EVAL_KS));
     if (st) return st;
 
     int nt = ctx->n_threads;
-    int B = (int)rs_opts_int(opts, "eval.batch_size");
+    int B = (int)rs_opt_int(opts, RS_OPT_EVAL_BATCH_SIZE);
     const rs_model_config *cfg = model ? &model->cfg : NULL;
     e.d = cfg ? cfg->dim : 1;
     e.L = cfg ? cfg->max_len : 1;

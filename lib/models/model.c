@@ -1,7 +1,7 @@
 /* recsys_model: config <-> opts, creation with the family's ops table, and
  * the public handle (ref-counted; trainers and sessions hold references). */
 #include "models/model.h"
-#include "serve/serve.h"
+#include "models/model_meta.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,27 +24,26 @@ recsys_status rs_model_config_from_opts(recsys_ctx *ctx, const recsys_opts *opts
     if (n_items < 1)
         return rs_error(ctx, RECSYS_E_INVALID, "model config: the catalogue is empty (n_items = %d)",
                         n_items);
-    const char *type = rs_opts_str(opts, "model.type");
-    if (!strcmp(type, "sasrec")) cfg->type = RS_MODEL_SASREC;
-    else if (!strcmp(type, "hstu")) cfg->type = RS_MODEL_HSTU;
-    else return rs_error(ctx, RECSYS_E_INVALID, "model.type: unknown model '%s'", type);
+    if (rs_opt_is(opts, RS_OPT_MODEL_TYPE, "sasrec")) cfg->type = RS_MODEL_SASREC;
+    else if (rs_opt_is(opts, RS_OPT_MODEL_TYPE, "hstu")) cfg->type = RS_MODEL_HSTU;
+    else return rs_error(ctx, RECSYS_E_INVALID, "model.type: unknown model '%s'",
+                         rs_opt_enum(opts, RS_OPT_MODEL_TYPE));
     cfg->n_items = n_items;
-    cfg->max_len = (int)rs_opts_int(opts, "model.max_len");
-    cfg->dim = (int)rs_opts_int(opts, "model.dim");
-    cfg->blocks = (int)rs_opts_int(opts, "model.blocks");
-    cfg->heads = (int)rs_opts_int(opts, "model.heads");
-    cfg->ffn_dim = (int)rs_opts_int(opts, "model.ffn_dim");
-    cfg->dqk = (int)rs_opts_int(opts, "model.dqk");
-    cfg->dv = (int)rs_opts_int(opts, "model.dv");
-    cfg->dropout = (float)rs_opts_float(opts, "model.dropout");
-    const char *norm = rs_opts_str(opts, "model.norm");
-    cfg->norm = !strcmp(norm, "post") ? RS_NORM_POST
-              : !strcmp(norm, "pre")  ? RS_NORM_PRE
-                                      : RS_NORM_ORIGINAL;
-    const char *tb = rs_opts_str(opts, "model.time_bias");
-    cfg->time_bias = !strcmp(tb, "on") || (!strcmp(tb, "auto") && has_time);
-    const char *l2 = rs_opts_str(opts, "model.l2norm");
-    cfg->l2norm = !strcmp(l2, "on") || (!strcmp(l2, "auto") && cfg->type == RS_MODEL_HSTU);
+    cfg->max_len = (int)rs_opt_int(opts, RS_OPT_MODEL_MAX_LEN);
+    cfg->dim = (int)rs_opt_int(opts, RS_OPT_MODEL_DIM);
+    cfg->blocks = (int)rs_opt_int(opts, RS_OPT_MODEL_BLOCKS);
+    cfg->heads = (int)rs_opt_int(opts, RS_OPT_MODEL_HEADS);
+    cfg->ffn_dim = (int)rs_opt_int(opts, RS_OPT_MODEL_FFN_DIM);
+    cfg->dqk = (int)rs_opt_int(opts, RS_OPT_MODEL_DQK);
+    cfg->dv = (int)rs_opt_int(opts, RS_OPT_MODEL_DV);
+    cfg->dropout = (float)rs_opt_float(opts, RS_OPT_MODEL_DROPOUT);
+    cfg->norm = rs_opt_is(opts, RS_OPT_MODEL_NORM, "post") ? RS_NORM_POST
+              : rs_opt_is(opts, RS_OPT_MODEL_NORM, "pre")  ? RS_NORM_PRE
+                                                            : RS_NORM_ORIGINAL;
+    cfg->time_bias = rs_opt_is(opts, RS_OPT_MODEL_TIME_BIAS, "on") ||
+                     (rs_opt_is(opts, RS_OPT_MODEL_TIME_BIAS, "auto") && has_time);
+    cfg->l2norm = rs_opt_is(opts, RS_OPT_MODEL_L2NORM, "on") ||
+                  (rs_opt_is(opts, RS_OPT_MODEL_L2NORM, "auto") && cfg->type == RS_MODEL_HSTU);
 
     if (cfg->max_len < 1 || cfg->dim < 1 || cfg->blocks < 1 || cfg->heads < 1 ||
         cfg->ffn_dim < 0 || cfg->dqk < 0 || cfg->dv < 0 || !(cfg->dropout >= 0.0f) ||
@@ -81,18 +80,18 @@ recsys_status rs_model_config_to_opts(const rs_model_config *cfg, recsys_opts *o
     char f[32];
     format_float(f, sizeof f, cfg->dropout);
     recsys_status st = RECSYS_OK;
-    if (!st) st = recsys_opts_set(o, "model.type", cfg->type == RS_MODEL_HSTU ? "hstu" : "sasrec");
-    if (!st) st = recsys_opts_set_int(o, "model.max_len", cfg->max_len);
-    if (!st) st = recsys_opts_set_int(o, "model.dim", cfg->dim);
-    if (!st) st = recsys_opts_set_int(o, "model.blocks", cfg->blocks);
-    if (!st) st = recsys_opts_set_int(o, "model.heads", cfg->heads);
-    if (!st) st = recsys_opts_set(o, "model.dropout", f);
-    if (!st) st = recsys_opts_set(o, "model.norm", norm_name(cfg->norm));
-    if (!st) st = recsys_opts_set_int(o, "model.ffn_dim", cfg->ffn_dim);
-    if (!st) st = recsys_opts_set_int(o, "model.dqk", cfg->dqk);
-    if (!st) st = recsys_opts_set_int(o, "model.dv", cfg->dv);
-    if (!st) st = recsys_opts_set(o, "model.time_bias", cfg->time_bias ? "on" : "off");
-    if (!st) st = recsys_opts_set(o, "model.l2norm", cfg->l2norm ? "on" : "off");
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_TYPE, cfg->type == RS_MODEL_HSTU ? "hstu" : "sasrec");
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_MAX_LEN, cfg->max_len);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_DIM, cfg->dim);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_BLOCKS, cfg->blocks);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_HEADS, cfg->heads);
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_DROPOUT, f);
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_NORM, norm_name(cfg->norm));
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_FFN_DIM, cfg->ffn_dim);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_DQK, cfg->dqk);
+    if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_DV, cfg->dv);
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_TIME_BIAS, cfg->time_bias ? "on" : "off");
+    if (!st) st = rs_opt_set(o, RS_OPT_MODEL_L2NORM, cfg->l2norm ? "on" : "off");
     return st;
 }
 
@@ -139,6 +138,10 @@ recsys_status rs_model_create(recsys_ctx *ctx, const rs_model_config *cfg, rs_rn
                         "cannot create a model of %zu parameters", ops->n_params(cfg));
     }
     if (rng) ops->init(cfg, m->params, rng);
+    rs_log(ctx, RECSYS_LOG_INFO,
+           "model: %s, %zu parameters (dim %d, %d blocks, %d heads, max_len %d, %d items)",
+           cfg->type == RS_MODEL_HSTU ? "hstu" : "sasrec", m->n_params, cfg->dim, cfg->blocks,
+           cfg->heads, cfg->max_len, cfg->n_items);
     *out = m;
     return RECSYS_OK;
 }
@@ -153,7 +156,7 @@ recsys_status recsys_model_new(recsys_ctx *ctx, const recsys_opts *opts, const r
     recsys_status st = rs_model_config_from_opts(ctx, opts, ds->n_items, ds->times != NULL, &cfg);
     if (st) return st;
     rs_rng rng;
-    rs_rng_seed(&rng, (uint64_t)rs_opts_int(opts, "trainer.seed"));
+    rs_rng_seed(&rng, (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED));
     st = rs_model_create(ctx, &cfg, &rng, out);
     if (!st && (st = rs_model_meta_from_dataset(ctx, *out, ds))) {
         recsys_model_free(*out);

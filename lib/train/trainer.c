@@ -1,16 +1,31 @@
 /* recsys_trainer: epochs of shuffled user batches, negative sampling, the
- * model's forward/backward, a loss, and Adam/AdamW. All buffers are
- * allocated once here; a training step allocates nothing. */
+ * model's forward/backward, a loss, and the optimiser (train/optimizer.c).
+ * All buffers are allocated once here; a training step allocates nothing.
+ *
+ * The trainer never changes its ctx for good: trainer.threads and
+ * trainer.bf16 are its own settings, put on the ctx only while one of its
+ * calls runs (and taken off around the progress callback). */
 #include "models/batch.h"
 #include "checkpoint/checkpoint.h"
 #include "train/loss.h"
 #include "train/loss_softmax.h"
+#include "train/optimizer.h"
 #include "models/model.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Users with fewer training items than this give no (input, target) pair. */
+#define MIN_TRAIN_ITEMS 2
+/* Rejection sampling of an unseen negative gives up after this many draws
+ * (a user who has seen nearly everything) and takes any item. */
+#define UNSEEN_MAX_TRIES 1000
+/* Longest trainer.checkpoint path kept, with its NUL. */
+#define CHECKPOINT_PATH_MAX 1024
+/* The BCE loss uses one negative per position. */
+#define BCE_NEGATIVES 1
 
 enum loss_kind { LOSS_BCE, LOSS_SOFTMAX };
 
@@ -22,23 +37,74 @@ struct recsys_trainer {
     rs_ssm_workspace *ssm; /* sampled-softmax scratch */
     float *bce_scratch;    /* BCE scratch */
     rs_batch_buf bb;
-    float *F, *dF, *grads, *adam_m, *adam_v;
+    float *F, *dF, *grads;
+    rs_adam adam;
     int64_t *users;       /* users with at least one training pair */
     int64_t n_users;
     uint32_t *seen;       /* per item: stamp of the last user that had it */
     uint32_t stamp;
     rs_rng rng;
     /* settings */
-    int batch_size, epochs, shared_negatives, decoupled_wd;
+    int batch_size, epochs, shared_negatives, eval_every;
     enum loss_kind loss;
-    float lr, beta1, beta2, eps, weight_decay, temperature;
-    int64_t adam_step;
+    float temperature;
     int epoch;
-    char checkpoint_path[1024];
+    char checkpoint_path[CHECKPOINT_PATH_MAX];
     int checkpoint_every;
+    int threads;          /* trainer.threads: 0 = the ctx's */
+    rs_pool *pool;        /* own workers when threads differs from the ctx's; else NULL */
+    int bf16;             /* trainer.bf16 */
     recsys_progress_fn progress;
     void *progress_user;
 };
+
+/* ------------------------------------------------- the trainer's settings */
+
+/* What the trainer puts on its ctx while it works, and takes off after. */
+typedef struct ctx_saved {
+    rs_pool *pool;
+    int n_threads, bf16;
+} ctx_saved;
+
+static int bf16_supported(const recsys_ctx *ctx)
+{
+    return ctx->cpu.avx512_bf16 && ctx->kern.isa >= RS_ISA_AVX512;
+}
+
+/* The trainer's own workers, when trainer.threads asks for a count the
+ * ctx does not have (started once, on first need). */
+static recsys_status own_pool(recsys_trainer *t)
+{
+    if (t->threads <= 0 || t->pool || t->threads == t->ctx->n_threads) return RECSYS_OK;
+    t->pool = rs_pool_new(t->threads);
+    return t->pool ? RECSYS_OK
+                   : rs_error(t->ctx, RECSYS_E_NOMEM, "cannot start %d threads", t->threads);
+}
+
+static recsys_status settings_on(recsys_trainer *t, ctx_saved *saved)
+{
+    recsys_ctx *ctx = t->ctx;
+    *saved = (ctx_saved){ctx->pool, ctx->n_threads, ctx->bf16};
+    recsys_status st = own_pool(t);
+    if (st) return st;
+    if (t->pool && t->threads != ctx->n_threads) {
+        ctx->pool = t->pool;
+        ctx->n_threads = t->threads;
+    }
+    /* As recsys_ctx_set_max_isa: a cap below AVX-512 since trainer_new drops bf16. */
+    if (t->bf16 && bf16_supported(ctx)) ctx->bf16 = 1;
+    return RECSYS_OK;
+}
+
+static void settings_off(recsys_trainer *t, const ctx_saved *saved)
+{
+    recsys_ctx *ctx = t->ctx;
+    ctx->pool = saved->pool;
+    ctx->n_threads = saved->n_threads;
+    ctx->bf16 = saved->bf16;
+}
+
+/* ------------------------------------------------------------- lifetime */
 
 void recsys_trainer_free(recsys_trainer *t)
 {
@@ -50,12 +116,26 @@ void recsys_trainer_free(recsys_trainer *t)
     rs_free(t->F);
     rs_free(t->dF);
     rs_free(t->grads);
-    rs_free(t->adam_m);
-    rs_free(t->adam_v);
+    rs_adam_free(&t->adam);
     free(t->users);
     free(t->seen);
+    rs_pool_free(t->pool);
     recsys_model_free(t->model);
     free(t);
+}
+
+static void log_trainer(const recsys_trainer *t)
+{
+    recsys_ctx *ctx = t->ctx;
+    int threads = t->threads > 0 ? t->threads : ctx->n_threads;
+    rs_log(ctx, RECSYS_LOG_INFO,
+           "trainer: %s loss, %s lr %g, batch %d, %d epochs, %lld training users; %d threads "
+           "(%s), bf16 %s; kernels %s, GEMM %s",
+           t->loss == LOSS_BCE ? "bce" : "sampled_softmax",
+           t->adam.decoupled_wd ? "adamw" : "adam", (double)t->adam.lr, t->batch_size, t->epochs,
+           (long long)t->n_users, threads, threads != ctx->n_threads ? "its own" : "the ctx's",
+           t->bf16 || ctx->bf16 ? "on" : "off", recsys_ctx_isa(ctx),
+           recsys_ctx_kernel_name(ctx, RECSYS_KERNEL_GEMM));
 }
 
 recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
@@ -75,29 +155,26 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
     t->ctx = ctx;
     t->model = rs_model_ref(model);
     t->ds = ds;
-    t->batch_size = (int)rs_opts_int(opts, "trainer.batch_size");
-    t->epochs = (int)rs_opts_int(opts, "trainer.epochs");
-    t->lr = (float)rs_opts_float(opts, "trainer.lr");
-    t->beta1 = (float)rs_opts_float(opts, "trainer.beta1");
-    t->beta2 = (float)rs_opts_float(opts, "trainer.beta2");
-    t->eps = (float)rs_opts_float(opts, "trainer.eps");
-    t->weight_decay = (float)rs_opts_float(opts, "trainer.weight_decay");
-    t->decoupled_wd = !strcmp(rs_opts_str(opts, "trainer.optimizer"), "adamw");
-    t->loss = !strcmp(rs_opts_str(opts, "trainer.loss"), "sampled_softmax") ? LOSS_SOFTMAX
-                                                                              : LOSS_BCE;
-    t->temperature = (float)rs_opts_float(opts, "trainer.temperature");
-    t->shared_negatives = (int)rs_opts_int(opts, "trainer.shared_negatives");
+    t->batch_size = (int)rs_opt_int(opts, RS_OPT_TRAINER_BATCH_SIZE);
+    t->epochs = (int)rs_opt_int(opts, RS_OPT_TRAINER_EPOCHS);
+    t->eval_every = (int)rs_opt_int(opts, RS_OPT_TRAINER_EVAL_EVERY);
+    t->loss = rs_opt_is(opts, RS_OPT_TRAINER_LOSS, "sampled_softmax") ? LOSS_SOFTMAX : LOSS_BCE;
+    t->temperature = (float)rs_opt_float(opts, RS_OPT_TRAINER_TEMPERATURE);
+    t->shared_negatives = rs_opt_bool(opts, RS_OPT_TRAINER_SHARED_NEGATIVES);
     snprintf(t->checkpoint_path, sizeof t->checkpoint_path, "%s",
-             rs_opts_str(opts, "trainer.checkpoint"));
-    t->checkpoint_every = (int)rs_opts_int(opts, "trainer.checkpoint_every");
-    rs_rng_seed(&t->rng, (uint64_t)rs_opts_int(opts, "trainer.seed"));
-    int threads = (int)rs_opts_int(opts, "trainer.threads");
-    recsys_status st = RECSYS_OK;
-    if (threads > 0 && threads != ctx->n_threads) st = recsys_ctx_set_threads(ctx, threads);
-    if (!st && rs_opts_int(opts, "trainer.bf16")) st = recsys_ctx_set_bf16(ctx, 1);
+             rs_opt_str(opts, RS_OPT_TRAINER_CHECKPOINT));
+    t->checkpoint_every = (int)rs_opt_int(opts, RS_OPT_TRAINER_CHECKPOINT_EVERY);
+    rs_rng_seed(&t->rng, (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED));
+    t->threads = (int)rs_opt_int(opts, RS_OPT_TRAINER_THREADS);
+    t->bf16 = rs_opt_bool(opts, RS_OPT_TRAINER_BF16);
+    recsys_status st = own_pool(t);
+    if (!st && t->bf16 && !bf16_supported(ctx))
+        st = rs_error(ctx, RECSYS_E_UNSUPPORTED,
+                      "bf16 mode needs AVX-512-BF16 and the avx512 kernels");
 
     const rs_model_config *cfg = &model->cfg;
-    int n_neg = t->loss == LOSS_BCE ? 1 : (int)rs_opts_int(opts, "trainer.negatives");
+    int n_neg = t->loss == LOSS_BCE ? BCE_NEGATIVES
+                                    : (int)rs_opt_int(opts, RS_OPT_TRAINER_NEGATIVES);
     size_t rows = (size_t)t->batch_size * cfg->max_len;
     if (!st) st = rs_batch_buf_init(ctx, &t->bb, t->batch_size, cfg->max_len, n_neg,
                                     ds->times != NULL);
@@ -106,8 +183,7 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
         t->F = rs_calloc(rows, (size_t)cfg->dim * sizeof(float));
         t->dF = rs_calloc(rows, (size_t)cfg->dim * sizeof(float));
         t->grads = rs_calloc(model->n_params, sizeof(float));
-        t->adam_m = rs_calloc(model->n_params, sizeof(float));
-        t->adam_v = rs_calloc(model->n_params, sizeof(float));
+        recsys_status adam_st = rs_adam_init(&t->adam, opts, model->n_params);
         t->users = malloc(sizeof(int64_t) * (size_t)(ds->n_users ? ds->n_users : 1));
         t->seen = calloc((size_t)ds->n_items + 1, sizeof *t->seen);
         if (t->loss == LOSS_SOFTMAX)
@@ -115,17 +191,18 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
         else
             t->bce_scratch = rs_malloc(
                 sizeof(float) * rs_loss_bce_scratch_floats(t->batch_size, cfg->max_len, n_neg));
-        if (!t->ws || !t->F || !t->dF || !t->grads || !t->adam_m || !t->adam_v || !t->users ||
-            !t->seen || (t->loss == LOSS_SOFTMAX ? !t->ssm : !t->bce_scratch))
+        if (!t->ws || !t->F || !t->dF || !t->grads || adam_st || !t->users || !t->seen ||
+            (t->loss == LOSS_SOFTMAX ? !t->ssm : !t->bce_scratch))
             st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for training buffers");
     }
     if (!st) {
         for (int64_t u = 0; u < ds->n_users; u++)
-            if (rs_user_train_len(ds, u) >= 2) t->users[t->n_users++] = u;
+            if (rs_user_train_len(ds, u) >= MIN_TRAIN_ITEMS) t->users[t->n_users++] = u;
         if (t->n_users == 0)
             st = rs_error(ctx, RECSYS_E_INVALID, "no user has two training items");
     }
     if (st) { recsys_trainer_free(t); return st; }
+    log_trainer(t);
     *out = t;
     return RECSYS_OK;
 }
@@ -141,12 +218,18 @@ recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_progress_fn 
 
 int recsys_trainer_epoch(const recsys_trainer *t) { return t ? t->epoch : 0; }
 
+int recsys_trainer_eval_due(const recsys_trainer *t)
+{
+    if (!t || t->eval_every <= 0 || t->epoch == 0) return 0;
+    return t->epoch % t->eval_every == 0 || t->epoch == t->epochs;
+}
+
 /* One uniformly sampled item the user has not interacted with (the stamp of
  * the user's items is current). Gives up on users who rated everything. */
 static int32_t sample_unseen(recsys_trainer *t)
 {
     int32_t n = t->ds->n_items;
-    for (int tries = 0; tries < 1000; tries++) {
+    for (int tries = 0; tries < UNSEEN_MAX_TRIES; tries++) {
         int32_t it = 1 + (int32_t)rs_rng_below(&t->rng, (uint64_t)n);
         if (t->seen[it] != t->stamp) return it;
     }
@@ -191,39 +274,6 @@ static int64_t fill_batch(recsys_trainer *t, int64_t b0, int rows)
     return targets;
 }
 
-typedef struct adam_job {
-    recsys_trainer *t;
-    size_t chunk;
-    float lr, bc1, bc2, wd;
-} adam_job;
-
-static void adam_task(void *arg, int task, int thread)
-{
-    (void)thread;
-    adam_job *j = arg;
-    recsys_trainer *t = j->t;
-    size_t i0 = (size_t)task * j->chunk, n = t->model->n_params;
-    size_t len = n - i0 < j->chunk ? n - i0 : j->chunk;
-    float *p = t->model->params + i0, *g = t->grads + i0;
-    if (j->wd > 0 && !t->decoupled_wd) /* classic L2: add to the gradient */
-        for (size_t i = 0; i < len; i++) g[i] += j->wd * p[i];
-    t->ctx->kern.adam(len, p, g, t->adam_m + i0, t->adam_v + i0, j->lr, t->beta1, t->beta2,
-                      t->eps, t->decoupled_wd ? j->wd : 0.0f, j->bc1, j->bc2);
-}
-
-static void adam_step(recsys_trainer *t)
-{
-    t->adam_step++;
-    adam_job j = {t, 0, t->lr, 1.0f - powf(t->beta1, (float)t->adam_step),
-                  1.0f - powf(t->beta2, (float)t->adam_step), t->weight_decay};
-    size_t n = t->model->n_params;
-    int tasks = t->ctx->n_threads * 4;
-    j.chunk = (n + (size_t)tasks - 1) / (size_t)tasks;
-    j.chunk = (j.chunk + 15) & ~(size_t)15;
-    tasks = (int)((n + j.chunk - 1) / j.chunk);
-    rs_pool_run(t->ctx->pool, tasks, adam_task, &j);
-}
-
 static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
 {
     recsys_model *m = t->model;
@@ -247,19 +297,30 @@ static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
                         *loss, t->epoch + 1);
     st = m->ops->backward(t->ctx, cfg, m->params, t->ws, &b, t->dF, t->grads);
     if (st) return st;
-    adam_step(t);
+    rs_adam_step(t->ctx, &t->adam, m->params, t->grads);
     return RECSYS_OK;
 }
 
-recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
+/* The progress callback runs with the caller's ctx settings: it may call
+ * into the library with the same ctx. */
+static recsys_status report_progress(recsys_trainer *t, ctx_saved *saved,
+                                     const recsys_progress *p)
 {
-    if (!t) return RECSYS_E_INVALID;
-    recsys_ctx *ctx = t->ctx;
+    settings_off(t, saved);
+    int stop = t->progress(t->progress_user, p);
+    recsys_status st = settings_on(t, saved);
+    if (st) return st;
+    return stop ? rs_error(t->ctx, RECSYS_E_ABORTED, "training stopped by the progress callback")
+                : RECSYS_OK;
+}
+
+static recsys_status run_epoch(recsys_trainer *t, ctx_saved *saved, double *mean_loss)
+{
     /* Fisher–Yates shuffle of the users from their natural order, so an
      * epoch's order depends only on the RNG state (and resumes exactly). */
     t->n_users = 0;
     for (int64_t u = 0; u < t->ds->n_users; u++)
-        if (rs_user_train_len(t->ds, u) >= 2) t->users[t->n_users++] = u;
+        if (rs_user_train_len(t->ds, u) >= MIN_TRAIN_ITEMS) t->users[t->n_users++] = u;
     for (int64_t i = t->n_users - 1; i > 0; i--) {
         int64_t j = (int64_t)rs_rng_below(&t->rng, (uint64_t)i + 1);
         int64_t tmp = t->users[i];
@@ -282,8 +343,7 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
             double el = rs_now() - t0;
             recsys_progress p = {sizeof p, t->epoch + 1, t->epochs, s + 1, steps,
                                  loss_sum / (double)(s + 1), el, el > 0 ? samples / el : 0};
-            if (t->progress(t->progress_user, &p))
-                return rs_error(ctx, RECSYS_E_ABORTED, "training stopped by the progress callback");
+            if ((st = report_progress(t, saved, &p))) return st;
         }
     }
     t->epoch++;
@@ -293,11 +353,21 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
     return RECSYS_OK;
 }
 
+recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
+{
+    if (!t) return RECSYS_E_INVALID;
+    ctx_saved saved;
+    recsys_status st = settings_on(t, &saved);
+    if (!st) st = run_epoch(t, &saved, mean_loss);
+    settings_off(t, &saved);
+    return st;
+}
+
 recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path)
 {
     if (!t) return RECSYS_E_INVALID;
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
-    rs_train_state s = {t->epoch, t->adam_step, {0}, t->adam_m, t->adam_v};
+    rs_train_state s = {t->epoch, t->adam.step, {0}, t->adam.m, t->adam.v};
     memcpy(s.rng, t->rng.s, sizeof s.rng);
     return rs_checkpoint_save_train(t->ctx, t->model, path, &s);
 }
@@ -306,11 +376,11 @@ recsys_status recsys_trainer_resume(recsys_trainer *t, const char *path)
 {
     if (!t) return RECSYS_E_INVALID;
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
-    rs_train_state s = {0, 0, {0}, t->adam_m, t->adam_v};
+    rs_train_state s = {0, 0, {0}, t->adam.m, t->adam.v};
     recsys_status st = rs_checkpoint_load_train(t->ctx, path, t->model, &s);
     if (st) return st;
     t->epoch = (int)s.epoch;
-    t->adam_step = s.step;
+    t->adam.step = s.step;
     memcpy(t->rng.s, s.rng, sizeof s.rng);
     return RECSYS_OK;
 }

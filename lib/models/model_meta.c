@@ -1,7 +1,7 @@
 /* A model's self-description: external item ids (with a name -> id hash
  * index), the training data's fingerprint, the checkpoint sections that
  * carry them (IIDS, META; docs/CHECKPOINT.md) and the public info calls. */
-#include "serve/serve.h"
+#include "models/model_meta.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -141,24 +141,28 @@ uint64_t rs_dataset_fingerprint(const recsys_dataset *ds)
 {
     uint64_t h = rs_hash64(0x7265637379730001ULL, (uint64_t)ds->n_users);
     h = rs_hash64(h, (uint64_t)ds->n_items);
-    for (int64_t u = 0; u < ds->n_users; u++) {
-        h = rs_hash64(h, hash_name(ds->user_names[u], strlen(ds->user_names[u])));
+    for (int64_t u = 0; ds->offsets && u < ds->n_users; u++) {
+        if (ds->user_names && ds->user_names[u])
+            h = rs_hash64(h, hash_name(ds->user_names[u], strlen(ds->user_names[u])));
         for (int64_t e = ds->offsets[u]; e < ds->offsets[u + 1]; e++) {
             h = rs_hash64(h, (uint64_t)ds->items[e]);
             if (ds->times) h = rs_hash64(h, (uint64_t)ds->times[e]);
         }
     }
-    for (int32_t i = 1; i <= ds->n_items; i++)
-        h = rs_hash64(h, hash_name(ds->item_names[i], strlen(ds->item_names[i])));
+    for (int32_t i = 1; ds->item_names && i <= ds->n_items; i++)
+        if (ds->item_names[i]) h = rs_hash64(h, hash_name(ds->item_names[i], strlen(ds->item_names[i])));
     return h ? h : 1;
 }
 
 recsys_status rs_model_meta_from_dataset(recsys_ctx *ctx, recsys_model *m,
                                          const recsys_dataset *ds)
 {
-    recsys_status st = rs_model_meta_set_names(ctx, m, (const char *const *)ds->item_names + 1,
-                                               ds->n_items);
-    if (st) return st;
+    if (ds->item_names) {
+        recsys_status st = rs_model_meta_set_names(ctx, m,
+                                                   (const char *const *)ds->item_names + 1,
+                                                   ds->n_items);
+        if (st) return st;
+    }
     m->meta->fingerprint = rs_dataset_fingerprint(ds);
     m->meta->has_time = ds->times != NULL;
     m->meta->n_users = ds->n_users;
