@@ -177,13 +177,13 @@ static void test_version1_checkpoint(void **state)
     assert_int_equal(it, 5);
     assert_int_equal(recsys_model_item_id(m2, "8", &it), RECSYS_E_NOT_FOUND);
     assert_memory_equal(m->params, m2->params, m->n_params * sizeof(float));
+    recsys_model_free(m2);
     /* version 3 is refused */
     buf[8] = 3;
     fp = fopen(path, "wb");
     assert_int_equal(fwrite(buf, 1, len, fp), len);
     fclose(fp);
     assert_int_equal(recsys_model_load(ctx, path, &m2), RECSYS_E_FORMAT);
-    recsys_model_free(m2);
     recsys_model_free(m);
     unlink(path);
     recsys_ctx_free(ctx);
