@@ -14,7 +14,7 @@ extra=$(comm -13 <(echo "$declared") <(echo "$exported"))
 [ -z "$leaks" ] || { echo "non-recsys symbols exported:"; echo "$leaks"; fail=1; }
 [ -z "$missing" ] || { echo "declared but not exported:"; echo "$missing"; fail=1; }
 [ -z "$extra" ] || { echo "exported but not declared:"; echo "$extra"; fail=1; }
-nm -D --defined-only "$so" | grep -q 'recsys_ctx_new@@LIBRECSYS_0' || { echo "no version node"; fail=1; }
+grep -q 'recsys_ctx_new@@LIBRECSYS_0' <<<"$(nm -D --defined-only "$so")" || { echo "no version node"; fail=1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 printf '#include <librecsys/recsys.h>\nint main(void){return recsys_version_number() > 0 ? 0 : 1;}\n' > "$tmp/c.c"

@@ -88,6 +88,7 @@ static int find_key(const char *key)
 
 recsys_status recsys_opts_new(recsys_ctx *ctx, recsys_opts **out)
 {
+    rs_enter(ctx);
     if (!out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_opts_new: out is NULL");
     *out = NULL;
     recsys_opts *o = calloc(1, sizeof *o);
@@ -174,7 +175,8 @@ static int validate(const opt_def *d, const char *v, char *why, size_t why_len)
 
 recsys_status recsys_opts_set(recsys_opts *o, const char *key, const char *value)
 {
-    if (!o) return RECSYS_E_INVALID;
+    rs_enter(rs_opts_ctx(o));
+    if (!o) return RS_BAD_ARGS();
     int i = find_key(key);
     if (i < 0) return rs_error(o->ctx, RECSYS_E_NOT_FOUND, "unknown option '%s'", key ? key : "(null)");
     if (!value) return rs_error(o->ctx, RECSYS_E_INVALID, "option '%s': value is NULL", key);
@@ -190,6 +192,7 @@ recsys_status recsys_opts_set(recsys_opts *o, const char *key, const char *value
 
 recsys_status recsys_opts_set_int(recsys_opts *o, const char *key, int64_t value)
 {
+    rs_enter(rs_opts_ctx(o));
     char buf[32];
     snprintf(buf, sizeof buf, "%lld", (long long)value);
     return recsys_opts_set(o, key, buf);
@@ -197,6 +200,7 @@ recsys_status recsys_opts_set_int(recsys_opts *o, const char *key, int64_t value
 
 recsys_status recsys_opts_set_float(recsys_opts *o, const char *key, double value)
 {
+    rs_enter(rs_opts_ctx(o));
     char buf[40];
     snprintf(buf, sizeof buf, "%.17g", value);
     return recsys_opts_set(o, key, buf);
@@ -204,7 +208,8 @@ recsys_status recsys_opts_set_float(recsys_opts *o, const char *key, double valu
 
 recsys_status recsys_opts_get(const recsys_opts *o, const char *key, const char **value)
 {
-    if (!o || !value) return RECSYS_E_INVALID;
+    rs_enter(rs_opts_ctx(o));
+    if (!o || !value) return RS_BAD_ARGS();
     int i = find_key(key);
     if (i < 0) return rs_error(o->ctx, RECSYS_E_NOT_FOUND, "unknown option '%s'", key ? key : "(null)");
     *value = o->values[i] ? o->values[i] : DEFS[i].def;
@@ -213,6 +218,7 @@ recsys_status recsys_opts_get(const recsys_opts *o, const char *key, const char 
 
 recsys_status recsys_opts_get_int(const recsys_opts *o, const char *key, int64_t *value)
 {
+    rs_enter(rs_opts_ctx(o));
     const char *v = NULL;
     recsys_status st = recsys_opts_get(o, key, &v);
     if (st) return st;
@@ -226,6 +232,7 @@ recsys_status recsys_opts_get_int(const recsys_opts *o, const char *key, int64_t
 
 recsys_status recsys_opts_get_float(const recsys_opts *o, const char *key, double *value)
 {
+    rs_enter(rs_opts_ctx(o));
     const char *v = NULL;
     recsys_status st = recsys_opts_get(o, key, &v);
     if (st) return st;
@@ -270,7 +277,7 @@ double rs_opts_float(const recsys_opts *o, const char *key)
 /* All-or-nothing updates (the YAML loader): work on a copy, then swap. */
 recsys_status rs_opts_copy(const recsys_opts *src, recsys_opts **out)
 {
-    if (!src || !out) return RECSYS_E_INVALID;
+    if (!src || !out) return RS_BAD_ARGS();
     recsys_status st = recsys_opts_new(src->ctx, out);
     if (st) return st;
     for (int i = 0; i < N_DEFS; i++) {

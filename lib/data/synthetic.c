@@ -171,6 +171,7 @@ static int synth_user(const synth *s, int64_t u, int64_t mean_len, double noise,
 recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_opts *opts,
                                        recsys_dataset **out)
 {
+    rs_enter(ctx);
     if (out) *out = NULL;
     if (!ctx || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_synthetic: NULL argument");
     rs_clear_error(ctx);

@@ -62,7 +62,8 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
                                  const recsys_dataset *ds, const recsys_opts *opts,
                                  recsys_trainer **out)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     if (!model || !ds || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_trainer_new: NULL argument");
     *out = NULL;
@@ -133,7 +134,8 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
 recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_progress_fn fn,
                                           void *user_data)
 {
-    if (!t) return RECSYS_E_INVALID;
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
     t->progress = fn;
     t->progress_user = user_data;
     return RECSYS_OK;
@@ -253,7 +255,8 @@ static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
 
 recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
 {
-    if (!t) return RECSYS_E_INVALID;
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
     recsys_ctx *ctx = t->ctx;
     /* Fisher–Yates shuffle of the users from their natural order, so an
      * epoch's order depends only on the RNG state (and resumes exactly). */
@@ -295,7 +298,8 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
 
 recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path)
 {
-    if (!t) return RECSYS_E_INVALID;
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {t->epoch, t->adam_step, {0}, t->adam_m, t->adam_v};
     memcpy(s.rng, t->rng.s, sizeof s.rng);
@@ -304,7 +308,8 @@ recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path
 
 recsys_status recsys_trainer_resume(recsys_trainer *t, const char *path)
 {
-    if (!t) return RECSYS_E_INVALID;
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {0, 0, {0}, t->adam_m, t->adam_v};
     recsys_status st = rs_checkpoint_load_train(t->ctx, path, t->model, &s);
