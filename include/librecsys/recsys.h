@@ -33,6 +33,8 @@
  * trainers and sessions hold a reference, so recsys_model_free may come in
  * any order. A trainer borrows its dataset (keep the dataset alive while the
  * trainer lives); every other call only reads its arguments during the call.
+ * No *_free call uses the ctx, so objects may be freed in any order (as
+ * garbage collectors do) as long as none is used after its ctx is freed.
  *
  * Callbacks
  * ---------
@@ -409,6 +411,11 @@ RECSYS_API recsys_status recsys_model_new(recsys_ctx *ctx, const recsys_opts *op
 RECSYS_API void recsys_model_free(recsys_model *model);
 /** Number of trainable parameters. */
 RECSYS_API recsys_status recsys_model_n_params(const recsys_model *model, int64_t *n);
+/**
+ * Size of the model's catalogue: items have dense ids 1..*n, and
+ * recsys_session_score needs *n + 1 floats. Thread-safe (read-only).
+ */
+RECSYS_API recsys_status recsys_model_n_items(const recsys_model *model, int32_t *n);
 /** Read one of the model's config keys (e.g. "model.dim") as text. */
 RECSYS_API recsys_status recsys_model_get(const recsys_model *model, const char *key,
                                           const char **value);

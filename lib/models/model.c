@@ -169,6 +169,14 @@ recsys_status recsys_model_n_params(const recsys_model *m, int64_t *n)
     return RECSYS_OK;
 }
 
+recsys_status recsys_model_n_items(const recsys_model *m, int32_t *n)
+{
+    rs_enter(NULL);
+    if (!m || !n) return RS_BAD_ARGS();
+    *n = (int32_t)m->cfg.n_items;
+    return RECSYS_OK;
+}
+
 recsys_status recsys_model_get(const recsys_model *m, const char *key, const char **value)
 {
     rs_enter(NULL);
