@@ -28,7 +28,8 @@ void recsys_session_free(recsys_session *s)
 
 recsys_status recsys_session_new(recsys_ctx *ctx, recsys_model *model, recsys_session **out)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     if (!model || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_session_new: NULL argument");
     *out = NULL;
     recsys_session *s = calloc(1, sizeof *s);
@@ -91,7 +92,8 @@ static recsys_status score_all(recsys_session *s, const int32_t *history, size_t
 recsys_status recsys_session_score(recsys_session *s, const int32_t *history, size_t n_history,
                                    float *scores, size_t n_scores)
 {
-    if (!s) return RECSYS_E_INVALID;
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
     if (!scores || n_scores < (size_t)s->model->cfg.n_items + 1)
         return rs_error(s->ctx, RECSYS_E_INVALID, "scores must hold n_items+1 = %d floats",
                         s->model->cfg.n_items + 1);
@@ -119,7 +121,8 @@ static void sift_down(scored *h, int n, int i)
 recsys_status recsys_session_topk(recsys_session *s, const int32_t *history, size_t n_history,
                                   int k, int exclude_history, int32_t *items, float *scores)
 {
-    if (!s) return RECSYS_E_INVALID;
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
     int32_t n = s->model->cfg.n_items;
     if (k < 1 || k > n || !items)
         return rs_error(s->ctx, RECSYS_E_INVALID, "k must be in 1..%d and items non-NULL", n);
