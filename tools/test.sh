@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: every test with the best kernels, again with the ISA
 # capped to AVX2 and to scalar (so each dispatch path is exercised on an
-# AVX-512 machine), then once more built with ASan + UBSan.
+# AVX-512 machine), then once more built with ASan + UBSan. The bindings'
+# suites (Python, C++, Rust, Go, the four-language example) are meson tests
+# too; the Python one also runs against the ASan build (libasan preloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f build/build.ninja ] || meson setup build >/dev/null
@@ -45,6 +47,6 @@ if [ "${RECSYS_SKIP_SANITIZERS:-0}" != 1 ]; then
       -Dbuildtype=debugoptimized -Db_lundef=false -Dbench=disabled >/dev/null
   ninja -C build-asan >/dev/null
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-    run sanitizers --no-suite python -C build-asan
+    run sanitizers --no-suite python --no-suite bindings -C build-asan
 fi
 printf '%s\n' "${summary[@]}"

@@ -6,9 +6,44 @@
  * Every object is an opaque handle created by a `recsys_<object>_new` or
  * `..._load` call and released by `recsys_<object>_free` (free(NULL) is a
  * no-op). Every call returns a recsys_status: RECSYS_OK (0) or a negative
- * error code. The human-readable detail of the last error is kept in the
- * recsys_ctx that the failing call used (recsys_ctx_errmsg), with
- * file:line:column when the error is in an input file.
+ * error code.
+ *
+ * Errors
+ * ------
+ * The human-readable detail of an error is kept in two places:
+ *  - the recsys_ctx that the failing call used, directly or through the
+ *    object it was given (recsys_ctx_errmsg, recsys_errmsg_copy), with
+ *    file:line:column when the error is in an input file;
+ *  - the calling thread's last error (recsys_last_error, recsys_last_errmsg),
+ *    which every failing call sets, including the calls that take no ctx
+ *    (recsys_dataset_stat, recsys_model_get, recsys_metrics_get, ...). It is
+ *    thread-local: one thread never sees another thread's errors.
+ * Every call that can fail clears both (its ctx's message and the thread's
+ * last error) when it starts, so a message is never stale: after a failing
+ * call it describes that call, after a successful one it is "".
+ * Calls that cannot fail (getters returning a value, *_free, the version and
+ * message calls) leave them alone.
+ *
+ * Ownership and lifetimes
+ * -----------------------
+ * Objects that keep a pointer to the ctx they were made with, which must
+ * therefore outlive them: recsys_opts, recsys_trainer, recsys_session,
+ * recsys_apen, recsys_perflaw. Objects that keep no ctx and may outlive it:
+ * recsys_dataset, recsys_model, recsys_metrics. A model is reference-counted:
+ * trainers and sessions hold a reference, so recsys_model_free may come in
+ * any order. A trainer borrows its dataset (keep the dataset alive while the
+ * trainer lives); every other call only reads its arguments during the call.
+ * No *_free call uses the ctx, so objects may be freed in any order (as
+ * garbage collectors do) as long as none is used after its ctx is freed.
+ *
+ * Callbacks
+ * ---------
+ * Log (recsys_ctx_set_log) and progress (recsys_trainer_set_progress)
+ * callbacks run synchronously on the thread that made the library call that
+ * triggers them (never on a library worker thread, never after that call
+ * returns), so they may call back into the library with objects other than
+ * the one being used by the running call. A callback must not unwind through
+ * the library (no C++ exception or longjmp across it).
  *
  * Settings are passed as key/value pairs in a recsys_opts handle (the same
  * keys as the YAML config, e.g. "model.dim"), never as structs by value, so
@@ -45,9 +80,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * RECSYS_API marks the exported functions. On Windows the library's own
+ * sources are compiled with RECSYS_BUILDING defined (dllexport), users get
+ * dllimport, and users of the static library define RECSYS_STATIC. Elsewhere
+ * it is default ELF visibility (the library is built with hidden visibility).
+ * Define RECSYS_API yourself (e.g. empty) to override.
+ */
 #ifndef RECSYS_API
-#  if defined(_WIN32)
-#    define RECSYS_API __declspec(dllimport)
+#  if defined(_WIN32) || defined(__CYGWIN__)
+#    if defined(RECSYS_STATIC)
+#      define RECSYS_API
+#    elif defined(RECSYS_BUILDING)
+#      define RECSYS_API __declspec(dllexport)
+#    else
+#      define RECSYS_API __declspec(dllimport)
+#    endif
 #  elif defined(__GNUC__) && __GNUC__ >= 4
 #    define RECSYS_API __attribute__((visibility("default")))
 #  else
@@ -75,24 +123,37 @@ RECSYS_API int recsys_version_number(void);
 RECSYS_API const char *recsys_version_string(void);
 
 /* ------------------------------------------------------------------------ */
-/* Status codes. Values are pinned and only ever appended.                   */
+/* Status codes. Values are pinned and only ever appended. An enum (not
+ * macros) so that cffi, cgo and bindgen read them as integer constants.    */
 
-typedef int recsys_status;
-#define RECSYS_OK                 0
-#define RECSYS_E_INVALID        (-1)  /* bad argument: NULL, wrong shape, out of range */
-#define RECSYS_E_NOMEM          (-2)  /* allocation failed */
-#define RECSYS_E_IO             (-3)  /* file cannot be opened, read or written */
-#define RECSYS_E_PARSE          (-4)  /* malformed input or config file (see location) */
-#define RECSYS_E_FORMAT         (-5)  /* checkpoint truncated, corrupted or of unknown version */
-#define RECSYS_E_STATE          (-6)  /* call made in the wrong order / object unusable */
-#define RECSYS_E_UNSUPPORTED    (-7)  /* feature not available in this build or on this CPU */
-#define RECSYS_E_NUMERIC        (-8)  /* NaN or infinity met in data or training */
-#define RECSYS_E_ABORTED        (-9)  /* a callback asked to stop */
-#define RECSYS_E_NOT_FOUND     (-10)  /* unknown id, key or name */
-#define RECSYS_E_INTERNAL      (-11)  /* bug in librecsys: please report */
+typedef int recsys_status; /* one of enum recsys_status_code */
+enum recsys_status_code {
+    RECSYS_OK            = 0,
+    RECSYS_E_INVALID     = -1,  /* bad argument: NULL, wrong shape, out of range */
+    RECSYS_E_NOMEM       = -2,  /* allocation failed */
+    RECSYS_E_IO          = -3,  /* file cannot be opened, read or written */
+    RECSYS_E_PARSE       = -4,  /* malformed input or config file (see location) */
+    RECSYS_E_FORMAT      = -5,  /* checkpoint truncated, corrupted or of unknown version */
+    RECSYS_E_STATE       = -6,  /* call made in the wrong order / object unusable */
+    RECSYS_E_UNSUPPORTED = -7,  /* feature not available in this build or on this CPU */
+    RECSYS_E_NUMERIC     = -8,  /* NaN or infinity met in data or training */
+    RECSYS_E_ABORTED     = -9,  /* a callback asked to stop */
+    RECSYS_E_NOT_FOUND   = -10, /* unknown id, key or name */
+    RECSYS_E_INTERNAL    = -11  /* bug in librecsys: please report */
+};
 
 /** Static name of a status, e.g. "RECSYS_E_PARSE". Thread-safe. */
 RECSYS_API const char *recsys_status_str(recsys_status s);
+
+/**
+ * Check that the loaded library can serve a caller written against the
+ * header of version `version_number` (pass RECSYS_VERSION_NUMBER): same
+ * major version, and a library at least as new. Bindings call it at load.
+ * @return RECSYS_OK or RECSYS_E_UNSUPPORTED (message in the thread's last
+ * error). Thread-safe.
+ */
+RECSYS_API recsys_status recsys_check_version(int version_number);
+#define RECSYS_CHECK_VERSION() recsys_check_version(RECSYS_VERSION_NUMBER)
 
 /* ------------------------------------------------------------------------ */
 /* Opaque handles                                                            */
@@ -115,6 +176,8 @@ typedef struct recsys_perflaw   recsys_perflaw;
 #define RECSYS_LOG_WARN  1
 #define RECSYS_LOG_INFO  2
 #define RECSYS_LOG_DEBUG 3
+/** Log callback: runs on the thread that made the logging call; message is
+ * valid during the callback only. */
 typedef void (*recsys_log_fn)(void *user_data, int level, const char *message);
 
 /**
@@ -127,15 +190,39 @@ typedef void (*recsys_log_fn)(void *user_data, int level, const char *message);
  * Thread safety: any thread.
  */
 RECSYS_API recsys_status recsys_ctx_new(recsys_ctx **out);
-/** Free a context; all objects made from it must be freed first. NULL is a no-op. */
+/**
+ * Free a context. NULL is a no-op. The objects that keep their ctx (opts,
+ * trainers, sessions, ApEn estimators, fitters) must be freed first;
+ * datasets, models and metrics need not be (see "Ownership" above).
+ */
 RECSYS_API void recsys_ctx_free(recsys_ctx *ctx);
 
 /**
- * Message of the last error on this context ("" when none). The string is
- * owned by the ctx and valid until the next call that uses it.
- * A NULL ctx gives a static message.
+ * Message of the last error on this context ("" when none: every call that
+ * can fail clears it when it starts). The string is owned by the ctx and
+ * valid until the next call that uses it. A NULL ctx gives a static message.
  */
 RECSYS_API const char *recsys_ctx_errmsg(const recsys_ctx *ctx);
+/**
+ * Copy the message of the last error on ctx, or with a NULL ctx the calling
+ * thread's last error message, into buf (size bytes, always NUL-terminated
+ * when size > 0; truncated if too small; buf may be NULL when size is 0).
+ * @return the length of the whole message (excluding the NUL), as snprintf:
+ * a result >= size means it was truncated. Thread-safe for a NULL ctx.
+ */
+RECSYS_API size_t recsys_errmsg_copy(const recsys_ctx *ctx, char *buf, size_t size);
+/**
+ * Status of the last call made on the calling thread that failed, or
+ * RECSYS_OK when the thread's last call that can fail succeeded. Set by
+ * every call, whether or not it takes a ctx. Thread-local; thread-safe.
+ */
+RECSYS_API recsys_status recsys_last_error(void);
+/**
+ * Message of the calling thread's last error ("" when none). Thread-local:
+ * the string belongs to the calling thread and is valid until that thread's
+ * next library call. Thread-safe.
+ */
+RECSYS_API const char *recsys_last_errmsg(void);
 /**
  * Location of the last error when it was in an input file: file name (owned
  * by the ctx), 1-based line and column (0 when unknown). Any out pointer may
@@ -283,7 +370,8 @@ typedef struct recsys_opt_info {
     const char *type_name;      /* "string", "int", "float", "enum" or "bool" */
     const char *default_value;  /* the default as text, as recsys_opts_get gives it */
     const char *choices;        /* enum: the allowed words, '|'-separated; else NULL */
-    double min, max;            /* int and float: inclusive bounds; else 0 */
+    double min;                 /* int and float: inclusive lower bound; else 0 */
+    double max;                 /* int and float: inclusive upper bound; else 0 */
     const char *allowed;        /* NULL, or a phrase on the allowed values where type,
                                    bounds and choices do not say it all (strings) */
     const char *doc;            /* one line of documentation (markdown) */
@@ -404,6 +492,11 @@ RECSYS_API recsys_status recsys_model_new(recsys_ctx *ctx, const recsys_opts *op
 RECSYS_API void recsys_model_free(recsys_model *model);
 /** Number of trainable parameters. */
 RECSYS_API recsys_status recsys_model_n_params(const recsys_model *model, int64_t *n);
+/**
+ * Size of the model's catalogue: items have dense ids 1..*n, and
+ * recsys_session_score needs *n + 1 floats. Thread-safe (read-only).
+ */
+RECSYS_API recsys_status recsys_model_n_items(const recsys_model *model, int32_t *n);
 /** Read one of the model's config keys (e.g. "model.dim") as text. */
 RECSYS_API recsys_status recsys_model_get(const recsys_model *model, const char *key,
                                           const char **value);
@@ -432,7 +525,8 @@ typedef struct recsys_model_info {
     int32_t  n_items;          /* catalogue size: dense item ids 1..n_items */
     int      max_len;          /* longest history used (older items are dropped) */
     int      dim;              /* embedding size: user and item vectors have dim floats */
-    int      blocks, heads;
+    int      blocks;
+    int      heads;
     int      time_bias;        /* 1: the model uses timestamps (pass times in requests) */
     int      l2norm;           /* 1: scores are cosine (item vectors are normalised) */
     int      has_item_ids;     /* 1: external item ids are stored; 0: ids are "1".."n_items" */
@@ -489,7 +583,9 @@ typedef struct recsys_progress {
     double elapsed_seconds;  /* since the epoch began */
     double samples_per_second;
 } recsys_progress;
-/** Return non-zero to stop training (the call then returns RECSYS_E_ABORTED). */
+/** Return non-zero to stop training (the call then returns RECSYS_E_ABORTED).
+ * Runs on the thread that called recsys_trainer_run_epoch, between batches;
+ * p is valid during the callback only. It must not use the trainer. */
 typedef int (*recsys_progress_fn)(void *user_data, const recsys_progress *p);
 
 /**

@@ -228,6 +228,7 @@ static int too_short(size_t n, int m) { return n < (size_t)m + 2; }
 
 recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts, recsys_apen **out)
 {
+    rs_enter(ctx);
     if (!out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_apen_new: out is NULL");
     *out = NULL;
     int64_t m = rs_opt_int(opts, RS_OPT_APEN_M);
@@ -268,7 +269,8 @@ static recsys_status ensure_scratch(recsys_apen *a, size_t n)
 
 recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n, double *apen)
 {
-    if (!a) return RECSYS_E_INVALID;
+    rs_enter(a ? a->ctx : NULL);
+    if (!a) return RS_BAD_ARGS();
     if (!seq || !apen) return rs_error(a->ctx, RECSYS_E_INVALID, "recsys_apen_sequence: NULL argument");
     if (too_short(n, a->m))
         return rs_error(a->ctx, RECSYS_E_INVALID,
@@ -284,7 +286,8 @@ recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n,
 
 recsys_status recsys_apen_numeric(recsys_apen *a, const double *seq, size_t n, double *apen)
 {
-    if (!a) return RECSYS_E_INVALID;
+    rs_enter(a ? a->ctx : NULL);
+    if (!a) return RS_BAD_ARGS();
     if (!seq || !apen) return rs_error(a->ctx, RECSYS_E_INVALID, "recsys_apen_numeric: NULL argument");
     if (too_short(n, a->m))
         return rs_error(a->ctx, RECSYS_E_INVALID,
@@ -367,7 +370,8 @@ static recsys_status external_values(recsys_ctx *ctx, const recsys_dataset *ds,
 recsys_status recsys_apen_dataset(recsys_apen *a, const recsys_dataset *ds, double *apen,
                                   double *per_user, size_t n_users, int64_t *users_used)
 {
-    if (!a) return RECSYS_E_INVALID;
+    rs_enter(a ? a->ctx : NULL);
+    if (!a) return RS_BAD_ARGS();
     recsys_ctx *ctx = a->ctx;
     if (!ds || !apen) return rs_error(ctx, RECSYS_E_INVALID, "recsys_apen_dataset: NULL argument");
     if (per_user && n_users < (size_t)ds->n_users)

@@ -73,6 +73,7 @@ static void residuals(void *arg, const double *t, double *r, double *jac)
 
 recsys_status recsys_perflaw_new(recsys_ctx *ctx, recsys_perflaw **out)
 {
+    rs_enter(ctx);
     if (!out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_perflaw_new: out is NULL");
     *out = NULL;
     recsys_perflaw *p = calloc(1, sizeof *p);
@@ -106,7 +107,8 @@ static recsys_status check_point(recsys_ctx *ctx, const char *what, double layer
 recsys_status recsys_perflaw_add(recsys_perflaw *p, double layers, double hidden, double data,
                                  double metric)
 {
-    if (!p) return RECSYS_E_INVALID;
+    rs_enter(p ? p->ctx : NULL);
+    if (!p) return RS_BAD_ARGS();
     recsys_status st = check_point(p->ctx, "observation", layers, hidden, data);
     if (st) return st;
     if (!isfinite(metric))
@@ -273,7 +275,8 @@ static int grid_starts(const recsys_perflaw *p, double (*starts)[NP])
 
 recsys_status recsys_perflaw_fit(recsys_perflaw *p)
 {
-    if (!p) return RECSYS_E_INVALID;
+    rs_enter(p ? p->ctx : NULL);
+    if (!p) return RS_BAD_ARGS();
     recsys_ctx *ctx = p->ctx;
     p->fitted = 0;
     size_t dn = count_distinct(p->obs, p->n, 0), dh = count_distinct(p->obs, p->n, 1),
@@ -359,7 +362,8 @@ recsys_status recsys_perflaw_fit(recsys_perflaw *p)
 recsys_status recsys_perflaw_params(const recsys_perflaw *p, double *params, double *stderrs,
                                     double *r2)
 {
-    if (!p) return RECSYS_E_INVALID;
+    rs_enter(p ? p->ctx : NULL);
+    if (!p) return RS_BAD_ARGS();
     if (!p->fitted) return rs_error(p->ctx, RECSYS_E_STATE, "perflaw: call recsys_perflaw_fit first");
     if (params) memcpy(params, p->params, sizeof p->params);
     if (stderrs) memcpy(stderrs, p->stderrs, sizeof p->stderrs);
@@ -370,7 +374,8 @@ recsys_status recsys_perflaw_params(const recsys_perflaw *p, double *params, dou
 recsys_status recsys_perflaw_predict(const recsys_perflaw *p, double layers, double hidden,
                                      double data, double *metric)
 {
-    if (!p) return RECSYS_E_INVALID;
+    rs_enter(p ? p->ctx : NULL);
+    if (!p) return RS_BAD_ARGS();
     if (!metric) return rs_error(p->ctx, RECSYS_E_INVALID, "recsys_perflaw_predict: metric is NULL");
     if (!p->fitted) return rs_error(p->ctx, RECSYS_E_STATE, "perflaw: call recsys_perflaw_fit first");
     recsys_status st = check_point(p->ctx, "prediction", layers, hidden, data);
@@ -385,7 +390,8 @@ recsys_status recsys_perflaw_best_size(const recsys_perflaw *p, double data,
                                        double *best_layers, double *best_hidden,
                                        double *best_metric)
 {
-    if (!p) return RECSYS_E_INVALID;
+    rs_enter(p ? p->ctx : NULL);
+    if (!p) return RS_BAD_ARGS();
     if (!layers || !hidden || !n_layers || !n_hidden)
         return rs_error(p->ctx, RECSYS_E_INVALID, "recsys_perflaw_best_size: no candidates");
     if (!p->fitted) return rs_error(p->ctx, RECSYS_E_STATE, "perflaw: call recsys_perflaw_fit first");

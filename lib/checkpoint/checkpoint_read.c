@@ -426,6 +426,7 @@ recsys_status rs_checkpoint_load_ex(recsys_ctx *ctx, const char *path, recsys_mo
 
 recsys_status recsys_model_load(recsys_ctx *ctx, const char *path, recsys_model **out)
 {
+    rs_enter(ctx);
     return rs_checkpoint_load_ex(ctx, path, out, NULL, NULL);
 }
 

@@ -353,6 +353,7 @@ recsys_status rs_checkpoint_save_train(recsys_ctx *ctx, const recsys_model *mode
 
 recsys_status recsys_model_save(recsys_ctx *ctx, const recsys_model *model, const char *path)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     return save_impl(ctx, model, path, NULL, 0, NULL);
 }

@@ -363,7 +363,8 @@ static recsys_status parse(loader *ld, const char *yaml, size_t len)
 recsys_status recsys_opts_load_yaml_string(recsys_opts *opts, const char *yaml, size_t len,
                                            const char *name)
 {
-    if (!opts) return RECSYS_E_INVALID;
+    rs_enter(rs_opts_ctx(opts));
+    if (!opts) return RS_BAD_ARGS();
     loader ld = {.ctx = rs_opts_ctx(opts), .name = name ? name : "<string>"};
     if (!yaml && len)
         return rs_error(ld.ctx, RECSYS_E_INVALID, "recsys_opts_load_yaml_string: yaml is NULL");
@@ -427,7 +428,8 @@ static recsys_status read_file(recsys_ctx *ctx, const char *path, char **buf, si
 
 recsys_status recsys_opts_load_yaml(recsys_opts *opts, const char *path)
 {
-    if (!opts) return RECSYS_E_INVALID;
+    rs_enter(rs_opts_ctx(opts));
+    if (!opts) return RS_BAD_ARGS();
     recsys_ctx *ctx = rs_opts_ctx(opts);
     if (!path) return rs_error(ctx, RECSYS_E_INVALID, "recsys_opts_load_yaml: path is NULL");
     char *text;

@@ -10,6 +10,45 @@
 int recsys_version_number(void) { return RECSYS_VERSION_NUMBER; }
 const char *recsys_version_string(void) { return RECSYS_VERSION_STRING; }
 
+/* The calling thread's last error (recsys_last_error): thread-local, so not
+ * state shared between threads. */
+static _Thread_local recsys_status tls_status;
+static _Thread_local char tls_errmsg[RS_ERRMSG_MAX];
+
+recsys_status recsys_last_error(void) { return tls_status; }
+const char *recsys_last_errmsg(void) { return tls_errmsg; }
+
+void rs_enter(recsys_ctx *ctx)
+{
+    tls_status = RECSYS_OK;
+    tls_errmsg[0] = 0;
+    rs_clear_error(ctx);
+}
+
+size_t recsys_errmsg_copy(const recsys_ctx *ctx, char *buf, size_t size)
+{
+    const char *msg = ctx ? ctx->errmsg : tls_errmsg;
+    size_t n = strlen(msg);
+    if (buf && size) {
+        size_t k = n < size - 1 ? n : size - 1;
+        memcpy(buf, msg, k);
+        buf[k] = 0;
+    }
+    return n;
+}
+
+recsys_status recsys_check_version(int version_number)
+{
+    rs_enter(NULL);
+    int major = version_number / 10000;
+    if (version_number < 0 || major != RECSYS_VERSION_MAJOR || version_number > RECSYS_VERSION_NUMBER)
+        return rs_error(NULL, RECSYS_E_UNSUPPORTED,
+                        "librecsys %s (%d) cannot serve a caller built for version %d: "
+                        "need the same major version and a library at least as new",
+                        RECSYS_VERSION_STRING, RECSYS_VERSION_NUMBER, version_number);
+    return RECSYS_OK;
+}
+
 const char *recsys_status_str(recsys_status s)
 {
     switch (s) {
@@ -32,17 +71,22 @@ const char *recsys_status_str(recsys_status s)
 static recsys_status verror_at(recsys_ctx *ctx, recsys_status status, const char *file,
                                int line, int col, const char *fmt, va_list ap)
 {
-    if (!ctx) return status;
+    /* Always into the thread's last error, and into ctx when there is one. */
     char msg[RS_ERRMSG_MAX / 2];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    char *out = tls_errmsg;
+    size_t cap = sizeof tls_errmsg;
     if (file && line > 0 && col > 0)
-        snprintf(ctx->errmsg, sizeof ctx->errmsg, "%.300s:%d:%d: %s", file, line, col, msg);
+        snprintf(out, cap, "%.300s:%d:%d: %s", file, line, col, msg);
     else if (file && line > 0)
-        snprintf(ctx->errmsg, sizeof ctx->errmsg, "%.300s:%d: %s", file, line, msg);
+        snprintf(out, cap, "%.300s:%d: %s", file, line, msg);
     else if (file)
-        snprintf(ctx->errmsg, sizeof ctx->errmsg, "%.300s: %s", file, msg);
+        snprintf(out, cap, "%.300s: %s", file, msg);
     else
-        snprintf(ctx->errmsg, sizeof ctx->errmsg, "%s", msg);
+        snprintf(out, cap, "%s", msg);
+    tls_status = status;
+    if (!ctx) return status;
+    snprintf(ctx->errmsg, sizeof ctx->errmsg, "%s", tls_errmsg);
     snprintf(ctx->errfile, sizeof ctx->errfile, "%.300s", file ? file : "");
     ctx->errline = file ? line : 0;
     ctx->errcol = file ? col : 0;
@@ -147,10 +191,11 @@ static int parse_isa(const char *s, enum rs_isa *isa)
 /* A ctx with n_threads threads (0 = online CPUs) or on a shared pool. */
 recsys_status rs_ctx_create(int n_threads, rs_pool *shared_pool, recsys_ctx **out)
 {
-    if (!out) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!out) return RS_BAD_ARGS();
     *out = NULL;
     recsys_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) return RECSYS_E_NOMEM;
+    if (!ctx) return rs_error(NULL, RECSYS_E_NOMEM, "out of memory creating a context");
     ctx->seed = 42;
     ctx->max_isa = RS_ISA_AVX512;
     const char *env = getenv("RECSYS_MAX_ISA");
@@ -165,7 +210,10 @@ recsys_status rs_ctx_create(int n_threads, rs_pool *shared_pool, recsys_ctx **ou
     } else {
         ctx->n_threads = n_threads > 0 ? n_threads : online_cpus();
         ctx->pool = rs_pool_new(ctx->n_threads);
-        if (!ctx->pool) { free(ctx); return RECSYS_E_NOMEM; }
+        if (!ctx->pool) {
+            free(ctx);
+            return rs_error(NULL, RECSYS_E_NOMEM, "cannot start the worker threads of a context");
+        }
     }
     *out = ctx;
     return RECSYS_OK;
@@ -190,7 +238,7 @@ const char *recsys_ctx_errmsg(const recsys_ctx *ctx)
 recsys_status recsys_ctx_error_location(const recsys_ctx *ctx, const char **file, int *line,
                                         int *column)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    if (!ctx) return RS_BAD_ARGS();
     if (file) *file = ctx->errfile;
     if (line) *line = ctx->errline;
     if (column) *column = ctx->errcol;
@@ -199,7 +247,8 @@ recsys_status recsys_ctx_error_location(const recsys_ctx *ctx, const char **file
 
 recsys_status recsys_ctx_set_threads(recsys_ctx *ctx, int n_threads)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     if (n_threads < 0 || n_threads > 1024)
         return rs_error(ctx, RECSYS_E_INVALID, "n_threads must be in 0..1024, got %d", n_threads);
     if (ctx->shared)
@@ -218,14 +267,16 @@ int recsys_ctx_threads(const recsys_ctx *ctx) { return ctx ? ctx->n_threads : 0;
 
 recsys_status recsys_ctx_set_seed(recsys_ctx *ctx, uint64_t seed)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     ctx->seed = seed;
     return RECSYS_OK;
 }
 
 recsys_status recsys_ctx_set_max_isa(recsys_ctx *ctx, const char *isa)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     enum rs_isa v;
     if (!isa || !parse_isa(isa, &v))
         return rs_error(ctx, RECSYS_E_INVALID,
@@ -257,7 +308,8 @@ const char *recsys_ctx_kernel_name(const recsys_ctx *ctx, int kernel)
 
 recsys_status recsys_ctx_set_gemm_backend(recsys_ctx *ctx, const char *backend)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     if (backend && !strcmp(backend, "native")) {
         ctx->gemm_onednn = 0;
         log_kernels(ctx, "GEMM backend");
@@ -278,7 +330,8 @@ recsys_status recsys_ctx_set_gemm_backend(recsys_ctx *ctx, const char *backend)
 
 recsys_status recsys_ctx_set_bf16(recsys_ctx *ctx, int enable)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     if (enable && (!ctx->cpu.avx512_bf16 || ctx->kern.isa < RS_ISA_AVX512))
         return rs_error(ctx, RECSYS_E_UNSUPPORTED,
                         "bf16 mode needs AVX-512-BF16 and the avx512 kernels");
@@ -288,7 +341,8 @@ recsys_status recsys_ctx_set_bf16(recsys_ctx *ctx, int enable)
 
 recsys_status recsys_ctx_set_log(recsys_ctx *ctx, recsys_log_fn fn, void *user_data)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     ctx->log_fn = fn;
     ctx->log_user = user_data;
     log_kernels(ctx, "librecsys " RECSYS_VERSION_STRING);

@@ -57,6 +57,14 @@ recsys_status rs_error(recsys_ctx *ctx, recsys_status status, const char *fmt, .
 recsys_status rs_error_at(recsys_ctx *ctx, recsys_status status, const char *file, int line,
                           int col, const char *fmt, ...) RS_PRINTF(6, 7);
 void rs_clear_error(recsys_ctx *ctx);
+/* First thing in every public call that can fail: clear the error of ctx
+ * (may be NULL) and the calling thread's last error, so that no message is
+ * ever stale. Calls that cannot fail (getters, *_free) do not call it. */
+void rs_enter(recsys_ctx *ctx);
+/* Error for a NULL handle / out pointer or an out-of-range argument where no
+ * ctx is at hand: recorded as the calling thread's last error. */
+#define RS_BAD_ARGS() \
+    rs_error(NULL, RECSYS_E_INVALID, "%s: NULL or out-of-range argument", __func__)
 void rs_log(recsys_ctx *ctx, int level, const char *fmt, ...) RS_PRINTF(3, 4);
 
 /* 64-byte aligned allocation; free with rs_free. Return NULL on failure. */

@@ -46,6 +46,7 @@ static int find_key(const char *key)
 
 recsys_status recsys_opts_new(recsys_ctx *ctx, recsys_opts **out)
 {
+    rs_enter(ctx);
     if (!out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_opts_new: out is NULL");
     *out = NULL;
     recsys_opts *o = calloc(1, sizeof *o);
@@ -132,7 +133,8 @@ static int validate(const opt_def *d, const char *v, char *why, size_t why_len)
 
 recsys_status recsys_opts_set(recsys_opts *o, const char *key, const char *value)
 {
-    if (!o) return RECSYS_E_INVALID;
+    rs_enter(rs_opts_ctx(o));
+    if (!o) return RS_BAD_ARGS();
     int i = find_key(key);
     if (i < 0) return rs_error(o->ctx, RECSYS_E_NOT_FOUND, "unknown option '%s'", key ? key : "(null)");
     if (!value) return rs_error(o->ctx, RECSYS_E_INVALID, "option '%s': value is NULL", key);
@@ -148,6 +150,7 @@ recsys_status recsys_opts_set(recsys_opts *o, const char *key, const char *value
 
 recsys_status recsys_opts_set_int(recsys_opts *o, const char *key, int64_t value)
 {
+    rs_enter(rs_opts_ctx(o));
     char buf[32];
     snprintf(buf, sizeof buf, "%lld", (long long)value);
     return recsys_opts_set(o, key, buf);
@@ -155,6 +158,7 @@ recsys_status recsys_opts_set_int(recsys_opts *o, const char *key, int64_t value
 
 recsys_status recsys_opts_set_float(recsys_opts *o, const char *key, double value)
 {
+    rs_enter(rs_opts_ctx(o));
     char buf[40];
     snprintf(buf, sizeof buf, "%.17g", value);
     return recsys_opts_set(o, key, buf);
@@ -162,7 +166,8 @@ recsys_status recsys_opts_set_float(recsys_opts *o, const char *key, double valu
 
 recsys_status recsys_opts_get(const recsys_opts *o, const char *key, const char **value)
 {
-    if (!o || !value) return RECSYS_E_INVALID;
+    rs_enter(rs_opts_ctx(o));
+    if (!o || !value) return RS_BAD_ARGS();
     int i = find_key(key);
     if (i < 0) return rs_error(o->ctx, RECSYS_E_NOT_FOUND, "unknown option '%s'", key ? key : "(null)");
     *value = o->values[i] ? o->values[i] : DEFS[i].def;
@@ -171,6 +176,7 @@ recsys_status recsys_opts_get(const recsys_opts *o, const char *key, const char 
 
 recsys_status recsys_opts_get_int(const recsys_opts *o, const char *key, int64_t *value)
 {
+    rs_enter(rs_opts_ctx(o));
     const char *v = NULL;
     recsys_status st = recsys_opts_get(o, key, &v);
     if (st) return st;
@@ -184,6 +190,7 @@ recsys_status recsys_opts_get_int(const recsys_opts *o, const char *key, int64_t
 
 recsys_status recsys_opts_get_float(const recsys_opts *o, const char *key, double *value)
 {
+    rs_enter(rs_opts_ctx(o));
     const char *v = NULL;
     recsys_status st = recsys_opts_get(o, key, &v);
     if (st) return st;
@@ -216,9 +223,11 @@ recsys_status recsys_opts_describe(int i, recsys_opt_info *info)
 {
     /* The fields of the first version: callers built against it pass this size. */
     const size_t v1_size = offsetof(recsys_opt_info, doc) + sizeof info->doc;
+    rs_enter(NULL);
     if (!info || info->struct_size < 0 || (size_t)info->struct_size < v1_size)
-        return RECSYS_E_INVALID;
-    if (i < 0 || i >= N_DEFS) return RECSYS_E_NOT_FOUND;
+        return rs_error(NULL, RECSYS_E_INVALID, "recsys_opts_describe: info NULL or struct_size too small");
+    if (i < 0 || i >= N_DEFS)
+        return rs_error(NULL, RECSYS_E_NOT_FOUND, "recsys_opts_describe: no option %d (there are %d)", i, N_DEFS);
     const opt_def *d = &DEFS[i];
     int numeric = d->type == RS_OPT_T_INT || d->type == RS_OPT_T_FLOAT;
     size_t n = (size_t)info->struct_size < sizeof(recsys_opt_info) ? (size_t)info->struct_size
@@ -288,7 +297,7 @@ recsys_status rs_opt_set_int_value(recsys_opts *o, rs_opt_id id, int64_t v)
 /* All-or-nothing updates (the YAML loader): work on a copy, then swap. */
 recsys_status rs_opts_copy(const recsys_opts *src, recsys_opts **out)
 {
-    if (!src || !out) return RECSYS_E_INVALID;
+    if (!src || !out) return RS_BAD_ARGS();
     recsys_status st = recsys_opts_new(src->ctx, out);
     if (st) return st;
     for (int i = 0; i < N_DEFS; i++) {

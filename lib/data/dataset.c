@@ -268,6 +268,7 @@ static recsys_status build_logged(recsys_ctx *ctx, rs_raw *raw, const recsys_opt
 recsys_status recsys_dataset_load(recsys_ctx *ctx, const char *path, const recsys_opts *opts,
                                   recsys_dataset **out)
 {
+    rs_enter(ctx);
     if (out) *out = NULL;
     if (!ctx || !path || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_load: NULL argument");
@@ -286,6 +287,7 @@ recsys_status recsys_dataset_load_sequences(recsys_ctx *ctx, const char *path,
                                             const char *times_path, const recsys_opts *opts,
                                             recsys_dataset **out)
 {
+    rs_enter(ctx);
     if (out) *out = NULL;
     if (!ctx || !path || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_load_sequences: NULL argument");
@@ -303,9 +305,9 @@ recsys_status recsys_dataset_load_sequences(recsys_ctx *ctx, const char *path,
 recsys_status recsys_dataset_synthetic(recsys_ctx *ctx, const recsys_opts *opts,
                                        recsys_dataset **out)
 {
+    rs_enter(ctx);
     if (out) *out = NULL;
     if (!ctx || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_synthetic: NULL argument");
-    rs_clear_error(ctx);
     rs_raw raw;
     rs_raw_init(&raw);
     recsys_status st = rs_synthetic_generate(ctx, opts, &raw);
@@ -328,6 +330,7 @@ recsys_status recsys_dataset_from_arrays(recsys_ctx *ctx, size_t n, const int64_
                                          const int64_t *items, const int64_t *times,
                                          const recsys_opts *opts, recsys_dataset **out)
 {
+    rs_enter(ctx);
     if (out) *out = NULL;
     if (!ctx || !users || !items || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_from_arrays: NULL argument");
@@ -349,6 +352,7 @@ recsys_status recsys_dataset_from_arrays(recsys_ctx *ctx, size_t n, const int64_
 recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path, const recsys_opts *opts,
                                   recsys_dataset **out)
 {
+    rs_enter(ctx);
     if (out) *out = NULL;
     if (!ctx || !path || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_dataset_open: NULL argument");
@@ -369,7 +373,8 @@ recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path, const recsy
 
 recsys_status recsys_dataset_stat(const recsys_dataset *ds, int stat, double *value)
 {
-    if (!ds || !value) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!ds || !value) return RS_BAD_ARGS();
     int64_t min_len = INT64_MAX, max_len = 0, evaluated = 0;
     switch (stat) {
     case RECSYS_STAT_USERS: *value = (double)ds->n_users; return RECSYS_OK;
@@ -393,15 +398,19 @@ recsys_status recsys_dataset_stat(const recsys_dataset *ds, int stat, double *va
                           : stat == RECSYS_STAT_MAX_LEN ? max_len : evaluated);
         return RECSYS_OK;
     default:
-        return RECSYS_E_INVALID;
+        return rs_error(NULL, RECSYS_E_INVALID, "recsys_dataset_stat: unknown statistic id %d "
+                        "(0..%d)", stat, RECSYS_STAT_COUNT - 1);
     }
 }
 
 recsys_status recsys_dataset_user_items(const recsys_dataset *ds, int64_t user,
                                         const int32_t **items, const int64_t **times, size_t *n)
 {
-    if (!ds || !items || !n) return RECSYS_E_INVALID;
-    if (user < 0 || user >= ds->n_users) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!ds || !items || !n) return RS_BAD_ARGS();
+    if (user < 0 || user >= ds->n_users)
+        return rs_error(NULL, RECSYS_E_INVALID, "user %lld out of range (0..%lld)",
+                        (long long)user, (long long)ds->n_users - 1);
     int64_t o = ds->offsets[user];
     *items = ds->items + o;
     if (times) *times = ds->times ? ds->times + o : NULL;
@@ -412,7 +421,11 @@ recsys_status recsys_dataset_user_items(const recsys_dataset *ds, int64_t user,
 recsys_status recsys_dataset_user_name(const recsys_dataset *ds, int64_t user,
                                        const char **name)
 {
-    if (!ds || !name || user < 0 || user >= ds->n_users) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!ds || !name) return RS_BAD_ARGS();
+    if (user < 0 || user >= ds->n_users)
+        return rs_error(NULL, RECSYS_E_INVALID, "user %lld out of range (0..%lld)",
+                        (long long)user, (long long)ds->n_users - 1);
     *name = ds->user_names[user];
     return RECSYS_OK;
 }
@@ -420,27 +433,33 @@ recsys_status recsys_dataset_user_name(const recsys_dataset *ds, int64_t user,
 recsys_status recsys_dataset_item_name(const recsys_dataset *ds, int32_t item,
                                        const char **name)
 {
-    if (!ds || !name || item < 1 || item > ds->n_items) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!ds || !name) return RS_BAD_ARGS();
+    if (item < 1 || item > ds->n_items)
+        return rs_error(NULL, RECSYS_E_INVALID, "item %d out of range (1..%d)", (int)item,
+                        (int)ds->n_items);
     *name = ds->item_names[item];
     return RECSYS_OK;
 }
 
 recsys_status recsys_dataset_item_id(const recsys_dataset *ds, const char *name, int32_t *item)
 {
-    if (!ds || !name || !item) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!ds || !name || !item) return RS_BAD_ARGS();
     const rs_ds_index *ix = ds->index;
     int64_t id = rs_strtab_find(&ix->items, name, strlen(name));
-    if (id < 0) return RECSYS_E_NOT_FOUND;
+    if (id < 0) return rs_error(NULL, RECSYS_E_NOT_FOUND, "unknown item '%s'", name);
     *item = (int32_t)(id + 1);
     return RECSYS_OK;
 }
 
 recsys_status recsys_dataset_user_id(const recsys_dataset *ds, const char *name, int64_t *user)
 {
-    if (!ds || !name || !user) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!ds || !name || !user) return RS_BAD_ARGS();
     const rs_ds_index *ix = ds->index;
     int64_t id = rs_strtab_find(&ix->users, name, strlen(name));
-    if (id < 0) return RECSYS_E_NOT_FOUND;
+    if (id < 0) return rs_error(NULL, RECSYS_E_NOT_FOUND, "unknown user '%s'", name);
     *user = id;
     return RECSYS_OK;
 }

@@ -157,7 +157,7 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
                               const recsys_dataset *ds, const recsys_opts *opts,
                               recsys_metrics **out)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    if (!ctx) return RS_BAD_ARGS();
     if (!ds || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: NULL argument");
     *out = NULL;
@@ -252,6 +252,7 @@ recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *model,
                               const recsys_dataset *ds, const recsys_opts *opts,
                               recsys_metrics **out)
 {
+    rs_enter(ctx);
     if (ctx && !model) return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: model is NULL");
     return evaluate(ctx, model, ds, opts, out);
 }
@@ -259,5 +260,6 @@ recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *model,
 recsys_status recsys_evaluate_popularity(recsys_ctx *ctx, const recsys_dataset *ds,
                                          const recsys_opts *opts, recsys_metrics **out)
 {
+    rs_enter(ctx);
     return evaluate(ctx, NULL, ds, opts, out);
 }

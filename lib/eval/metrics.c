@@ -103,8 +103,9 @@ double recsys_metrics_value(const recsys_metrics *m, int i)
 
 recsys_status recsys_metrics_get(const recsys_metrics *m, const char *name, double *value)
 {
-    if (!m || !name || !value) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!m || !name || !value) return RS_BAD_ARGS();
     for (int i = 0; i < m->n; i++)
         if (!strcmp(m->names[i], name)) { *value = m->values[i]; return RECSYS_OK; }
-    return RECSYS_E_NOT_FOUND;
+    return rs_error(NULL, RECSYS_E_NOT_FOUND, "no metric named '%s'", name);
 }

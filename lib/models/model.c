@@ -76,7 +76,7 @@ static void format_float(char *buf, size_t n, float v)
 
 recsys_status rs_model_config_to_opts(const rs_model_config *cfg, recsys_opts *o)
 {
-    if (!cfg || !o) return RECSYS_E_INVALID;
+    if (!cfg || !o) return RS_BAD_ARGS();
     char f[32];
     format_float(f, sizeof f, cfg->dropout);
     recsys_status st = RECSYS_OK;
@@ -149,6 +149,7 @@ recsys_status rs_model_create(recsys_ctx *ctx, const rs_model_config *cfg, rs_rn
 recsys_status recsys_model_new(recsys_ctx *ctx, const recsys_opts *opts, const recsys_dataset *ds,
                                recsys_model **out)
 {
+    rs_enter(ctx);
     if (!out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_model_new: out is NULL");
     *out = NULL;
     if (!ds) return rs_error(ctx, RECSYS_E_INVALID, "recsys_model_new: dataset is NULL");
@@ -173,14 +174,25 @@ void recsys_model_free(recsys_model *m)
 
 recsys_status recsys_model_n_params(const recsys_model *m, int64_t *n)
 {
-    if (!m || !n) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!m || !n) return RS_BAD_ARGS();
     *n = (int64_t)m->n_params;
+    return RECSYS_OK;
+}
+
+recsys_status recsys_model_n_items(const recsys_model *m, int32_t *n)
+{
+    rs_enter(NULL);
+    if (!m || !n) return RS_BAD_ARGS();
+    *n = (int32_t)m->cfg.n_items;
     return RECSYS_OK;
 }
 
 recsys_status recsys_model_get(const recsys_model *m, const char *key, const char **value)
 {
-    if (!m || !key || !value) return RECSYS_E_INVALID;
-    if (strncmp(key, "model.", 6) != 0) return RECSYS_E_NOT_FOUND;
+    rs_enter(NULL);
+    if (!m || !key || !value) return RS_BAD_ARGS();
+    if (strncmp(key, "model.", 6) != 0)
+        return rs_error(NULL, RECSYS_E_NOT_FOUND, "recsys_model_get: '%s' is not a model.* key", key);
     return recsys_opts_get(m->cfg_opts, key, value);
 }

@@ -353,7 +353,8 @@ recsys_status rs_score_table_get(recsys_ctx *ctx, recsys_model *m, rs_score_tabl
 
 recsys_status recsys_model_info_get(const recsys_model *m, recsys_model_info *info)
 {
-    if (!m || !info || info->struct_size < sizeof(size_t)) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!m || !info || info->struct_size < sizeof(size_t)) return RS_BAD_ARGS();
     recsys_model_info v;
     memset(&v, 0, sizeof v);
     v.struct_size = info->struct_size < sizeof v ? info->struct_size : sizeof v;
@@ -378,7 +379,8 @@ recsys_status recsys_model_info_get(const recsys_model *m, recsys_model_info *in
  * the external id of item i is i in decimal. */
 recsys_status recsys_model_item_id(const recsys_model *m, const char *external_id, int32_t *item)
 {
-    if (!m || !external_id || !item || !m->meta) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!m || !external_id || !item || !m->meta) return RS_BAD_ARGS();
     const rs_model_meta *mm = m->meta;
     size_t len = strlen(external_id);
     size_t pos = (size_t)hash_name(external_id, len) & (mm->index_cap - 1);
@@ -394,7 +396,8 @@ recsys_status recsys_model_item_id(const recsys_model *m, const char *external_i
 
 recsys_status recsys_model_item_name(const recsys_model *m, int32_t item, const char **name)
 {
-    if (!m || !name || !m->meta || item < 1 || item > m->cfg.n_items) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!m || !name || !m->meta || item < 1 || item > m->cfg.n_items) return RS_BAD_ARGS();
     *name = m->meta->item_names[item];
     return RECSYS_OK;
 }
@@ -402,7 +405,8 @@ recsys_status recsys_model_item_name(const recsys_model *m, int32_t item, const 
 recsys_status recsys_model_item_table(const recsys_model *m, const float **table,
                                       int32_t *n_rows, int *dim)
 {
-    if (!m || !table) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!m || !table) return RS_BAD_ARGS();
     *table = rs_model_items(m);
     if (n_rows) *n_rows = m->cfg.n_items + 1;
     if (dim) *dim = m->cfg.dim;
@@ -412,7 +416,8 @@ recsys_status recsys_model_item_table(const recsys_model *m, const float **table
 recsys_status recsys_model_item_vectors(recsys_model *m, const float **vectors, int32_t *n_rows,
                                         int *dim)
 {
-    if (!m || !vectors) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!m || !vectors) return RS_BAD_ARGS();
     rs_score_table *t;
     recsys_status st = rs_score_table_get(NULL, m, &t);
     if (st) return st;

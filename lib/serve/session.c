@@ -112,7 +112,8 @@ static recsys_status reserve_heaps(recsys_session *s, int rows, int k)
 
 recsys_status recsys_session_new(recsys_ctx *ctx, recsys_model *model, recsys_session **out)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     if (!model || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_session_new: NULL argument");
     *out = NULL;
     recsys_session *s = calloc(1, sizeof *s);
@@ -294,7 +295,8 @@ recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request 
                                         size_t n_reqs, size_t stride, int32_t *items,
                                         float *scores, size_t *n_out)
 {
-    if (!s) return RECSYS_E_INVALID;
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
     if ((n_reqs && (!reqs || !items)) || stride < 1)
         return rs_error(s->ctx, RECSYS_E_INVALID, "recsys_session_topk_batch: NULL argument or "
                         "stride 0");
@@ -332,7 +334,8 @@ recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request 
 recsys_status recsys_session_topk_request(recsys_session *s, const recsys_request *req,
                                           int32_t *items, float *scores, size_t *n_out)
 {
-    if (!s) return RECSYS_E_INVALID;
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
     if (!req || !items)
         return rs_error(s->ctx, RECSYS_E_INVALID, "recsys_session_topk_request: NULL argument");
     size_t stride = req->struct_size >= offsetof(recsys_request, k) + sizeof(int) && req->k > 0
@@ -343,7 +346,8 @@ recsys_status recsys_session_topk_request(recsys_session *s, const recsys_reques
 recsys_status recsys_session_score_request(recsys_session *s, const recsys_request *req,
                                            float *scores, size_t n_scores)
 {
-    if (!s) return RECSYS_E_INVALID;
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
     recsys_request r;
     recsys_status st = read_request(s, 0, req, &r, 0);
     if (st) return st;
@@ -378,7 +382,8 @@ recsys_status recsys_session_score_request(recsys_session *s, const recsys_reque
 recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req, float *vec,
                                          size_t dim)
 {
-    if (!s) return RECSYS_E_INVALID;
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
     const rs_model_config *cfg = &s->model->cfg;
     if (!vec || dim < (size_t)cfg->dim)
         return rs_error(s->ctx, RECSYS_E_INVALID, "vec must hold dim = %d floats", cfg->dim);
@@ -395,7 +400,8 @@ recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request
 recsys_status recsys_session_score(recsys_session *s, const int32_t *history, size_t n_history,
                                    float *scores, size_t n_scores)
 {
-    if (!s) return RECSYS_E_INVALID;
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
     recsys_request r = RECSYS_REQUEST_INIT;
     r.history = history;
     r.n_history = n_history;
@@ -408,7 +414,8 @@ recsys_status recsys_session_score(recsys_session *s, const int32_t *history, si
 recsys_status recsys_session_topk(recsys_session *s, const int32_t *history, size_t n_history,
                                   int k, int exclude_history, int32_t *items, float *scores)
 {
-    if (!s) return RECSYS_E_INVALID;
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
     int32_t n = s->model->cfg.n_items;
     if (k < 1 || k > n || !items)
         return rs_error(s->ctx, RECSYS_E_INVALID, "k must be in 1..%d and items non-NULL", n);

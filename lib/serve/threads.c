@@ -13,17 +13,19 @@ struct recsys_threadpool {
 
 recsys_status recsys_ctx_new_with_threads(int n_threads, recsys_ctx **out)
 {
-    if (!out) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!out) return RS_BAD_ARGS();
     *out = NULL;
-    if (n_threads < 1 || n_threads > 1024) return RECSYS_E_INVALID;
+    if (n_threads < 1 || n_threads > 1024) return RS_BAD_ARGS();
     return rs_ctx_create(n_threads, NULL, out);
 }
 
 recsys_status recsys_threadpool_new(int n_threads, recsys_threadpool **out)
 {
-    if (!out) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!out) return RS_BAD_ARGS();
     *out = NULL;
-    if (n_threads < 1 || n_threads > 1024) return RECSYS_E_INVALID;
+    if (n_threads < 1 || n_threads > 1024) return RS_BAD_ARGS();
     recsys_threadpool *tp = calloc(1, sizeof *tp);
     if (!tp) return RECSYS_E_NOMEM;
     tp->pool = rs_pool_new(n_threads);
@@ -45,9 +47,10 @@ void recsys_threadpool_free(recsys_threadpool *tp) { rs_threadpool_unref(tp); }
 
 recsys_status recsys_ctx_new_shared(recsys_threadpool *pool, recsys_ctx **out)
 {
-    if (!out) return RECSYS_E_INVALID;
+    rs_enter(NULL);
+    if (!out) return RS_BAD_ARGS();
     *out = NULL;
-    if (!pool) return RECSYS_E_INVALID;
+    if (!pool) return RS_BAD_ARGS();
     atomic_fetch_add(&pool->refs, 1);
     recsys_status st = rs_ctx_create(0, pool->pool, out);
     if (st) { rs_threadpool_unref(pool); return st; }

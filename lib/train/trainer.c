@@ -142,7 +142,8 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
                                  const recsys_dataset *ds, const recsys_opts *opts,
                                  recsys_trainer **out)
 {
-    if (!ctx) return RECSYS_E_INVALID;
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
     if (!model || !ds || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_trainer_new: NULL argument");
     *out = NULL;
@@ -210,7 +211,8 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
 recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_progress_fn fn,
                                           void *user_data)
 {
-    if (!t) return RECSYS_E_INVALID;
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
     t->progress = fn;
     t->progress_user = user_data;
     return RECSYS_OK;
@@ -355,7 +357,8 @@ static recsys_status run_epoch(recsys_trainer *t, ctx_saved *saved, double *mean
 
 recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
 {
-    if (!t) return RECSYS_E_INVALID;
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
     ctx_saved saved;
     recsys_status st = settings_on(t, &saved);
     if (!st) st = run_epoch(t, &saved, mean_loss);
@@ -365,7 +368,8 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
 
 recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path)
 {
-    if (!t) return RECSYS_E_INVALID;
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {t->epoch, t->adam.step, {0}, t->adam.m, t->adam.v};
     memcpy(s.rng, t->rng.s, sizeof s.rng);
@@ -374,7 +378,8 @@ recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path
 
 recsys_status recsys_trainer_resume(recsys_trainer *t, const char *path)
 {
-    if (!t) return RECSYS_E_INVALID;
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {0, 0, {0}, t->adam.m, t->adam.v};
     recsys_status st = rs_checkpoint_load_train(t->ctx, path, t->model, &s);

@@ -1,0 +1,3 @@
+module example.invalid/librecsys
+
+go 1.19

@@ -1,0 +1,647 @@
+"""librecsys: sequential recommendation (SASRec, HSTU) from Python.
+
+A ctypes binding of the C library (include/librecsys/recsys.h)::
+
+    import librecsys as rs
+    with rs.Context(threads=2, seed=7) as ctx:
+        opts = rs.Options(ctx, {"data.synthetic_users": 400, "model.dim": 16})
+        ds = rs.Dataset.synthetic(ctx, opts)
+        model = rs.Model(ctx, opts, ds)
+        trainer = rs.Trainer(ctx, model, ds, opts)
+        for _ in range(3):
+            trainer.run_epoch()
+        print(rs.evaluate(ctx, model, ds, opts)["NDCG@10"])
+        items, scores = rs.Session(ctx, model).topk(ds.user_items(0), k=10)
+
+Errors raise RecsysError (status, status name and the C message). Objects
+keep alive what their C counterparts use (a trainer its ctx, model and
+dataset; a session its ctx and model; an options set its ctx), so they may be
+closed or collected in any order; close() (or a with block) releases this
+wrapper's hold at once, and the C object goes when nothing needs it any more.
+Threads: a Context and the objects made with it are used by one thread at a
+time; Dataset and Model are read-only and may be shared; to score from
+several threads give each thread its own Context and Session (calls release
+the GIL). The raw C API is `librecsys.lib` (every function declared) and
+`librecsys.cffi_abi` offers the cffi ABI-mode path.
+"""
+import ctypes
+import enum
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _capi, _decls
+from ._capi import TYPES, lib
+
+__all__ = [
+    "lib", "Status", "RecsysError", "Context", "Options", "Dataset", "Model", "Trainer",
+    "Progress", "Session", "ApEn", "PerfLaw", "evaluate", "evaluate_popularity",
+    "version", "HEADER_VERSION", "Stat",
+]
+
+HEADER_VERSION = _capi.HEADER_VERSION
+__version__ = "%d.%d.%d" % (_decls.DEFINES["RECSYS_VERSION_MAJOR"],
+                            _decls.DEFINES["RECSYS_VERSION_MINOR"],
+                            _decls.DEFINES["RECSYS_VERSION_PATCH"])
+
+Status = enum.IntEnum("Status", {k[len("RECSYS_"):]: v for k, v in
+                                 _decls.ENUMS["recsys_status_code"].items()})
+Stat = enum.IntEnum("Stat", {k[len("RECSYS_STAT_"):]: v for k, v in _decls.DEFINES.items()
+                             if k.startswith("RECSYS_STAT_") and k != "RECSYS_STAT_COUNT"})
+STAT_USERS, STAT_ITEMS, STAT_EVENTS = Stat.USERS, Stat.ITEMS, Stat.EVENTS  # older names
+
+_P_I32 = ctypes.POINTER(ctypes.c_int32)
+_P_I64 = ctypes.POINTER(ctypes.c_int64)
+_P_F32 = ctypes.POINTER(ctypes.c_float)
+_P_F64 = ctypes.POINTER(ctypes.c_double)
+
+
+def version() -> str:
+    """Version string of the loaded C library."""
+    return lib.recsys_version_string().decode()
+
+
+class RecsysError(Exception):
+    """A librecsys call failed: `status` (Status), `name` ("RECSYS_E_..."), `message`."""
+
+    def __init__(self, status: int, message: str):
+        try:
+            status = Status(status)
+        except ValueError:
+            pass
+        self.status = status
+        self.name = lib.recsys_status_str(int(status)).decode()
+        self.message = message
+        super().__init__(f"{message} [{self.name}]")
+
+
+def _message(ctx_ptr=None) -> str:
+    """The failing call's message: the thread's last error, else the ctx's."""
+    msg = lib.recsys_last_errmsg() or b""
+    if not msg and ctx_ptr:
+        n = lib.recsys_errmsg_copy(ctx_ptr, None, 0)
+        buf = ctypes.create_string_buffer(n + 1)
+        lib.recsys_errmsg_copy(ctx_ptr, buf, n + 1)
+        msg = buf.value
+    return msg.decode("utf-8", "replace")
+
+
+def _check(status: int, ctx_ptr=None) -> None:
+    if status != 0:
+        raise RecsysError(status, _message(ctx_ptr) or lib.recsys_status_str(status).decode())
+
+
+def _enc(s) -> bytes:
+    return s if isinstance(s, bytes) else str(s).encode()
+
+
+class _Owned:
+    """One C object and the C objects it uses (kept alive with it). Freed
+    when the last Python holder lets go, so any collection order is safe."""
+    __slots__ = ("ptr", "_free", "keep", "__weakref__")
+
+    def __init__(self, ptr: int, free, keep: Tuple["_Owned", ...] = ()):
+        self.ptr = ptr
+        self._free = free
+        self.keep = keep
+
+    def __del__(self):
+        p, self.ptr = self.ptr, None
+        if p:
+            self._free(p)
+
+
+class _Object:
+    _h: Optional[_Owned] = None
+
+    def _ptr(self) -> int:
+        if self._h is None:
+            raise RecsysError(Status.E_STATE, f"{type(self).__name__} is closed")
+        return self._h.ptr
+
+    def _adopt(self, out: ctypes.c_void_p, free, keep=()):
+        self._h = _Owned(out.value, free, tuple(k for k in keep if k is not None))
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def close(self) -> None:
+        """Release this wrapper's hold on the C object (idempotent)."""
+        self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Context(_Object):
+    """Thread pool, RNG seed, kernel table and error state (recsys_ctx).
+    Use from one thread at a time."""
+
+    def __init__(self, threads: int = 0, seed: int = 42, max_isa: Optional[str] = None):
+        out = ctypes.c_void_p()
+        _check(lib.recsys_ctx_new(ctypes.byref(out)))
+        self._adopt(out, lib.recsys_ctx_free)
+        self._log_cb = None
+        if threads:
+            self.set_threads(threads)
+        self.set_seed(seed)
+        if max_isa:
+            self.set_max_isa(max_isa)
+
+    def check(self, status: int) -> None:
+        """Raise RecsysError for a non-zero status of a raw call on this ctx."""
+        _check(status, self._h.ptr if self._h else None)
+
+    @property
+    def errmsg(self) -> str:
+        return lib.recsys_ctx_errmsg(self._ptr()).decode("utf-8", "replace")
+
+    def set_threads(self, n: int) -> None:
+        self.check(lib.recsys_ctx_set_threads(self._ptr(), n))
+
+    @property
+    def threads(self) -> int:
+        return lib.recsys_ctx_threads(self._ptr())
+
+    def set_seed(self, seed: int) -> None:
+        self.check(lib.recsys_ctx_set_seed(self._ptr(), seed))
+
+    def set_max_isa(self, isa: str) -> None:
+        self.check(lib.recsys_ctx_set_max_isa(self._ptr(), _enc(isa)))
+
+    @property
+    def isa(self) -> str:
+        return lib.recsys_ctx_isa(self._ptr()).decode()
+
+    def kernel_name(self, kernel: int) -> Optional[str]:
+        r = lib.recsys_ctx_kernel_name(self._ptr(), kernel)
+        return r.decode() if r else None
+
+    def set_gemm_backend(self, backend: str) -> None:
+        self.check(lib.recsys_ctx_set_gemm_backend(self._ptr(), _enc(backend)))
+
+    def set_bf16(self, enable: bool) -> None:
+        self.check(lib.recsys_ctx_set_bf16(self._ptr(), int(bool(enable))))
+
+    def set_log(self, fn: Optional[Callable[[int, str], None]]) -> None:
+        """Route log lines to fn(level, message), called on the thread that made
+        the library call; None drops them. Exceptions in fn are reported and ignored."""
+        if fn is None:
+            cb = ctypes.cast(None, TYPES["recsys_log_fn"])
+        else:
+            def tramp(_user, level, msg):
+                try:
+                    fn(level, msg.decode("utf-8", "replace"))
+                except BaseException:  # never unwind into C
+                    import traceback
+                    traceback.print_exc()
+            cb = TYPES["recsys_log_fn"](tramp)
+        self.check(lib.recsys_ctx_set_log(self._ptr(), cb, None))
+        self._log_cb = cb  # the C side keeps a pointer to it
+
+    def close(self) -> None:
+        """Release the ctx; objects still using it keep it alive until they go."""
+        self._h = None
+
+
+class Options(_Object):
+    """`section.key` settings (recsys_opts); values may be str, int, float or bool.
+    Keeps its Context alive."""
+
+    def __init__(self, ctx: Context, settings: Optional[Mapping[str, Any]] = None, **kw):
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_opts_new(ctx._ptr(), ctypes.byref(out)))
+        self._adopt(out, lib.recsys_opts_free, (ctx._h,))
+        self.ctx = ctx
+        for key, value in dict(settings or {}, **{k.replace("__", "."): v for k, v in kw.items()}).items():
+            self.set(key, value)
+
+    def _check(self, st):
+        _check(st, self.ctx._h.ptr if self.ctx._h else None)
+
+    def set(self, key: str, value: Any) -> None:
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            self._check(lib.recsys_opts_set_int(self._ptr(), _enc(key), int(value)))
+        elif isinstance(value, (float, np.floating)):
+            self._check(lib.recsys_opts_set_float(self._ptr(), _enc(key), float(value)))
+        else:
+            self._check(lib.recsys_opts_set(self._ptr(), _enc(key), _enc(value)))
+
+    def get(self, key: str) -> str:
+        v = ctypes.c_char_p()
+        self._check(lib.recsys_opts_get(self._ptr(), _enc(key), ctypes.byref(v)))
+        return v.value.decode()
+
+    def get_int(self, key: str) -> int:
+        v = ctypes.c_int64()
+        self._check(lib.recsys_opts_get_int(self._ptr(), _enc(key), ctypes.byref(v)))
+        return v.value
+
+    def get_float(self, key: str) -> float:
+        v = ctypes.c_double()
+        self._check(lib.recsys_opts_get_float(self._ptr(), _enc(key), ctypes.byref(v)))
+        return v.value
+
+    __setitem__ = set
+    __getitem__ = get
+
+    def keys(self) -> List[str]:
+        """Every known key (recsys_opts_count / recsys_opts_key)."""
+        p = self._ptr()
+        return [lib.recsys_opts_key(p, i).decode() for i in range(lib.recsys_opts_count(p))]
+
+    def to_dict(self) -> Dict[str, str]:
+        return {k: self.get(k) for k in self.keys()}
+
+    def describe(self) -> Dict[str, Dict[str, Any]]:
+        """key -> {type, default, range, doc}.
+        TODO(options-describe): bind recsys_opts_describe (or however the
+        options work names it) once it is in recsys.h: rerun gen_bindings.py,
+        then fill the dicts from it here. Until then only the default is known."""
+        fresh = Options(self.ctx)
+        return {k: {"default": fresh.get(k)} for k in self.keys()}
+
+    def load_yaml(self, path: str) -> None:
+        self._check(lib.recsys_opts_load_yaml(self._ptr(), _enc(path)))
+
+    def load_yaml_string(self, text: str, name: str = "<string>") -> None:
+        b = _enc(text)
+        self._check(lib.recsys_opts_load_yaml_string(self._ptr(), b, len(b), _enc(name)))
+
+
+def _opts_ptr(opts: Optional[Options]):
+    return opts._ptr() if opts is not None else None
+
+
+def _readonly_view(ptr, n: int, ctype, dtype, owner: _Owned) -> np.ndarray:
+    """A read-only NumPy view of C memory that keeps owner alive."""
+    if n == 0:
+        return np.empty(0, dtype)
+    buf = (ctype * n).from_address(ctypes.addressof(ptr.contents))
+    buf._owner = owner  # the array's base chain holds buf, buf holds owner
+    arr = np.frombuffer(buf, dtype=dtype)
+    arr.flags.writeable = False
+    return arr
+
+
+class Dataset(_Object):
+    """Per-user chronological item sequences (recsys_dataset). Immutable: may be
+    read from several threads. Keeps no ctx (may outlive it)."""
+
+    def __init__(self, ctx: Context, path: str, opts: Optional[Options] = None):
+        """Open by path as the CLI does ("synthetic" for the embedded data)."""
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_dataset_open(ctx._ptr(), _enc(path), _opts_ptr(opts), ctypes.byref(out)))
+        self._adopt(out, lib.recsys_dataset_free)
+
+    @classmethod
+    def _make(cls, ctx, fn, *args) -> "Dataset":
+        out = ctypes.c_void_p()
+        ctx.check(fn(ctx._ptr(), *args, ctypes.byref(out)))
+        self = cls.__new__(cls)
+        self._adopt(out, lib.recsys_dataset_free)
+        return self
+
+    @classmethod
+    def synthetic(cls, ctx: Context, opts: Optional[Options] = None) -> "Dataset":
+        return cls._make(ctx, lib.recsys_dataset_synthetic, _opts_ptr(opts))
+
+    @classmethod
+    def load(cls, ctx: Context, path: str, opts: Optional[Options] = None) -> "Dataset":
+        return cls._make(ctx, lib.recsys_dataset_load, _enc(path), _opts_ptr(opts))
+
+    @classmethod
+    def load_sequences(cls, ctx: Context, path: str, times_path: Optional[str] = None,
+                       opts: Optional[Options] = None) -> "Dataset":
+        return cls._make(ctx, lib.recsys_dataset_load_sequences, _enc(path),
+                         _enc(times_path) if times_path else None, _opts_ptr(opts))
+
+    @classmethod
+    def from_arrays(cls, ctx: Context, users: Sequence[int], items: Sequence[int],
+                    times: Optional[Sequence[int]] = None,
+                    opts: Optional[Options] = None) -> "Dataset":
+        """From n events with external ids (int64 arrays are passed without a copy)."""
+        u = np.ascontiguousarray(users, dtype=np.int64)
+        i = np.ascontiguousarray(items, dtype=np.int64)
+        t = None if times is None else np.ascontiguousarray(times, dtype=np.int64)
+        if u.shape != i.shape or (t is not None and t.shape != u.shape) or u.ndim != 1:
+            raise RecsysError(Status.E_INVALID, "users, items and times must be 1-D and of one length")
+        return cls._make(ctx, lib.recsys_dataset_from_arrays, u.size, u.ctypes.data_as(_P_I64),
+                         i.ctypes.data_as(_P_I64), None if t is None else t.ctypes.data_as(_P_I64),
+                         _opts_ptr(opts))
+
+    def stat(self, which: int) -> float:
+        v = ctypes.c_double()
+        _check(lib.recsys_dataset_stat(self._ptr(), int(which), ctypes.byref(v)))
+        return v.value
+
+    @property
+    def n_users(self) -> int:
+        return int(self.stat(Stat.USERS))
+
+    @property
+    def n_items(self) -> int:
+        return int(self.stat(Stat.ITEMS))
+
+    @property
+    def n_events(self) -> int:
+        return int(self.stat(Stat.EVENTS))
+
+    def user_items(self, user: int) -> np.ndarray:
+        """The user's items (dense ids) as a read-only int32 view into the
+        dataset, without a copy; the view keeps the dataset alive."""
+        items = _P_I32()
+        n = ctypes.c_size_t()
+        _check(lib.recsys_dataset_user_items(self._ptr(), user, ctypes.byref(items), None,
+                                             ctypes.byref(n)))
+        return _readonly_view(items, n.value, ctypes.c_int32, np.int32, self._h)
+
+    def user_times(self, user: int) -> Optional[np.ndarray]:
+        items, times = _P_I32(), _P_I64()
+        n = ctypes.c_size_t()
+        _check(lib.recsys_dataset_user_items(self._ptr(), user, ctypes.byref(items),
+                                             ctypes.byref(times), ctypes.byref(n)))
+        if not times:
+            return None
+        return _readonly_view(times, n.value, ctypes.c_int64, np.int64, self._h)
+
+    def user_name(self, user: int) -> str:
+        v = ctypes.c_char_p()
+        _check(lib.recsys_dataset_user_name(self._ptr(), user, ctypes.byref(v)))
+        return v.value.decode()
+
+    def item_name(self, item: int) -> str:
+        v = ctypes.c_char_p()
+        _check(lib.recsys_dataset_item_name(self._ptr(), item, ctypes.byref(v)))
+        return v.value.decode()
+
+    def item_id(self, name: str) -> int:
+        v = ctypes.c_int32()
+        _check(lib.recsys_dataset_item_id(self._ptr(), _enc(name), ctypes.byref(v)))
+        return v.value
+
+    def user_id(self, name: str) -> int:
+        v = ctypes.c_int64()
+        _check(lib.recsys_dataset_user_id(self._ptr(), _enc(name), ctypes.byref(v)))
+        return v.value
+
+
+class Model(_Object):
+    """A SASRec / HSTU model (recsys_model), reference-counted in C. Keeps no
+    ctx. Read-only (shareable between threads) unless a Trainer trains it."""
+
+    def __init__(self, ctx: Context, opts: Optional[Options], ds: Dataset):
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_model_new(ctx._ptr(), _opts_ptr(opts), ds._ptr(), ctypes.byref(out)))
+        self._adopt(out, lib.recsys_model_free)
+
+    @classmethod
+    def load(cls, ctx: Context, path: str) -> "Model":
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_model_load(ctx._ptr(), _enc(path), ctypes.byref(out)))
+        self = cls.__new__(cls)
+        self._adopt(out, lib.recsys_model_free)
+        return self
+
+    def save(self, ctx: Context, path: str) -> None:
+        ctx.check(lib.recsys_model_save(ctx._ptr(), self._ptr(), _enc(path)))
+
+    @property
+    def n_params(self) -> int:
+        v = ctypes.c_int64()
+        _check(lib.recsys_model_n_params(self._ptr(), ctypes.byref(v)))
+        return v.value
+
+    @property
+    def n_items(self) -> int:
+        v = ctypes.c_int32()
+        _check(lib.recsys_model_n_items(self._ptr(), ctypes.byref(v)))
+        return v.value
+
+    def get(self, key: str) -> str:
+        v = ctypes.c_char_p()
+        _check(lib.recsys_model_get(self._ptr(), _enc(key), ctypes.byref(v)))
+        return v.value.decode()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A copy of recsys_progress, passed to progress callbacks."""
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    elapsed_seconds: float
+    samples_per_second: float
+
+
+class Trainer(_Object):
+    """Trains a model on a dataset's training split (recsys_trainer). Keeps its
+    Context, Model and Dataset alive (the C trainer borrows the dataset)."""
+
+    def __init__(self, ctx: Context, model: Model, ds: Dataset, opts: Optional[Options] = None):
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_trainer_new(ctx._ptr(), model._ptr(), ds._ptr(), _opts_ptr(opts),
+                                         ctypes.byref(out)))
+        self._adopt(out, lib.recsys_trainer_free, (ctx._h, model._h, ds._h))
+        self.ctx, self.model, self.dataset = ctx, model, ds
+        self._progress_cb = None
+        self._cb_error: Optional[BaseException] = None
+
+    def _check(self, st):
+        err, self._cb_error = self._cb_error, None
+        if err is not None:
+            raise err
+        _check(st, self._h.keep[0].ptr)
+
+    def set_progress(self, fn: Optional[Callable[[Progress], Optional[bool]]]) -> None:
+        """Call fn(Progress) between batches, on the thread running run_epoch.
+        A true return value stops training (run_epoch raises RecsysError with
+        Status.E_ABORTED); an exception in fn stops it and is re-raised."""
+        if fn is None:
+            cb = ctypes.cast(None, TYPES["recsys_progress_fn"])
+        else:
+            def tramp(_user, p):
+                try:
+                    c = p.contents
+                    return 1 if fn(Progress(c.epoch, c.epochs, c.step, c.steps, c.loss,
+                                            c.elapsed_seconds, c.samples_per_second)) else 0
+                except BaseException as e:  # never unwind into C
+                    self._cb_error = e
+                    return 1
+            cb = TYPES["recsys_progress_fn"](tramp)
+        _check(lib.recsys_trainer_set_progress(self._ptr(), cb, None))
+        self._progress_cb = cb
+
+    def run_epoch(self) -> float:
+        """One epoch over the training split; returns its mean loss."""
+        loss = ctypes.c_double()
+        self._check(lib.recsys_trainer_run_epoch(self._ptr(), ctypes.byref(loss)))
+        return loss.value
+
+    @property
+    def epoch(self) -> int:
+        return lib.recsys_trainer_epoch(self._ptr())
+
+    def save_checkpoint(self, path: str) -> None:
+        self._check(lib.recsys_trainer_save_checkpoint(self._ptr(), _enc(path)))
+
+    def resume(self, path: str) -> None:
+        self._check(lib.recsys_trainer_resume(self._ptr(), _enc(path)))
+
+
+class Session(_Object):
+    """Scoring scratch for one serving thread (recsys_session). Keeps its
+    Context and Model alive. Several sessions (each with its own Context) may
+    score one Model from several threads at once."""
+
+    def __init__(self, ctx: Context, model: Model):
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_session_new(ctx._ptr(), model._ptr(), ctypes.byref(out)))
+        self._adopt(out, lib.recsys_session_free, (ctx._h, model._h))
+        self.ctx, self.model = ctx, model
+        self.n_items = model.n_items
+
+    def _check(self, st):
+        _check(st, self._h.keep[0].ptr)
+
+    def score(self, history: Sequence[int], out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Scores of every item (index = dense id; index 0 is -inf) after history.
+        Writes into `out` (float32, C-contiguous, n_items+1) without a copy when given."""
+        h = np.ascontiguousarray(history, dtype=np.int32)
+        if out is None:
+            out = np.empty(self.n_items + 1, np.float32)
+        elif out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+            raise RecsysError(Status.E_INVALID, "out must be a writable C-contiguous float32 array")
+        self._check(lib.recsys_session_score(self._ptr(), h.ctypes.data_as(_P_I32), h.size,
+                                             out.ctypes.data_as(_P_F32), out.size))
+        return out
+
+    def topk(self, history: Sequence[int], k: int = 10,
+             exclude_history: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+        """The k best items after history, best first: (int32 ids, float32 scores)."""
+        h = np.ascontiguousarray(history, dtype=np.int32)
+        items = np.empty(k, np.int32)
+        scores = np.empty(k, np.float32)
+        self._check(lib.recsys_session_topk(self._ptr(), h.ctypes.data_as(_P_I32), h.size, k,
+                                            int(bool(exclude_history)), items.ctypes.data_as(_P_I32),
+                                            scores.ctypes.data_as(_P_F32)))
+        return items, scores
+
+    def topk_batch(self, histories: Iterable[Sequence[int]], k: int = 10,
+                   exclude_history: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+        """topk for many histories: (n, k) int32 ids and float32 scores.
+        TODO(serving): call the C batch-scoring API once it exists."""
+        hs = list(histories)
+        items = np.empty((len(hs), k), np.int32)
+        scores = np.empty((len(hs), k), np.float32)
+        for r, h in enumerate(hs):
+            items[r], scores[r] = self.topk(h, k, exclude_history)
+        return items, scores
+
+
+def _metrics(ctx: Context, fn, *args) -> Dict[str, float]:
+    out = ctypes.c_void_p()
+    ctx.check(fn(ctx._ptr(), *args, ctypes.byref(out)))
+    try:
+        return {lib.recsys_metrics_name(out, i).decode(): lib.recsys_metrics_value(out, i)
+                for i in range(lib.recsys_metrics_count(out))}
+    finally:
+        lib.recsys_metrics_free(out)
+
+
+def evaluate(ctx: Context, model: Model, ds: Dataset, opts: Optional[Options] = None) -> Dict[str, float]:
+    """HR@K, NDCG@K, MRR and "users" of model on ds (eval.* options)."""
+    return _metrics(ctx, lib.recsys_evaluate, model._ptr(), ds._ptr(), _opts_ptr(opts))
+
+
+def evaluate_popularity(ctx: Context, ds: Dataset, opts: Optional[Options] = None) -> Dict[str, float]:
+    """The popularity baseline under the same protocol."""
+    return _metrics(ctx, lib.recsys_evaluate_popularity, ds._ptr(), _opts_ptr(opts))
+
+
+class ApEn(_Object):
+    """Approximate Entropy estimator (apen.m, apen.r, apen.window). Keeps its Context."""
+
+    def __init__(self, ctx: Context, opts: Optional[Options] = None):
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_apen_new(ctx._ptr(), _opts_ptr(opts), ctypes.byref(out)))
+        self._adopt(out, lib.recsys_apen_free, (ctx._h,))
+        self.ctx = ctx
+
+    def _check(self, st):
+        _check(st, self._h.keep[0].ptr)
+
+    def sequence(self, seq: Sequence[int]) -> float:
+        s = np.ascontiguousarray(seq, dtype=np.int32)
+        v = ctypes.c_double()
+        self._check(lib.recsys_apen_sequence(self._ptr(), s.ctypes.data_as(_P_I32), s.size, ctypes.byref(v)))
+        return v.value
+
+    def numeric(self, seq: Sequence[float]) -> float:
+        s = np.ascontiguousarray(seq, dtype=np.float64)
+        v = ctypes.c_double()
+        self._check(lib.recsys_apen_numeric(self._ptr(), s.ctypes.data_as(_P_F64), s.size, ctypes.byref(v)))
+        return v.value
+
+    def dataset(self, ds: Dataset) -> Tuple[float, np.ndarray, int]:
+        """(mean ApEn, per-user values (NaN where too short), users averaged)."""
+        per_user = np.empty(ds.n_users, np.float64)
+        v, used = ctypes.c_double(), ctypes.c_int64()
+        self._check(lib.recsys_apen_dataset(self._ptr(), ds._ptr(), ctypes.byref(v),
+                                            per_user.ctypes.data_as(_P_F64), per_user.size,
+                                            ctypes.byref(used)))
+        return v.value, per_user, used.value
+
+
+class PerfLaw(_Object):
+    """Performance Law fitter (recsys_perflaw). Keeps its Context."""
+    N_PARAMS = _decls.DEFINES["RECSYS_PERFLAW_N_PARAMS"]
+
+    def __init__(self, ctx: Context):
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_perflaw_new(ctx._ptr(), ctypes.byref(out)))
+        self._adopt(out, lib.recsys_perflaw_free, (ctx._h,))
+        self.ctx = ctx
+
+    def _check(self, st):
+        _check(st, self._h.keep[0].ptr)
+
+    def add(self, layers: float, hidden: float, data: float, metric: float) -> None:
+        self._check(lib.recsys_perflaw_add(self._ptr(), layers, hidden, data, metric))
+
+    def fit(self) -> None:
+        self._check(lib.recsys_perflaw_fit(self._ptr()))
+
+    def params(self) -> Tuple[np.ndarray, np.ndarray, float]:
+        """(parameters, standard errors, R²)."""
+        p = np.empty(self.N_PARAMS, np.float64)
+        e = np.empty(self.N_PARAMS, np.float64)
+        r2 = ctypes.c_double()
+        self._check(lib.recsys_perflaw_params(self._ptr(), p.ctypes.data_as(_P_F64),
+                                              e.ctypes.data_as(_P_F64), ctypes.byref(r2)))
+        return p, e, r2.value
+
+    def predict(self, layers: float, hidden: float, data: float) -> float:
+        v = ctypes.c_double()
+        self._check(lib.recsys_perflaw_predict(self._ptr(), layers, hidden, data, ctypes.byref(v)))
+        return v.value
+
+    def best_size(self, data: float, layers: Sequence[float],
+                  hidden: Sequence[float]) -> Tuple[float, float, float]:
+        """(layers, hidden, predicted metric) of the best candidate."""
+        l = np.ascontiguousarray(layers, dtype=np.float64)
+        h = np.ascontiguousarray(hidden, dtype=np.float64)
+        bl, bh, bm = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        self._check(lib.recsys_perflaw_best_size(self._ptr(), data, l.ctypes.data_as(_P_F64), l.size,
+                                                 h.ctypes.data_as(_P_F64), h.size, ctypes.byref(bl),
+                                                 ctypes.byref(bh), ctypes.byref(bm)))
+        return bl.value, bh.value, bm.value

@@ -1,0 +1,692 @@
+//! Safe Rust interface to librecsys (sequential recommendation: SASRec, HSTU).
+//!
+//! ```no_run
+//! use librecsys::{Context, Options, Dataset, Model, Trainer, Session};
+//! let ctx = Context::with(2, 42)?;
+//! let opts = Options::with(&ctx, &[("data.synthetic_users", "300"), ("model.dim", "16")])?;
+//! let ds = Dataset::synthetic(&ctx, &opts)?;
+//! let mut model = Model::new(&ctx, &opts, &ds)?;
+//! {
+//!     let mut trainer = Trainer::new(&ctx, &mut model, &ds, &opts)?;
+//!     trainer.run_epoch()?;
+//! }
+//! let metrics = librecsys::evaluate(&ctx, &model, &ds, &opts)?;
+//! let (items, scores) = Session::new(&ctx, &model)?.topk(ds.user_items(0)?, 10, true)?;
+//! # Ok::<(), librecsys::Error>(())
+//! ```
+//!
+//! Ownership maps onto lifetimes: `Options`, `Trainer`, `Session`, `ApEn` and
+//! `PerfLaw` borrow their `Context` (the C objects keep a pointer to it); a
+//! `Trainer` borrows its `Dataset` and borrows the `Model` mutably (training
+//! writes the weights), a `Session` borrows the `Model` shared. `Dataset`,
+//! `Model` and `Metrics` keep no ctx. Threads: `Context` is `Send` but not
+//! `Sync` (one thread at a time), so the objects borrowing it are neither;
+//! `Dataset` and `Model` are `Send + Sync` (immutable or read-only while
+//! shared, reference count atomic): score from several threads with one
+//! `Context` and `Session` per thread over a shared `&Model`. Callbacks are
+//! closures; a panic inside one never unwinds into C: it stops the call and
+//! is resumed when the call returns.
+//!
+//! The borrows are checked at compile time: a model cannot be trained while
+//! a session scores it,
+//! ```compile_fail
+//! # use librecsys::*;
+//! # fn f(ctx: &Context, opts: &Options, ds: &Dataset, mut model: Model) -> Result<()> {
+//! let s = Session::new(ctx, &model)?;
+//! let t = Trainer::new(ctx, &mut model, ds, opts)?;
+//! drop(s);
+//! # Ok(()) }
+//! ```
+//! a session (which uses its ctx) cannot move to another thread,
+//! ```compile_fail
+//! # use librecsys::*;
+//! fn needs_send<T: Send>(_: T) {}
+//! # fn f(ctx: &Context, model: &Model) -> Result<()> {
+//! needs_send(Session::new(ctx, model)?);
+//! # Ok(()) }
+//! ```
+//! and a context cannot be dropped while its options live.
+//! ```compile_fail
+//! # use librecsys::*;
+//! # fn f() -> Result<()> {
+//! let ctx = Context::new()?;
+//! let opts = Options::new(&ctx)?;
+//! drop(ctx);
+//! opts.set("model.dim", "8")?;
+//! # Ok(()) }
+//! ```
+use librecsys_sys as sys;
+use std::any::Any;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::raw::{c_char, c_int, c_void};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::{self, NonNull};
+
+pub use sys::recsys_progress as Progress;
+
+/// A failed librecsys call: status code and the C message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    code: i32,
+    message: String,
+}
+
+impl Error {
+    fn new(code: i32, message: String) -> Error {
+        Error { code, message }
+    }
+    /// The recsys_status, e.g. `sys::RECSYS_E_NOT_FOUND`.
+    pub fn code(&self) -> i32 {
+        self.code
+    }
+    /// The status name, e.g. "RECSYS_E_NOT_FOUND".
+    pub fn name(&self) -> &'static str {
+        unsafe { static_str(sys::recsys_status_str(self.code)) }
+    }
+    /// The message the library recorded for the failing call.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [{}]", self.message, self.name())
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+unsafe fn static_str(p: *const c_char) -> &'static str {
+    if p.is_null() {
+        ""
+    } else {
+        CStr::from_ptr(p).to_str().unwrap_or("")
+    }
+}
+
+unsafe fn owned_str(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// The failing call's message: the thread's last error, else the ctx's (copied).
+fn message(ctx: *const sys::recsys_ctx) -> String {
+    let mut m = unsafe { owned_str(sys::recsys_last_errmsg()) };
+    if m.is_empty() && !ctx.is_null() {
+        let n = unsafe { sys::recsys_errmsg_copy(ctx, ptr::null_mut(), 0) };
+        let mut buf = vec![0u8; n + 1];
+        unsafe { sys::recsys_errmsg_copy(ctx, buf.as_mut_ptr() as *mut c_char, n + 1) };
+        buf.truncate(n);
+        m = String::from_utf8_lossy(&buf).into_owned();
+    }
+    m
+}
+
+fn check(st: sys::recsys_status, ctx: *const sys::recsys_ctx) -> Result<()> {
+    if st == sys::RECSYS_OK {
+        Ok(())
+    } else {
+        Err(Error::new(st, message(ctx)))
+    }
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::new(sys::RECSYS_E_INVALID, format!("string {:?} contains NUL", s)))
+}
+
+fn nonnull<T>(p: *mut T) -> Result<NonNull<T>> {
+    NonNull::new(p).ok_or_else(|| Error::new(sys::RECSYS_E_INTERNAL, "library returned NULL".to_string()))
+}
+
+/// Check that the loaded library serves the header these bindings were made from.
+pub fn check_version() -> Result<()> {
+    check(sys::check_version(), ptr::null())
+}
+
+/// Version string of the loaded library.
+pub fn version() -> &'static str {
+    unsafe { static_str(sys::recsys_version_string()) }
+}
+
+// ------------------------------------------------------------------ Context
+
+type LogFn = Box<dyn FnMut(i32, &str) + Send>;
+
+/// Worker pool, seed, kernel table and error state. One thread at a time.
+pub struct Context {
+    raw: NonNull<sys::recsys_ctx>,
+    log: Option<Box<LogFn>>,
+}
+
+// A ctx may move between threads (used by one at a time) but is not Sync.
+unsafe impl Send for Context {}
+
+impl Context {
+    pub fn new() -> Result<Context> {
+        let mut p = ptr::null_mut();
+        check(unsafe { sys::recsys_ctx_new(&mut p) }, ptr::null())?;
+        Ok(Context { raw: nonnull(p)?, log: None })
+    }
+    /// A context with `threads` workers (0 = online CPUs) and `seed`.
+    pub fn with(threads: i32, seed: u64) -> Result<Context> {
+        let c = Context::new()?;
+        c.set_threads(threads)?;
+        c.set_seed(seed)?;
+        Ok(c)
+    }
+    pub fn as_ptr(&self) -> *mut sys::recsys_ctx {
+        self.raw.as_ptr()
+    }
+    fn check(&self, st: sys::recsys_status) -> Result<()> {
+        check(st, self.as_ptr())
+    }
+    pub fn set_threads(&self, n: i32) -> Result<()> {
+        self.check(unsafe { sys::recsys_ctx_set_threads(self.as_ptr(), n) })
+    }
+    pub fn threads(&self) -> i32 {
+        unsafe { sys::recsys_ctx_threads(self.as_ptr()) }
+    }
+    pub fn set_seed(&self, seed: u64) -> Result<()> {
+        self.check(unsafe { sys::recsys_ctx_set_seed(self.as_ptr(), seed) })
+    }
+    pub fn set_max_isa(&self, isa: &str) -> Result<()> {
+        let s = cstring(isa)?;
+        self.check(unsafe { sys::recsys_ctx_set_max_isa(self.as_ptr(), s.as_ptr()) })
+    }
+    pub fn isa(&self) -> String {
+        unsafe { owned_str(sys::recsys_ctx_isa(self.as_ptr())) }
+    }
+    pub fn kernel_name(&self, kernel: i32) -> Option<String> {
+        let p = unsafe { sys::recsys_ctx_kernel_name(self.as_ptr(), kernel) };
+        if p.is_null() {
+            None
+        } else {
+            Some(unsafe { owned_str(p) })
+        }
+    }
+    pub fn set_gemm_backend(&self, backend: &str) -> Result<()> {
+        let s = cstring(backend)?;
+        self.check(unsafe { sys::recsys_ctx_set_gemm_backend(self.as_ptr(), s.as_ptr()) })
+    }
+    pub fn set_bf16(&self, on: bool) -> Result<()> {
+        self.check(unsafe { sys::recsys_ctx_set_bf16(self.as_ptr(), on as c_int) })
+    }
+    /// Message of the last error on this ctx ("" when none).
+    pub fn errmsg(&self) -> String {
+        unsafe { owned_str(sys::recsys_ctx_errmsg(self.as_ptr())) }
+    }
+    /// Route log lines to `f(level, message)` (run on the calling thread); None drops them.
+    pub fn set_log<F: FnMut(i32, &str) + Send + 'static>(&mut self, f: Option<F>) -> Result<()> {
+        unsafe extern "C" fn tramp(user: *mut c_void, level: c_int, msg: *const c_char) {
+            let f = &mut *(user as *mut LogFn);
+            let m = owned_str(msg);
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| f(level, &m)));
+        }
+        match f {
+            None => {
+                self.check(unsafe { sys::recsys_ctx_set_log(self.as_ptr(), None, ptr::null_mut()) })?;
+                self.log = None;
+            }
+            Some(f) => {
+                let mut b: Box<LogFn> = Box::new(Box::new(f));
+                let user = &mut *b as *mut LogFn as *mut c_void;
+                self.check(unsafe { sys::recsys_ctx_set_log(self.as_ptr(), Some(tramp), user) })?;
+                self.log = Some(b);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_ctx_free(self.raw.as_ptr()) }
+    }
+}
+
+// ------------------------------------------------------------------ Options
+
+/// `section.key` settings; keeps a pointer to its ctx, hence the borrow.
+pub struct Options<'c> {
+    raw: NonNull<sys::recsys_opts>,
+    ctx: &'c Context,
+}
+
+impl<'c> Options<'c> {
+    pub fn new(ctx: &'c Context) -> Result<Options<'c>> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_opts_new(ctx.as_ptr(), &mut p) })?;
+        Ok(Options { raw: nonnull(p)?, ctx })
+    }
+    pub fn with(ctx: &'c Context, kv: &[(&str, &str)]) -> Result<Options<'c>> {
+        let o = Options::new(ctx)?;
+        for (k, v) in kv {
+            o.set(k, v)?;
+        }
+        Ok(o)
+    }
+    pub fn as_ptr(&self) -> *mut sys::recsys_opts {
+        self.raw.as_ptr()
+    }
+    pub fn set(&self, key: &str, value: &str) -> Result<()> {
+        let (k, v) = (cstring(key)?, cstring(value)?);
+        self.ctx.check(unsafe { sys::recsys_opts_set(self.as_ptr(), k.as_ptr(), v.as_ptr()) })
+    }
+    pub fn set_int(&self, key: &str, value: i64) -> Result<()> {
+        let k = cstring(key)?;
+        self.ctx.check(unsafe { sys::recsys_opts_set_int(self.as_ptr(), k.as_ptr(), value) })
+    }
+    pub fn set_float(&self, key: &str, value: f64) -> Result<()> {
+        let k = cstring(key)?;
+        self.ctx.check(unsafe { sys::recsys_opts_set_float(self.as_ptr(), k.as_ptr(), value) })
+    }
+    pub fn get(&self, key: &str) -> Result<String> {
+        let k = cstring(key)?;
+        let mut v: *const c_char = ptr::null();
+        self.ctx.check(unsafe { sys::recsys_opts_get(self.as_ptr(), k.as_ptr(), &mut v) })?;
+        Ok(unsafe { owned_str(v) })
+    }
+    pub fn get_int(&self, key: &str) -> Result<i64> {
+        let k = cstring(key)?;
+        let mut v = 0i64;
+        self.ctx.check(unsafe { sys::recsys_opts_get_int(self.as_ptr(), k.as_ptr(), &mut v) })?;
+        Ok(v)
+    }
+    /// Every known key. TODO(options-describe): add describe() when recsys.h has it.
+    pub fn keys(&self) -> Vec<String> {
+        let n = unsafe { sys::recsys_opts_count(self.as_ptr()) };
+        (0..n).map(|i| unsafe { owned_str(sys::recsys_opts_key(self.as_ptr(), i)) }).collect()
+    }
+    pub fn load_yaml_str(&self, yaml: &str, name: &str) -> Result<()> {
+        let n = cstring(name)?;
+        self.ctx.check(unsafe {
+            sys::recsys_opts_load_yaml_string(self.as_ptr(), yaml.as_ptr() as *const c_char, yaml.len(), n.as_ptr())
+        })
+    }
+}
+
+impl Drop for Options<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_opts_free(self.raw.as_ptr()) }
+    }
+}
+
+// ------------------------------------------------------------------ Dataset
+
+/// Per-user item sequences. Immutable; keeps no ctx.
+pub struct Dataset {
+    raw: NonNull<sys::recsys_dataset>,
+}
+
+// Immutable after creation: readable from several threads (recsys.h).
+unsafe impl Send for Dataset {}
+unsafe impl Sync for Dataset {}
+
+impl Dataset {
+    fn make(ctx: &Context, st: sys::recsys_status, p: *mut sys::recsys_dataset) -> Result<Dataset> {
+        ctx.check(st)?;
+        Ok(Dataset { raw: nonnull(p)? })
+    }
+    pub fn synthetic(ctx: &Context, opts: &Options) -> Result<Dataset> {
+        let mut p = ptr::null_mut();
+        let st = unsafe { sys::recsys_dataset_synthetic(ctx.as_ptr(), opts.as_ptr(), &mut p) };
+        Dataset::make(ctx, st, p)
+    }
+    /// Open by path as the CLI does ("synthetic" for the embedded data).
+    pub fn open(ctx: &Context, path: &str, opts: &Options) -> Result<Dataset> {
+        let s = cstring(path)?;
+        let mut p = ptr::null_mut();
+        let st = unsafe { sys::recsys_dataset_open(ctx.as_ptr(), s.as_ptr(), opts.as_ptr(), &mut p) };
+        Dataset::make(ctx, st, p)
+    }
+    pub fn from_arrays(ctx: &Context, users: &[i64], items: &[i64], times: Option<&[i64]>, opts: &Options) -> Result<Dataset> {
+        if users.len() != items.len() || times.map_or(false, |t| t.len() != users.len()) {
+            return Err(Error::new(sys::RECSYS_E_INVALID, "users, items and times must have one length".into()));
+        }
+        let mut p = ptr::null_mut();
+        let t = times.map_or(ptr::null(), |t| t.as_ptr());
+        let st = unsafe {
+            sys::recsys_dataset_from_arrays(ctx.as_ptr(), users.len(), users.as_ptr(), items.as_ptr(), t, opts.as_ptr(), &mut p)
+        };
+        Dataset::make(ctx, st, p)
+    }
+    pub fn as_ptr(&self) -> *const sys::recsys_dataset {
+        self.raw.as_ptr()
+    }
+    pub fn stat(&self, which: i32) -> Result<f64> {
+        let mut v = 0.0;
+        check(unsafe { sys::recsys_dataset_stat(self.as_ptr(), which, &mut v) }, ptr::null())?;
+        Ok(v)
+    }
+    pub fn n_users(&self) -> i64 {
+        self.stat(sys::RECSYS_STAT_USERS).unwrap_or(0.0) as i64
+    }
+    pub fn n_items(&self) -> i32 {
+        self.stat(sys::RECSYS_STAT_ITEMS).unwrap_or(0.0) as i32
+    }
+    /// The user's dense item ids, borrowed from the dataset (no copy).
+    pub fn user_items(&self, user: i64) -> Result<&[i32]> {
+        let mut items: *const i32 = ptr::null();
+        let mut n = 0usize;
+        check(
+            unsafe { sys::recsys_dataset_user_items(self.as_ptr(), user, &mut items, ptr::null_mut(), &mut n) },
+            ptr::null(),
+        )?;
+        Ok(if n == 0 { &[] } else { unsafe { std::slice::from_raw_parts(items, n) } })
+    }
+    pub fn item_name(&self, item: i32) -> Result<&str> {
+        let mut v: *const c_char = ptr::null();
+        check(unsafe { sys::recsys_dataset_item_name(self.as_ptr(), item, &mut v) }, ptr::null())?;
+        Ok(unsafe { CStr::from_ptr(v) }.to_str().unwrap_or(""))
+    }
+    pub fn item_id(&self, name: &str) -> Result<i32> {
+        let s = cstring(name)?;
+        let mut v = 0i32;
+        check(unsafe { sys::recsys_dataset_item_id(self.as_ptr(), s.as_ptr(), &mut v) }, ptr::null())?;
+        Ok(v)
+    }
+}
+
+impl Drop for Dataset {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_dataset_free(self.raw.as_ptr()) }
+    }
+}
+
+// -------------------------------------------------------------------- Model
+
+/// A SASRec / HSTU model; keeps no ctx. Read-only through `&Model`.
+pub struct Model {
+    raw: NonNull<sys::recsys_model>,
+}
+
+// Read-only calls may run from several threads; the C reference count is atomic.
+unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+impl Model {
+    pub fn new(ctx: &Context, opts: &Options, ds: &Dataset) -> Result<Model> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_model_new(ctx.as_ptr(), opts.as_ptr(), ds.as_ptr(), &mut p) })?;
+        Ok(Model { raw: nonnull(p)? })
+    }
+    pub fn load(ctx: &Context, path: &str) -> Result<Model> {
+        let s = cstring(path)?;
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_model_load(ctx.as_ptr(), s.as_ptr(), &mut p) })?;
+        Ok(Model { raw: nonnull(p)? })
+    }
+    pub fn save(&self, ctx: &Context, path: &str) -> Result<()> {
+        let s = cstring(path)?;
+        ctx.check(unsafe { sys::recsys_model_save(ctx.as_ptr(), self.as_ptr(), s.as_ptr()) })
+    }
+    pub fn as_ptr(&self) -> *mut sys::recsys_model {
+        self.raw.as_ptr()
+    }
+    pub fn n_params(&self) -> Result<i64> {
+        let mut n = 0i64;
+        check(unsafe { sys::recsys_model_n_params(self.as_ptr(), &mut n) }, ptr::null())?;
+        Ok(n)
+    }
+    pub fn n_items(&self) -> Result<i32> {
+        let mut n = 0i32;
+        check(unsafe { sys::recsys_model_n_items(self.as_ptr(), &mut n) }, ptr::null())?;
+        Ok(n)
+    }
+    pub fn get(&self, key: &str) -> Result<String> {
+        let k = cstring(key)?;
+        let mut v: *const c_char = ptr::null();
+        check(unsafe { sys::recsys_model_get(self.as_ptr(), k.as_ptr(), &mut v) }, ptr::null())?;
+        Ok(unsafe { owned_str(v) })
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_model_free(self.raw.as_ptr()) }
+    }
+}
+
+// ------------------------------------------------------------------ Trainer
+
+struct ProgressCb<'a> {
+    f: Box<dyn FnMut(&Progress) -> bool + 'a>,
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+/// Trains a model: borrows the ctx, the model (mutably) and the dataset.
+pub struct Trainer<'a> {
+    raw: NonNull<sys::recsys_trainer>,
+    ctx: &'a Context,
+    _borrows: PhantomData<(&'a mut Model, &'a Dataset)>,
+    progress: Option<Box<ProgressCb<'a>>>,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(ctx: &'a Context, model: &'a mut Model, ds: &'a Dataset, opts: &Options) -> Result<Trainer<'a>> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_trainer_new(ctx.as_ptr(), model.as_ptr(), ds.as_ptr(), opts.as_ptr(), &mut p) })?;
+        Ok(Trainer { raw: nonnull(p)?, ctx, _borrows: PhantomData, progress: None })
+    }
+    /// `f(progress)` between batches on this thread; returning true stops
+    /// training (run_epoch gives RECSYS_E_ABORTED); a panic stops it and is resumed.
+    pub fn set_progress<F: FnMut(&Progress) -> bool + 'a>(&mut self, f: Option<F>) -> Result<()> {
+        unsafe extern "C" fn tramp(user: *mut c_void, p: *const sys::recsys_progress) -> c_int {
+            let cb = &mut *(user as *mut ProgressCb);
+            let f = &mut cb.f;
+            match panic::catch_unwind(AssertUnwindSafe(|| f(&*p))) {
+                Ok(stop) => stop as c_int,
+                Err(payload) => {
+                    cb.panic = Some(payload);
+                    1
+                }
+            }
+        }
+        match f {
+            None => {
+                self.ctx.check(unsafe { sys::recsys_trainer_set_progress(self.raw.as_ptr(), None, ptr::null_mut()) })?;
+                self.progress = None;
+            }
+            Some(f) => {
+                let mut cb = Box::new(ProgressCb { f: Box::new(f), panic: None });
+                let user = &mut *cb as *mut ProgressCb as *mut c_void;
+                self.ctx.check(unsafe { sys::recsys_trainer_set_progress(self.raw.as_ptr(), Some(tramp), user) })?;
+                self.progress = Some(cb);
+            }
+        }
+        Ok(())
+    }
+    /// One epoch; returns its mean loss.
+    pub fn run_epoch(&mut self) -> Result<f64> {
+        let mut loss = 0.0;
+        let st = unsafe { sys::recsys_trainer_run_epoch(self.raw.as_ptr(), &mut loss) };
+        if let Some(cb) = self.progress.as_mut() {
+            if let Some(payload) = cb.panic.take() {
+                panic::resume_unwind(payload);
+            }
+        }
+        self.ctx.check(st)?;
+        Ok(loss)
+    }
+    pub fn epoch(&self) -> i32 {
+        unsafe { sys::recsys_trainer_epoch(self.raw.as_ptr()) }
+    }
+}
+
+impl Drop for Trainer<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_trainer_free(self.raw.as_ptr()) }
+    }
+}
+
+// ------------------------------------------------------------------ Session
+
+/// Scoring scratch for one thread: borrows its ctx and the model.
+pub struct Session<'a> {
+    raw: NonNull<sys::recsys_session>,
+    ctx: &'a Context,
+    n_items: i32,
+    _model: PhantomData<&'a Model>,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(ctx: &'a Context, model: &'a Model) -> Result<Session<'a>> {
+        let n_items = model.n_items()?;
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_session_new(ctx.as_ptr(), model.as_ptr(), &mut p) })?;
+        Ok(Session { raw: nonnull(p)?, ctx, n_items, _model: PhantomData })
+    }
+    pub fn n_items(&self) -> i32 {
+        self.n_items
+    }
+    /// Scores of every item into `out` (n_items + 1; out[0] = -inf).
+    pub fn score_into(&mut self, history: &[i32], out: &mut [f32]) -> Result<()> {
+        self.ctx.check(unsafe {
+            sys::recsys_session_score(self.raw.as_ptr(), history.as_ptr(), history.len(), out.as_mut_ptr(), out.len())
+        })
+    }
+    pub fn score(&mut self, history: &[i32]) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; self.n_items as usize + 1];
+        self.score_into(history, &mut out)?;
+        Ok(out)
+    }
+    /// Top-k into `items` / `scores` (k = items.len()).
+    pub fn topk_into(&mut self, history: &[i32], items: &mut [i32], scores: &mut [f32], exclude_history: bool) -> Result<()> {
+        if scores.len() < items.len() {
+            return Err(Error::new(sys::RECSYS_E_INVALID, "scores shorter than items".into()));
+        }
+        self.ctx.check(unsafe {
+            sys::recsys_session_topk(
+                self.raw.as_ptr(),
+                history.as_ptr(),
+                history.len(),
+                items.len() as c_int,
+                exclude_history as c_int,
+                items.as_mut_ptr(),
+                scores.as_mut_ptr(),
+            )
+        })
+    }
+    pub fn topk(&mut self, history: &[i32], k: usize, exclude_history: bool) -> Result<(Vec<i32>, Vec<f32>)> {
+        let mut items = vec![0i32; k];
+        let mut scores = vec![0f32; k];
+        self.topk_into(history, &mut items, &mut scores, exclude_history)?;
+        Ok((items, scores))
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_session_free(self.raw.as_ptr()) }
+    }
+}
+
+// ------------------------------------------------------------------ Metrics
+
+/// Named metric values (HR@K, NDCG@K, MRR, users); keeps no ctx.
+pub struct Metrics {
+    raw: NonNull<sys::recsys_metrics>,
+}
+
+unsafe impl Send for Metrics {}
+unsafe impl Sync for Metrics {}
+
+impl Metrics {
+    pub fn get(&self, name: &str) -> Result<f64> {
+        let s = cstring(name)?;
+        let mut v = 0.0;
+        check(unsafe { sys::recsys_metrics_get(self.raw.as_ptr(), s.as_ptr(), &mut v) }, ptr::null())?;
+        Ok(v)
+    }
+    pub fn to_vec(&self) -> Vec<(String, f64)> {
+        let p = self.raw.as_ptr();
+        let n = unsafe { sys::recsys_metrics_count(p) };
+        (0..n)
+            .map(|i| unsafe { (owned_str(sys::recsys_metrics_name(p, i)), sys::recsys_metrics_value(p, i)) })
+            .collect()
+    }
+}
+
+impl Drop for Metrics {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_metrics_free(self.raw.as_ptr()) }
+    }
+}
+
+pub fn evaluate(ctx: &Context, model: &Model, ds: &Dataset, opts: &Options) -> Result<Metrics> {
+    let mut p = ptr::null_mut();
+    ctx.check(unsafe { sys::recsys_evaluate(ctx.as_ptr(), model.as_ptr(), ds.as_ptr(), opts.as_ptr(), &mut p) })?;
+    Ok(Metrics { raw: nonnull(p)? })
+}
+
+pub fn evaluate_popularity(ctx: &Context, ds: &Dataset, opts: &Options) -> Result<Metrics> {
+    let mut p = ptr::null_mut();
+    ctx.check(unsafe { sys::recsys_evaluate_popularity(ctx.as_ptr(), ds.as_ptr(), opts.as_ptr(), &mut p) })?;
+    Ok(Metrics { raw: nonnull(p)? })
+}
+
+// ----------------------------------------------------------------- Analysis
+
+/// Approximate Entropy estimator; borrows its ctx.
+pub struct ApEn<'c> {
+    raw: NonNull<sys::recsys_apen>,
+    ctx: &'c Context,
+}
+
+impl<'c> ApEn<'c> {
+    pub fn new(ctx: &'c Context, opts: &Options) -> Result<ApEn<'c>> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_apen_new(ctx.as_ptr(), opts.as_ptr(), &mut p) })?;
+        Ok(ApEn { raw: nonnull(p)?, ctx })
+    }
+    pub fn sequence(&mut self, seq: &[i32]) -> Result<f64> {
+        let mut v = 0.0;
+        self.ctx.check(unsafe { sys::recsys_apen_sequence(self.raw.as_ptr(), seq.as_ptr(), seq.len(), &mut v) })?;
+        Ok(v)
+    }
+}
+
+impl Drop for ApEn<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_apen_free(self.raw.as_ptr()) }
+    }
+}
+
+/// Performance Law fitter; borrows its ctx.
+pub struct PerfLaw<'c> {
+    raw: NonNull<sys::recsys_perflaw>,
+    ctx: &'c Context,
+}
+
+impl<'c> PerfLaw<'c> {
+    pub fn new(ctx: &'c Context) -> Result<PerfLaw<'c>> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_perflaw_new(ctx.as_ptr(), &mut p) })?;
+        Ok(PerfLaw { raw: nonnull(p)?, ctx })
+    }
+    pub fn add(&mut self, layers: f64, hidden: f64, data: f64, metric: f64) -> Result<()> {
+        self.ctx.check(unsafe { sys::recsys_perflaw_add(self.raw.as_ptr(), layers, hidden, data, metric) })
+    }
+    pub fn fit(&mut self) -> Result<()> {
+        self.ctx.check(unsafe { sys::recsys_perflaw_fit(self.raw.as_ptr()) })
+    }
+}
+
+impl Drop for PerfLaw<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_perflaw_free(self.raw.as_ptr()) }
+    }
+}
+
+pub use sys::{
+    RECSYS_E_ABORTED, RECSYS_E_FORMAT, RECSYS_E_INVALID, RECSYS_E_IO, RECSYS_E_NOT_FOUND, RECSYS_E_PARSE,
+    RECSYS_E_STATE, RECSYS_E_UNSUPPORTED, RECSYS_OK,
+};

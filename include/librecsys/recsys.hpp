@@ -1,0 +1,487 @@
+/*
+ * librecsys for C++17: header-only RAII wrappers over recsys.h.
+ *
+ *     recsys::context ctx;
+ *     recsys::options opts(ctx, {{"model.dim", "16"}});
+ *     auto ds = recsys::dataset::synthetic(ctx, opts);
+ *     recsys::model m(ctx, opts, ds);
+ *     recsys::trainer t(ctx, m, ds, opts);
+ *     double loss = t.run_epoch();
+ *     auto metrics = recsys::evaluate(ctx, m, ds, opts);
+ *     auto top = recsys::session(ctx, m).topk(ds.user_items(0), 10);
+ *
+ * - Every handle class owns one C object, is move-only and frees it in its
+ *   destructor. Moving leaves the source empty (operator bool is false).
+ * - Failing calls throw recsys::error (a std::runtime_error) carrying the
+ *   status (code(), name()) and the C message of the failing call.
+ * - Buffers are passed as recsys::span<T> (pointer + size, built from a
+ *   std::vector, std::array, C array or pointer and size): no copies.
+ * - Lifetimes follow the C library: an options, trainer, session, apen or
+ *   perflaw uses its context, which must outlive it; a trainer borrows its
+ *   dataset (keep it alive); model is reference-counted in C, so a trainer
+ *   or session keeps the weights alive even after the model object goes.
+ *   Datasets and models may outlive the context.
+ * - Threads: a context and its objects are used by one thread at a time;
+ *   const dataset / const model may be shared; score from several threads
+ *   with one context and session per thread.
+ * - Callbacks are std::function objects. They run on the calling thread;
+ *   an exception thrown in a progress callback stops training and is
+ *   rethrown from run_epoch (it never unwinds through C).
+ */
+#ifndef RECSYS_HPP
+#define RECSYS_HPP
+
+#if __cplusplus < 201703L && !(defined(_MSVC_LANG) && _MSVC_LANG >= 201703L)
+#error "recsys.hpp needs C++17"
+#endif
+
+#include <librecsys/recsys.h>
+
+#include <array>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace recsys {
+
+/* ----------------------------------------------------------------- errors */
+
+class error : public std::runtime_error {
+public:
+    error(recsys_status status, const std::string &message)
+        : std::runtime_error(message + " [" + recsys_status_str(status) + "]"),
+          status_(status), message_(message) {}
+    recsys_status code() const noexcept { return status_; }
+    const char *name() const noexcept { return recsys_status_str(status_); }
+    const std::string &message() const noexcept { return message_; }
+
+private:
+    recsys_status status_;
+    std::string message_;
+};
+
+namespace detail {
+/* The failing call's message: the thread's last error, else the ctx's. */
+inline std::string message(const recsys_ctx *ctx)
+{
+    std::string m = recsys_last_errmsg();
+    if (m.empty() && ctx) {
+        size_t n = recsys_errmsg_copy(ctx, nullptr, 0);
+        m.resize(n + 1);
+        recsys_errmsg_copy(ctx, &m[0], n + 1);
+        m.resize(n);
+    }
+    return m;
+}
+inline void check(recsys_status st, const recsys_ctx *ctx = nullptr)
+{
+    if (st != RECSYS_OK) throw error(st, message(ctx));
+}
+template <class T, void (*Free)(T *)> struct deleter {
+    void operator()(T *p) const noexcept { Free(p); }
+};
+template <class T, void (*Free)(T *)> using owned = std::unique_ptr<T, deleter<T, Free>>;
+} // namespace detail
+
+/** Throws recsys::error when the loaded library cannot serve this header. */
+inline void check_version() { detail::check(RECSYS_CHECK_VERSION()); }
+
+/* ------------------------------------------------------------------- span */
+
+/** A non-owning view of n contiguous T (std::span-like, C++17). */
+template <class T> class span {
+public:
+    constexpr span() noexcept = default;
+    constexpr span(T *data, size_t size) noexcept : data_(data), size_(size) {}
+    template <size_t N> constexpr span(T (&a)[N]) noexcept : data_(a), size_(N) {}
+    template <class C, class = decltype(std::declval<C &>().data()),
+              class = decltype(std::declval<C &>().size())>
+    constexpr span(C &c) noexcept : data_(c.data()), size_(c.size()) {}
+    template <class U, class = std::enable_if_t<std::is_same_v<const U, T>>>
+    constexpr span(span<U> s) noexcept : data_(s.data()), size_(s.size()) {}
+    constexpr T *data() const noexcept { return data_; }
+    constexpr size_t size() const noexcept { return size_; }
+    constexpr bool empty() const noexcept { return size_ == 0; }
+    constexpr T *begin() const noexcept { return data_; }
+    constexpr T *end() const noexcept { return data_ + size_; }
+    constexpr T &operator[](size_t i) const noexcept { return data_[i]; }
+
+private:
+    T *data_ = nullptr;
+    size_t size_ = 0;
+};
+template <class C> span(C &) -> span<std::remove_pointer_t<decltype(std::declval<C &>().data())>>;
+
+/* ---------------------------------------------------------------- context */
+
+class context {
+public:
+    context() { recsys_ctx *c = nullptr; detail::check(recsys_ctx_new(&c)); h_.reset(c); }
+    explicit context(int threads, uint64_t seed = 42) : context() { set_threads(threads); set_seed(seed); }
+    recsys_ctx *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    void check(recsys_status st) const { detail::check(st, h_.get()); }
+
+    void set_threads(int n) { check(recsys_ctx_set_threads(get(), n)); }
+    int threads() const noexcept { return recsys_ctx_threads(get()); }
+    void set_seed(uint64_t seed) { check(recsys_ctx_set_seed(get(), seed)); }
+    void set_max_isa(const std::string &isa) { check(recsys_ctx_set_max_isa(get(), isa.c_str())); }
+    std::string isa() const { return recsys_ctx_isa(get()); }
+    std::string kernel_name(int kernel) const
+    {
+        const char *n = recsys_ctx_kernel_name(get(), kernel);
+        return n ? n : "";
+    }
+    void set_gemm_backend(const std::string &b) { check(recsys_ctx_set_gemm_backend(get(), b.c_str())); }
+    void set_bf16(bool on) { check(recsys_ctx_set_bf16(get(), on ? 1 : 0)); }
+    std::string errmsg() const { return recsys_ctx_errmsg(get()); }
+
+    using log_fn = std::function<void(int level, std::string_view message)>;
+    /** Log lines go to fn on the calling thread (empty fn: dropped). Exceptions are swallowed. */
+    void set_log(log_fn fn)
+    {
+        if (!fn) { check(recsys_ctx_set_log(get(), nullptr, nullptr)); log_.reset(); return; }
+        auto holder = std::make_unique<log_fn>(std::move(fn));
+        check(recsys_ctx_set_log(get(), &context::log_tramp, holder.get()));
+        log_ = std::move(holder);
+    }
+
+private:
+    static void log_tramp(void *user, int level, const char *msg) noexcept
+    {
+        try { (*static_cast<log_fn *>(user))(level, msg); } catch (...) {}
+    }
+    detail::owned<recsys_ctx, recsys_ctx_free> h_;
+    std::unique_ptr<log_fn> log_; /* heap: its address survives moves */
+};
+
+/* ---------------------------------------------------------------- options */
+
+class options {
+public:
+    explicit options(const context &ctx) : ctx_(ctx.get())
+    {
+        recsys_opts *o = nullptr;
+        ctx.check(recsys_opts_new(ctx.get(), &o));
+        h_.reset(o);
+    }
+    options(const context &ctx, std::initializer_list<std::pair<std::string, std::string>> kv)
+        : options(ctx)
+    {
+        for (auto &p : kv) set(p.first, p.second);
+    }
+    recsys_opts *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+    options &set(const std::string &key, const std::string &value)
+    { check(recsys_opts_set(get(), key.c_str(), value.c_str())); return *this; }
+    options &set(const std::string &key, const char *value) { return set(key, std::string(value)); }
+    options &set(const std::string &key, int64_t v) { check(recsys_opts_set_int(get(), key.c_str(), v)); return *this; }
+    options &set(const std::string &key, int v) { return set(key, static_cast<int64_t>(v)); }
+    options &set(const std::string &key, double v) { check(recsys_opts_set_float(get(), key.c_str(), v)); return *this; }
+    options &set(const std::string &key, bool v) { return set(key, std::string(v ? "true" : "false")); }
+    std::string get(const std::string &key) const
+    {
+        const char *v = nullptr;
+        check(recsys_opts_get(get(), key.c_str(), &v));
+        return v;
+    }
+    int64_t get_int(const std::string &key) const
+    { int64_t v = 0; check(recsys_opts_get_int(get(), key.c_str(), &v)); return v; }
+    double get_float(const std::string &key) const
+    { double v = 0; check(recsys_opts_get_float(get(), key.c_str(), &v)); return v; }
+    /** Every known key. TODO(options-describe): add describe() once recsys.h has it. */
+    std::vector<std::string> keys() const
+    {
+        std::vector<std::string> out;
+        for (int i = 0, n = recsys_opts_count(get()); i < n; i++) out.emplace_back(recsys_opts_key(get(), i));
+        return out;
+    }
+    void load_yaml(const std::string &path) { check(recsys_opts_load_yaml(get(), path.c_str())); }
+    void load_yaml_string(std::string_view yaml, const std::string &name = "<string>")
+    { check(recsys_opts_load_yaml_string(get(), yaml.data(), yaml.size(), name.c_str())); }
+
+private:
+    void check(recsys_status st) const { detail::check(st, ctx_); }
+    recsys_ctx *ctx_;
+    detail::owned<recsys_opts, recsys_opts_free> h_;
+};
+
+inline const recsys_opts *opts_or_null(const options *o) { return o ? o->get() : nullptr; }
+
+/* ---------------------------------------------------------------- dataset */
+
+class dataset {
+public:
+    dataset(const context &ctx, const std::string &path, const options &opts)
+    {
+        recsys_dataset *d = nullptr;
+        ctx.check(recsys_dataset_open(ctx.get(), path.c_str(), opts.get(), &d));
+        h_.reset(d);
+    }
+    static dataset synthetic(const context &ctx, const options &opts)
+    {
+        recsys_dataset *d = nullptr;
+        ctx.check(recsys_dataset_synthetic(ctx.get(), opts.get(), &d));
+        return dataset(d);
+    }
+    static dataset from_arrays(const context &ctx, span<const int64_t> users, span<const int64_t> items,
+                               span<const int64_t> times, const options &opts)
+    {
+        if (users.size() != items.size() || (!times.empty() && times.size() != users.size()))
+            throw error(RECSYS_E_INVALID, "users, items and times must have one length");
+        recsys_dataset *d = nullptr;
+        ctx.check(recsys_dataset_from_arrays(ctx.get(), users.size(), users.data(), items.data(),
+                                             times.empty() ? nullptr : times.data(), opts.get(), &d));
+        return dataset(d);
+    }
+    const recsys_dataset *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+    double stat(int which) const { double v = 0; detail::check(recsys_dataset_stat(get(), which, &v)); return v; }
+    int64_t n_users() const { return static_cast<int64_t>(stat(RECSYS_STAT_USERS)); }
+    int32_t n_items() const { return static_cast<int32_t>(stat(RECSYS_STAT_ITEMS)); }
+    /** The user's dense item ids: a view into the dataset (valid while it lives). */
+    span<const int32_t> user_items(int64_t user) const
+    {
+        const int32_t *items = nullptr;
+        size_t n = 0;
+        detail::check(recsys_dataset_user_items(get(), user, &items, nullptr, &n));
+        return {items, n};
+    }
+    std::string item_name(int32_t item) const
+    { const char *n = nullptr; detail::check(recsys_dataset_item_name(get(), item, &n)); return n; }
+    std::string user_name(int64_t user) const
+    { const char *n = nullptr; detail::check(recsys_dataset_user_name(get(), user, &n)); return n; }
+    int32_t item_id(const std::string &name) const
+    { int32_t v = 0; detail::check(recsys_dataset_item_id(get(), name.c_str(), &v)); return v; }
+    int64_t user_id(const std::string &name) const
+    { int64_t v = 0; detail::check(recsys_dataset_user_id(get(), name.c_str(), &v)); return v; }
+
+private:
+    explicit dataset(recsys_dataset *d) : h_(d) {}
+    detail::owned<recsys_dataset, recsys_dataset_free> h_;
+};
+
+/* ------------------------------------------------------------------ model */
+
+class model {
+public:
+    model(const context &ctx, const options &opts, const dataset &ds)
+    {
+        recsys_model *m = nullptr;
+        ctx.check(recsys_model_new(ctx.get(), opts.get(), ds.get(), &m));
+        h_.reset(m);
+    }
+    static model load(const context &ctx, const std::string &path)
+    {
+        recsys_model *m = nullptr;
+        ctx.check(recsys_model_load(ctx.get(), path.c_str(), &m));
+        return model(m);
+    }
+    void save(const context &ctx, const std::string &path) const
+    { ctx.check(recsys_model_save(ctx.get(), get(), path.c_str())); }
+    recsys_model *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    int64_t n_params() const { int64_t n = 0; detail::check(recsys_model_n_params(get(), &n)); return n; }
+    int32_t n_items() const { int32_t n = 0; detail::check(recsys_model_n_items(get(), &n)); return n; }
+    std::string get(const std::string &key) const
+    { const char *v = nullptr; detail::check(recsys_model_get(get(), key.c_str(), &v)); return v; }
+
+private:
+    explicit model(recsys_model *m) : h_(m) {}
+    detail::owned<recsys_model, recsys_model_free> h_;
+};
+
+/* ---------------------------------------------------------------- trainer */
+
+class trainer {
+public:
+    /** Uses ctx (must outlive it) and borrows ds (keep it alive); holds a model reference. */
+    trainer(const context &ctx, model &m, const dataset &ds, const options &opts) : ctx_(ctx.get())
+    {
+        recsys_trainer *t = nullptr;
+        ctx.check(recsys_trainer_new(ctx.get(), m.get(), ds.get(), opts.get(), &t));
+        h_.reset(t);
+    }
+    recsys_trainer *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+    /** Return true to stop; a thrown exception stops too and leaves run_epoch. */
+    using progress_fn = std::function<bool(const recsys_progress &)>;
+    void set_progress(progress_fn fn)
+    {
+        if (!fn) { check(recsys_trainer_set_progress(get(), nullptr, nullptr)); cb_.reset(); return; }
+        auto holder = std::make_unique<callback>();
+        holder->fn = std::move(fn);
+        check(recsys_trainer_set_progress(get(), &trainer::progress_tramp, holder.get()));
+        cb_ = std::move(holder);
+    }
+    double run_epoch()
+    {
+        double loss = 0;
+        recsys_status st = recsys_trainer_run_epoch(get(), &loss);
+        if (cb_ && cb_->pending) std::rethrow_exception(std::exchange(cb_->pending, nullptr));
+        check(st);
+        return loss;
+    }
+    int epoch() const noexcept { return recsys_trainer_epoch(get()); }
+    void save_checkpoint(const std::string &path) { check(recsys_trainer_save_checkpoint(get(), path.c_str())); }
+    void resume(const std::string &path) { check(recsys_trainer_resume(get(), path.c_str())); }
+
+private:
+    struct callback {
+        progress_fn fn;
+        std::exception_ptr pending;
+    };
+    static int progress_tramp(void *user, const recsys_progress *p) noexcept
+    {
+        auto *cb = static_cast<callback *>(user);
+        try {
+            return cb->fn(*p) ? 1 : 0;
+        } catch (...) {
+            cb->pending = std::current_exception();
+            return 1;
+        }
+    }
+    void check(recsys_status st) const { detail::check(st, ctx_); }
+    recsys_ctx *ctx_;
+    detail::owned<recsys_trainer, recsys_trainer_free> h_;
+    std::unique_ptr<callback> cb_;
+};
+
+/* ---------------------------------------------------------------- serving */
+
+struct topk_result {
+    std::vector<int32_t> items;
+    std::vector<float> scores;
+};
+
+class session {
+public:
+    /** Uses ctx (one per thread; must outlive it); holds a reference to the model. */
+    session(const context &ctx, const model &m) : ctx_(ctx.get())
+    {
+        recsys_session *s = nullptr;
+        ctx.check(recsys_session_new(ctx.get(), m.get(), &s));
+        h_.reset(s);
+        n_items_ = m.n_items();
+    }
+    recsys_session *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    int32_t n_items() const noexcept { return n_items_; }
+
+    /** Scores of every item into out (n_items + 1 floats; out[0] = -inf). */
+    void score(span<const int32_t> history, span<float> out)
+    { check(recsys_session_score(get(), history.data(), history.size(), out.data(), out.size())); }
+    std::vector<float> score(span<const int32_t> history)
+    {
+        std::vector<float> out(static_cast<size_t>(n_items_) + 1);
+        score(history, span<float>(out));
+        return out;
+    }
+    void topk(span<const int32_t> history, span<int32_t> items, span<float> scores,
+              bool exclude_history = true)
+    {
+        if (scores.size() < items.size()) throw error(RECSYS_E_INVALID, "scores shorter than items");
+        check(recsys_session_topk(get(), history.data(), history.size(), static_cast<int>(items.size()),
+                                  exclude_history ? 1 : 0, items.data(), scores.data()));
+    }
+    topk_result topk(span<const int32_t> history, int k, bool exclude_history = true)
+    {
+        topk_result r{std::vector<int32_t>(static_cast<size_t>(k > 0 ? k : 0)),
+                      std::vector<float>(static_cast<size_t>(k > 0 ? k : 0))};
+        check(recsys_session_topk(get(), history.data(), history.size(), k, exclude_history ? 1 : 0,
+                                  r.items.data(), r.scores.data()));
+        return r;
+    }
+
+private:
+    void check(recsys_status st) const { detail::check(st, ctx_); }
+    recsys_ctx *ctx_;
+    detail::owned<recsys_session, recsys_session_free> h_;
+    int32_t n_items_ = 0;
+};
+
+/* ------------------------------------------------------------- evaluation */
+
+class metrics {
+public:
+    explicit metrics(recsys_metrics *m) : h_(m) {}
+    int size() const noexcept { return recsys_metrics_count(h_.get()); }
+    std::string name(int i) const { const char *n = recsys_metrics_name(h_.get(), i); return n ? n : ""; }
+    double value(int i) const noexcept { return recsys_metrics_value(h_.get(), i); }
+    double get(const std::string &name) const
+    { double v = 0; detail::check(recsys_metrics_get(h_.get(), name.c_str(), &v)); return v; }
+    double operator[](const std::string &name) const { return get(name); }
+    std::map<std::string, double> to_map() const
+    {
+        std::map<std::string, double> m;
+        for (int i = 0; i < size(); i++) m[name(i)] = value(i);
+        return m;
+    }
+
+private:
+    detail::owned<recsys_metrics, recsys_metrics_free> h_;
+};
+
+inline metrics evaluate(const context &ctx, const model &m, const dataset &ds, const options &opts)
+{
+    recsys_metrics *r = nullptr;
+    ctx.check(recsys_evaluate(ctx.get(), m.get(), ds.get(), opts.get(), &r));
+    return metrics(r);
+}
+inline metrics evaluate_popularity(const context &ctx, const dataset &ds, const options &opts)
+{
+    recsys_metrics *r = nullptr;
+    ctx.check(recsys_evaluate_popularity(ctx.get(), ds.get(), opts.get(), &r));
+    return metrics(r);
+}
+
+/* --------------------------------------------------------------- analysis */
+
+class apen {
+public:
+    apen(const context &ctx, const options &opts) : ctx_(ctx.get())
+    { recsys_apen *a = nullptr; ctx.check(recsys_apen_new(ctx.get(), opts.get(), &a)); h_.reset(a); }
+    double sequence(span<const int32_t> s)
+    { double v = 0; detail::check(recsys_apen_sequence(h_.get(), s.data(), s.size(), &v), ctx_); return v; }
+    double numeric(span<const double> s)
+    { double v = 0; detail::check(recsys_apen_numeric(h_.get(), s.data(), s.size(), &v), ctx_); return v; }
+
+private:
+    recsys_ctx *ctx_;
+    detail::owned<recsys_apen, recsys_apen_free> h_;
+};
+
+class perflaw {
+public:
+    explicit perflaw(const context &ctx) : ctx_(ctx.get())
+    { recsys_perflaw *p = nullptr; ctx.check(recsys_perflaw_new(ctx.get(), &p)); h_.reset(p); }
+    void add(double layers, double hidden, double data, double metric)
+    { detail::check(recsys_perflaw_add(h_.get(), layers, hidden, data, metric), ctx_); }
+    void fit() { detail::check(recsys_perflaw_fit(h_.get()), ctx_); }
+    double predict(double layers, double hidden, double data) const
+    { double v = 0; detail::check(recsys_perflaw_predict(h_.get(), layers, hidden, data, &v), ctx_); return v; }
+    std::array<double, RECSYS_PERFLAW_N_PARAMS> params(double *r2 = nullptr) const
+    {
+        std::array<double, RECSYS_PERFLAW_N_PARAMS> p{};
+        detail::check(recsys_perflaw_params(h_.get(), p.data(), nullptr, r2), ctx_);
+        return p;
+    }
+
+private:
+    recsys_ctx *ctx_;
+    detail::owned<recsys_perflaw, recsys_perflaw_free> h_;
+};
+
+} // namespace recsys
+#endif /* RECSYS_HPP */
