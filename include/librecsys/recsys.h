@@ -569,6 +569,42 @@ RECSYS_API recsys_status recsys_model_item_table(const recsys_model *model, cons
 RECSYS_API recsys_status recsys_model_item_vectors(recsys_model *model, const float **vectors,
                                                    int32_t *n_rows, int *dim);
 
+/* Tensors by name: import and export of weights trained elsewhere (the
+ * safetensors files and foreign names are handled by `recsys import` /
+ * `recsys export`, docs/SERVING.md). float32 only, the library's layout:
+ * per-block tensors stacked over blocks, linear weights [out x in]. */
+#define RECSYS_TENSOR_MAX_DIMS 4
+/**
+ * A model with the config of opts (model.* keys) for a catalogue of n_items
+ * items (ids "1".."n_items"), parameters initialised as recsys_model_new
+ * does, no dataset needed. Without data, model.time_bias auto means off.
+ */
+RECSYS_API recsys_status recsys_model_new_blank(recsys_ctx *ctx, const recsys_opts *opts,
+                                                int32_t n_items, recsys_model **out);
+/** Number of named parameter tensors. Thread-safe. */
+RECSYS_API recsys_status recsys_model_tensor_count(const recsys_model *model, int *n);
+/**
+ * Name, shape and size of tensor i (0 <= i < count): *name is static, shape
+ * (may be NULL) receives RECSYS_TENSOR_MAX_DIMS values (unused dims 0),
+ * *numel (may be NULL) the float count. Thread-safe.
+ */
+RECSYS_API recsys_status recsys_model_tensor_info(const recsys_model *model, int i,
+                                                  const char **name, int *ndim, int64_t *shape,
+                                                  int64_t *numel);
+/** Copy tensor `name` (n must be its numel) into data. @return RECSYS_E_NOT_FOUND for an unknown name. */
+RECSYS_API recsys_status recsys_model_get_tensor(recsys_ctx *ctx, const recsys_model *model,
+                                                 const char *name, float *data, size_t n);
+/**
+ * Overwrite tensor `name` with n floats (n must be its numel; values must be
+ * finite). Only on a model nothing else holds (no session, no trainer):
+ * RECSYS_E_INVALID otherwise.
+ */
+RECSYS_API recsys_status recsys_model_set_tensor(recsys_ctx *ctx, recsys_model *model,
+                                                 const char *name, const float *data, size_t n);
+/** Set the external item ids (ids[0] is item 1; n == n_items; unique, non-empty). */
+RECSYS_API recsys_status recsys_model_set_item_ids(recsys_ctx *ctx, recsys_model *model,
+                                                   const char *const *ids, int32_t n);
+
 /* ------------------------------------------------------------------------ */
 /* Training                                                                  */
 

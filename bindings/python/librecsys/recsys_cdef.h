@@ -35,6 +35,7 @@
 #define RECSYS_STAT_COUNT 9
 #define RECSYS_MODEL_SASREC 0
 #define RECSYS_MODEL_HSTU 1
+#define RECSYS_TENSOR_MAX_DIMS 4
 #define RECSYS_PERFLAW_N_PARAMS 6
 
 enum recsys_status_code {
@@ -177,6 +178,12 @@ recsys_status recsys_model_item_id(const recsys_model *model, const char *extern
 recsys_status recsys_model_item_name(const recsys_model *model, int32_t item, const char **name);
 recsys_status recsys_model_item_table(const recsys_model *model, const float **table, int32_t *n_rows, int *dim);
 recsys_status recsys_model_item_vectors(recsys_model *model, const float **vectors, int32_t *n_rows, int *dim);
+recsys_status recsys_model_new_blank(recsys_ctx *ctx, const recsys_opts *opts, int32_t n_items, recsys_model **out);
+recsys_status recsys_model_tensor_count(const recsys_model *model, int *n);
+recsys_status recsys_model_tensor_info(const recsys_model *model, int i, const char **name, int *ndim, int64_t *shape, int64_t *numel);
+recsys_status recsys_model_get_tensor(recsys_ctx *ctx, const recsys_model *model, const char *name, float *data, size_t n);
+recsys_status recsys_model_set_tensor(recsys_ctx *ctx, recsys_model *model, const char *name, const float *data, size_t n);
+recsys_status recsys_model_set_item_ids(recsys_ctx *ctx, recsys_model *model, const char *const *ids, int32_t n);
 recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model, const recsys_dataset *ds, const recsys_opts *opts, recsys_trainer **out);
 void recsys_trainer_free(recsys_trainer *t);
 recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_progress_fn fn, void *user_data);

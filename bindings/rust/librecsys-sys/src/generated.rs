@@ -37,6 +37,7 @@ pub const RECSYS_STAT_EVAL_USERS: c_int = 8;
 pub const RECSYS_STAT_COUNT: c_int = 9;
 pub const RECSYS_MODEL_SASREC: c_int = 0;
 pub const RECSYS_MODEL_HSTU: c_int = 1;
+pub const RECSYS_TENSOR_MAX_DIMS: c_int = 4;
 pub const RECSYS_PERFLAW_N_PARAMS: c_int = 6;
 // enum recsys_status_code
 pub const RECSYS_OK: recsys_status = 0;
@@ -215,6 +216,12 @@ extern "C" {
     pub fn recsys_model_item_name(model: *const recsys_model, item: i32, name: *mut *const c_char) -> recsys_status;
     pub fn recsys_model_item_table(model: *const recsys_model, table: *mut *const f32, n_rows: *mut i32, dim: *mut c_int) -> recsys_status;
     pub fn recsys_model_item_vectors(model: *mut recsys_model, vectors: *mut *const f32, n_rows: *mut i32, dim: *mut c_int) -> recsys_status;
+    pub fn recsys_model_new_blank(ctx: *mut recsys_ctx, opts: *const recsys_opts, n_items: i32, out: *mut *mut recsys_model) -> recsys_status;
+    pub fn recsys_model_tensor_count(model: *const recsys_model, n: *mut c_int) -> recsys_status;
+    pub fn recsys_model_tensor_info(model: *const recsys_model, i: c_int, name: *mut *const c_char, ndim: *mut c_int, shape: *mut i64, numel: *mut i64) -> recsys_status;
+    pub fn recsys_model_get_tensor(ctx: *mut recsys_ctx, model: *const recsys_model, name: *const c_char, data: *mut f32, n: usize) -> recsys_status;
+    pub fn recsys_model_set_tensor(ctx: *mut recsys_ctx, model: *mut recsys_model, name: *const c_char, data: *const f32, n: usize) -> recsys_status;
+    pub fn recsys_model_set_item_ids(ctx: *mut recsys_ctx, model: *mut recsys_model, ids: *mut *const c_char, n: i32) -> recsys_status;
     pub fn recsys_trainer_new(ctx: *mut recsys_ctx, model: *mut recsys_model, ds: *const recsys_dataset, opts: *const recsys_opts, out: *mut *mut recsys_trainer) -> recsys_status;
     pub fn recsys_trainer_free(t: *mut recsys_trainer);
     pub fn recsys_trainer_set_progress(t: *mut recsys_trainer, r#fn: recsys_progress_fn, user_data: *mut c_void) -> recsys_status;
