@@ -59,6 +59,11 @@ size_t rs_mul_size(size_t n, size_t size);
 void rs_gemm(recsys_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Open path for reading if it is a regular file (FIFOs, devices and
+ * directories are refused without blocking); `what` names the file's role
+ * in the message ("data", "config"). *fd is -1 on error. */
+recsys_status rs_open_regular(recsys_ctx *ctx, const char *path, const char *what, int *fd);
+
 /* Wall clock in seconds (monotonic). */
 double rs_now(void);
 

@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { OPT_STR, OPT_INT, OPT_FLOAT, OPT_ENUM, OPT_BOOL };
+enum opt_type { OPT_STR, OPT_INT, OPT_FLOAT, OPT_ENUM, OPT_BOOL, OPT_INT_LIST };
 
 typedef struct opt_def {
     const char *key;
     enum opt_type type;
     const char *def;
-    double lo, hi;        /* bounds for INT and FLOAT */
+    double lo, hi;        /* bounds for INT, FLOAT and each INT_LIST element */
     const char *choices;  /* '|'-separated for ENUM */
 } opt_def;
 
@@ -27,6 +27,7 @@ static const opt_def DEFS[] = {
     {"data.min_user_count", OPT_INT, "0", 0, BIG, NULL},
     {"data.min_item_count", OPT_INT, "0", 0, BIG, NULL},
     {"data.split", OPT_ENUM, "loo", 0, 0, "loo|last"},
+    {"data.header", OPT_ENUM, "auto", 0, 0, "auto|true|false"},
     {"data.synthetic_users", OPT_INT, "2000", 1, 1e8, NULL},
     {"data.synthetic_items", OPT_INT, "400", 2, 1e8, NULL},
     {"data.synthetic_length", OPT_INT, "60", 4, 1e6, NULL},
@@ -65,11 +66,15 @@ static const opt_def DEFS[] = {
     {"eval.split", OPT_ENUM, "valid", 0, 0, "valid|test"},
     {"eval.negatives", OPT_INT, "100", 1, 1e7, NULL},
     {"eval.exclude_history", OPT_BOOL, "true", 0, 0, NULL},
-    {"eval.ks", OPT_STR, "1,5,10,20,50", 0, 0, NULL},
+    {"eval.ks", OPT_INT_LIST, "1,5,10,20,50", 1, 1000000, NULL},
     {"eval.batch_size", OPT_INT, "128", 1, 1e6, NULL},
     {"apen.m", OPT_INT, "2", 1, 1024, NULL},
     {"apen.r", OPT_FLOAT, "0", -1e18, 1e18, NULL},
     {"apen.window", OPT_INT, "0", 0, 1e12, NULL},
+    /* bytes a configuration may need for its largest buffers (model, trainer,
+     * evaluation); 0 = automatic: the smaller of 3/4 of the physical memory
+     * and the address-space limit (ulimit -v) */
+    {"resources.max_memory", OPT_INT, "0", 0, 9.2e18, NULL},
 };
 #define N_DEFS ((int)(sizeof DEFS / sizeof DEFS[0]))
 
@@ -154,6 +159,35 @@ static int validate(const opt_def *d, const char *v, char *why, size_t why_len)
             return 0;
         }
         return 1;
+    }
+    case OPT_INT_LIST: { /* "1,5,10": 1..RS_MAX_KS comma-separated integers in [lo, hi] */
+        const char *p = v;
+        int n = 0;
+        for (;;) {
+            while (*p == ' ') p++;
+            errno = 0;
+            long long x = strtoll(p, &end, 10);
+            if (end == p || errno) {
+                snprintf(why, why_len, "expected comma-separated integers");
+                return 0;
+            }
+            if ((double)x < d->lo || (double)x > d->hi) {
+                snprintf(why, why_len, "each value must be in [%g, %g]", d->lo, d->hi);
+                return 0;
+            }
+            if (++n > 16) {
+                snprintf(why, why_len, "at most 16 values");
+                return 0;
+            }
+            p = end;
+            while (*p == ' ') p++;
+            if (!*p) return 1;
+            if (*p != ',') {
+                snprintf(why, why_len, "unexpected '%c'", *p);
+                return 0;
+            }
+            p++;
+        }
     }
     case OPT_FLOAT: {
         errno = 0;

@@ -232,6 +232,12 @@ recsys_status rs_dataset_build(recsys_ctx *ctx, rs_raw *raw, const recsys_opts *
 
 /* ------------------------------------------------------------ loaders */
 
+int rs_opts_header(const recsys_opts *opts)
+{
+    const char *h = rs_opts_str(opts, "data.header");
+    return !strcmp(h, "true") ? 1 : !strcmp(h, "false") ? 0 : RS_HEADER_AUTO;
+}
+
 recsys_status recsys_dataset_load(recsys_ctx *ctx, const char *path, const recsys_opts *opts,
                                   recsys_dataset **out)
 {
@@ -241,7 +247,7 @@ recsys_status recsys_dataset_load(recsys_ctx *ctx, const char *path, const recsy
     rs_clear_error(ctx);
     rs_raw raw;
     rs_raw_init(&raw);
-    recsys_status st = rs_parse_interactions(ctx, path, &raw);
+    recsys_status st = rs_parse_interactions(ctx, path, rs_opts_header(opts), &raw);
     if (st) {
         rs_raw_free(&raw);
         return st;
@@ -259,7 +265,7 @@ recsys_status recsys_dataset_load_sequences(recsys_ctx *ctx, const char *path,
     rs_clear_error(ctx);
     rs_raw raw;
     rs_raw_init(&raw);
-    recsys_status st = rs_parse_sequences(ctx, path, times_path, &raw);
+    recsys_status st = rs_parse_sequences(ctx, path, times_path, rs_opts_header(opts), &raw);
     if (st) {
         rs_raw_free(&raw);
         return st;
@@ -308,10 +314,11 @@ recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path, const recsy
     const char *times = rs_opts_str(opts, "data.times_path");
     int seq = !strcmp(format, "sequences");
     if (!strcmp(format, "auto")) {
-        recsys_status st = rs_detect_sequences(ctx, path, &seq);
-        if (st) return st;
         /* A times file only makes sense for sequences. */
         if (*times) seq = 1;
+        recsys_status st = seq ? RECSYS_OK
+                               : rs_detect_sequences(ctx, path, rs_opts_header(opts), &seq);
+        if (st) return st;
     }
     if (seq) return recsys_dataset_load_sequences(ctx, path, *times ? times : NULL, opts, out);
     return recsys_dataset_load(ctx, path, opts, out);
