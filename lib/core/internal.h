@@ -64,6 +64,14 @@ void rs_gemm(recsys_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, flo
  * in the message ("data", "config"). *fd is -1 on error. */
 recsys_status rs_open_regular(recsys_ctx *ctx, const char *path, const char *what, int *fd);
 
+/* resources.max_memory in bytes (0 = automatic: 3/4 of the physical memory,
+ * or the address-space limit when lower); *why (may be NULL) names the source. */
+double rs_memory_limit(const recsys_opts *opts, const char **why);
+/* RECSYS_E_NOMEM with the estimate when `bytes` (what a configuration of
+ * `what` needs, estimated before allocating) is over the limit. */
+recsys_status rs_check_memory(recsys_ctx *ctx, const recsys_opts *opts, double bytes,
+                              const char *what);
+
 /* Wall clock in seconds (monotonic). */
 double rs_now(void);
 

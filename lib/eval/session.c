@@ -85,6 +85,11 @@ static recsys_status score_all(recsys_session *s, const int32_t *history, size_t
     if (s->norm)
         for (int32_t i = 1; i <= cfg->n_items; i++) out[i] *= s->norm[i];
     out[0] = -INFINITY;
+    for (int32_t i = 1; i <= cfg->n_items; i++)
+        if (!isfinite(out[i]))
+            return rs_error(s->ctx, RECSYS_E_NUMERIC,
+                            "the score of item %d is %s: the model's weights are too large or "
+                            "corrupted", i, isnan(out[i]) ? "NaN" : "infinite");
     return RECSYS_OK;
 }
 

@@ -34,7 +34,7 @@ struct recsys_trainer {
     float lr, beta1, beta2, eps, weight_decay, temperature;
     int64_t adam_step;
     int epoch;
-    char checkpoint_path[1024];
+    char *checkpoint_path; /* trainer.checkpoint (malloc'd; NULL = none) */
     int checkpoint_every;
     recsys_progress_fn progress;
     void *progress_user;
@@ -54,8 +54,27 @@ void recsys_trainer_free(recsys_trainer *t)
     rs_free(t->adam_v);
     free(t->users);
     free(t->seen);
+    free(t->checkpoint_path);
     recsys_model_free(t->model);
     free(t);
+}
+
+/* Bytes the trainer's buffers need (an estimate made before allocating:
+ * gradients and Adam moments, activations kept for backward, the batch and
+ * the loss scratch). */
+static double trainer_bytes(const recsys_model *m, const recsys_dataset *ds, int B, int n_neg,
+                            int softmax)
+{
+    const rs_model_config *c = &m->cfg;
+    double R = (double)B * c->max_len, d = c->dim, blocks = c->blocks;
+    double ffn = c->ffn_dim > 0 ? c->ffn_dim : d;
+    double dqk = c->dqk > 0 ? c->dqk : d, dv = c->dv > 0 ? c->dv : d;
+    double per_row = (blocks + 1) * d + blocks * (6 * d + 2 * dqk + 2 * dv + ffn + c->heads + 8);
+    double floats = 3.0 * (double)m->n_params + 2 * R * d + R * per_row;
+    floats += softmax ? R * (2 * d + 2 * (n_neg + 1.0)) + 2.0 * n_neg * d + 2.0 * c->n_items
+                      : R * (1.0 + n_neg);
+    double ints = R * (4.0 + n_neg) + (double)ds->n_users * 2 + (double)c->n_items;
+    return 4.0 * floats + 4.0 * ints;
 }
 
 recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
@@ -87,8 +106,6 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
                                                                               : LOSS_BCE;
     t->temperature = (float)rs_opts_float(opts, "trainer.temperature");
     t->shared_negatives = (int)rs_opts_int(opts, "trainer.shared_negatives");
-    snprintf(t->checkpoint_path, sizeof t->checkpoint_path, "%s",
-             rs_opts_str(opts, "trainer.checkpoint"));
     t->checkpoint_every = (int)rs_opts_int(opts, "trainer.checkpoint_every");
     rs_rng_seed(&t->rng, (uint64_t)rs_opts_int(opts, "trainer.seed"));
     int threads = (int)rs_opts_int(opts, "trainer.threads");
@@ -96,9 +113,26 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
     if (threads > 0 && threads != ctx->n_threads) st = recsys_ctx_set_threads(ctx, threads);
     if (!st && rs_opts_int(opts, "trainer.bf16")) st = recsys_ctx_set_bf16(ctx, 1);
 
+    const char *ck = rs_opts_str(opts, "trainer.checkpoint");
+    if (!st && *ck && !(t->checkpoint_path = strdup(ck)))
+        st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
+
+    /* Buffers are sized by the data, not only by the config: a batch never
+     * holds more rows than there are training users, nor a row more
+     * negatives than the catalogue has items. */
     const rs_model_config *cfg = &model->cfg;
-    int n_neg = t->loss == LOSS_BCE ? 1 : (int)rs_opts_int(opts, "trainer.negatives");
+    int64_t n_train = 0;
+    for (int64_t u = 0; u < ds->n_users; u++) n_train += rs_user_train_len(ds, u) >= 2;
+    if (!st && n_train == 0)
+        st = rs_error(ctx, RECSYS_E_INVALID, "no user has two training items");
+    if (n_train > 0 && t->batch_size > n_train) t->batch_size = (int)n_train;
+    int64_t neg_opt = rs_opts_int(opts, "trainer.negatives");
+    int n_neg = t->loss == LOSS_BCE ? 1 : (int)(neg_opt < cfg->n_items ? neg_opt : cfg->n_items);
     size_t rows = (size_t)t->batch_size * cfg->max_len;
+    if (!st) st = rs_check_memory(ctx, opts, trainer_bytes(model, ds, t->batch_size, n_neg,
+                                                             t->loss == LOSS_SOFTMAX),
+                                  "training (trainer.batch_size, model.max_len, model.dim, "
+                                  "trainer.negatives)");
     if (!st) st = rs_batch_buf_init(ctx, &t->bb, t->batch_size, cfg->max_len, n_neg,
                                     ds->times != NULL);
     if (!st) {
@@ -119,12 +153,9 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
             !t->seen || (t->loss == LOSS_SOFTMAX ? !t->ssm : !t->bce_scratch))
             st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for training buffers");
     }
-    if (!st) {
+    if (!st)
         for (int64_t u = 0; u < ds->n_users; u++)
             if (rs_user_train_len(ds, u) >= 2) t->users[t->n_users++] = u;
-        if (t->n_users == 0)
-            st = rs_error(ctx, RECSYS_E_INVALID, "no user has two training items");
-    }
     if (st) { recsys_trainer_free(t); return st; }
     *out = t;
     return RECSYS_OK;
@@ -213,7 +244,7 @@ static void adam_task(void *arg, int task, int thread)
 
 static void adam_step(recsys_trainer *t)
 {
-    t->adam_step++;
+    if (t->adam_step < INT64_MAX) t->adam_step++; /* saturates (bias corrections are 1 by then) */
     adam_job j = {t, 0, t->lr, 1.0f - powf(t->beta1, (float)t->adam_step),
                   1.0f - powf(t->beta2, (float)t->adam_step), t->weight_decay};
     size_t n = t->model->n_params;
@@ -288,7 +319,7 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
     }
     t->epoch++;
     if (mean_loss) *mean_loss = loss_sum / (double)steps;
-    if (t->checkpoint_path[0] && t->epoch % t->checkpoint_every == 0)
+    if (t->checkpoint_path && t->epoch % t->checkpoint_every == 0)
         return recsys_trainer_save_checkpoint(t, t->checkpoint_path);
     return RECSYS_OK;
 }
