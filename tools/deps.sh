@@ -6,4 +6,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential meson ninja-build pkg-config python3 \
   libyaml-dev zlib1g-dev libcmocka-dev libdnnl-dev \
-  libopenblas-dev libopenblas0 >/dev/null
+  libopenblas-dev libopenblas0 \
+  clang >/dev/null  # clang: libFuzzer for fuzz/
