@@ -47,9 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!b) return 0;
     memcpy(b, data + 1, size - 1);
     if (data[0] & 1) reseal(b, size - 1);
-    recsys_ctx *ctx;
-    if (recsys_ctx_new(&ctx)) { free(b); return 0; }
-    recsys_ctx_set_threads(ctx, 1);
+    recsys_ctx *ctx = fuzz_ctx();
     fuzz_file f;
     if (fuzz_file_open(&f, b, size - 1) == 0) {
         recsys_model *m = NULL;
@@ -78,7 +76,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (recsys_model_load(ctx, f.path, &m) == RECSYS_OK) recsys_model_free(m);
         fuzz_file_close(&f);
     }
-    recsys_ctx_free(ctx);
     free(b);
     return 0;
 }

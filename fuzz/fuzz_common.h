@@ -32,4 +32,17 @@ static inline int fuzz_file_open(fuzz_file *f, const uint8_t *data, size_t n)
 
 static inline void fuzz_file_close(fuzz_file *f) { close(f->fd); }
 
+/* One ctx for the whole run (a ctx starts a worker pool: too slow to make
+ * per input); every call clears or overwrites its error. */
+#include "librecsys/recsys.h"
+static inline recsys_ctx *fuzz_ctx(void)
+{
+    static recsys_ctx *ctx;
+    if (!ctx) {
+        if (recsys_ctx_new(&ctx)) abort();
+        recsys_ctx_set_threads(ctx, 1);
+    }
+    return ctx;
+}
+
 #endif

@@ -34,10 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
     static const char *headers[] = {"auto", "true", "false"};
-    recsys_ctx *ctx;
+    recsys_ctx *ctx = fuzz_ctx();
     recsys_opts *o;
-    if (recsys_ctx_new(&ctx)) return 0;
-    recsys_ctx_set_threads(ctx, 1);
     recsys_opts_new(ctx, &o);
     recsys_opts_set(o, "data.header", headers[data[0] % 3]);
     recsys_opts_set(o, "data.split", data[0] & 4 ? "last" : "loo");
@@ -53,6 +51,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_file_close(&f);
     }
     recsys_opts_free(o);
-    recsys_ctx_free(ctx);
     return 0;
 }

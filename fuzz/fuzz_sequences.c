@@ -12,10 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *sep = NULL;
     for (size_t i = 1; i + 5 <= size; i++)
         if (!memcmp(data + i, "\n---\n", 5)) { sep = data + i; break; }
-    recsys_ctx *ctx;
+    recsys_ctx *ctx = fuzz_ctx();
     recsys_opts *o;
-    if (recsys_ctx_new(&ctx)) return 0;
-    recsys_ctx_set_threads(ctx, 1);
     recsys_opts_new(ctx, &o);
     recsys_opts_set(o, "data.header", headers[data[0] % 3]);
     fuzz_file a, b;
@@ -41,6 +39,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_file_close(&a);
     }
     recsys_opts_free(o);
-    recsys_ctx_free(ctx);
     return 0;
 }

@@ -8,9 +8,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    recsys_ctx *ctx;
+    recsys_ctx *ctx = fuzz_ctx();
     recsys_opts *o;
-    if (recsys_ctx_new(&ctx)) return 0;
     recsys_opts_new(ctx, &o);
     recsys_opts_set(o, "model.dim", "77");
     recsys_status st;
@@ -28,6 +27,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < recsys_opts_count(o); i++) recsys_opts_get(o, recsys_opts_key(o, i), &v);
 out:
     recsys_opts_free(o);
-    recsys_ctx_free(ctx);
     return 0;
 }

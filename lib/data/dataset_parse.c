@@ -22,7 +22,7 @@
 
 /* ------------------------------------------------------------ line reader */
 
-#define IN_CHUNK ((size_t)1 << 17)
+#define IN_CHUNK ((size_t)1 << 16)
 
 typedef struct line_reader {
     recsys_ctx *ctx;
@@ -67,7 +67,7 @@ static recsys_status lr_open(recsys_ctx *ctx, line_reader *lr, const char *path)
     recsys_status st = rs_open_regular(ctx, path, "data", &lr->fd);
     if (st) return st;
     lr->in = malloc(IN_CHUNK);
-    lr->cap = (size_t)1 << 16;
+    lr->cap = (size_t)1 << 14;
     lr->buf = malloc(lr->cap);
     if (!lr->in || !lr->buf) {
         free(lr->in);
