@@ -48,13 +48,11 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "check")) {
         recsys_model *m;
         recsys_status st = recsys_model_load(ctx, path, &m);
-        if (st) {
-            fprintf(stderr, "%s\n", recsys_ctx_errmsg(ctx));
-            return 1;
-        }
-        printf("%.1f\n", m->params[0]);
-        recsys_model_free(m);
-        return 0;
+        if (st) fprintf(stderr, "%s\n", recsys_ctx_errmsg(ctx));
+        else printf("%.1f\n", m->params[0]);
+        recsys_model_free(st ? NULL : m);
+        recsys_ctx_free(ctx);
+        return st ? 1 : 0;
     }
     recsys_model *m = make(ctx, !strcmp(mode, "big") ? 64 : 16, !strcmp(mode, "big") ? 4000 : 100);
     float *mv = calloc(m->n_params, sizeof(float));
