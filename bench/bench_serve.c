@@ -85,6 +85,34 @@ int main(int argc, char **argv)
            "\"history\": 200, \"median_us\": %.1f, \"p99_us\": %.1f, \"time_bias\": %d}\n",
            type, threads, (int)info.n_items, 1e6 * lat[reps / 2], 1e6 * lat[reps * 99 / 100],
            info.time_bias);
+    /* incremental: append one event to a user state holding 200, re-rank */
+    {
+        recsys_user_state *us;
+        CHECK(recsys_user_state_new(m, &us));
+        const recsys_request *r0 = &reqs[0];
+        int64_t t = 0;
+        for (size_t i = 0; i < r0->n_history; i++) {
+            t = r0->times ? r0->times[i] : 0;
+            CHECK(recsys_user_state_append(us, r0->history[i], t));
+        }
+        for (int i = 0; i < reps; i++) {
+            double t0 = now();
+            CHECK(recsys_user_state_append(us, 1 + (int32_t)(i * 7919) % info.n_items, ++t));
+            recsys_request q = RECSYS_REQUEST_INIT;
+            q.k = K;
+            q.exclude_history = 1;
+            CHECK(recsys_user_state_request(us, &q));
+            CHECK(recsys_session_topk_request(s, &q, items, scores, &got));
+            lat[i] = now() - t0;
+        }
+        qsort(lat, (size_t)reps, sizeof *lat, cmp);
+        size_t bytes = 0;
+        recsys_user_state_bytes(us, &bytes);
+        printf("{\"bench\": \"append_rerank\", \"model\": \"%s\", \"threads\": %d, "
+               "\"history\": 200, \"median_us\": %.1f, \"p99_us\": %.1f, \"state_bytes\": %zu}\n",
+               type, threads, 1e6 * lat[reps / 2], 1e6 * lat[reps * 99 / 100], bytes);
+        recsys_user_state_free(us);
+    }
     /* 1,024 single calls vs one batch call */
     double t0 = now();
     for (int u = 0; u < NU; u++) CHECK(recsys_session_topk_request(s, &reqs[u], items, scores, &got));

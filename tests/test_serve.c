@@ -463,6 +463,73 @@ static void test_thread_pools(void **state)
     recsys_ctx_free(c1);
 }
 
+/* ------------------------------------------------ incremental state */
+
+/* Appending events one at a time to a user state and re-ranking gives the
+ * scores of the full history recomputed (within 1e-5; the same path, so
+ * in fact equal), across the window filling up and sliding. */
+static void user_state_equals_full(const char *type)
+{
+    fx *f = make(type, 1);
+    const recsys_dataset *ds = f->ds;
+    int32_t N = f->m->cfg.n_items;
+    int L = f->m->cfg.max_len;
+    recsys_session *s;
+    recsys_user_state *u;
+    assert_int_equal(recsys_session_new(f->ctx, f->m, &s), RECSYS_OK);
+    assert_int_equal(recsys_user_state_new(f->m, &u), RECSYS_OK);
+    size_t bytes = 0;
+    assert_int_equal(recsys_user_state_bytes(u, &bytes), RECSYS_OK);
+    assert_true(bytes >= (size_t)L * 12);
+    float *a = malloc(sizeof(float) * ((size_t)N + 1)), *b = malloc(sizeof(float) * ((size_t)N + 1));
+    int64_t user = 3;
+    const int32_t *items = ds->items + ds->offsets[user];
+    const int64_t *times = ds->times + ds->offsets[user];
+    int64_t n = rs_user_len(ds, user);
+    /* more events than 2 L: the buffer wraps */
+    int total = 2 * L + 7;
+    for (int e = 0; e < total; e++) {
+        int32_t it = items[e % n];
+        int64_t t = times[n - 1] + 1000 * e; /* non-decreasing */
+        assert_int_equal(recsys_user_state_append(u, it, t), RECSYS_OK);
+        recsys_request q = RECSYS_REQUEST_INIT;
+        assert_int_equal(recsys_user_state_request(u, &q), RECSYS_OK);
+        assert_int_equal(q.n_history, (size_t)(e + 1 < L ? e + 1 : L));
+        assert_int_equal(q.history[q.n_history - 1], it);
+        assert_int_equal(recsys_session_score_request(s, &q, a, (size_t)N + 1), RECSYS_OK);
+        /* the full history, rebuilt from scratch */
+        int32_t *h = malloc(sizeof(int32_t) * (size_t)(e + 1));
+        int64_t *ht = malloc(sizeof(int64_t) * (size_t)(e + 1));
+        for (int k = 0; k <= e; k++) {
+            h[k] = items[k % n];
+            ht[k] = times[n - 1] + 1000 * k;
+        }
+        recsys_request full = RECSYS_REQUEST_INIT;
+        full.history = h;
+        full.times = ht;
+        full.n_history = (size_t)(e + 1);
+        assert_int_equal(recsys_session_score_request(s, &full, b, (size_t)N + 1), RECSYS_OK);
+        for (int32_t i = 1; i <= N; i++) assert_true(fabsf(a[i] - b[i]) <= 1e-5f);
+        free(h);
+        free(ht);
+    }
+    assert_int_equal(recsys_user_state_append(u, N + 1, times[n - 1] + 1000 * total),
+                     RECSYS_E_NOT_FOUND);
+    assert_int_equal(recsys_user_state_append(u, 1, 0), RECSYS_E_INVALID); /* time goes back */
+    assert_int_equal(recsys_user_state_clear(u), RECSYS_OK);
+    recsys_request q = RECSYS_REQUEST_INIT;
+    assert_int_equal(recsys_user_state_request(u, &q), RECSYS_OK);
+    assert_int_equal(q.n_history, 0);
+    free(a);
+    free(b);
+    recsys_user_state_free(u);
+    recsys_session_free(s);
+    drop(f);
+}
+
+static void test_user_state_hstu(void **state) { (void)state; user_state_equals_full("hstu"); }
+static void test_user_state_sasrec(void **state) { (void)state; user_state_equals_full("sasrec"); }
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -473,6 +540,8 @@ int main(void)
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_vectors_out),
         cmocka_unit_test(test_thread_pools),
+        cmocka_unit_test(test_user_state_hstu),
+        cmocka_unit_test(test_user_state_sasrec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -792,6 +792,33 @@ RECSYS_API recsys_status recsys_session_topk_batch(recsys_session *s,
 RECSYS_API recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req,
                                                     float *vec, size_t dim);
 
+/**
+ * A user's recent events, appended one at a time by a server that keeps
+ * users in memory (docs/SERVING.md, "Incremental scoring"): the last
+ * max_len items and times of the model. Re-rank with
+ * recsys_user_state_request + recsys_session_topk_request; the scores are
+ * those of a request carrying the whole history. The state holds the
+ * input window, not per-block keys/values: both model families position
+ * items from the end of the window, so an append changes every position.
+ * Not thread-safe per state; states are independent of sessions.
+ */
+typedef struct recsys_user_state recsys_user_state;
+RECSYS_API recsys_status recsys_user_state_new(const recsys_model *model, recsys_user_state **out);
+RECSYS_API void recsys_user_state_free(recsys_user_state *u);
+/** Append one event (item 1..n_items; time non-decreasing, 0 when unused). */
+RECSYS_API recsys_status recsys_user_state_append(recsys_user_state *u, int32_t item, int64_t time);
+/** Forget all events. */
+RECSYS_API recsys_status recsys_user_state_clear(recsys_user_state *u);
+/**
+ * Point req->history, req->times and req->n_history at the state's window
+ * (borrowed until the next append); other fields of req are left as they
+ * are (k, exclusions, candidates). exclude_history then excludes the window's items.
+ */
+RECSYS_API recsys_status recsys_user_state_request(const recsys_user_state *u,
+                                                   recsys_request *req);
+/** Bytes the state occupies (its struct and buffers). */
+RECSYS_API recsys_status recsys_user_state_bytes(const recsys_user_state *u, size_t *bytes);
+
 /* ------------------------------------------------------------------------ */
 /* Approximate Entropy                                                       */
 

@@ -60,7 +60,8 @@ OPAQUE = ['recsys_ctx',
  'recsys_metrics',
  'recsys_apen',
  'recsys_perflaw',
- 'recsys_threadpool']
+ 'recsys_threadpool',
+ 'recsys_user_state']
 
 TYPEDEFS = {'recsys_status': 'int'}
 
@@ -389,6 +390,18 @@ FUNCTIONS = {'recsys_version_number': ('int', []),
                                  ('const recsys_request *', 'req'),
                                  ('float *', 'vec'),
                                  ('size_t', 'dim')]),
+ 'recsys_user_state_new': ('recsys_status',
+                           [('const recsys_model *', 'model'), ('recsys_user_state **', 'out')]),
+ 'recsys_user_state_free': ('void', [('recsys_user_state *', 'u')]),
+ 'recsys_user_state_append': ('recsys_status',
+                              [('recsys_user_state *', 'u'),
+                               ('int32_t', 'item'),
+                               ('int64_t', 'time')]),
+ 'recsys_user_state_clear': ('recsys_status', [('recsys_user_state *', 'u')]),
+ 'recsys_user_state_request': ('recsys_status',
+                               [('const recsys_user_state *', 'u'), ('recsys_request *', 'req')]),
+ 'recsys_user_state_bytes': ('recsys_status',
+                             [('const recsys_user_state *', 'u'), ('size_t *', 'bytes')]),
  'recsys_apen_new': ('recsys_status',
                      [('recsys_ctx *', 'ctx'),
                       ('const recsys_opts *', 'opts'),

@@ -64,6 +64,7 @@ typedef struct recsys_metrics recsys_metrics;
 typedef struct recsys_apen recsys_apen;
 typedef struct recsys_perflaw recsys_perflaw;
 typedef struct recsys_threadpool recsys_threadpool;
+typedef struct recsys_user_state recsys_user_state;
 typedef struct recsys_opt_info {
     int struct_size;
     int type;
@@ -208,6 +209,12 @@ recsys_status recsys_session_score_request(recsys_session *s, const recsys_reque
 recsys_status recsys_session_topk_request(recsys_session *s, const recsys_request *req, int32_t *items, float *scores, size_t *n_out);
 recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request *const *reqs, size_t n_reqs, size_t stride, int32_t *items, float *scores, size_t *n_out);
 recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req, float *vec, size_t dim);
+recsys_status recsys_user_state_new(const recsys_model *model, recsys_user_state **out);
+void recsys_user_state_free(recsys_user_state *u);
+recsys_status recsys_user_state_append(recsys_user_state *u, int32_t item, int64_t time);
+recsys_status recsys_user_state_clear(recsys_user_state *u);
+recsys_status recsys_user_state_request(const recsys_user_state *u, recsys_request *req);
+recsys_status recsys_user_state_bytes(const recsys_user_state *u, size_t *bytes);
 recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts, recsys_apen **out);
 void recsys_apen_free(recsys_apen *a);
 recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n, double *apen);

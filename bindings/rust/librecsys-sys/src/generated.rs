@@ -94,6 +94,10 @@ pub struct recsys_threadpool {
     _private: [u8; 0],
 }
 #[repr(C)]
+pub struct recsys_user_state {
+    _private: [u8; 0],
+}
+#[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct recsys_opt_info {
     pub struct_size: c_int,
@@ -246,6 +250,12 @@ extern "C" {
     pub fn recsys_session_topk_request(s: *mut recsys_session, req: *const recsys_request, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
     pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *mut *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
     pub fn recsys_session_user_vector(s: *mut recsys_session, req: *const recsys_request, vec: *mut f32, dim: usize) -> recsys_status;
+    pub fn recsys_user_state_new(model: *const recsys_model, out: *mut *mut recsys_user_state) -> recsys_status;
+    pub fn recsys_user_state_free(u: *mut recsys_user_state);
+    pub fn recsys_user_state_append(u: *mut recsys_user_state, item: i32, time: i64) -> recsys_status;
+    pub fn recsys_user_state_clear(u: *mut recsys_user_state) -> recsys_status;
+    pub fn recsys_user_state_request(u: *const recsys_user_state, req: *mut recsys_request) -> recsys_status;
+    pub fn recsys_user_state_bytes(u: *const recsys_user_state, bytes: *mut usize) -> recsys_status;
     pub fn recsys_apen_new(ctx: *mut recsys_ctx, opts: *const recsys_opts, out: *mut *mut recsys_apen) -> recsys_status;
     pub fn recsys_apen_free(a: *mut recsys_apen);
     pub fn recsys_apen_sequence(a: *mut recsys_apen, seq: *const i32, n: usize, apen: *mut f64) -> recsys_status;
