@@ -234,7 +234,7 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
     }
     rs_batch_buf bb = {0};
     rs_workspace *ws = NULL;
-    float *owned_table = NULL, *chunk_buf = NULL, *F = NULL;
+    float *owned_table = NULL, *chunk_buf = NULL, *F = NULL, *last = NULL;
     int64_t *users = malloc(sizeof(int64_t) * (size_t)B);
     e.seen = calloc((size_t)nt * ((size_t)ds->n_items + 1), sizeof *e.seen);
     e.stamp = calloc((size_t)nt, sizeof *e.stamp);
@@ -255,11 +255,14 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
         if (st) goto done;
         ws = model->ops->ws_new(cfg, B);
         F = rs_calloc((size_t)B * e.L, (size_t)e.d * sizeof(float));
+        /* Only the last position is ranked: the last-position forward
+         * (lib/models/last_block.c), as sessions use. */
+        last = rs_malloc(sizeof(float) * rs_last_scratch_floats(cfg, B));
         const float *table = rs_model_items(model);
         if (cfg->l2norm) table = owned_table = rs_normalised_table(table, ds->n_items, e.d);
         e.table = table;
         if (e.full) chunk_buf = rs_malloc(sizeof(float) * (size_t)B * ITEM_CHUNK);
-        if (!ws || !F || !table || (e.full && !chunk_buf)) {
+        if (!ws || !F || !last || !table || (e.full && !chunk_buf)) {
             st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for evaluation buffers");
             goto done;
         }
@@ -277,6 +280,7 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
         if (rows == B || (u == ds->n_users && rows > 0)) {
             if (model) {
                 rs_batch b = rs_batch_view(&bb, rows, 0, 0);
+                b.last_scratch = last;
                 st = model->ops->forward(ctx, cfg, model->params, ws, &b, F);
                 if (st) goto done;
             }
@@ -314,6 +318,7 @@ done:
     rs_free(owned_table);
     rs_free(chunk_buf);
     rs_free(F);
+    rs_free(last);
     free(users);
     free(e.seen);
     free(e.stamp);

@@ -551,7 +551,13 @@ static recsys_status hstu_forward(recsys_ctx *ctx, const rs_model_config *c, con
     rs_embed_fwd(ctx, n, d, P + off[T_ITEM], ws->emb_item, sqrtf((float)d), 0, X0);
     rs_embed_fwd(ctx, n, d, P + off[T_POS], ws->emb_pos, 1.0f, 1, X0);
     rs_dropout(ctx, n, d, X0, d, ws->p, stream(ws->seed, 0, S_EMB), ws->src, X0);
-    for (int k = 0; k < c->blocks; k++) block_fwd(&a, P, k, ws->x[k], ws->x[k + 1]);
+    int last_only = !b->train && b->last_scratch; /* serving: see last_block.c */
+    for (int k = 0; k < c->blocks - last_only; k++) block_fwd(&a, P, k, ws->x[k], ws->x[k + 1]);
+    if (last_only) {
+        rs_hstu_last_fwd(ctx, c, P, ws->x[c->blocks - 1], n, b->B, ws->base, ws->len, b,
+                         ws->time_on, b->last_scratch, out);
+        return RECSYS_OK;
+    }
     l2_job lj = {ws, &ctx->kern, ws->x[c->blocks], NULL, out, NULL};
     rs_pool_run(ctx->pool, b->B, l2_fwd_task, &lj);
     ws->kept = b->train != 0;

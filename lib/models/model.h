@@ -45,7 +45,21 @@ typedef struct rs_batch {
     const int *start;          /* B: index of the first non-pad position per row */
     int train;                 /* 1: dropout on */
     uint64_t seed;             /* dropout stream of this step */
+    /* Inference for scoring: when last_scratch is non-NULL (and train 0),
+     * forward writes only slot L-1 of each output row (other slots are left
+     * as they are) and runs the last block for that position only
+     * (lib/models/last_block.c). last_scratch holds
+     * rs_last_scratch_floats(cfg, B) floats. */
+    float *last_scratch;
 } rs_batch;
+
+/* lib/models/last_block.c: the last block for the last position only. */
+size_t rs_last_scratch_floats(const rs_model_config *c, int B);
+void rs_sasrec_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P, const float *X,
+                        int N, int B, const int *base, const int *len, float *scratch, float *out);
+void rs_hstu_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P, const float *X,
+                      int N, int B, const int *base, const int *len, const rs_batch *batch,
+                      int time_on, float *scratch, float *out);
 
 typedef struct rs_workspace rs_workspace; /* model-family specific */
 

@@ -440,9 +440,15 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
     /* Inference keeps nothing for a backward: every block reuses block 0's
      * buffers and the hidden state ping-pongs between x[0] and x[1]. */
     int keep = b->train != 0;
-    for (int k = 0; k < c->blocks; k++) {
+    int last_only = !keep && b->last_scratch; /* serving: see last_block.c */
+    for (int k = 0; k < c->blocks - last_only; k++) {
         const sblock *s = keep ? &ws->blk[k] : &ws->blk[0];
         block_fwd(&m, P, k, s, ws->x[keep ? k : (k & 1)], ws->x[keep ? k + 1 : ((k + 1) & 1)]);
+    }
+    if (last_only) {
+        rs_sasrec_last_fwd(ctx, c, P, ws->x[(c->blocks - 1) & 1], N, b->B, ws->base, ws->len,
+                           b->last_scratch, out);
+        return RECSYS_OK;
     }
     int last = keep ? c->blocks : (c->blocks & 1);
     final_job fj = {&ctx->kern, ws, b, ws->x[last], slice(Pm, off, c, T_LNF_G, 0),

@@ -14,4 +14,8 @@
 void rs_batch_fill_request_row(rs_batch_buf *bb, int r, const int32_t *items,
                                const int64_t *times, size_t n);
 
+/* Tests: 0 makes the session run the full forward (all positions, every
+ * block) instead of the last-position one. */
+void rs_session_set_last_only(recsys_session *s, int on);
+
 #endif

@@ -23,11 +23,13 @@ struct recsys_session {
     int rows;               /* capacity of ws / bb / F (grown on demand) */
     rs_workspace *ws;
     rs_batch_buf bb;
-    float *F;               /* rows x L x d */
+    float *F;               /* rows x L x d (only slot L-1 of each row is written) */
+    float *last;            /* rs_last_scratch_floats(cfg, rows): the last-position forward */
     float *chunk;           /* rows x SCORE_CHUNK */
     scored *heaps;          /* heap_rows x heap_k */
     int heap_k, heap_rows;
     float *all;             /* n_items+1, for candidate scores */
+    int last_only;          /* 1: the last-position forward (default; 0 for tests) */
 };
 
 void rs_batch_fill_request_row(rs_batch_buf *bb, int r, const int32_t *items,
@@ -61,7 +63,8 @@ static void release_buffers(recsys_session *s)
     rs_batch_buf_free(&s->bb);
     rs_free(s->F);
     rs_free(s->chunk);
-    s->F = s->chunk = NULL;
+    rs_free(s->last);
+    s->F = s->chunk = s->last = NULL;
     s->rows = 0;
 }
 
@@ -88,7 +91,8 @@ static recsys_status reserve_rows(recsys_session *s, int rows)
     s->F = rs_calloc((size_t)rows * cfg->max_len, (size_t)cfg->dim * sizeof(float));
     int chunk = cfg->n_items < SCORE_CHUNK ? cfg->n_items : SCORE_CHUNK;
     s->chunk = rs_malloc(sizeof(float) * (size_t)rows * chunk);
-    if (!s->ws || !s->F || !s->chunk) {
+    s->last = rs_malloc(sizeof(float) * rs_last_scratch_floats(cfg, rows));
+    if (!s->ws || !s->F || !s->chunk || !s->last) {
         release_buffers(s);
         return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for a session batch of %d rows",
                         rows);
@@ -120,6 +124,7 @@ recsys_status recsys_session_new(recsys_ctx *ctx, recsys_model *model, recsys_se
     if (!s) return rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
     s->ctx = ctx;
     s->model = rs_model_ref(model);
+    s->last_only = 1;
     recsys_status st = rs_score_table_get(ctx, model, &s->table);
     if (!st) st = reserve_rows(s, 1);
     if (st) { recsys_session_free(s); return st; }
@@ -178,6 +183,7 @@ static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n
     for (int r = 0; r < n; r++)
         rs_batch_fill_request_row(&s->bb, r, reqs[r].history, reqs[r].times, reqs[r].n_history);
     rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
+    b.last_scratch = s->last_only ? s->last : NULL;
     return m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
 }
 
@@ -442,4 +448,9 @@ recsys_status recsys_session_topk(recsys_session *s, const int32_t *history, siz
         if (scores) scores[i] = -INFINITY;
     }
     return st;
+}
+
+void rs_session_set_last_only(recsys_session *s, int on)
+{
+    if (s) s->last_only = on != 0;
 }
