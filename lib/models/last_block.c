@@ -49,7 +49,7 @@ typedef struct last_bufs {
     float *xn;   /* N x d: normalised inputs (SASRec pre, HSTU) */
     float *xl, *ql, *ol, *al, *tl, *yl, *hl, *ul; /* B rows each */
     float *mean, *rstd;                           /* B (or N) */
-    float *w;    /* L: attention weights of one query */
+    float *w;    /* L + kv_width + row width: attention weights of one query, SiLU scratch */
 } last_bufs;
 
 static size_t kv_width(const rs_model_config *c)
@@ -71,7 +71,7 @@ size_t rs_last_scratch_floats(const rs_model_config *c, int B)
 {
     size_t R = (size_t)B * (size_t)c->max_len, w = row_width(c);
     return R * kv_width(c) + R * (size_t)c->dim + 8 * (size_t)B * w + 2 * R + (size_t)c->max_len +
-           16 * 16;
+           kv_width(c) + w + 16 * 16;
 }
 
 static last_bufs carve(const rs_model_config *c, int B, float *s)
@@ -201,8 +201,6 @@ void rs_sasrec_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *
 
 /* ------------------------------------------------------------------ HSTU */
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
-
 void rs_hstu_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P, const float *X,
                       int N, int B, const int *base, const int *len, const rs_batch *batch,
                       int time_on, float *scratch, float *out)
@@ -217,10 +215,10 @@ void rs_hstu_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P,
     /* Xn = LN(X) for every packed row; V|Q|K = SiLU(Xn W[hdv:]ᵀ); U for the last rows. */
     rs_layernorm_fwd(ctx, N, d, X, NULL, NULL, NULL, HSTU_LN_EPS, s.xn, s.mean, s.rstd);
     rs_linear_fwd(ctx, N, d, kvw, s.xn, d, uvqk + (size_t)hdv * d, NULL, s.kv, kvw);
-    for (size_t i = 0; i < (size_t)N * kvw; i++) s.kv[i] = silu(s.kv[i]);
+    for (int r = 0; r < N; r++) ctx->kern.silu_fwd((size_t)kvw, s.kv + (size_t)r * kvw, s.w);
     gather_last(B, d, s.xn, base, len, s.tl);
     rs_linear_fwd(ctx, B, d, hdv, s.tl, d, uvqk, NULL, s.ul, hdv);
-    for (size_t i = 0; i < (size_t)B * hdv; i++) s.ul[i] = silu(s.ul[i]);
+    for (int r = 0; r < B; r++) ctx->kern.silu_fwd((size_t)hdv, s.ul + (size_t)r * hdv, s.w);
 
     double inv_n = 1.0 / (double)L;
     for (int b = 0; b < B; b++) {
