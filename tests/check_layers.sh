@@ -4,6 +4,7 @@
 #
 #   core  <-  data  <-  nn, models  <-  checkpoint  <-  train, eval
 #   core, data  <-  analysis
+#   core, data, nn, models, checkpoint  <-  adapters
 #
 # (core: ctx, options, config, pool, GEMM; data: datasets; nn: layers;
 # models: SASRec/HSTU; checkpoint: model files; train: trainer, losses,
@@ -20,6 +21,7 @@ declare -A allowed=(
   [train]="core data nn models checkpoint"
   [eval]="core data nn models"
   [analysis]="core data"
+  [adapters]="core data nn models checkpoint"
 )
 fail=0
 for dir in "$root"/lib/*/; do

@@ -1,0 +1,349 @@
+/* Adapters (lib/adapters): the LoRA path, the bank mix and the gate against
+ * central finite differences of double-precision references written here;
+ * the adapter store; merging. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "core/internal.h"
+#include "adapters/lora.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FD_H 1e-5
+
+static double *to_double(const float *x, size_t n)
+{
+    double *y = malloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) y[i] = x[i];
+    return y;
+}
+
+static void expect_close(const char *what, const float *a, const double *num, size_t n, double rtol)
+{
+    double maxn = 0.0, maxd = 0.0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(num[i]) > maxn) maxn = fabs(num[i]);
+        double e = fabs((double)a[i] - num[i]);
+        if (!(e <= maxd)) { maxd = e; worst = i; }
+    }
+    double rel = maxd / (maxn > 1e-12 ? maxn : 1e-12);
+    if (!(rel <= rtol))
+        fail_msg("%s: relative error %.3g > %.3g (worst at %zu: analytic %.9g, numeric %.9g)", what,
+                 rel, rtol, worst, (double)a[worst], num[worst]);
+}
+
+typedef double (*loss_fn)(void *state);
+static void numeric_grad(loss_fn f, void *state, double *p, size_t n, double *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        double s = p[i];
+        p[i] = s + FD_H;
+        double lp = f(state);
+        p[i] = s - FD_H;
+        double lm = f(state);
+        p[i] = s;
+        g[i] = (lp - lm) / (2 * FD_H);
+    }
+}
+
+/* ------------------------------------------------------------ LoRA path */
+
+#define NSEG 3
+typedef struct lora_state {
+    int n, in, out, r, ldx, ldy;
+    double scale;
+    int row0[NSEG], len[NSEG], has[NSEG];
+    double *x, *A[NSEG], *B[NSEG], *R;
+} lora_state;
+
+/* L = Σ R ⊙ (scale · B_s A_s x) over the adapted rows (W x is constant). */
+static double lora_loss(void *sv)
+{
+    lora_state *s = sv;
+    double L = 0.0;
+    for (int g = 0; g < NSEG; g++) {
+        if (!s->has[g]) continue;
+        for (int i = s->row0[g]; i < s->row0[g] + s->len[g]; i++) {
+            double t[16];
+            for (int k = 0; k < s->r; k++) {
+                t[k] = 0.0;
+                for (int c = 0; c < s->in; c++)
+                    t[k] += s->A[g][(size_t)k * s->in + c] * s->x[(size_t)i * s->ldx + c];
+            }
+            for (int o = 0; o < s->out; o++) {
+                double y = 0.0;
+                for (int k = 0; k < s->r; k++) y += s->B[g][(size_t)o * s->r + k] * t[k];
+                L += s->scale * y * s->R[(size_t)i * s->out + o];
+            }
+        }
+    }
+    return L;
+}
+
+static void run_lora(int nseg, int threads)
+{
+    recsys_ctx *ctx = new_ctx(threads);
+    rs_rng rng;
+    rs_rng_seed(&rng, 7 + (uint64_t)nseg);
+    lora_state s = {.in = 7, .out = 5, .r = 3, .ldx = 9, .ldy = 8, .scale = 2.0 / 3};
+    int lens3[NSEG] = {4, 2, 71}, has3[NSEG] = {1, 0, 1};
+    int n = 0;
+    for (int g = 0; g < NSEG; g++) {
+        s.row0[g] = n;
+        s.len[g] = nseg == 1 ? (g == 0 ? 77 : 0) : lens3[g];
+        s.has[g] = nseg == 1 ? (g == 0) : has3[g];
+        n += s.len[g];
+    }
+    s.n = n;
+    float *x = alloc_f((size_t)n * s.ldx), *y = alloc_f((size_t)n * s.ldy);
+    float *R = malloc(sizeof(float) * (size_t)n * s.out);
+    fill_sym(&rng, x, (size_t)n * s.ldx, 1.0);
+    fill_sym(&rng, y, (size_t)n * s.ldy, 1.0);
+    fill_sym(&rng, R, (size_t)n * s.out, 1.0);
+    float *y0 = malloc(sizeof(float) * (size_t)n * s.ldy);
+    memcpy(y0, y, sizeof(float) * (size_t)n * s.ldy);
+    float *A[NSEG], *B[NSEG], *dA[NSEG], *dB[NSEG];
+    rs_lora_seg seg[NSEG];
+    for (int g = 0; g < NSEG; g++) {
+        A[g] = malloc(sizeof(float) * s.r * s.in);
+        B[g] = malloc(sizeof(float) * s.out * s.r);
+        dA[g] = calloc((size_t)s.r * s.in, sizeof(float));
+        dB[g] = calloc((size_t)s.out * s.r, sizeof(float));
+        fill_sym(&rng, A[g], (size_t)s.r * s.in, 1.0);
+        fill_sym(&rng, B[g], (size_t)s.out * s.r, 1.0);
+        s.A[g] = to_double(A[g], (size_t)s.r * s.in);
+        s.B[g] = to_double(B[g], (size_t)s.out * s.r);
+        seg[g] = (rs_lora_seg){s.row0[g], s.len[g], s.has[g] ? A[g] : NULL, B[g], dA[g], dB[g]};
+    }
+    s.x = to_double(x, (size_t)n * s.ldx);
+    s.R = to_double(R, (size_t)n * s.out);
+    float *t = malloc(sizeof(float) * (size_t)n * s.r), *u = malloc(sizeof(float) * (size_t)n * s.r);
+    int ns = nseg == 1 ? 1 : NSEG;
+    /* y: the first `out` of ldy columns; the rest must be untouched */
+    rs_lora_fwd(ctx, ns, seg, s.in, s.out, s.r, (float)s.scale, x, s.ldx, t, y, s.ldy);
+    assert_true(guard_ok(y, (size_t)n * s.ldy));
+    for (int i = 0; i < n; i++)
+        for (int c = s.out; c < s.ldy; c++) assert_true(y[(size_t)i * s.ldy + c] == y0[(size_t)i * s.ldy + c]);
+    /* forward value: Σ R ⊙ (y - y0) == the reference loss */
+    double Ly = 0.0;
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < s.out; o++)
+            Ly += ((double)y[(size_t)i * s.ldy + o] - y0[(size_t)i * s.ldy + o]) * R[(size_t)i * s.out + o];
+    assert_true(fabs(Ly - lora_loss(&s)) < 1e-4 * (1 + fabs(Ly)));
+    /* rows without an adapter: y unchanged */
+    for (int g = 0; g < NSEG; g++)
+        if (!s.has[g])
+            for (int i = s.row0[g]; i < s.row0[g] + s.len[g]; i++)
+                for (int o = 0; o < s.out; o++)
+                    assert_true(y[(size_t)i * s.ldy + o] == y0[(size_t)i * s.ldy + o]);
+
+    float *dx = alloc_f((size_t)n * s.ldx);
+    for (size_t i = 0; i < (size_t)n * s.ldx; i++) dx[i] = 1.0f;
+    rs_lora_bwd(ctx, ns, seg, s.in, s.out, s.r, (float)s.scale, x, s.ldx, t, R, s.out, u, dx, s.ldx);
+    assert_true(guard_ok(dx, (size_t)n * s.ldx));
+    double *g = malloc(sizeof(double) * (size_t)n * s.ldx);
+    for (int q = 0; q < NSEG; q++) {
+        if (!s.has[q]) continue;
+        numeric_grad(lora_loss, &s, s.A[q], (size_t)s.r * s.in, g);
+        expect_close("lora dA", dA[q], g, (size_t)s.r * s.in, 1e-5);
+        numeric_grad(lora_loss, &s, s.B[q], (size_t)s.out * s.r, g);
+        expect_close("lora dB", dB[q], g, (size_t)s.out * s.r, 1e-5);
+    }
+    numeric_grad(lora_loss, &s, s.x, (size_t)n * s.ldx, g);
+    float *dxa = malloc(sizeof(float) * (size_t)n * s.in);
+    double *gx = malloc(sizeof(double) * (size_t)n * s.in);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < s.in; c++) {
+            dxa[i * s.in + c] = dx[(size_t)i * s.ldx + c] - 1.0f;
+            gx[i * s.in + c] = g[(size_t)i * s.ldx + c];
+        }
+    expect_close("lora dx", dxa, gx, (size_t)n * s.in, 1e-5);
+    for (int i = 0; i < n; i++)
+        for (int c = s.in; c < s.ldx; c++) assert_true(dx[(size_t)i * s.ldx + c] == 1.0f);
+
+    for (int q = 0; q < NSEG; q++) {
+        free(A[q]); free(B[q]); free(dA[q]); free(dB[q]); free(s.A[q]); free(s.B[q]);
+    }
+    free(x); free(y); free(y0); free(R); free(t); free(u); free(dx); free(g); free(dxa); free(gx);
+    free(s.x); free(s.R);
+    recsys_ctx_free(ctx);
+}
+
+static void test_lora_grad(void **state)
+{
+    (void)state;
+    run_lora(1, 1);
+    run_lora(1, 2);
+    run_lora(3, 1);
+    run_lora(3, 2);
+}
+
+/* ------------------------------------------------------------- bank mix */
+
+typedef struct mix_state {
+    int U, K, P;
+    double *alpha, *bank, *R;
+} mix_state;
+
+static double mix_loss(void *sv)
+{
+    mix_state *s = sv;
+    double L = 0.0;
+    for (int u = 0; u < s->U; u++)
+        for (int p = 0; p < s->P; p++) {
+            double v = 0.0;
+            for (int k = 0; k < s->K; k++) v += s->alpha[u * s->K + k] * s->bank[(size_t)k * s->P + p];
+            L += v * s->R[(size_t)u * s->P + p];
+        }
+    return L;
+}
+
+static void test_bank_mix_grad(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(2);
+    rs_rng rng;
+    rs_rng_seed(&rng, 3);
+    int U = 5, K = 4, P = 37;
+    float *alpha = malloc(sizeof(float) * U * K), *bank = malloc(sizeof(float) * K * P);
+    float *R = malloc(sizeof(float) * U * P), *out = malloc(sizeof(float) * U * P);
+    float *dbank = calloc((size_t)K * P, sizeof(float)), *dalpha = malloc(sizeof(float) * U * K);
+    fill_sym(&rng, alpha, (size_t)U * K, 1.0);
+    fill_sym(&rng, bank, (size_t)K * P, 1.0);
+    fill_sym(&rng, R, (size_t)U * P, 1.0);
+    mix_state s = {U, K, P, to_double(alpha, (size_t)U * K), to_double(bank, (size_t)K * P),
+                   to_double(R, (size_t)U * P)};
+    rs_bank_mix(ctx, U, K, (size_t)P, alpha, bank, out);
+    double L = 0.0;
+    for (int i = 0; i < U * P; i++) L += (double)out[i] * R[i];
+    assert_true(fabs(L - mix_loss(&s)) < 1e-4);
+    rs_bank_mix_bwd(ctx, U, K, (size_t)P, alpha, bank, R, dbank, dalpha);
+    double *g = malloc(sizeof(double) * K * P);
+    numeric_grad(mix_loss, &s, s.bank, (size_t)K * P, g);
+    expect_close("mix dbank", dbank, g, (size_t)K * P, 1e-5);
+    numeric_grad(mix_loss, &s, s.alpha, (size_t)U * K, g);
+    expect_close("mix dalpha", dalpha, g, (size_t)U * K, 1e-5);
+    free(alpha); free(bank); free(R); free(out); free(dbank); free(dalpha); free(g);
+    free(s.alpha); free(s.bank); free(s.R);
+    recsys_ctx_free(ctx);
+}
+
+/* ------------------------------------------------------------------ gate */
+
+typedef struct gate_state {
+    rs_gate_shape g;
+    int U, ldh;
+    double *h, *p, *R;
+} gate_state;
+
+/* The gate in double: softmax(W2·ReLU(W1·LN(h)+b1)+b2)/tau), no dropout. */
+static void gate_ref(const gate_state *s, int u, double *alpha)
+{
+    int d = s->g.d, H = s->g.hidden, K = s->g.K;
+    const double *h = s->h + (size_t)u * s->ldh, *P = s->p;
+    const double *lg = P, *lb = P + d, *W1 = P + 2 * d, *b1 = W1 + H * d, *W2 = b1 + H,
+                 *b2 = W2 + K * H;
+    double m = 0.0, v = 0.0, xn[64], z[64];
+    for (int i = 0; i < d; i++) m += h[i];
+    m /= d;
+    for (int i = 0; i < d; i++) v += (h[i] - m) * (h[i] - m);
+    v /= d;
+    for (int i = 0; i < d; i++) xn[i] = (h[i] - m) / sqrt(v + 1e-5) * lg[i] + lb[i];
+    for (int j = 0; j < H; j++) {
+        double a = b1[j];
+        for (int i = 0; i < d; i++) a += W1[j * d + i] * xn[i];
+        z[j] = a > 0 ? a : 0;
+    }
+    double mx = -1e300;
+    for (int k = 0; k < K; k++) {
+        double a = b2[k];
+        for (int j = 0; j < H; j++) a += W2[k * H + j] * z[j];
+        alpha[k] = a / s->g.tau;
+        if (alpha[k] > mx) mx = alpha[k];
+    }
+    double sum = 0.0;
+    for (int k = 0; k < K; k++) sum += (alpha[k] = exp(alpha[k] - mx));
+    for (int k = 0; k < K; k++) alpha[k] /= sum;
+}
+
+static double gate_loss(void *sv)
+{
+    gate_state *s = sv;
+    double L = 0.0, a[64];
+    for (int u = 0; u < s->U; u++) {
+        gate_ref(s, u, a);
+        for (int k = 0; k < s->g.K; k++) L += a[k] * s->R[u * s->g.K + k];
+    }
+    return L;
+}
+
+static void test_gate_grad(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(2);
+    rs_rng rng;
+    rs_rng_seed(&rng, 11);
+    rs_gate_shape g = {.d = 6, .hidden = 5, .K = 4, .tau = 0.7f, .dropout = 0.0f};
+    int U = 70, ldh = 8; /* U > RS_NN_CHUNK_ROWS: the bias/gain sums reduce over chunks */
+    size_t np = rs_gate_n_params(&g);
+    assert_int_equal(np, (size_t)(2 * 6 + 5 * 6 + 5 + 4 * 5 + 4));
+    float *P = malloc(sizeof(float) * np), *G = calloc(np, sizeof(float));
+    rs_gate_init(&g, P, &rng);
+    fill_sym(&rng, P + 2 * g.d + g.hidden * g.d, (size_t)g.hidden, 0.3); /* b1 */
+    fill_sym(&rng, P, (size_t)2 * g.d, 1.0);                             /* LN gain/bias */
+    for (int i = 0; i < g.d; i++) P[i] += 1.5f;
+    float *h = malloc(sizeof(float) * U * ldh), *R = malloc(sizeof(float) * U * g.K);
+    fill_sym(&rng, h, (size_t)U * ldh, 2.0);
+    fill_sym(&rng, R, (size_t)U * g.K, 1.0);
+    gate_state s = {g, U, ldh, to_double(h, (size_t)U * ldh), to_double(P, np),
+                    to_double(R, (size_t)U * g.K)};
+    rs_gate_ws w;
+    assert_int_equal(rs_gate_ws_init(&w, &g, U), RECSYS_OK);
+    float *alpha = malloc(sizeof(float) * U * g.K);
+    rs_gate_fwd(ctx, &g, P, &w, U, h, ldh, 0, 1, NULL, alpha);
+    double a[64];
+    for (int u = 0; u < U; u++) {
+        gate_ref(&s, u, a);
+        double sum = 0;
+        for (int k = 0; k < g.K; k++) {
+            assert_true(fabs(alpha[u * g.K + k] - a[k]) < 1e-5);
+            sum += alpha[u * g.K + k];
+        }
+        assert_true(fabs(sum - 1.0) < 1e-5);
+    }
+    rs_gate_bwd(ctx, &g, P, &w, h, ldh, 0, R, G);
+    double *num = malloc(sizeof(double) * np);
+    numeric_grad(gate_loss, &s, s.p, np, num);
+    expect_close("gate grads", G, num, np, 1e-4);
+
+    /* dropout on: alphas still sum to one and differ from the eval pass */
+    g.dropout = 0.5f;
+    rs_gate_fwd(ctx, &g, P, &w, U, h, ldh, 1, 99, NULL, alpha);
+    for (int u = 0; u < U; u++) {
+        double sum = 0;
+        for (int k = 0; k < g.K; k++) sum += alpha[u * g.K + k];
+        assert_true(fabs(sum - 1.0) < 1e-5);
+    }
+    rs_gate_ws_release(&w);
+    free(P); free(G); free(h); free(R); free(alpha); free(num);
+    free(s.h); free(s.p); free(s.R);
+    recsys_ctx_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lora_grad),
+        cmocka_unit_test(test_bank_mix_grad),
+        cmocka_unit_test(test_gate_grad),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
