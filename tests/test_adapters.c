@@ -9,12 +9,14 @@
 
 #include "core/internal.h"
 #include "adapters/lora.h"
+#include "adapters/store.h"
 #include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FD_H 1e-5
 
@@ -338,12 +340,272 @@ static void test_gate_grad(void **state)
     recsys_ctx_free(ctx);
 }
 
+
+/* ----------------------------------------------------------------- store */
+
+#define SF 37 /* floats per record */
+
+static void vec_for(uint64_t user, int version, float *v)
+{
+    for (int i = 0; i < SF; i++) v[i] = (float)(user * 1000 + (uint64_t)version * 100 + (uint64_t)i) * 0.25f - 3.0f;
+}
+
+static void tmp_path(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "test_adapters_%s_%ld.rsa", name, (long)getpid());
+}
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+static void poke(const char *path, long off, uint8_t x)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, off, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, off, SEEK_SET);
+    fputc(c ^ x, f);
+    fclose(f);
+}
+
+static void test_store_roundtrip(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(1);
+    char path[256];
+    tmp_path(path, sizeof path, "rt");
+    float v[SF], w[SF];
+    for (uint32_t dtype = 0; dtype <= RS_STORE_BF16; dtype++) {
+        assert_int_equal(rs_store_create(ctx, path, "kind=user\nrank=2\n", 50, SF, dtype), RECSYS_OK);
+        rs_store *s = NULL;
+        assert_int_equal(rs_store_open(ctx, path, 1, 1 << 20, &s), RECSYS_OK);
+        assert_int_equal(rs_store_info(s)->n_records, 0);
+        assert_int_equal(rs_store_get(ctx, s, 3, w), RECSYS_E_NOT_FOUND);
+        assert_int_equal(rs_store_get(ctx, s, 50, w), RECSYS_E_INVALID);
+        for (uint64_t u = 0; u < 50; u += 7) {
+            vec_for(u, 0, v);
+            assert_int_equal(rs_store_put(ctx, s, u, v, 0), RECSYS_OK);
+        }
+        vec_for(14, 1, v); /* replace one */
+        assert_int_equal(rs_store_put(ctx, s, 14, v, 1), RECSYS_OK);
+        rs_store_close(s);
+        /* reopen read-only: every adapter as written (bf16: rounded) */
+        assert_int_equal(rs_store_open(ctx, path, 0, 0, &s), RECSYS_OK);
+        assert_int_equal(strncmp(rs_store_info(s)->conf, "kind=user\n", 10), 0);
+        for (uint64_t u = 0; u < 50; u++) {
+            recsys_status rc = rs_store_get(ctx, s, u, w);
+            if (u % 7) {
+                assert_int_equal(rc, RECSYS_E_NOT_FOUND);
+                continue;
+            }
+            assert_int_equal(rc, RECSYS_OK);
+            vec_for(u, u == 14, v);
+            for (int i = 0; i < SF; i++)
+                assert_true(dtype == RS_STORE_F32 ? w[i] == v[i] : w[i] == bf16_round(v[i]));
+        }
+        rs_store_close(s);
+    }
+    /* the same bytes from memory */
+    FILE *f = fopen(path, "rb");
+    long n = file_size(path);
+    uint8_t *buf = malloc((size_t)n);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    rs_store *m = NULL;
+    assert_int_equal(rs_store_open_memory(ctx, buf, (size_t)n, 4096, &m), RECSYS_OK);
+    assert_int_equal(rs_store_get(ctx, m, 21, w), RECSYS_OK);
+    vec_for(21, 0, v);
+    assert_true(w[5] == bf16_round(v[5]));
+    assert_int_equal(rs_store_put(ctx, m, 21, v, 0), RECSYS_E_STATE);
+    rs_store_close(m);
+    /* parse never crashes on damaged images: every prefix, and byte flips */
+    rs_store_view view;
+    for (long k = 0; k < n; k += 13) {
+        recsys_status rc = rs_store_parse(ctx, buf, (size_t)k, &view);
+        if (rc == RECSYS_OK)
+            for (uint64_t u = 0; u < view.n_users; u++) (void)rs_store_view_read(ctx, &view, u, w, NULL);
+        else
+            assert_int_equal(rc, RECSYS_E_FORMAT);
+    }
+    for (long k = 0; k < n; k += 5) {
+        buf[k] ^= 0x21;
+        if (rs_store_parse(ctx, buf, (size_t)n, &view) == RECSYS_OK)
+            for (uint64_t u = 0; u < view.n_users; u++) {
+                recsys_status rc = rs_store_view_read(ctx, &view, u, w, NULL);
+                assert_true(rc == RECSYS_OK || rc == RECSYS_E_NOT_FOUND || rc == RECSYS_E_FORMAT);
+            }
+        buf[k] ^= 0x21;
+    }
+    free(buf);
+    unlink(path);
+    recsys_ctx_free(ctx);
+}
+
+static void test_store_damage(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(1);
+    char path[256];
+    tmp_path(path, sizeof path, "dmg");
+    float v[SF], w[SF];
+    rs_store *s = NULL;
+    assert_int_equal(rs_store_create(ctx, path, "kind=user\n", 10, SF, RS_STORE_F32), RECSYS_OK);
+    assert_int_equal(rs_store_open(ctx, path, 1, 0, &s), RECSYS_OK);
+    for (uint64_t u = 0; u < 10; u++) {
+        vec_for(u, 0, v);
+        assert_int_equal(rs_store_put(ctx, s, u, v, 0), RECSYS_OK);
+    }
+    const rs_store_view *vi = rs_store_info(s);
+    long data_off = (long)vi->data_off, rec = (long)vi->rec_bytes, conf_at = RS_STORE_HEADER;
+    rs_store_close(s);
+    long n = file_size(path);
+    /* header, CONF and record corruption */
+    poke(path, 20, 1);
+    assert_int_equal(rs_store_open(ctx, path, 0, 0, &s), RECSYS_E_FORMAT);
+    assert_non_null(strstr(recsys_ctx_errmsg(ctx), "header checksum"));
+    poke(path, 20, 1);
+    poke(path, conf_at + 2, 4);
+    assert_int_equal(rs_store_open(ctx, path, 0, 0, &s), RECSYS_E_FORMAT);
+    assert_non_null(strstr(recsys_ctx_errmsg(ctx), "CONF"));
+    poke(path, conf_at + 2, 4);
+    poke(path, data_off + 3 * rec + 40, 0x10); /* user 3's payload */
+    assert_int_equal(rs_store_open(ctx, path, 0, 0, &s), RECSYS_OK);
+    assert_int_equal(rs_store_get(ctx, s, 3, w), RECSYS_E_FORMAT);
+    assert_non_null(strstr(recsys_ctx_errmsg(ctx), "corrupted"));
+    assert_int_equal(rs_store_get(ctx, s, 4, w), RECSYS_OK);
+    rs_store_close(s);
+    poke(path, data_off + 3 * rec + 40, 0x10);
+    /* truncation: inside the data -> the cut records are refused */
+    assert_int_equal(truncate(path, n - rec / 2), 0);
+    assert_int_equal(rs_store_open(ctx, path, 0, 0, &s), RECSYS_OK);
+    assert_int_equal(rs_store_get(ctx, s, 9, w), RECSYS_E_FORMAT);
+    assert_non_null(strstr(recsys_ctx_errmsg(ctx), "truncated"));
+    assert_int_equal(rs_store_get(ctx, s, 8, w), RECSYS_OK);
+    rs_store_close(s);
+    /* ... inside the index or header -> open refuses */
+    assert_int_equal(truncate(path, data_off - 8), 0);
+    assert_int_equal(rs_store_open(ctx, path, 0, 0, &s), RECSYS_E_FORMAT);
+    assert_int_equal(truncate(path, 30), 0);
+    assert_int_equal(rs_store_open(ctx, path, 0, 0, &s), RECSYS_E_FORMAT);
+    assert_int_equal(rs_store_open(ctx, "/nonexistent/x.rsa", 0, 0, &s), RECSYS_E_IO);
+    unlink(path);
+    recsys_ctx_free(ctx);
+}
+
+static void test_store_lru(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(1);
+    char path[256];
+    tmp_path(path, sizeof path, "lru");
+    float v[SF], w[SF];
+    rs_store *s = NULL;
+    assert_int_equal(rs_store_create(ctx, path, "kind=user\n", 100, SF, RS_STORE_F32), RECSYS_OK);
+    assert_int_equal(rs_store_open(ctx, path, 1, 0, &s), RECSYS_OK);
+    for (uint64_t u = 0; u < 100; u++) {
+        vec_for(u, 0, v);
+        assert_int_equal(rs_store_put(ctx, s, u, v, 0), RECSYS_OK);
+    }
+    rs_store_close(s);
+    rs_store_stats st;
+    size_t limit = 5 * (sizeof(float) * SF + 64);
+    assert_int_equal(rs_store_open(ctx, path, 1, limit, &s), RECSYS_OK);
+    for (uint64_t u = 0; u < 100; u++) {
+        assert_int_equal(rs_store_get(ctx, s, u, w), RECSYS_OK);
+        rs_store_get_stats(s, &st);
+        assert_true(st.cache_bytes <= limit);
+    }
+    rs_store_get_stats(s, &st);
+    assert_true(st.cached >= 1 && st.cached <= 5);
+    assert_int_equal(st.misses, 100);
+    assert_true(st.evictions >= 95 - 5);
+    /* the most recent is a hit, the oldest a miss */
+    assert_int_equal(rs_store_get(ctx, s, 99, w), RECSYS_OK);
+    rs_store_get_stats(s, &st);
+    assert_int_equal(st.hits, 1);
+    /* pins survive any amount of traffic; unpinned entries respect the bound */
+    assert_int_equal(rs_store_pin(ctx, s, 7, 1), RECSYS_OK);
+    assert_int_equal(rs_store_pin(ctx, s, 8, 1), RECSYS_OK);
+    for (uint64_t u = 20; u < 90; u++) assert_int_equal(rs_store_get(ctx, s, u, w), RECSYS_OK);
+    rs_store_get_stats(s, &st);
+    assert_int_equal(st.pinned, 2);
+    assert_true(st.cache_bytes <= limit);
+    uint64_t h0 = st.hits;
+    assert_int_equal(rs_store_get(ctx, s, 7, w), RECSYS_OK);
+    assert_int_equal(rs_store_get(ctx, s, 8, w), RECSYS_OK);
+    rs_store_get_stats(s, &st);
+    assert_int_equal(st.hits, h0 + 2);
+    vec_for(8, 0, v);
+    assert_memory_equal(v, w, sizeof v);
+    /* a put updates the cached copy */
+    vec_for(7, 3, v);
+    assert_int_equal(rs_store_put(ctx, s, 7, v, 0), RECSYS_OK);
+    assert_int_equal(rs_store_get(ctx, s, 7, w), RECSYS_OK);
+    assert_memory_equal(v, w, sizeof v);
+    /* pinning more than fits: allowed; unpinning shrinks back under the bound */
+    for (uint64_t u = 30; u < 40; u++) assert_int_equal(rs_store_pin(ctx, s, u, 1), RECSYS_OK);
+    rs_store_get_stats(s, &st);
+    assert_int_equal(st.pinned, 12);
+    assert_true(st.cache_bytes > limit);
+    for (uint64_t u = 30; u < 40; u++) assert_int_equal(rs_store_pin(ctx, s, u, 0), RECSYS_OK);
+    rs_store_get_stats(s, &st);
+    assert_true(st.cache_bytes <= limit);
+    assert_int_equal(st.pinned, 2);
+    rs_store_close(s);
+    unlink(path);
+    recsys_ctx_free(ctx);
+}
+
+static void test_store_interrupted_update(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(1);
+    char path[256];
+    tmp_path(path, sizeof path, "intr");
+    float v[SF], w[SF], old[SF];
+    rs_store *s = NULL;
+    assert_int_equal(rs_store_create(ctx, path, "kind=user\n", 4, SF, RS_STORE_F32), RECSYS_OK);
+    assert_int_equal(rs_store_open(ctx, path, 1, 1 << 16, &s), RECSYS_OK);
+    vec_for(2, 0, old);
+    assert_int_equal(rs_store_put(ctx, s, 2, old, 1), RECSYS_OK);
+    for (int stop = 1; stop <= 2; stop++) {
+        vec_for(2, stop, v);
+        assert_int_equal(rs_store_put_interrupted(ctx, s, 2, v, stop), RECSYS_OK);
+        rs_store_close(s); /* "crash" */
+        assert_int_equal(rs_store_open(ctx, path, 1, 1 << 16, &s), RECSYS_OK);
+        assert_int_equal(rs_store_get(ctx, s, 2, w), RECSYS_OK);
+        assert_memory_equal(w, old, sizeof w);
+    }
+    /* the next update goes through, over the half-written tail */
+    vec_for(2, 9, v);
+    assert_int_equal(rs_store_put(ctx, s, 2, v, 1), RECSYS_OK);
+    rs_store_close(s);
+    assert_int_equal(rs_store_open(ctx, path, 0, 0, &s), RECSYS_OK);
+    assert_int_equal(rs_store_get(ctx, s, 2, w), RECSYS_OK);
+    assert_memory_equal(w, v, sizeof w);
+    rs_store_close(s);
+    unlink(path);
+    recsys_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_grad),
         cmocka_unit_test(test_bank_mix_grad),
         cmocka_unit_test(test_gate_grad),
+        cmocka_unit_test(test_store_roundtrip),
+        cmocka_unit_test(test_store_damage),
+        cmocka_unit_test(test_store_lru),
+        cmocka_unit_test(test_store_interrupted_update),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
