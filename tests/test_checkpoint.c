@@ -278,8 +278,8 @@ static void test_round_trip(void **state)
     unsigned char *b2 = read_all(path2, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
-    /* Header: magic, version 1, flags 0. */
-    assert_memory_equal(b1, "RECSYSCK\1\0\0\0\0\0\0\0", 16);
+    /* Header: magic, version 2, flags 0. */
+    assert_memory_equal(b1, "RECSYSCK\2\0\0\0\0\0\0\0", 16);
     size_t starts[8];
     assert_int_equal(sections(b1, n1, starts, 8), 4);
     assert_memory_equal(b1 + starts[0], "CONF", 4);
@@ -391,11 +391,11 @@ static void test_magic_version(void **state)
     assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "magic"));
 
     memcpy(b, "RECSYSCK", 8);
-    put_le32(b + 8, 2);
-    reseal(b, n); /* even with every CRC right, version 2 is refused */
+    put_le32(b + 8, 3);
+    reseal(b, n); /* even with every CRC right, version 3 is refused */
     write_all(f->path, b, n);
-    expect_format(f, "version 2");
-    assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "version 2"));
+    expect_format(f, "version 3");
+    assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "version 3"));
 
     put_le32(b + 8, 1);
     put_le32(b + 12, 1);

@@ -6,7 +6,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential meson ninja-build pkg-config python3 \
   libyaml-dev zlib1g-dev libcmocka-dev libdnnl-dev \
-  libopenblas-dev libopenblas0 \
+  libopenblas-dev libopenblas0 libmicrohttpd-dev libjansson-dev wrk \
   g++ python3-numpy python3-pytest python3-cffi python3-pip python3-setuptools \
   cargo rustc golang-go >/dev/null
 # The bindings' toolchains (tests/bindings/*.sh): g++ for recsys.hpp, the

@@ -25,4 +25,8 @@ void cli_progress_init(cli_progress *p);
 int cli_progress_train(void *user, const recsys_progress *p); /* recsys_progress_fn */
 void cli_progress_clear(cli_progress *p);
 
+/* recsys_model_item_id / _name as callbacks (the model as user data). */
+int32_t cli_lookup_item(void *model, const char *id);
+const char *cli_item_name(void *model, int32_t item);
+
 #endif

@@ -10,5 +10,7 @@ int cmd_perflaw(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_recommend(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

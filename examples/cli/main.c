@@ -15,6 +15,8 @@ static const struct {
     {"perflaw", cmd_perflaw, "fit the Performance Law to sweep results (perflaw fit RUNS.csv)"},
     {"sweep", cmd_sweep, "train a grid of model sizes on data fractions, one CSV row per run"},
     {"bench", cmd_bench, "time training steps and kernels on this machine"},
+    {"recommend", cmd_recommend, "top-K items for JSON-line histories (stdin or --input)"},
+    {"serve", cmd_serve, "HTTP server: POST /v1/recommend, /healthz, /metrics, reload"},
     {"info", cmd_info, "library version, CPU features and chosen kernels"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -293,6 +293,34 @@ RECSYS_API recsys_status recsys_ctx_set_bf16(recsys_ctx *ctx, int enable);
  */
 RECSYS_API recsys_status recsys_ctx_set_log(recsys_ctx *ctx, recsys_log_fn fn, void *user_data);
 
+/**
+ * Create a context whose pool never has more than n_threads threads (the
+ * calling thread counts as one: n_threads = 1 starts no thread at all).
+ * Use this in services that create a ctx per request thread. (recsys_ctx_new
+ * sizes its pool to the online CPUs but starts the workers only at the first
+ * call that runs in parallel.) @return RECSYS_OK, RECSYS_E_INVALID (n_threads
+ * outside 1..1024 or out NULL), RECSYS_E_NOMEM. Thread safety: any thread.
+ */
+RECSYS_API recsys_status recsys_ctx_new_with_threads(int n_threads, recsys_ctx **out);
+
+/**
+ * A thread pool that several contexts share (one per service, say). Each
+ * call running on a sharing ctx uses the pool's workers when they are idle
+ * and runs on its own calling thread when another ctx has them busy, so the
+ * process never has more than n_threads - 1 worker threads however many
+ * contexts exist. The pool is reference-counted: contexts keep it alive.
+ */
+typedef struct recsys_threadpool recsys_threadpool;
+/** @return RECSYS_OK, RECSYS_E_INVALID (n_threads outside 1..1024), RECSYS_E_NOMEM. */
+RECSYS_API recsys_status recsys_threadpool_new(int n_threads, recsys_threadpool **out);
+/** Drop the caller's reference (contexts keep theirs). NULL is a no-op. */
+RECSYS_API void recsys_threadpool_free(recsys_threadpool *pool);
+/**
+ * Create a context that runs on a shared pool. recsys_ctx_set_threads on it
+ * gives RECSYS_E_STATE. Thread safety: any thread.
+ */
+RECSYS_API recsys_status recsys_ctx_new_shared(recsys_threadpool *pool, recsys_ctx **out);
+
 /* ------------------------------------------------------------------------ */
 /* Options: "section.key" -> value, the same keys as the YAML config.         */
 
@@ -483,6 +511,64 @@ RECSYS_API recsys_status recsys_model_save(recsys_ctx *ctx, const recsys_model *
 /** Load a saved model; truncated or corrupted files give RECSYS_E_FORMAT. */
 RECSYS_API recsys_status recsys_model_load(recsys_ctx *ctx, const char *path, recsys_model **out);
 
+/** Model families, as recsys_model_info.type. */
+#define RECSYS_MODEL_SASREC 0
+#define RECSYS_MODEL_HSTU   1
+/**
+ * What a loaded model says about itself. Extensible: set struct_size to
+ * sizeof(recsys_model_info) before the call; the library fills at most that
+ * many bytes (fields added later are appended).
+ */
+typedef struct recsys_model_info {
+    size_t   struct_size;
+    int      type;             /* RECSYS_MODEL_SASREC or RECSYS_MODEL_HSTU */
+    int32_t  n_items;          /* catalogue size: dense item ids 1..n_items */
+    int      max_len;          /* longest history used (older items are dropped) */
+    int      dim;              /* embedding size: user and item vectors have dim floats */
+    int      blocks;
+    int      heads;
+    int      time_bias;        /* 1: the model uses timestamps (pass times in requests) */
+    int      l2norm;           /* 1: scores are cosine (item vectors are normalised) */
+    int      has_item_ids;     /* 1: external item ids are stored; 0: ids are "1".."n_items" */
+    int      data_has_time;    /* the training data had timestamps */
+    int64_t  n_params;
+    int64_t  n_users;          /* users of the training data, -1 when unknown */
+    uint64_t data_fingerprint; /* hash of the training data (ids, sequences, times); 0 unknown */
+} recsys_model_info;
+/**
+ * Describe a model. @return RECSYS_OK or RECSYS_E_INVALID (NULL, struct_size
+ * too small). Thread-safe (read-only).
+ */
+RECSYS_API recsys_status recsys_model_info_get(const recsys_model *model, recsys_model_info *info);
+/**
+ * Dense id (1..n_items) of an external item id, without the dataset: models
+ * made by recsys_model_new keep the dataset's ids and checkpoints (version
+ * 2) store them. A model without stored ids (a version 1 checkpoint) maps
+ * "1".."n_items". @return RECSYS_OK, RECSYS_E_NOT_FOUND, RECSYS_E_INVALID.
+ * Thread-safe (read-only).
+ */
+RECSYS_API recsys_status recsys_model_item_id(const recsys_model *model, const char *external_id,
+                                              int32_t *item);
+/** External id of a dense item id; *name is owned by the model. Thread-safe. */
+RECSYS_API recsys_status recsys_model_item_name(const recsys_model *model, int32_t item,
+                                                const char **name);
+/**
+ * Zero-copy view of the item embedding table: *n_rows = n_items+1 rows of
+ * *dim floats, row 0 the padding item. Borrowed: valid while the model lives
+ * (and changes if it is trained). Thread-safe.
+ */
+RECSYS_API recsys_status recsys_model_item_table(const recsys_model *model, const float **table,
+                                                 int32_t *n_rows, int *dim);
+/**
+ * The item vectors scores are dot products with (for an ANN index): the item
+ * table itself, or for models with l2norm its L2-normalised copy, built once
+ * and kept by the model. score(user, i) = recsys_session_user_vector · row i.
+ * Borrowed: valid until the model is freed or trained further.
+ * Thread-safe (the copy is built under a lock).
+ */
+RECSYS_API recsys_status recsys_model_item_vectors(recsys_model *model, const float **vectors,
+                                                   int32_t *n_rows, int *dim);
+
 /* ------------------------------------------------------------------------ */
 /* Training                                                                  */
 
@@ -598,6 +684,65 @@ RECSYS_API recsys_status recsys_session_score(recsys_session *s, const int32_t *
 RECSYS_API recsys_status recsys_session_topk(recsys_session *s, const int32_t *history,
                                              size_t n_history, int k, int exclude_history,
                                              int32_t *items, float *scores);
+
+/**
+ * One scoring request. Extensible: set struct_size to sizeof(recsys_request)
+ * (RECSYS_REQUEST_INIT does); fields added later are appended and read only
+ * when struct_size covers them. All pointers are borrowed for the call.
+ */
+typedef struct recsys_request {
+    size_t         struct_size;
+    const int32_t *history;         /* dense item ids 1..n_items, oldest first */
+    size_t         n_history;       /* the last max_len are used */
+    const int64_t *times;           /* n_history timestamps (the training data's unit), or NULL */
+    int            k;               /* top-K size for the topk calls */
+    int            exclude_history; /* non-zero: never recommend a history item */
+    const int32_t *exclude;         /* more items never to recommend, or NULL */
+    size_t         n_exclude;
+    const uint8_t *exclude_mask;    /* n_items+1 bytes, non-zero = excluded, or NULL */
+    const int32_t *candidates;      /* rank only these items, or NULL: the whole catalogue */
+    size_t         n_candidates;
+} recsys_request;
+#define RECSYS_REQUEST_INIT {sizeof(recsys_request), NULL, 0, NULL, 10, 0, NULL, 0, NULL, NULL, 0}
+
+/**
+ * Scores of a request. Without candidates, scores holds n_items+1 floats
+ * (index = dense item id, index 0 and excluded items get -inf); with
+ * candidates, one float per candidate in their order. With times (and the
+ * model's time bias) the scores are bit-for-bit those recsys_evaluate
+ * computes for the same history and times.
+ * @return RECSYS_OK, RECSYS_E_INVALID, RECSYS_E_NOT_FOUND (an id outside
+ * 1..n_items), RECSYS_E_NOMEM.
+ */
+RECSYS_API recsys_status recsys_session_score_request(recsys_session *s,
+                                                      const recsys_request *req, float *scores,
+                                                      size_t n_scores);
+/**
+ * Top-k of a request, best first (ties: lower id first). items and scores
+ * (scores may be NULL) hold req->k entries; *n_out (may be NULL) receives
+ * how many were written: fewer than k only when fewer items are eligible.
+ */
+RECSYS_API recsys_status recsys_session_topk_request(recsys_session *s,
+                                                     const recsys_request *req, int32_t *items,
+                                                     float *scores, size_t *n_out);
+/**
+ * Top-k for n_reqs requests in one call: the histories are encoded in
+ * batches and scored with one matrix product per batch, spread over the
+ * ctx's threads. Results are identical to n_reqs recsys_session_topk_request
+ * calls. Request i writes items[i*stride ...] and scores[i*stride ...]
+ * (scores may be NULL) and n_out[i] (may be NULL); every k must be <= stride.
+ * On an invalid request nothing is scored and the error names its index.
+ */
+RECSYS_API recsys_status recsys_session_topk_batch(recsys_session *s,
+                                                   const recsys_request *const *reqs,
+                                                   size_t n_reqs, size_t stride, int32_t *items,
+                                                   float *scores, size_t *n_out);
+/**
+ * Encode a request's history into the user vector (dim floats, see
+ * recsys_model_info): score(item) = vec · recsys_model_item_vectors row item.
+ */
+RECSYS_API recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req,
+                                                    float *vec, size_t dim);
 
 /* ------------------------------------------------------------------------ */
 /* Approximate Entropy                                                       */

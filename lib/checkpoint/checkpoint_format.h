@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define CK_MAGIC "RECSYSCK"
-#define CK_VERSION 1u
+#define CK_VERSION 2u               /* 2: adds IIDS and META; 1 still loads */
 #define CK_HEADER_SIZE 16u           /* magic 8, version 4, flags 4 */
 #define CK_SECTION_HEAD 12u          /* tag 4, length 8 */
 #define CK_SECTION_OVERHEAD 16u      /* head + CRC 4 */

@@ -5,6 +5,7 @@
  * length catch anything else. Any damage is RECSYS_E_FORMAT naming the
  * file, the section and the offset. */
 #include "checkpoint/checkpoint_format.h"
+#include "models/model_meta.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -193,6 +194,7 @@ typedef struct load_out {
     recsys_model *model;
     rs_ck_section *extra;
     int n_extra;
+    int meta_seen; /* bits: 1 META, 2 IIDS */
 } load_out;
 
 static void load_out_free(load_out *o)
@@ -232,6 +234,27 @@ static recsys_status read_extra(ck_reader *r, load_out *o, const char *tag, uint
     if (!s->data) return rs_error(r->ctx, RECSYS_E_NOMEM, "out of memory for section '%s'", s->tag);
     recsys_status st = r_read(r, s->data, (size_t)len);
     return st ? st : r_check_crc(r, tag, start);
+}
+
+/* IIDS / META (version 2): the model's external item ids and data
+ * description, decoded into the model (each at most once). */
+static recsys_status read_model_meta(ck_reader *r, load_out *o, const char *tag, uint64_t len,
+                                     uint64_t start)
+{
+    int bit = !strcmp(tag, RS_CK_TAG_META) ? 1 : 2;
+    if (o->meta_seen & bit)
+        return bad(r, "section '%.4s' appears twice (second at byte %" PRIu64 ")", tag, start);
+    o->meta_seen |= bit;
+    unsigned char *p = malloc(len ? (size_t)len : 1); /* len is bounded by the file size */
+    if (!p) return rs_error(r->ctx, RECSYS_E_NOMEM, "out of memory for section '%s'", tag);
+    recsys_status st = r_read(r, p, (size_t)len);
+    if (!st) st = r_check_crc(r, tag, start);
+    if (!st) {
+        st = rs_model_meta_decode(r->ctx, o->model, tag, p, (size_t)len);
+        if (st == RECSYS_E_FORMAT) st = bad(r, "%s", recsys_ctx_errmsg(r->ctx));
+    }
+    free(p);
+    return st;
 }
 
 static recsys_status read_sections(ck_reader *r, load_out *o, int keep_extra)
@@ -326,6 +349,8 @@ static recsys_status read_sections(ck_reader *r, load_out *o, int keep_extra)
             else if (get_u32(end + 8) != crc_before)
                 st = bad(r, "the whole-file CRC-32C does not match: the file is corrupted");
             break; /* END is last: its length check also rules out trailing bytes */
+        } else if (!strcmp(tag, RS_CK_TAG_META) || !strcmp(tag, RS_CK_TAG_ITEM_IDS)) {
+            st = read_model_meta(r, o, tag, len, start);
         } else if (tag_is_reserved(tag)) {
             st = bad(r, "section '%s' appears twice (second at byte %" PRIu64 ")", tag, start);
         } else {
@@ -366,9 +391,9 @@ static recsys_status load_impl(recsys_ctx *ctx, const char *path, load_out *o, i
     if (!st) st = r_read(&r, h, sizeof h);
     if (!st && memcmp(h, CK_MAGIC, 8))
         st = bad(&r, "not a librecsys checkpoint (bad magic)");
-    if (!st && get_u32(h + 8) != CK_VERSION)
+    if (!st && (get_u32(h + 8) < 1 || get_u32(h + 8) > CK_VERSION))
         st = bad(&r, "format version %" PRIu32 " is not supported (this librecsys reads "
-                     "version %u)", get_u32(h + 8), CK_VERSION);
+                     "versions 1 to %u)", get_u32(h + 8), CK_VERSION);
     if (!st && get_u32(h + 12) != 0)
         st = bad(&r, "unknown flags 0x%08" PRIx32, get_u32(h + 12));
     if (!st) st = read_sections(&r, o, keep_extra);

@@ -2,6 +2,7 @@
  * next to the target, then fsync, rename and a directory fsync, so a crash
  * leaves either the old file or the new one, never a broken one. */
 #include "checkpoint/checkpoint_format.h"
+#include "models/model_meta.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -213,6 +214,24 @@ static void write_all(ck_writer *w, const recsys_model *m, const char *conf, con
     w_floats(w, m->params, m->n_params);
     w_section_end(w);
     if (state) write_train_state(w, state, m->n_params);
+    void *ids, *meta;
+    size_t ids_len, meta_len;
+    if (rs_model_meta_encode(m, &ids, &ids_len, &meta, &meta_len)) {
+        if (!w->st) w->st = rs_error(w->ctx, RECSYS_E_NOMEM, "out of memory for the item ids");
+    } else {
+        if (meta) {
+            w_section_begin(w, RS_CK_TAG_META, meta_len);
+            w_payload(w, meta, meta_len);
+            w_section_end(w);
+        }
+        if (ids) {
+            w_section_begin(w, RS_CK_TAG_ITEM_IDS, ids_len);
+            w_payload(w, ids, ids_len);
+            w_section_end(w);
+        }
+    }
+    free(ids);
+    free(meta);
     for (int i = 0; i < n_extra; i++) {
         w_section_begin(w, extra[i].tag, extra[i].size);
         if (extra[i].size) w_payload(w, extra[i].data, extra[i].size);
@@ -258,6 +277,7 @@ static recsys_status save_impl(recsys_ctx *ctx, const recsys_model *m, const cha
         const char *tag = extra[i].tag;
         if (strnlen(tag, sizeof extra[i].tag) != 4 || !tag_is_valid(tag) ||
             tag_is_reserved(tag) || (state && !memcmp(tag, "OPTS", 4)) ||
+            !memcmp(tag, RS_CK_TAG_META, 4) || !memcmp(tag, RS_CK_TAG_ITEM_IDS, 4) ||
             (extra[i].size && !extra[i].data))
             return rs_error(ctx, RECSYS_E_INVALID,
                             "checkpoint save: bad extra section '%.8s' (4 printable characters, "

@@ -188,7 +188,8 @@ static int parse_isa(const char *s, enum rs_isa *isa)
     return 1;
 }
 
-recsys_status recsys_ctx_new(recsys_ctx **out)
+/* A ctx with n_threads threads (0 = online CPUs) or on a shared pool. */
+recsys_status rs_ctx_create(int n_threads, rs_pool *shared_pool, recsys_ctx **out)
 {
     rs_enter(NULL);
     if (!out) return RS_BAD_ARGS();
@@ -203,20 +204,28 @@ recsys_status recsys_ctx_new(recsys_ctx **out)
     rs_kernels_init(&ctx->kern, &ctx->cpu, ctx->max_isa);
     env = getenv("RECSYS_GEMM");
     if (env && !strcmp(env, "onednn")) recsys_ctx_set_gemm_backend(ctx, "onednn");
-    ctx->n_threads = online_cpus();
-    ctx->pool = rs_pool_new(ctx->n_threads);
-    if (!ctx->pool) {
-        free(ctx);
-        return rs_error(NULL, RECSYS_E_NOMEM, "cannot start the worker threads of a context");
+    if (shared_pool) {
+        ctx->pool = shared_pool;
+        ctx->n_threads = rs_pool_threads(shared_pool);
+    } else {
+        ctx->n_threads = n_threads > 0 ? n_threads : online_cpus();
+        ctx->pool = rs_pool_new(ctx->n_threads);
+        if (!ctx->pool) {
+            free(ctx);
+            return rs_error(NULL, RECSYS_E_NOMEM, "cannot start the worker threads of a context");
+        }
     }
     *out = ctx;
     return RECSYS_OK;
 }
 
+recsys_status recsys_ctx_new(recsys_ctx **out) { return rs_ctx_create(0, NULL, out); }
+
 void recsys_ctx_free(recsys_ctx *ctx)
 {
     if (!ctx) return;
-    rs_pool_free(ctx->pool);
+    if (ctx->shared) rs_threadpool_unref(ctx->shared);
+    else rs_pool_free(ctx->pool);
     rs_free(ctx->gemm_scratch);
     free(ctx);
 }
@@ -242,6 +251,8 @@ recsys_status recsys_ctx_set_threads(recsys_ctx *ctx, int n_threads)
     if (!ctx) return RS_BAD_ARGS();
     if (n_threads < 0 || n_threads > 1024)
         return rs_error(ctx, RECSYS_E_INVALID, "n_threads must be in 0..1024, got %d", n_threads);
+    if (ctx->shared)
+        return rs_error(ctx, RECSYS_E_STATE, "this ctx runs on a shared thread pool");
     if (n_threads == 0) n_threads = online_cpus();
     if (n_threads == ctx->n_threads) return RECSYS_OK;
     rs_pool *p = rs_pool_new(n_threads);

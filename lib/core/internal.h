@@ -39,10 +39,16 @@ struct recsys_ctx {
     int bf16;
     float *gemm_scratch;        /* rs_gemm packing + K-split partials, grown lazily */
     size_t gemm_scratch_floats;
-    rs_pool *pool;
+    rs_pool *pool;              /* owned, or the shared pool's (lib/serve/threads.c) */
+    struct recsys_threadpool *shared; /* non-NULL: pool belongs to this shared pool */
     recsys_log_fn log_fn;
     void *log_user;
 };
+
+/* A ctx with n_threads threads (0 = online CPUs), or on shared_pool. */
+recsys_status rs_ctx_create(int n_threads, rs_pool *shared_pool, recsys_ctx **out);
+/* Drop a reference to a shared pool (lib/serve/threads.c). */
+void rs_threadpool_unref(struct recsys_threadpool *tp);
 
 /* Record an error on ctx (may be NULL) and return status. */
 recsys_status rs_error(recsys_ctx *ctx, recsys_status status, const char *fmt, ...)

@@ -20,6 +20,8 @@ struct rs_pool {
     int n_tasks;
     atomic_int next_task;
     atomic_int running;      /* reentrancy guard */
+    int started;             /* workers are started at the first parallel run */
+    int start_failed;
 };
 
 struct worker_arg { rs_pool *p; int index; };
@@ -54,6 +56,25 @@ static void *worker_main(void *varg)
     return NULL;
 }
 
+/* Start the workers (under no lock: only the thread holding `running`
+ * calls this). On failure the pool keeps the workers it has. */
+static void start_workers(rs_pool *p)
+{
+    p->started = 1;
+    p->threads = calloc((size_t)p->n_threads - 1, sizeof *p->threads);
+    if (!p->threads) { p->n_threads = 1; return; }
+    for (int i = 1; i < p->n_threads; i++) {
+        struct worker_arg *wa = malloc(sizeof *wa);
+        if (wa) { wa->p = p; wa->index = i; }
+        if (!wa || pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
+            free(wa);
+            p->n_threads = i; /* only i-1 workers exist */
+            p->start_failed = 1;
+            return;
+        }
+    }
+}
+
 rs_pool *rs_pool_new(int n_threads)
 {
     if (n_threads < 1) n_threads = 1;
@@ -65,20 +86,6 @@ rs_pool *rs_pool_new(int n_threads)
     pthread_cond_init(&p->done, NULL);
     atomic_init(&p->next_task, 0);
     atomic_init(&p->running, 0);
-    if (n_threads > 1) {
-        p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
-        if (!p->threads) { rs_pool_free(p); return NULL; }
-        for (int i = 1; i < n_threads; i++) {
-            struct worker_arg *wa = malloc(sizeof *wa);
-            if (wa) { wa->p = p; wa->index = i; }
-            if (!wa || pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
-                free(wa);
-                p->n_threads = i; /* only i-1 workers exist */
-                rs_pool_free(p);
-                return NULL;
-            }
-        }
-    }
     return p;
 }
 
@@ -89,7 +96,7 @@ void rs_pool_free(rs_pool *p)
     p->stopping = 1;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    if (p->threads)
+    if (p->threads && p->started)
         for (int i = 1; i < p->n_threads; i++) pthread_join(p->threads[i - 1], NULL);
     free(p->threads);
     pthread_mutex_destroy(&p->mu);
@@ -106,6 +113,12 @@ void rs_pool_run(rs_pool *p, int n_tasks, rs_task_fn fn, void *arg)
     if (!p || p->n_threads == 1 || n_tasks == 1 ||
         atomic_exchange(&p->running, 1) == 1) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+        return;
+    }
+    if (!p->started) start_workers(p);
+    if (p->n_threads == 1) {
+        for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+        atomic_store(&p->running, 0);
         return;
     }
     pthread_mutex_lock(&p->mu);

@@ -5,6 +5,7 @@
 #include "models/batch.h"
 #include "eval/metrics.h"
 #include "models/model.h"
+#include "models/model_meta.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -152,21 +153,6 @@ static void rank_batch(eval_state *e, int rows, float *chunk_buf)
     rs_pool_run(ctx->pool, rows, finish_task, e);
 }
 
-/* L2-normalised copy of the item table (row 0 stays zero). */
-static float *normalised_table(const float *table, int32_t n_items, int d)
-{
-    float *t = rs_calloc((size_t)n_items + 1, (size_t)d * sizeof(float));
-    if (!t) return NULL;
-    for (int32_t i = 1; i <= n_items; i++) {
-        const float *src = table + (size_t)i * d;
-        double ss = 0;
-        for (int c = 0; c < d; c++) ss += (double)src[c] * src[c];
-        float inv = (float)(1.0 / fmax(sqrt(ss), 1e-6));
-        for (int c = 0; c < d; c++) t[(size_t)i * d + c] = src[c] * inv;
-    }
-    return t;
-}
-
 static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
                               const recsys_dataset *ds, const recsys_opts *opts,
                               recsys_metrics **out)
@@ -216,7 +202,7 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
         ws = model->ops->ws_new(cfg, B);
         F = rs_calloc((size_t)B * e.L, (size_t)e.d * sizeof(float));
         const float *table = rs_model_items(model);
-        if (cfg->l2norm) table = owned_table = normalised_table(table, ds->n_items, e.d);
+        if (cfg->l2norm) table = owned_table = rs_normalised_table(table, ds->n_items, e.d);
         e.table = table;
         if (e.full) chunk_buf = rs_malloc(sizeof(float) * (size_t)B * ITEM_CHUNK);
         if (!ws || !F || !table || (e.full && !chunk_buf)) {

@@ -1,6 +1,7 @@
 /* recsys_model: config <-> opts, creation with the family's ops table, and
  * the public handle (ref-counted; trainers and sessions hold references). */
 #include "models/model.h"
+#include "models/model_meta.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,7 @@ static void model_destroy(recsys_model *m)
     if (!m) return;
     rs_free(m->params);
     recsys_opts_free(m->cfg_opts);
+    rs_model_meta_free(m->meta);
     free(m);
 }
 
@@ -127,7 +129,8 @@ recsys_status rs_model_create(recsys_ctx *ctx, const rs_model_config *cfg, rs_rn
     size_t bytes = rs_mul_size(m->n_params, sizeof(float));
     m->params = bytes ? rs_calloc(m->n_params, sizeof(float)) : NULL;
     /* The config opts have no ctx: the model outlives the ctx that made it. */
-    recsys_status st = m->params ? recsys_opts_new(NULL, &m->cfg_opts) : RECSYS_E_NOMEM;
+    m->meta = rs_model_meta_new(cfg->n_items);
+    recsys_status st = m->params && m->meta ? recsys_opts_new(NULL, &m->cfg_opts) : RECSYS_E_NOMEM;
     if (!st) st = rs_model_config_to_opts(cfg, m->cfg_opts);
     if (st) {
         model_destroy(m);
@@ -155,7 +158,12 @@ recsys_status recsys_model_new(recsys_ctx *ctx, const recsys_opts *opts, const r
     if (st) return st;
     rs_rng rng;
     rs_rng_seed(&rng, (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED));
-    return rs_model_create(ctx, &cfg, &rng, out);
+    st = rs_model_create(ctx, &cfg, &rng, out);
+    if (!st && (st = rs_model_meta_from_dataset(ctx, *out, ds))) {
+        recsys_model_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 void recsys_model_free(recsys_model *m)

@@ -87,6 +87,7 @@ struct recsys_model {
     float *params;
     size_t n_params;
     recsys_opts *cfg_opts; /* the config as opts, for recsys_model_get */
+    struct rs_model_meta *meta; /* external ids, data fingerprint (lib/serve/serve.h) */
 };
 
 /* Create a model with zeroed (n_params) parameters; init when rng != NULL. */

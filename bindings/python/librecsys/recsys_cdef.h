@@ -33,6 +33,8 @@
 #define RECSYS_STAT_DENSITY 7
 #define RECSYS_STAT_EVAL_USERS 8
 #define RECSYS_STAT_COUNT 9
+#define RECSYS_MODEL_SASREC 0
+#define RECSYS_MODEL_HSTU 1
 #define RECSYS_PERFLAW_N_PARAMS 6
 
 enum recsys_status_code {
@@ -59,6 +61,7 @@ typedef struct recsys_session recsys_session;
 typedef struct recsys_metrics recsys_metrics;
 typedef struct recsys_apen recsys_apen;
 typedef struct recsys_perflaw recsys_perflaw;
+typedef struct recsys_threadpool recsys_threadpool;
 typedef struct recsys_opt_info {
     int struct_size;
     int type;
@@ -71,6 +74,22 @@ typedef struct recsys_opt_info {
     const char *allowed;
     const char *doc;
 } recsys_opt_info;
+typedef struct recsys_model_info {
+    size_t struct_size;
+    int type;
+    int32_t n_items;
+    int max_len;
+    int dim;
+    int blocks;
+    int heads;
+    int time_bias;
+    int l2norm;
+    int has_item_ids;
+    int data_has_time;
+    int64_t n_params;
+    int64_t n_users;
+    uint64_t data_fingerprint;
+} recsys_model_info;
 typedef struct recsys_progress {
     int struct_size;
     int epoch;
@@ -81,6 +100,19 @@ typedef struct recsys_progress {
     double elapsed_seconds;
     double samples_per_second;
 } recsys_progress;
+typedef struct recsys_request {
+    size_t struct_size;
+    const int32_t *history;
+    size_t n_history;
+    const int64_t *times;
+    int k;
+    int exclude_history;
+    const int32_t *exclude;
+    size_t n_exclude;
+    const uint8_t *exclude_mask;
+    const int32_t *candidates;
+    size_t n_candidates;
+} recsys_request;
 typedef void (*recsys_log_fn)(void *user_data, int level, const char *message);
 typedef int (*recsys_progress_fn)(void *user_data, const recsys_progress *p);
 
@@ -104,6 +136,10 @@ const char *recsys_ctx_kernel_name(const recsys_ctx *ctx, int kernel);
 recsys_status recsys_ctx_set_gemm_backend(recsys_ctx *ctx, const char *backend);
 recsys_status recsys_ctx_set_bf16(recsys_ctx *ctx, int enable);
 recsys_status recsys_ctx_set_log(recsys_ctx *ctx, recsys_log_fn fn, void *user_data);
+recsys_status recsys_ctx_new_with_threads(int n_threads, recsys_ctx **out);
+recsys_status recsys_threadpool_new(int n_threads, recsys_threadpool **out);
+void recsys_threadpool_free(recsys_threadpool *pool);
+recsys_status recsys_ctx_new_shared(recsys_threadpool *pool, recsys_ctx **out);
 recsys_status recsys_opts_new(recsys_ctx *ctx, recsys_opts **out);
 void recsys_opts_free(recsys_opts *opts);
 recsys_status recsys_opts_set(recsys_opts *opts, const char *key, const char *value);
@@ -136,6 +172,11 @@ recsys_status recsys_model_n_items(const recsys_model *model, int32_t *n);
 recsys_status recsys_model_get(const recsys_model *model, const char *key, const char **value);
 recsys_status recsys_model_save(recsys_ctx *ctx, const recsys_model *model, const char *path);
 recsys_status recsys_model_load(recsys_ctx *ctx, const char *path, recsys_model **out);
+recsys_status recsys_model_info_get(const recsys_model *model, recsys_model_info *info);
+recsys_status recsys_model_item_id(const recsys_model *model, const char *external_id, int32_t *item);
+recsys_status recsys_model_item_name(const recsys_model *model, int32_t item, const char **name);
+recsys_status recsys_model_item_table(const recsys_model *model, const float **table, int32_t *n_rows, int *dim);
+recsys_status recsys_model_item_vectors(recsys_model *model, const float **vectors, int32_t *n_rows, int *dim);
 recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model, const recsys_dataset *ds, const recsys_opts *opts, recsys_trainer **out);
 void recsys_trainer_free(recsys_trainer *t);
 recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_progress_fn fn, void *user_data);
@@ -155,6 +196,10 @@ recsys_status recsys_session_new(recsys_ctx *ctx, recsys_model *model, recsys_se
 void recsys_session_free(recsys_session *s);
 recsys_status recsys_session_score(recsys_session *s, const int32_t *history, size_t n_history, float *scores, size_t n_scores);
 recsys_status recsys_session_topk(recsys_session *s, const int32_t *history, size_t n_history, int k, int exclude_history, int32_t *items, float *scores);
+recsys_status recsys_session_score_request(recsys_session *s, const recsys_request *req, float *scores, size_t n_scores);
+recsys_status recsys_session_topk_request(recsys_session *s, const recsys_request *req, int32_t *items, float *scores, size_t *n_out);
+recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request *const *reqs, size_t n_reqs, size_t stride, int32_t *items, float *scores, size_t *n_out);
+recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req, float *vec, size_t dim);
 recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts, recsys_apen **out);
 void recsys_apen_free(recsys_apen *a);
 recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n, double *apen);

@@ -35,6 +35,8 @@ pub const RECSYS_STAT_MEAN_LEN: c_int = 6;
 pub const RECSYS_STAT_DENSITY: c_int = 7;
 pub const RECSYS_STAT_EVAL_USERS: c_int = 8;
 pub const RECSYS_STAT_COUNT: c_int = 9;
+pub const RECSYS_MODEL_SASREC: c_int = 0;
+pub const RECSYS_MODEL_HSTU: c_int = 1;
 pub const RECSYS_PERFLAW_N_PARAMS: c_int = 6;
 // enum recsys_status_code
 pub const RECSYS_OK: recsys_status = 0;
@@ -86,6 +88,10 @@ pub struct recsys_perflaw {
     _private: [u8; 0],
 }
 #[repr(C)]
+pub struct recsys_threadpool {
+    _private: [u8; 0],
+}
+#[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct recsys_opt_info {
     pub struct_size: c_int,
@@ -101,6 +107,24 @@ pub struct recsys_opt_info {
 }
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
+pub struct recsys_model_info {
+    pub struct_size: usize,
+    pub r#type: c_int,
+    pub n_items: i32,
+    pub max_len: c_int,
+    pub dim: c_int,
+    pub blocks: c_int,
+    pub heads: c_int,
+    pub time_bias: c_int,
+    pub l2norm: c_int,
+    pub has_item_ids: c_int,
+    pub data_has_time: c_int,
+    pub n_params: i64,
+    pub n_users: i64,
+    pub data_fingerprint: u64,
+}
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct recsys_progress {
     pub struct_size: c_int,
     pub epoch: c_int,
@@ -110,6 +134,21 @@ pub struct recsys_progress {
     pub loss: f64,
     pub elapsed_seconds: f64,
     pub samples_per_second: f64,
+}
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct recsys_request {
+    pub struct_size: usize,
+    pub history: *const i32,
+    pub n_history: usize,
+    pub times: *const i64,
+    pub k: c_int,
+    pub exclude_history: c_int,
+    pub exclude: *const i32,
+    pub n_exclude: usize,
+    pub exclude_mask: *const u8,
+    pub candidates: *const i32,
+    pub n_candidates: usize,
 }
 pub type recsys_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, level: c_int, message: *const c_char)>;
 pub type recsys_progress_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, p: *const recsys_progress) -> c_int>;
@@ -135,6 +174,10 @@ extern "C" {
     pub fn recsys_ctx_set_gemm_backend(ctx: *mut recsys_ctx, backend: *const c_char) -> recsys_status;
     pub fn recsys_ctx_set_bf16(ctx: *mut recsys_ctx, enable: c_int) -> recsys_status;
     pub fn recsys_ctx_set_log(ctx: *mut recsys_ctx, r#fn: recsys_log_fn, user_data: *mut c_void) -> recsys_status;
+    pub fn recsys_ctx_new_with_threads(n_threads: c_int, out: *mut *mut recsys_ctx) -> recsys_status;
+    pub fn recsys_threadpool_new(n_threads: c_int, out: *mut *mut recsys_threadpool) -> recsys_status;
+    pub fn recsys_threadpool_free(pool: *mut recsys_threadpool);
+    pub fn recsys_ctx_new_shared(pool: *mut recsys_threadpool, out: *mut *mut recsys_ctx) -> recsys_status;
     pub fn recsys_opts_new(ctx: *mut recsys_ctx, out: *mut *mut recsys_opts) -> recsys_status;
     pub fn recsys_opts_free(opts: *mut recsys_opts);
     pub fn recsys_opts_set(opts: *mut recsys_opts, key: *const c_char, value: *const c_char) -> recsys_status;
@@ -167,6 +210,11 @@ extern "C" {
     pub fn recsys_model_get(model: *const recsys_model, key: *const c_char, value: *mut *const c_char) -> recsys_status;
     pub fn recsys_model_save(ctx: *mut recsys_ctx, model: *const recsys_model, path: *const c_char) -> recsys_status;
     pub fn recsys_model_load(ctx: *mut recsys_ctx, path: *const c_char, out: *mut *mut recsys_model) -> recsys_status;
+    pub fn recsys_model_info_get(model: *const recsys_model, info: *mut recsys_model_info) -> recsys_status;
+    pub fn recsys_model_item_id(model: *const recsys_model, external_id: *const c_char, item: *mut i32) -> recsys_status;
+    pub fn recsys_model_item_name(model: *const recsys_model, item: i32, name: *mut *const c_char) -> recsys_status;
+    pub fn recsys_model_item_table(model: *const recsys_model, table: *mut *const f32, n_rows: *mut i32, dim: *mut c_int) -> recsys_status;
+    pub fn recsys_model_item_vectors(model: *mut recsys_model, vectors: *mut *const f32, n_rows: *mut i32, dim: *mut c_int) -> recsys_status;
     pub fn recsys_trainer_new(ctx: *mut recsys_ctx, model: *mut recsys_model, ds: *const recsys_dataset, opts: *const recsys_opts, out: *mut *mut recsys_trainer) -> recsys_status;
     pub fn recsys_trainer_free(t: *mut recsys_trainer);
     pub fn recsys_trainer_set_progress(t: *mut recsys_trainer, r#fn: recsys_progress_fn, user_data: *mut c_void) -> recsys_status;
@@ -186,6 +234,10 @@ extern "C" {
     pub fn recsys_session_free(s: *mut recsys_session);
     pub fn recsys_session_score(s: *mut recsys_session, history: *const i32, n_history: usize, scores: *mut f32, n_scores: usize) -> recsys_status;
     pub fn recsys_session_topk(s: *mut recsys_session, history: *const i32, n_history: usize, k: c_int, exclude_history: c_int, items: *mut i32, scores: *mut f32) -> recsys_status;
+    pub fn recsys_session_score_request(s: *mut recsys_session, req: *const recsys_request, scores: *mut f32, n_scores: usize) -> recsys_status;
+    pub fn recsys_session_topk_request(s: *mut recsys_session, req: *const recsys_request, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
+    pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *mut *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
+    pub fn recsys_session_user_vector(s: *mut recsys_session, req: *const recsys_request, vec: *mut f32, dim: usize) -> recsys_status;
     pub fn recsys_apen_new(ctx: *mut recsys_ctx, opts: *const recsys_opts, out: *mut *mut recsys_apen) -> recsys_status;
     pub fn recsys_apen_free(a: *mut recsys_apen);
     pub fn recsys_apen_sequence(a: *mut recsys_apen, seq: *const i32, n: usize, apen: *mut f64) -> recsys_status;

@@ -1,0 +1,113 @@
+/* Serving latency and throughput at the ML-1M sizes (3,706 items, history
+ * 200, d = 50, 2 blocks): top-10 for one user on one core (median, p99),
+ * and a batch of 1,024 users against 1,024 single calls on the same
+ * threads. Weights are random (latency does not depend on them). Prints one
+ * JSON line per measurement. Usage: bench_serve [sasrec|hstu] [threads] */
+#include <librecsys/recsys.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define CHECK(x) do { recsys_status st_ = (x); if (st_) { \
+    fprintf(stderr, "%s: %s (%s)\n", #x, recsys_ctx_errmsg(ctx), recsys_status_str(st_)); \
+    return 1; } } while (0)
+
+int main(int argc, char **argv)
+{
+    const char *type = argc > 1 ? argv[1] : "sasrec";
+    int threads = argc > 2 ? atoi(argv[2]) : 1;
+    recsys_ctx *ctx;
+    recsys_opts *o;
+    recsys_dataset *ds;
+    recsys_model *m;
+    recsys_session *s;
+    if (recsys_ctx_new_with_threads(threads, &ctx)) return 1;
+    CHECK(recsys_opts_new(ctx, &o));
+    CHECK(recsys_opts_set(o, "data.synthetic_users", "1100"));
+    CHECK(recsys_opts_set(o, "data.synthetic_items", "3706"));
+    CHECK(recsys_opts_set(o, "data.synthetic_length", "205"));
+    CHECK(recsys_opts_set(o, "model.type", type));
+    CHECK(recsys_opts_set(o, "model.max_len", "200"));
+    CHECK(recsys_opts_set(o, "model.dim", "50"));
+    CHECK(recsys_opts_set(o, "model.blocks", "2"));
+    CHECK(recsys_opts_set(o, "model.heads", "1"));
+    CHECK(recsys_dataset_synthetic(ctx, o, &ds));
+    CHECK(recsys_model_new(ctx, o, ds, &m));
+    CHECK(recsys_session_new(ctx, m, &s));
+    recsys_model_info info = {.struct_size = sizeof info};
+    recsys_model_info_get(m, &info);
+    enum { NU = 1024, K = 10 };
+    static recsys_request reqs[NU];
+    static const recsys_request *ptrs[NU];
+    for (int u = 0; u < NU; u++) {
+        const int32_t *items;
+        const int64_t *times;
+        size_t n;
+        CHECK(recsys_dataset_user_items(ds, u, &items, &times, &n));
+        recsys_request q = RECSYS_REQUEST_INIT;
+        q.history = items;
+        q.times = times;
+        q.n_history = n > 200 ? 200 : n;
+        q.k = K;
+        q.exclude_history = 1;
+        reqs[u] = q;
+        ptrs[u] = &reqs[u];
+    }
+    int32_t items[K];
+    float scores[K];
+    size_t got;
+    /* single-user latency */
+    int reps = 2000;
+    double *lat = malloc(sizeof *lat * (size_t)reps);
+    for (int i = 0; i < 50; i++) CHECK(recsys_session_topk_request(s, &reqs[i], items, scores, &got));
+    for (int i = 0; i < reps; i++) {
+        double t0 = now();
+        CHECK(recsys_session_topk_request(s, &reqs[i % NU], items, scores, &got));
+        lat[i] = now() - t0;
+    }
+    qsort(lat, (size_t)reps, sizeof *lat, cmp);
+    printf("{\"bench\": \"topk_single\", \"model\": \"%s\", \"threads\": %d, \"n_items\": %d, "
+           "\"history\": 200, \"median_us\": %.1f, \"p99_us\": %.1f, \"time_bias\": %d}\n",
+           type, threads, (int)info.n_items, 1e6 * lat[reps / 2], 1e6 * lat[reps * 99 / 100],
+           info.time_bias);
+    /* 1,024 single calls vs one batch call */
+    double t0 = now();
+    for (int u = 0; u < NU; u++) CHECK(recsys_session_topk_request(s, &reqs[u], items, scores, &got));
+    double single = now() - t0;
+    int32_t *bi = malloc(sizeof *bi * NU * K);
+    float *bs = malloc(sizeof *bs * NU * K);
+    size_t *bn = malloc(sizeof *bn * NU);
+    CHECK(recsys_session_topk_batch(s, ptrs, NU, K, bi, bs, bn)); /* warm-up */
+    t0 = now();
+    int batch_reps = 3;
+    for (int r = 0; r < batch_reps; r++) CHECK(recsys_session_topk_batch(s, ptrs, NU, K, bi, bs, bn));
+    double batch = (now() - t0) / batch_reps;
+    printf("{\"bench\": \"batch_vs_single\", \"model\": \"%s\", \"threads\": %d, \"users\": %d, "
+           "\"single_users_per_s\": %.0f, \"batch_users_per_s\": %.0f, \"ratio\": %.2f}\n",
+           type, threads, NU, NU / single, NU / batch, single / batch);
+    free(lat);
+    free(bi);
+    free(bs);
+    free(bn);
+    recsys_session_free(s);
+    recsys_model_free(m);
+    recsys_dataset_free(ds);
+    recsys_opts_free(o);
+    recsys_ctx_free(ctx);
+    return 0;
+}

@@ -1,0 +1,435 @@
+/* recsys_session: per-thread scratch for scoring requests. One path serves
+ * every scoring call: requests are filled into left-padded rows exactly as
+ * evaluation fills a user's input (items and times), encoded in batches of
+ * up to SESSION_ROWS, scored against the model's scoring table in chunks of
+ * SCORE_CHUNK items with one matrix product per chunk (the same shape
+ * recsys_evaluate uses), and reduced to top-k per row on the ctx's threads.
+ * A single request is a batch of one, so batch and single results agree. */
+#include "serve/serve.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_ROWS 64     /* rows encoded per forward */
+#define SCORE_CHUNK 8192    /* items per scoring GEMM (= eval.c ITEM_CHUNK) */
+
+typedef struct scored { float s; int32_t item; } scored;
+
+struct recsys_session {
+    recsys_ctx *ctx;
+    recsys_model *model;
+    rs_score_table *table;
+    int rows;               /* capacity of ws / bb / F (grown on demand) */
+    rs_workspace *ws;
+    rs_batch_buf bb;
+    float *F;               /* rows x L x d */
+    float *chunk;           /* rows x SCORE_CHUNK */
+    scored *heaps;          /* heap_rows x heap_k */
+    int heap_k, heap_rows;
+    float *all;             /* n_items+1, for candidate scores */
+};
+
+void rs_batch_fill_request_row(rs_batch_buf *bb, int r, const int32_t *items,
+                               const int64_t *times, size_t n_items)
+{
+    size_t o = (size_t)r * bb->L;
+    memset(bb->seq + o, 0, sizeof(int32_t) * bb->L);
+    memset(bb->pos + o, 0, sizeof(int32_t) * bb->L);
+    if (bb->times) {
+        memset(bb->times + o, 0, sizeof(int64_t) * bb->L);
+        memset(bb->next_times + o, 0, sizeof(int64_t) * bb->L);
+    }
+    size_t n = n_items < (size_t)bb->L ? n_items : (size_t)bb->L;
+    const int32_t *src = items ? items + (n_items - n) : NULL;
+    const int64_t *ts = times ? times + (n_items - n) : NULL;
+    int start = bb->L - (int)n;
+    for (size_t k = 0; k < n; k++) {
+        bb->seq[o + start + k] = src[k];
+        if (bb->times && ts) {
+            bb->times[o + start + k] = ts[k];
+            bb->next_times[o + start + k] = k + 1 < n ? ts[k + 1] : ts[k];
+        }
+    }
+    bb->start[r] = start;
+}
+
+static void release_buffers(recsys_session *s)
+{
+    if (s->ws) s->model->ops->ws_free(s->ws);
+    s->ws = NULL;
+    rs_batch_buf_free(&s->bb);
+    rs_free(s->F);
+    rs_free(s->chunk);
+    s->F = s->chunk = NULL;
+    s->rows = 0;
+}
+
+void recsys_session_free(recsys_session *s)
+{
+    if (!s) return;
+    release_buffers(s);
+    free(s->heaps);
+    rs_free(s->all);
+    rs_score_table_unref(s->table);
+    recsys_model_free(s->model);
+    free(s);
+}
+
+/* Buffers for batches of `rows` rows (kept for later calls). */
+static recsys_status reserve_rows(recsys_session *s, int rows)
+{
+    if (rows <= s->rows) return RECSYS_OK;
+    release_buffers(s);
+    const rs_model_config *cfg = &s->model->cfg;
+    recsys_status st = rs_batch_buf_init(s->ctx, &s->bb, rows, cfg->max_len, 0, cfg->time_bias);
+    if (st) return st;
+    s->ws = s->model->ops->ws_new(cfg, rows);
+    s->F = rs_calloc((size_t)rows * cfg->max_len, (size_t)cfg->dim * sizeof(float));
+    int chunk = cfg->n_items < SCORE_CHUNK ? cfg->n_items : SCORE_CHUNK;
+    s->chunk = rs_malloc(sizeof(float) * (size_t)rows * chunk);
+    if (!s->ws || !s->F || !s->chunk) {
+        release_buffers(s);
+        return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for a session batch of %d rows",
+                        rows);
+    }
+    s->rows = rows;
+    return RECSYS_OK;
+}
+
+static recsys_status reserve_heaps(recsys_session *s, int rows, int k)
+{
+    if (k <= s->heap_k && rows <= s->heap_rows) return RECSYS_OK;
+    int kk = k > s->heap_k ? k : s->heap_k;
+    int rr = rows > s->heap_rows ? rows : s->heap_rows;
+    scored *h = realloc(s->heaps, sizeof *h * (size_t)kk * (size_t)rr);
+    if (!h) return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for top-%d lists", k);
+    s->heaps = h;
+    s->heap_k = kk;
+    s->heap_rows = rr;
+    return RECSYS_OK;
+}
+
+recsys_status recsys_session_new(recsys_ctx *ctx, recsys_model *model, recsys_session **out)
+{
+    rs_enter(ctx);
+    if (!ctx) return RS_BAD_ARGS();
+    if (!model || !out) return rs_error(ctx, RECSYS_E_INVALID, "recsys_session_new: NULL argument");
+    *out = NULL;
+    recsys_session *s = calloc(1, sizeof *s);
+    if (!s) return rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
+    s->ctx = ctx;
+    s->model = rs_model_ref(model);
+    recsys_status st = rs_score_table_get(ctx, model, &s->table);
+    if (!st) st = reserve_rows(s, 1);
+    if (st) { recsys_session_free(s); return st; }
+    *out = s;
+    return RECSYS_OK;
+}
+
+/* --------------------------------------------------------- validation */
+
+/* A field of a request the caller's struct may not have. */
+#define REQ_HAS(r, field) \
+    ((r)->struct_size >= offsetof(recsys_request, field) + sizeof((r)->field))
+
+static recsys_status check_ids(recsys_session *s, size_t ri, const char *what, const int32_t *ids,
+                               size_t n)
+{
+    int32_t max = s->model->cfg.n_items;
+    if (n > 0 && !ids)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "request %zu: %s is NULL but its count is %zu",
+                        ri, what, n);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 1 || ids[i] > max)
+            return rs_error(s->ctx, RECSYS_E_NOT_FOUND,
+                            "request %zu: %s[%zu] = %d is not an item id (1..%d)", ri, what, i,
+                            ids[i], max);
+    return RECSYS_OK;
+}
+
+/* A request copied into the library's layout (absent fields zero). */
+static recsys_status read_request(recsys_session *s, size_t ri, const recsys_request *in,
+                                  recsys_request *r, int need_k)
+{
+    if (!in || in->struct_size < offsetof(recsys_request, k) + sizeof(int))
+        return rs_error(s->ctx, RECSYS_E_INVALID, "request %zu: NULL or struct_size too small",
+                        ri);
+    memset(r, 0, sizeof *r);
+    memcpy(r, in, in->struct_size < sizeof *r ? in->struct_size : sizeof *r);
+    r->struct_size = sizeof *r;
+    if (!REQ_HAS(in, n_candidates)) { r->candidates = NULL; r->n_candidates = 0; }
+    recsys_status st = check_ids(s, ri, "history", r->history, r->n_history);
+    if (!st) st = check_ids(s, ri, "exclude", r->exclude, r->n_exclude);
+    if (!st) st = check_ids(s, ri, "candidates", r->candidates, r->n_candidates);
+    if (st) return st;
+    if (need_k && (r->k < 1 || r->k > s->model->cfg.n_items))
+        return rs_error(s->ctx, RECSYS_E_INVALID, "request %zu: k = %d is not in 1..%d", ri, r->k,
+                        s->model->cfg.n_items);
+    return RECSYS_OK;
+}
+
+/* ------------------------------------------------------------ scoring */
+
+/* Encode rows [0, n) of the batch into s->F. */
+static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n)
+{
+    const recsys_model *m = s->model;
+    for (int r = 0; r < n; r++)
+        rs_batch_fill_request_row(&s->bb, r, reqs[r].history, reqs[r].times, reqs[r].n_history);
+    rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
+    return m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
+}
+
+static int worse(scored a, scored b) { return a.s < b.s || (a.s == b.s && a.item > b.item); }
+
+static void sift_down(scored *h, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && worse(h[l], h[m])) m = l;
+        if (r < n && worse(h[r], h[m])) m = r;
+        if (m == i) return;
+        scored t = h[i]; h[i] = h[m]; h[m] = t;
+        i = m;
+    }
+}
+
+static void heap_push(scored *h, int *size, int k, scored c)
+{
+    if (*size < k) {
+        int i = (*size)++;
+        h[i] = c;
+        while (i > 0) { /* sift up */
+            int p = (i - 1) / 2;
+            if (!worse(h[i], h[p])) break;
+            scored t = h[i]; h[i] = h[p]; h[p] = t;
+            i = p;
+        }
+    } else if (worse(h[0], c)) {
+        h[0] = c;
+        sift_down(h, k, 0);
+    }
+}
+
+typedef struct topk_job {
+    recsys_session *s;
+    const recsys_request *reqs;
+    int32_t first, len;     /* the item chunk */
+    int *sizes;             /* heap fill per row */
+} topk_job;
+
+static int excluded(const recsys_request *r, int32_t it)
+{
+    if (r->exclude_mask && r->exclude_mask[it]) return 1;
+    if (r->exclude_history)
+        for (size_t i = 0; i < r->n_history; i++)
+            if (r->history[i] == it) return 1;
+    for (size_t i = 0; i < r->n_exclude; i++)
+        if (r->exclude[i] == it) return 1;
+    return 0;
+}
+
+static void topk_task(void *arg, int row, int thread)
+{
+    (void)thread;
+    topk_job *j = arg;
+    recsys_session *s = j->s;
+    const recsys_request *r = &j->reqs[row];
+    const float *sc = s->chunk + (size_t)row * j->len;
+    scored *h = s->heaps + (size_t)row * s->heap_k;
+    int *size = &j->sizes[row];
+    if (r->candidates) {
+        for (size_t i = 0; i < r->n_candidates; i++) {
+            int32_t it = r->candidates[i];
+            if (it < j->first || it >= j->first + j->len || excluded(r, it)) continue;
+            int dup = 0; /* a candidate listed twice is ranked once */
+            for (size_t q = 0; q < i && !dup; q++) dup = r->candidates[q] == it;
+            if (!dup) heap_push(h, size, r->k, (scored){sc[it - j->first], it});
+        }
+        return;
+    }
+    int simple = !r->exclude_mask && !r->n_exclude && !r->exclude_history;
+    for (int32_t c = 0; c < j->len; c++) {
+        scored cand = {sc[c], j->first + c};
+        if (*size == r->k && !worse(h[0], cand)) continue;
+        if (!simple && excluded(r, cand.item)) continue;
+        heap_push(h, size, r->k, cand);
+    }
+}
+
+/* Scores of rows [0, n) for items [first, first+len) into s->chunk. */
+static void score_chunk(recsys_session *s, int n, int32_t first, int32_t len)
+{
+    const rs_model_config *cfg = &s->model->cfg;
+    int d = cfg->dim, L = cfg->max_len;
+    rs_gemm(s->ctx, 0, 1, n, len, d, 1.0f, s->F + (size_t)(L - 1) * d, L * d,
+            s->table->rows + (size_t)first * d, d, 0.0f, s->chunk, len);
+}
+
+/* Top-k of n encoded rows into the output arrays. */
+static void rank_rows(recsys_session *s, const recsys_request *reqs, int n, int *sizes)
+{
+    int32_t N = s->model->cfg.n_items;
+    topk_job j = {.s = s, .reqs = reqs, .sizes = sizes};
+    for (int r = 0; r < n; r++) sizes[r] = 0;
+    for (int32_t first = 1; first <= N; first += SCORE_CHUNK) {
+        j.first = first;
+        j.len = N - first + 1 < SCORE_CHUNK ? N - first + 1 : SCORE_CHUNK;
+        score_chunk(s, n, j.first, j.len);
+        rs_pool_run(s->ctx->pool, n, topk_task, &j);
+    }
+}
+
+static void pop_all(scored *h, int size, int32_t *items, float *scores)
+{
+    for (int i = size - 1; i >= 0; i--) {
+        items[i] = h[0].item;
+        if (scores) scores[i] = h[0].s;
+        h[0] = h[i];
+        sift_down(h, i, 0);
+    }
+}
+
+recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request *const *reqs,
+                                        size_t n_reqs, size_t stride, int32_t *items,
+                                        float *scores, size_t *n_out)
+{
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
+    if ((n_reqs && (!reqs || !items)) || stride < 1)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "recsys_session_topk_batch: NULL argument or "
+                        "stride 0");
+    recsys_request local[SESSION_ROWS];
+    int sizes[SESSION_ROWS];
+    /* Validate everything first: an invalid request fails the call before
+     * anything is written. */
+    int kmax = 1;
+    for (size_t i = 0; i < n_reqs; i++) {
+        recsys_status st = read_request(s, i, reqs[i], &local[0], 1);
+        if (st) return st;
+        if ((size_t)local[0].k > stride)
+            return rs_error(s->ctx, RECSYS_E_INVALID, "request %zu: k = %d is above the stride %zu",
+                            i, local[0].k, stride);
+        if (local[0].k > kmax) kmax = local[0].k;
+    }
+    for (size_t done = 0; done < n_reqs;) {
+        int n = n_reqs - done < SESSION_ROWS ? (int)(n_reqs - done) : SESSION_ROWS;
+        for (int r = 0; r < n; r++) read_request(s, done + r, reqs[done + r], &local[r], 1);
+        recsys_status st = reserve_rows(s, n);
+        if (!st) st = reserve_heaps(s, n, kmax);
+        if (!st) st = encode(s, local, n);
+        if (st) return st;
+        rank_rows(s, local, n, sizes);
+        for (int r = 0; r < n; r++) {
+            size_t o = (done + r) * stride;
+            pop_all(s->heaps + (size_t)r * s->heap_k, sizes[r], items + o, scores ? scores + o : NULL);
+            if (n_out) n_out[done + r] = (size_t)sizes[r];
+        }
+        done += (size_t)n;
+    }
+    return RECSYS_OK;
+}
+
+recsys_status recsys_session_topk_request(recsys_session *s, const recsys_request *req,
+                                          int32_t *items, float *scores, size_t *n_out)
+{
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
+    if (!req || !items)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "recsys_session_topk_request: NULL argument");
+    size_t stride = req->struct_size >= offsetof(recsys_request, k) + sizeof(int) && req->k > 0
+                        ? (size_t)req->k : 1;
+    return recsys_session_topk_batch(s, &req, 1, stride, items, scores, n_out);
+}
+
+recsys_status recsys_session_score_request(recsys_session *s, const recsys_request *req,
+                                           float *scores, size_t n_scores)
+{
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
+    recsys_request r;
+    recsys_status st = read_request(s, 0, req, &r, 0);
+    if (st) return st;
+    int32_t N = s->model->cfg.n_items;
+    size_t need = r.candidates ? r.n_candidates : (size_t)N + 1;
+    if (!scores || n_scores < need)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "scores must hold %zu floats", need);
+    float *all = scores;
+    if (r.candidates) {
+        if (!s->all && !(s->all = rs_malloc(sizeof(float) * ((size_t)N + 1))))
+            return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory");
+        all = s->all;
+    }
+    if ((st = encode(s, &r, 1))) return st;
+    for (int32_t first = 1; first <= N; first += SCORE_CHUNK) {
+        int32_t len = N - first + 1 < SCORE_CHUNK ? N - first + 1 : SCORE_CHUNK;
+        score_chunk(s, 1, first, len);
+        memcpy(all + first, s->chunk, sizeof(float) * (size_t)len);
+    }
+    all[0] = -INFINITY;
+    if (r.exclude_history)
+        for (size_t i = 0; i < r.n_history; i++) all[r.history[i]] = -INFINITY;
+    for (size_t i = 0; i < r.n_exclude; i++) all[r.exclude[i]] = -INFINITY;
+    if (r.exclude_mask)
+        for (int32_t i = 1; i <= N; i++)
+            if (r.exclude_mask[i]) all[i] = -INFINITY;
+    if (r.candidates)
+        for (size_t i = 0; i < r.n_candidates; i++) scores[i] = all[r.candidates[i]];
+    return RECSYS_OK;
+}
+
+recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req, float *vec,
+                                         size_t dim)
+{
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
+    const rs_model_config *cfg = &s->model->cfg;
+    if (!vec || dim < (size_t)cfg->dim)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "vec must hold dim = %d floats", cfg->dim);
+    recsys_request r;
+    recsys_status st = read_request(s, 0, req, &r, 0);
+    if (!st) st = encode(s, &r, 1);
+    if (st) return st;
+    memcpy(vec, s->F + (size_t)(cfg->max_len - 1) * cfg->dim, sizeof(float) * (size_t)cfg->dim);
+    return RECSYS_OK;
+}
+
+/* ------------------------------------------------- the original calls */
+
+recsys_status recsys_session_score(recsys_session *s, const int32_t *history, size_t n_history,
+                                   float *scores, size_t n_scores)
+{
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
+    recsys_request r = RECSYS_REQUEST_INIT;
+    r.history = history;
+    r.n_history = n_history;
+    if (!scores || n_scores < (size_t)s->model->cfg.n_items + 1)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "scores must hold n_items+1 = %d floats",
+                        s->model->cfg.n_items + 1);
+    return recsys_session_score_request(s, &r, scores, n_scores);
+}
+
+recsys_status recsys_session_topk(recsys_session *s, const int32_t *history, size_t n_history,
+                                  int k, int exclude_history, int32_t *items, float *scores)
+{
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
+    int32_t n = s->model->cfg.n_items;
+    if (k < 1 || k > n || !items)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "k must be in 1..%d and items non-NULL", n);
+    recsys_request r = RECSYS_REQUEST_INIT;
+    r.history = history;
+    r.n_history = n_history;
+    r.k = k;
+    r.exclude_history = exclude_history;
+    size_t got = 0;
+    recsys_status st = recsys_session_topk_request(s, &r, items, scores, &got);
+    /* The original contract: k entries; excluded items fill the tail. */
+    for (size_t i = got; !st && i < (size_t)k; i++) {
+        items[i] = 0;
+        if (scores) scores[i] = -INFINITY;
+    }
+    return st;
+}

@@ -1,0 +1,220 @@
+"""recsys recommend and recsys serve end to end: a demo model trained here,
+JSON lines through `recommend`, and the HTTP server on a free 127.0.0.1
+port with real requests over sockets (good, malformed, oversized,
+concurrent), reloads under load (POST /v1/reload and SIGHUP) losing no
+request, /metrics and /healthz."""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+RECSYS = sys.argv[1]
+ROOT = sys.argv[2]
+passed = failed = 0
+tmp = tempfile.mkdtemp()
+model = os.path.join(tmp, "m.rsm")
+model2 = os.path.join(tmp, "m2.rsm")
+TINY = ["--set", "data.synthetic_users=300", "--set", "data.synthetic_items=80",
+        "--set", "model.max_len=20", "--set", "model.dim=16", "--set", "trainer.threads=1",
+        "--set", "trainer.epochs=1"]
+config = os.path.join(ROOT, "examples", "configs", "demo.yaml")
+
+
+def check(name, fn):
+    global passed, failed
+    try:
+        fn()
+        passed += 1
+        print(f"ok {name}")
+    except Exception as e:  # noqa: BLE001
+        failed += 1
+        print(f"FAIL {name}: {e!r}")
+
+
+def run(args, stdin=None):
+    return subprocess.run([RECSYS] + args, input=stdin, capture_output=True, text=True,
+                          timeout=300)
+
+
+p = run(["train", "--config", config, "--out", model] + TINY)
+assert p.returncode == 0, p.stderr
+p = run(["train", "--config", config, "--out", model2, "--set", "trainer.seed=7"] + TINY)
+assert p.returncode == 0, p.stderr
+
+
+def recommend():
+    lines = [{"user": "u1", "history": ["1", "2", "3"], "times": [10, 20, 30], "k": 3},
+             {"user": 7, "history": [5, 6]},
+             {"history": ["1", "nope"]}]
+    text = "\n".join(json.dumps(l) for l in lines) + "\nnot json\n{\"history\": 3}\n"
+    p = run(["recommend", "--model", model, "--k", "4", "--exclude-history", "--batch", "2"],
+            text)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(l) for l in p.stdout.splitlines()]
+    assert len(out) == 5, out
+    assert out[0]["user"] == "u1" and len(out[0]["items"]) == 3
+    assert not set(out[0]["items"]) & {"1", "2", "3"}
+    assert out[0]["scores"] == sorted(out[0]["scores"], reverse=True)
+    assert out[1]["user"] == 7 and len(out[1]["items"]) == 4
+    assert out[2]["unknown"] == 1
+    assert "error" in out[3] and "error" in out[4]
+    # the same request alone gives the same answer as inside a batch
+    p2 = run(["recommend", "--model", model, "--k", "4", "--exclude-history"],
+             json.dumps(lines[1]) + "\n")
+    assert json.loads(p2.stdout) == out[1]
+    # --input FILE
+    f = os.path.join(tmp, "req.jsonl")
+    with open(f, "w") as fh:
+        fh.write(json.dumps(lines[0]) + "\n")
+    p3 = run(["recommend", "--model", model, "--exclude-history", "--input", f])
+    assert json.loads(p3.stdout) == out[0]
+
+
+check("recommend", recommend)
+
+
+class Server:
+    def __init__(self, *extra):
+        self.p = subprocess.Popen([RECSYS, "serve", "--model", model, "--port", "0",
+                                   "--threads", "2", "--max-body", "4096"] + list(extra),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        info = json.loads(line)
+        self.port = int(info["listening"].rsplit(":", 1)[1])
+
+    def request(self, method, path, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(timeout=30)
+        return self.p.returncode
+
+
+srv = Server()
+REQ = {"user": "a", "history": ["1", "2", "3", "4"], "times": [1, 2, 3, 4], "k": 5}
+
+
+def http_good():
+    st, body = srv.request("GET", "/healthz")
+    assert st == 200 and json.loads(body)["status"] == "ok"
+    st, body = srv.request("POST", "/v1/recommend", json.dumps(REQ))
+    assert st == 200, body
+    r = json.loads(body)
+    assert r["user"] == "a" and len(r["items"]) == 5
+    st, body = srv.request("POST", "/v1/recommend", json.dumps({"requests": [REQ, REQ]}))
+    rb = json.loads(body)
+    assert st == 200 and len(rb["results"]) == 2 and rb["results"][0] == r
+    # the same answer as recommend
+    p = run(["recommend", "--model", model], json.dumps(REQ) + "\n")
+    assert json.loads(p.stdout) == r
+
+
+def http_bad():
+    for body in [b"{", b"[1, 2]", b"{\"history\": \"x\"}", b"{\"history\": [1], \"k\": 0}",
+                 b"{\"history\": [1], \"times\": [1, 2]}", b"{\"bogus\": 1, \"history\": []}",
+                 b"\xff\xfe\x00", b"", b"{\"history\": [1], \"times\": [5, 4]}"]:
+        st, data = srv.request("POST", "/v1/recommend", body)
+        assert st == 400, (body, st, data)
+        assert "error" in json.loads(data)
+    st, _ = srv.request("GET", "/v1/recommend")
+    assert st == 405
+    st, _ = srv.request("GET", "/nope")
+    assert st == 404
+    st, data = srv.request("POST", "/v1/recommend", b"x" * 10000)
+    assert st == 413, st
+    # chunked body, too big: also 413
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    c.putrequest("POST", "/v1/recommend")
+    c.putheader("Transfer-Encoding", "chunked")
+    c.endheaders()
+    for _ in range(10):
+        c.send(b"400\r\n" + b"y" * 1024 + b"\r\n")
+    c.send(b"0\r\n\r\n")
+    r = c.getresponse()
+    assert r.status == 413, r.status
+    c.close()
+    st, _ = srv.request("GET", "/healthz")
+    assert st == 200  # still alive
+
+
+def load(n_threads, per_thread, results):
+    def worker():
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        for _ in range(per_thread):
+            try:
+                c.request("POST", "/v1/recommend", json.dumps(REQ))
+                r = c.getresponse()
+                r.read()
+                results.append(r.status)
+            except Exception as e:  # noqa: BLE001
+                results.append(repr(e))
+                c.close()
+                c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        c.close()
+    ts = [threading.Thread(target=worker) for _ in range(n_threads)]
+    for t in ts:
+        t.start()
+    return ts
+
+
+def http_concurrent_and_reload():
+    results = []
+    ts = load(6, 60, results)
+    gens = []
+    for i in range(4):
+        time.sleep(0.05)
+        os.replace(model2 if i % 2 == 0 else model, os.path.join(tmp, "swap.rsm"))
+        os.replace(os.path.join(tmp, "swap.rsm"), model2 if i % 2 == 0 else model)
+        st, body = srv.request("POST", "/v1/reload")
+        assert st == 200, body
+        gens.append(json.loads(body)["generation"])
+        srv.p.send_signal(signal.SIGHUP)
+    for t in ts:
+        t.join()
+    assert len(results) == 360 and all(r == 200 for r in results), \
+        [r for r in results if r != 200][:5]
+    assert gens == sorted(gens) and len(set(gens)) == 4
+    time.sleep(0.2)
+    st, body = srv.request("GET", "/metrics")
+    text = body.decode()
+    assert st == 200
+    assert 'recsys_http_requests_total{endpoint="/v1/recommend"}' in text
+    assert "recsys_request_duration_seconds_bucket" in text
+    reloads = [l for l in text.splitlines() if l.startswith('recsys_model_reloads_total{result="ok"}')]
+    assert int(reloads[0].split()[-1]) >= 8, reloads  # 4 POSTs + 4 SIGHUPs
+    # a reload of a broken file fails cleanly and keeps serving
+    with open(model, "rb") as fh:
+        good = fh.read()
+    with open(model, "wb") as fh:
+        fh.write(b"junk")
+    st, body = srv.request("POST", "/v1/reload")
+    assert st == 500 and "error" in json.loads(body)
+    with open(model, "wb") as fh:
+        fh.write(good)
+    st, _ = srv.request("POST", "/v1/recommend", json.dumps(REQ))
+    assert st == 200
+
+
+check("http_good", http_good)
+check("http_bad", http_bad)
+check("http_concurrent_and_reload", http_concurrent_and_reload)
+def http_stop():
+    rc = srv.stop()
+    err = srv.p.stderr.read()
+    assert rc == 0, (rc, err[-2000:])
+
+
+check("http_stop", http_stop)
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
