@@ -10,6 +10,7 @@
 #include "core/internal.h"
 #include "adapters/lora.h"
 #include "adapters/store.h"
+#include "adapters/merge.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -596,6 +597,148 @@ static void test_store_interrupted_update(void **state)
     recsys_ctx_free(ctx);
 }
 
+/* ----------------------------------------------------------------- merge */
+
+static int cmp_desc_test(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void check_svd(int m, int n, uint64_t seed)
+{
+    rs_rng rng;
+    rs_rng_seed(&rng, seed);
+    int k = m < n ? m : n;
+    double *a = malloc(sizeof(double) * m * n), *U = malloc(sizeof(double) * m * k);
+    double *V = malloc(sizeof(double) * n * k), *s = malloc(sizeof(double) * k);
+    for (int i = 0; i < m * n; i++) a[i] = urand(&rng);
+    assert_true(rs_svd(m, n, a, U, s, V) > 0);
+    for (int c = 1; c < k; c++) assert_true(s[c - 1] >= s[c]);
+    double err = 0, mx = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double x = 0;
+            for (int c = 0; c < k; c++) x += U[i * k + c] * s[c] * V[j * k + c];
+            err = fmax(err, fabs(x - a[i * n + j]));
+            mx = fmax(mx, fabs(a[i * n + j]));
+        }
+    assert_true(err < 1e-10 * mx);
+    for (int c = 0; c < k; c++)
+        for (int e = 0; e < k; e++) {
+            double uu = 0, vv = 0;
+            for (int i = 0; i < m; i++) uu += U[i * k + c] * U[i * k + e];
+            for (int j = 0; j < n; j++) vv += V[j * k + c] * V[j * k + e];
+            assert_true(fabs(uu - (c == e)) < 1e-10 && fabs(vv - (c == e)) < 1e-10);
+        }
+    free(a); free(U); free(V); free(s);
+}
+
+static void test_svd(void **state)
+{
+    (void)state;
+    check_svd(40, 30, 1);
+    check_svd(20, 50, 2);
+    check_svd(64, 64, 3);
+    check_svd(1, 7, 4);
+}
+
+/* scale · B · A as a double matrix [out x in]. */
+static void delta_of(int in, int out, int r, double scale, const float *A, const float *B, double *d)
+{
+    for (int o = 0; o < out; o++)
+        for (int j = 0; j < in; j++) {
+            double x = 0;
+            for (int c = 0; c < r; c++) x += (double)B[o * r + c] * A[c * in + j];
+            d[o * in + j] = scale * x;
+        }
+}
+
+static void test_merge(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(1);
+    rs_rng rng;
+    rs_rng_seed(&rng, 5);
+    enum { IN = 9, OUT = 12, R = 3, NA = 3 };
+    float scale = 2.0f / R;
+    float A[NA][R * IN], B[NA][OUT * R];
+    for (int a = 0; a < NA; a++) {
+        fill_sym(&rng, A[a], R * IN, 1.0);
+        fill_sym(&rng, B[a], OUT * R, 1.0);
+    }
+    double d0[OUT * IN], d1[OUT * IN], d2[OUT * IN], ref[OUT * IN];
+    float A2[IN * IN], B2[OUT * IN];
+    /* refactor of a rank-R delta at rank R: exact */
+    delta_of(IN, OUT, R, scale, A[0], B[0], d0);
+    assert_int_equal(rs_lora_refactor(ctx, IN, OUT, R, scale, d0, A2, B2), RECSYS_OK);
+    delta_of(IN, OUT, R, scale, A2, B2, d1);
+    for (int e = 0; e < OUT * IN; e++) assert_true(fabs(d1[e] - d0[e]) < 1e-5);
+    /* at rank R-1: the error is the dropped singular value (Eckart-Young) */
+    double U[OUT * IN], S[IN], V[IN * IN];
+    assert_true(rs_svd(OUT, IN, d0, U, S, V) > 0);
+    assert_int_equal(rs_lora_refactor(ctx, IN, OUT, R - 1, scale, d0, A2, B2), RECSYS_OK);
+    delta_of(IN, OUT, R - 1, scale, A2, B2, d1);
+    double fe = 0;
+    for (int e = 0; e < OUT * IN; e++) fe += (d1[e] - d0[e]) * (d1[e] - d0[e]);
+    assert_true(fabs(sqrt(fe) - S[R - 1]) < 1e-5 * (1 + S[R - 1]));
+    /* linear merge at rank NA*R: exactly Σ w Δ */
+    const float *Ap[NA] = {A[0], A[1], A[2]}, *Bp[NA] = {B[0], B[1], B[2]};
+    float w[NA] = {0.5f, 0.3f, 0.2f};
+    assert_int_equal(rs_lora_merge(ctx, NA, Ap, Bp, w, IN, OUT, R, scale, RS_MERGE_LINEAR, 1.0f,
+                                   NA * R, A2, B2), RECSYS_OK);
+    delta_of(IN, OUT, R, scale, A[1], B[1], d1);
+    delta_of(IN, OUT, R, scale, A[2], B[2], d2);
+    for (int e = 0; e < OUT * IN; e++) ref[e] = w[0] * d0[e] + w[1] * d1[e] + w[2] * d2[e];
+    double dd[OUT * IN];
+    delta_of(IN, OUT, NA * R, scale, A2, B2, dd);
+    for (int e = 0; e < OUT * IN; e++) assert_true(fabs(dd[e] - ref[e]) < 1e-5);
+    /* TIES at full rank against a direct computation: trim 50 %, elect, disjoint mean */
+    assert_int_equal(rs_lora_merge(ctx, NA, Ap, Bp, w, IN, OUT, R, scale, RS_MERGE_TIES, 0.5f, IN,
+                                   A2, B2), RECSYS_OK);
+    delta_of(IN, OUT, IN, scale, A2, B2, dd);
+    const double *ds[NA] = {d0, d1, d2};
+    double thr[NA];
+    for (int a = 0; a < NA; a++) {
+        double m[OUT * IN];
+        for (int e = 0; e < OUT * IN; e++) m[e] = fabs(ds[a][e]);
+        qsort(m, OUT * IN, sizeof(double), cmp_desc_test);
+        thr[a] = m[(OUT * IN + 1) / 2 - 1];
+    }
+    int disagree = 0;
+    for (int e = 0; e < OUT * IN; e++) {
+        double el = 0, num = 0, den = 0;
+        for (int a = 0; a < NA; a++)
+            if (fabs(ds[a][e]) >= thr[a]) el += w[a] * ds[a][e];
+        for (int a = 0; a < NA; a++)
+            if (fabs(ds[a][e]) >= thr[a] && ds[a][e] * el > 0) {
+                num += w[a] * ds[a][e];
+                den += w[a];
+            }
+        double t = den > 0 ? num / den : 0;
+        assert_true(fabs(dd[e] - t) < 1e-5);
+        if (t != 0 && fabs(t - ref[e]) > 1e-3) disagree++;
+    }
+    assert_true(disagree > 0); /* TIES is not the linear merge */
+    /* fold: (W + scale·B·A)·x == W·x + scale·B·(A·x) */
+    float W[OUT * IN], x[IN], y1[OUT], y2[OUT], t[R];
+    fill_sym(&rng, W, OUT * IN, 1.0);
+    fill_sym(&rng, x, IN, 1.0);
+    for (int o = 0; o < OUT; o++) {
+        y1[o] = 0;
+        for (int j = 0; j < IN; j++) y1[o] += W[o * IN + j] * x[j];
+    }
+    rs_lora_seg seg = {0, 1, A[0], B[0], NULL, NULL};
+    rs_lora_fwd(ctx, 1, &seg, IN, OUT, R, scale, x, IN, t, y1, OUT);
+    rs_lora_fold(ctx, IN, OUT, R, scale, A[0], B[0], W, IN);
+    for (int o = 0; o < OUT; o++) {
+        y2[o] = 0;
+        for (int j = 0; j < IN; j++) y2[o] += W[o * IN + j] * x[j];
+        assert_true(fabs(y1[o] - y2[o]) < 1e-5);
+    }
+    recsys_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +749,8 @@ int main(void)
         cmocka_unit_test(test_store_damage),
         cmocka_unit_test(test_store_lru),
         cmocka_unit_test(test_store_interrupted_update),
+        cmocka_unit_test(test_svd),
+        cmocka_unit_test(test_merge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
