@@ -11,6 +11,7 @@
 #include "adapters/lora.h"
 #include "adapters/store.h"
 #include "adapters/merge.h"
+#include "adapters/adapter.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -739,6 +740,116 @@ static void test_merge(void **state)
     recsys_ctx_free(ctx);
 }
 
+/* ------------------------------------------------------------ public API */
+
+static recsys_model *small_model(recsys_ctx *ctx, const char *type)
+{
+    recsys_opts *o = NULL;
+    assert_int_equal(recsys_opts_new(ctx, &o), RECSYS_OK);
+    assert_int_equal(recsys_opts_set(o, "model.type", type), RECSYS_OK);
+    assert_int_equal(recsys_opts_set(o, "model.dim", "16"), RECSYS_OK);
+    assert_int_equal(recsys_opts_set(o, "model.max_len", "8"), RECSYS_OK);
+    assert_int_equal(recsys_opts_set(o, "model.heads", "2"), RECSYS_OK);
+    rs_model_config cfg;
+    assert_int_equal(rs_model_config_from_opts(ctx, o, 30, 0, &cfg), RECSYS_OK);
+    rs_rng rng;
+    rs_rng_seed(&rng, 1);
+    recsys_model *m = NULL;
+    assert_int_equal(rs_model_create(ctx, &cfg, &rng, &m), RECSYS_OK);
+    recsys_opts_free(o);
+    return m;
+}
+
+static void test_adapter_api(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(1);
+    const char *types[2] = {"sasrec", "hstu"};
+    for (int ti = 0; ti < 2; ti++) {
+        recsys_model *m = small_model(ctx, types[ti]);
+        recsys_opts *o = NULL;
+        assert_int_equal(recsys_opts_new(ctx, &o), RECSYS_OK);
+        assert_int_equal(recsys_opts_set(o, "adapter.rank", "4"), RECSYS_OK);
+        assert_int_equal(recsys_opts_set(o, "adapter.targets", ti ? "u,v,q,k,o" : "q,k,v,o,ffn1,ffn2"), RECSYS_OK);
+        recsys_adapter *a = NULL, *b = NULL, *bank = NULL;
+        assert_int_equal(recsys_adapter_new(ctx, m, o, RECSYS_ADAPTER_USER, &a), RECSYS_OK);
+        recsys_model_free(m); /* the adapter keeps the model alive */
+        int64_t np = 0;
+        int kind, rank;
+        assert_int_equal(recsys_adapter_info(a, &kind, &rank, &np), RECSYS_OK);
+        assert_int_equal(rank, 4);
+        assert_true(np > 0);
+        float *p = malloc(sizeof(float) * (size_t)np), *q = malloc(sizeof(float) * (size_t)np);
+        rs_rng rng;
+        rs_rng_seed(&rng, 9);
+        fill_sym(&rng, p, (size_t)np, 0.3);
+        assert_int_equal(recsys_adapter_set_params(a, p, (size_t)np), RECSYS_OK);
+        /* buffers: round trip, damage refused */
+        void *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(recsys_adapter_to_buffer(a, &buf, &len), RECSYS_OK);
+        assert_int_equal(recsys_adapter_from_buffer(ctx, a->model, buf, len, &b), RECSYS_OK);
+        assert_int_equal(recsys_adapter_get_params(b, q, (size_t)np), RECSYS_OK);
+        assert_memory_equal(p, q, sizeof(float) * (size_t)np);
+        recsys_adapter_free(b);
+        b = NULL;
+        ((uint8_t *)buf)[len / 2] ^= 1;
+        assert_int_equal(recsys_adapter_from_buffer(ctx, a->model, buf, len, &b), RECSYS_E_FORMAT);
+        assert_int_equal(recsys_adapter_from_buffer(ctx, a->model, buf, len - 3, &b), RECSYS_E_FORMAT);
+        assert_null(b);
+        recsys_free(buf);
+        /* store through the public API, bf16 */
+        char path[256];
+        tmp_path(path, sizeof path, "api");
+        assert_int_equal(recsys_opts_set(o, "adapter.store_dtype", "bf16"), RECSYS_OK);
+        assert_int_equal(recsys_adapter_store_create(ctx, a->model, o, path, 10), RECSYS_OK);
+        recsys_adapter_store *st = NULL;
+        assert_int_equal(recsys_adapter_store_open(ctx, a->model, path, 1, o, &st), RECSYS_OK);
+        assert_int_equal(recsys_adapter_store_put(st, 4, a, 1), RECSYS_OK);
+        assert_int_equal(recsys_adapter_store_get(st, 4, &b), RECSYS_OK);
+        assert_int_equal(recsys_adapter_get_params(b, q, (size_t)np), RECSYS_OK);
+        for (int64_t i = 0; i < np; i++) assert_true(q[i] == bf16_round(p[i]));
+        recsys_adapter_free(b);
+        assert_int_equal(recsys_adapter_store_get(st, 5, &b), RECSYS_E_NOT_FOUND);
+        /* a bank cannot go into a user store */
+        assert_int_equal(recsys_adapter_new(ctx, a->model, o, RECSYS_ADAPTER_BANK, &bank), RECSYS_OK);
+        assert_int_equal(recsys_adapter_store_put(st, 1, bank, 0), RECSYS_E_INVALID);
+        assert_int_equal(recsys_adapter_fold(bank, &m), RECSYS_E_INVALID);
+        recsys_adapter_store_close(st);
+        unlink(path);
+        /* fold: W' = W + scale·B·A at exactly the adapted rows; a zero-B adapter changes nothing */
+        recsys_model *f = NULL;
+        assert_int_equal(recsys_adapter_fold(a, &f), RECSYS_OK);
+        size_t changed = 0;
+        for (size_t i = 0; i < f->n_params; i++) changed += f->params[i] != a->model->params[i];
+        assert_true(changed > 0);
+        recsys_model_free(f);
+        recsys_adapter *z = NULL;
+        assert_int_equal(recsys_adapter_new(ctx, a->model, o, RECSYS_ADAPTER_USER, &z), RECSYS_OK);
+        assert_int_equal(recsys_adapter_fold(z, &f), RECSYS_OK);
+        assert_memory_equal(f->params, a->model->params, sizeof(float) * f->n_params);
+        recsys_model_free(f);
+        /* merge of one adapter with itself (weights 0.5, 0.5) reproduces its delta W */
+        const recsys_adapter *two[2] = {a, a};
+        float w[2] = {0.5f, 0.5f};
+        assert_int_equal(recsys_adapter_merge(ctx, two, w, 2, o, &b), RECSYS_OK);
+        recsys_model *f1 = NULL, *f2 = NULL;
+        assert_int_equal(recsys_adapter_fold(a, &f1), RECSYS_OK);
+        assert_int_equal(recsys_adapter_fold(b, &f2), RECSYS_OK);
+        for (size_t i = 0; i < f1->n_params; i++) assert_true(fabsf(f1->params[i] - f2->params[i]) < 1e-5f);
+        recsys_model_free(f1);
+        recsys_model_free(f2);
+        recsys_adapter_free(b);
+        recsys_adapter_free(z);
+        recsys_adapter_free(bank);
+        recsys_adapter_free(a);
+        free(p);
+        free(q);
+        recsys_opts_free(o);
+    }
+    recsys_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -751,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_store_interrupted_update),
         cmocka_unit_test(test_svd),
         cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_adapter_api),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@ static const struct {
     {"trainer", "optimisation"},
     {"eval", "ranking protocol"},
     {"apen", "Approximate Entropy (MODELS.md §5)"},
+    {"adapter", "per-user LoRA adapters (ADAPTERS.md)"},
 };
 #define N_SECTIONS (sizeof SECTIONS / sizeof SECTIONS[0])
 
