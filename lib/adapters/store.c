@@ -337,6 +337,8 @@ static recsys_status remap(recsys_ctx *ctx, rs_store *s)
     void *m = mmap(NULL, reserve, s->writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
                    s->fd, 0);
     if (m == MAP_FAILED) return rs_error(ctx, RECSYS_E_IO, "adapter store: mmap: %s", strerror(errno));
+    /* fetches are random: no read-ahead around each faulted record */
+    (void)madvise(m, reserve, MADV_RANDOM);
     if ((rc = rs_store_parse(ctx, m, len, &v))) {
         munmap(m, reserve);
         return rc;
