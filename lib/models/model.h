@@ -49,6 +49,12 @@ typedef struct rs_batch {
 
 typedef struct rs_workspace rs_workspace; /* model-family specific */
 
+/* Every model's parameters start with the item embedding table
+ * [(n_items+1) x d], shared by the input and the output layer (the
+ * scaffolding's first tensor kind, lib/models/scaffold.h). Losses and
+ * scoring read and update it at this offset in params and grads. */
+#define RS_ITEM_TABLE_OFFSET ((size_t)0)
+
 typedef struct rs_model_ops {
     const char *name;
     /* Number of floats in the flat parameter array. */
@@ -67,8 +73,6 @@ typedef struct rs_model_ops {
     recsys_status (*backward)(recsys_ctx *ctx, const rs_model_config *cfg, const float *params,
                               rs_workspace *ws, const rs_batch *b, const float *d_out,
                               float *grads);
-    /* Offset of the item embedding table [(n_items+1) x d] in params. */
-    size_t (*item_table_offset)(const rs_model_config *cfg);
     /* Named parameter tensors (for checkpoints and debugging): returns the
      * count; fills names/offsets/sizes when non-NULL arrays of that count. */
     int (*tensors)(const rs_model_config *cfg, const char **names, size_t *offsets,
@@ -99,7 +103,7 @@ static inline recsys_model *rs_model_ref(recsys_model *m)
 }
 static inline const float *rs_model_items(const recsys_model *m)
 {
-    return m->params + m->ops->item_table_offset(&m->cfg);
+    return m->params + RS_ITEM_TABLE_OFFSET;
 }
 
 #endif

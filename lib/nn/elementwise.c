@@ -1,5 +1,5 @@
 /* Element-wise layers split in fixed row chunks: dropout (with or without a
- * recorded mask), ReLU, add, and the fused bias/ReLU/dropout/residual passes
+ * recorded mask), ReLU, add, SiLU and multiplicative gating, and the fused bias/ReLU/dropout/residual passes
  * of a feed-forward block (one sweep over memory instead of three). The row
  * work is done by the ctx's point-wise kernels (kernels.h), which are
  * bitwise equal to the scalar loops in kernels/ref/pointwise_ref.c. */
@@ -10,7 +10,7 @@
 typedef struct ew_job {
     int n, m, ld, ldy;
     const float *x, *b, *add1, *add2;
-    float *y;
+    float *y, *y2;
     float p, scale;
     uint64_t seed;
     const int32_t *row_id;
@@ -258,4 +258,94 @@ void rs_nn_add(recsys_ctx *ctx, int n, int m, const float *x, float *y)
     j.x = x;
     j.y = y;
     rs_pool_run(ctx->pool, rs_nn_chunks(n), add_task, &j);
+}
+
+static void silu_fwd_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const ew_job *j = arg;
+    CHUNK_RANGE(j, task, i0, i1);
+    size_t a = (size_t)i0 * j->m, e = (size_t)i1 * j->m;
+    j->k->silu_fwd(e - a, j->y + a, j->y2 + a);
+}
+
+void rs_silu_fwd(recsys_ctx *ctx, int n, int m, float *x, float *sig)
+{
+    if (n <= 0) return;
+    ew_job j = job(ctx, n, m, 0.0f);
+    j.y = x;
+    j.y2 = sig;
+    rs_pool_run(ctx->pool, rs_nn_chunks(n), silu_fwd_task, &j);
+}
+
+static void silu_bwd_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const ew_job *j = arg;
+    CHUNK_RANGE(j, task, i0, i1);
+    size_t a = (size_t)i0 * j->m, e = (size_t)i1 * j->m;
+    j->k->silu_bwd(e - a, j->x + a, j->b + a, j->y + a);
+}
+
+void rs_silu_bwd(recsys_ctx *ctx, int n, int m, const float *sig, const float *y, float *dx)
+{
+    if (n <= 0) return;
+    ew_job j = job(ctx, n, m, 0.0f);
+    j.x = sig;
+    j.b = y;
+    j.y = dx;
+    rs_pool_run(ctx->pool, rs_nn_chunks(n), silu_bwd_task, &j);
+}
+
+static void mul_fwd_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const ew_job *j = arg;
+    CHUNK_RANGE(j, task, i0, i1);
+    for (int i = i0; i < i1; i++) {
+        const float *ai = j->x + (size_t)i * j->ld, *bi = j->b + (size_t)i * j->m;
+        float *yi = j->y + (size_t)i * j->m;
+        for (int c = 0; c < j->m; c++) yi[c] = ai[c] * bi[c];
+    }
+}
+
+void rs_mul_fwd(recsys_ctx *ctx, int n, int m, const float *a, int lda, const float *b,
+                float *y)
+{
+    if (n <= 0) return;
+    ew_job j = job(ctx, n, m, 0.0f);
+    j.ld = lda;
+    j.x = a;
+    j.b = b;
+    j.y = y;
+    rs_pool_run(ctx->pool, rs_nn_chunks(n), mul_fwd_task, &j);
+}
+
+static void mul_bwd_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const ew_job *j = arg;
+    CHUNK_RANGE(j, task, i0, i1);
+    for (int i = i0; i < i1; i++) {
+        const float *ai = j->x + (size_t)i * j->ld, *bi = j->b + (size_t)i * j->m;
+        float *dy = j->y + (size_t)i * j->m, *da = j->y2 + (size_t)i * j->ldy;
+        for (int c = 0; c < j->m; c++) {
+            da[c] = dy[c] * bi[c];
+            dy[c] *= ai[c];
+        }
+    }
+}
+
+void rs_mul_bwd(recsys_ctx *ctx, int n, int m, const float *a, int lda, const float *b,
+                float *dy, float *da, int ldda)
+{
+    if (n <= 0) return;
+    ew_job j = job(ctx, n, m, 0.0f);
+    j.ld = lda;
+    j.ldy = ldda;
+    j.x = a;
+    j.b = b;
+    j.y = dy;
+    j.y2 = da;
+    rs_pool_run(ctx->pool, rs_nn_chunks(n), mul_bwd_task, &j);
 }
