@@ -76,14 +76,6 @@ static void hstu_layout(const rs_model_config *c, rs_tensor_table *t)
     rs_tensors_add(t, "o.bias", d, 1);
 }
 
-static size_t hstu_n_params(const rs_model_config *c) { return rs_tensors_total(hstu_layout, c); }
-
-static int hstu_tensors(const rs_model_config *c, const char **names, size_t *offsets,
-                        size_t *sizes)
-{
-    return rs_tensors_list(hstu_layout, c, names, offsets, sizes);
-}
-
 /* The two projections of a block: Xn -> U|V|Q|K (no bias) and the output. */
 typedef struct hstu_projs {
     rs_proj uvqk, o;
@@ -184,24 +176,16 @@ static void hstu_plan(rs_workspace *ws, rs_plan *p)
     size_t tasks = (size_t)ws->com.cap_B * (size_t)m.h;
     for (int k = 0; k < c->blocks; k++) {
         hblock *s = hblk(ws, k);
-        s->xn = rs_plan_floats(p, R * d);
-        s->sg = rs_plan_floats(p, R * cols);
-        s->g = rs_plan_floats(p, R * cols);
-        s->o = rs_plan_floats(p, R * hdv);
-        s->zn = rs_plan_floats(p, R * hdv);
-        s->md = rs_plan_floats(p, R * hdv);
-        s->m1 = rs_plan_floats(p, R);
-        s->r1 = rs_plan_floats(p, R);
-        s->m2 = rs_plan_floats(p, R);
-        s->r2 = rs_plan_floats(p, R);
+        const rs_plan_item kept[] = {{&s->xn, d},   {&s->sg, cols}, {&s->g, cols},
+                                     {&s->o, hdv},  {&s->zn, hdv},  {&s->md, hdv},
+                                     {&s->m1, 1},   {&s->r1, 1},    {&s->m2, 1},
+                                     {&s->r2, 1}};
+        rs_plan_rows(p, R, kept, (int)(sizeof kept / sizeof kept[0]));
     }
-    ws->ynorm = rs_plan_floats(p, R);
-    ws->t1 = rs_plan_floats(p, R * d);
-    ws->t2 = rs_plan_floats(p, R * d);
-    ws->t3 = rs_plan_floats(p, R * d);
-    ws->dg = rs_plan_floats(p, R * cols);
-    ws->tm = rs_plan_floats(p, R * hdv);
-    ws->tm2 = rs_plan_floats(p, R * hdv);
+    const rs_plan_item scratch[] = {{&ws->ynorm, 1}, {&ws->t1, d},   {&ws->t2, d},
+                                    {&ws->t3, d},    {&ws->dg, cols}, {&ws->tm, hdv},
+                                    {&ws->tm2, hdv}};
+    rs_plan_rows(p, R, scratch, (int)(sizeof scratch / sizeof scratch[0]));
     size_t width = cols > 2 * d ? cols : 2 * d;
     if (2 * hdv > width) width = 2 * hdv;
     ws->partial = rs_plan_floats(p, rs_nn_partial_floats(ws->com.R, (int)width));
@@ -341,23 +325,29 @@ static void out_bwd_rows(void *arg, int row, size_t p0, int n, const float *rows
 
 /* ---------------------------------------------------------------- forward */
 
-typedef struct model_args {
+typedef struct hstu_args {
+    rs_tensor_table tab;
     rs_model_run r;
     rs_workspace *ws;
     const rs_batch *b;
     dims m;
     hstu_projs pj;
-} model_args;
+} hstu_args;
 
-static model_args args_of(recsys_ctx *ctx, const rs_model_config *c, const rs_tensor_table *t,
-                          const float *P, float *G, rs_workspace *ws, const rs_batch *b)
+/* Fills a (the tensor table included) for a pass over ws on batch b. */
+static void args_init(hstu_args *a, recsys_ctx *ctx, const rs_model_config *c, const float *P,
+                      float *G, rs_workspace *ws, const rs_batch *b)
 {
-    dims m = get_dims(c);
-    model_args a = {{ctx, c, t, P, G, ws->partial}, ws, b, m, hstu_projections(&m)};
-    return a;
+    hstu_layout(c, &a->tab);
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial};
+    a->r = r;
+    a->ws = ws;
+    a->b = b;
+    a->m = get_dims(c);
+    a->pj = hstu_projections(&a->m);
 }
 
-static hstu_attn_job attn_job_of(const model_args *a, int k, const hblock *s)
+static hstu_attn_job attn_job_of(const hstu_args *a, int k, const hblock *s)
 {
     const rs_model_run *r = &a->r;
     hstu_attn_job j = {&r->ctx->kern, a->ws, a->b, a->m, s->g, rs_param(r, T_RAB_POS, k),
@@ -365,7 +355,7 @@ static hstu_attn_job attn_job_of(const model_args *a, int k, const hblock *s)
     return j;
 }
 
-static void block_fwd(const model_args *a, int k, const float *X, float *Y)
+static void block_fwd(const hstu_args *a, int k, const float *X, float *Y)
 {
     const rs_model_run *r = &a->r;
     recsys_ctx *ctx = r->ctx;
@@ -395,12 +385,11 @@ static recsys_status hstu_forward(recsys_ctx *ctx, const rs_model_config *c, con
 {
     recsys_status st = rs_model_begin_fwd(ctx, &HSTU_WS, c, P, ws, b, out);
     if (st) return st;
+    ws->time_on = c->time_bias && b->times && b->next_times;
+    hstu_args a;
+    args_init(&a, ctx, c, P, NULL, ws, b);
     rs_ws_common *w = &ws->com;
     int d = c->dim, n = w->n;
-    ws->time_on = c->time_bias && b->times && b->next_times;
-    rs_tensor_table t;
-    hstu_layout(c, &t);
-    model_args a = args_of(ctx, c, &t, P, NULL, ws, b);
     float *X0 = w->x[0];
     rs_embed_edge_fwd(&a.r, w, X0);
     rs_dropout(ctx, n, d, X0, d, w->p, stream(w->seed, 0, S_EMB), w->src, X0);
@@ -414,7 +403,7 @@ static recsys_status hstu_forward(recsys_ctx *ctx, const rs_model_config *c, con
 /* --------------------------------------------------------------- backward */
 
 /* dY: gradient of the block output (kept); dX: written. */
-static void block_bwd(const model_args *a, int k, const float *X, const float *dY, float *dX)
+static void block_bwd(const hstu_args *a, int k, const float *X, const float *dY, float *dX)
 {
     const rs_model_run *r = &a->r;
     recsys_ctx *ctx = r->ctx;
@@ -461,11 +450,10 @@ static recsys_status hstu_backward(recsys_ctx *ctx, const rs_model_config *c, co
 {
     recsys_status st = rs_model_begin_bwd(ctx, &HSTU_WS, c, P, ws, b, d_out, G);
     if (st) return st;
+    hstu_args a;
+    args_init(&a, ctx, c, P, G, ws, b);
     rs_ws_common *w = &ws->com;
     int d = c->dim, n = w->n;
-    rs_tensor_table t;
-    hstu_layout(c, &t);
-    model_args a = args_of(ctx, c, &t, P, G, ws, b);
     float *dY = ws->t1, *dX = ws->t2;
     hstu_out ho = {ws, &ctx->kern, w->x[c->blocks], dY};
     rs_padded_edge_bwd(ctx, w, d_out, out_bwd_rows, &ho);
@@ -482,11 +470,12 @@ static recsys_status hstu_backward(recsys_ctx *ctx, const rs_model_config *c, co
 
 const rs_model_ops rs_hstu_ops = {
     .name = "hstu",
-    .n_params = hstu_n_params,
+    .layout = hstu_layout,
+    .n_params = rs_tensors_total,
     .init = hstu_init,
     .ws_new = hstu_ws_new,
     .ws_free = rs_ws_free,
     .forward = hstu_forward,
     .backward = hstu_backward,
-    .tensors = hstu_tensors,
+    .tensors = rs_tensors_list,
 };

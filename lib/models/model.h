@@ -48,6 +48,7 @@ typedef struct rs_batch {
 } rs_batch;
 
 typedef struct rs_workspace rs_workspace; /* model-family specific */
+typedef struct rs_tensor_table rs_tensor_table; /* lib/models/scaffold.h */
 
 /* Every model's parameters start with the item embedding table
  * [(n_items+1) x d], shared by the input and the output layer (the
@@ -57,6 +58,9 @@ typedef struct rs_workspace rs_workspace; /* model-family specific */
 
 typedef struct rs_model_ops {
     const char *name;
+    /* The parameter tensors (lib/models/scaffold.h: rs_tensors_begin, then
+     * the family's kinds). n_params and tensors below derive from it. */
+    void (*layout)(const rs_model_config *cfg, rs_tensor_table *t);
     /* Number of floats in the flat parameter array. */
     size_t (*n_params)(const rs_model_config *cfg);
     /* Initialise parameters (params has n_params floats). */

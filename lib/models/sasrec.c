@@ -50,14 +50,6 @@ static void sasrec_layout(const rs_model_config *c, rs_tensor_table *t)
     rs_tensors_add(t, "final_ln.beta", d, 0);
 }
 
-static size_t sasrec_n_params(const rs_model_config *c) { return rs_tensors_total(sasrec_layout, c); }
-
-static int sasrec_tensors(const rs_model_config *c, const char **names, size_t *offsets,
-                          size_t *sizes)
-{
-    return rs_tensors_list(sasrec_layout, c, names, offsets, sizes);
-}
-
 /* The projections of one block (the same tensors in every block). With the
  * original placement the queries come from LN_a(X) and the keys and values
  * from X, so W_in is used as two projections (q, kv); else as one (qkv). */
@@ -137,29 +129,19 @@ static void sasrec_plan(rs_workspace *ws, rs_plan *p)
 {
     const rs_model_config *c = &ws->com.cfg;
     size_t R = (size_t)ws->com.R, d = (size_t)c->dim, F = (size_t)c->ffn_dim;
+    size_t H = (size_t)c->heads;
     for (int k = 0; k < c->blocks; k++) {
         sblock *s = sblk(ws, k);
-        s->xn = rs_plan_floats(p, R * d);
-        s->qkvo = rs_plan_floats(p, R * 4 * d);
-        s->a = rs_plan_floats(p, R * d);
-        s->xn2 = rs_plan_floats(p, R * d);
-        s->h = rs_plan_floats(p, R * F);
-        s->lse = rs_plan_floats(p, R * (size_t)c->heads);
-        s->m1 = rs_plan_floats(p, R);
-        s->r1 = rs_plan_floats(p, R);
-        s->m2 = rs_plan_floats(p, R);
-        s->r2 = rs_plan_floats(p, R);
+        const rs_plan_item kept[] = {{&s->xn, d}, {&s->qkvo, 4 * d}, {&s->a, d}, {&s->xn2, d},
+                                     {&s->h, F}, {&s->lse, H}, {&s->m1, 1}, {&s->r1, 1},
+                                     {&s->m2, 1}, {&s->r2, 1}};
+        rs_plan_rows(p, R, kept, (int)(sizeof kept / sizeof kept[0]));
         s->mask = rs_plan_bytes(p, R * d);
     }
     ws->emb_mask = rs_plan_bytes(p, R * d);
-    ws->mf = rs_plan_floats(p, R);
-    ws->rf = rs_plan_floats(p, R);
-    ws->t1 = rs_plan_floats(p, R * d);
-    ws->t2 = rs_plan_floats(p, R * d);
-    ws->th = rs_plan_floats(p, R * F);
-    ws->g0 = rs_plan_floats(p, R * d);
-    ws->g1 = rs_plan_floats(p, R * d);
-    ws->gq = rs_plan_floats(p, R * 4 * d);
+    const rs_plan_item scratch[] = {{&ws->mf, 1}, {&ws->rf, 1}, {&ws->t1, d}, {&ws->t2, d},
+                                    {&ws->th, F}, {&ws->g0, d}, {&ws->g1, d}, {&ws->gq, 4 * d}};
+    rs_plan_rows(p, R, scratch, (int)(sizeof scratch / sizeof scratch[0]));
     /* bias/gain partial sums, and the final layer norm's per-row gains */
     size_t width = 3 * d > F ? 3 * d : F;
     int chunks = rs_nn_chunks(ws->com.R);
@@ -214,15 +196,16 @@ static rs_attn_layout attn_layout(const rs_workspace *ws, int block)
 
 /* ---------------------------------------------------------------- forward */
 
-typedef struct model_args {
+typedef struct sasrec_args {
+    rs_tensor_table tab;
     rs_model_run r;
     rs_workspace *ws;
     sasrec_projs pj;
-} model_args;
+} sasrec_args;
 
 /* out = Dropout(W2 · Dropout(ReLU(W1 in + b1)) + b2) (+ add1) (+ add2);
  * h keeps the dropped hidden layer, s->mask the output's dropout. */
-static void ffn_fwd(const model_args *m, int k, const sblock *s, const float *in, float *out,
+static void ffn_fwd(const sasrec_args *m, int k, const sblock *s, const float *in, float *out,
                     const float *add1, const float *add2)
 {
     const rs_model_run *r = &m->r;
@@ -236,7 +219,7 @@ static void ffn_fwd(const model_args *m, int k, const sblock *s, const float *in
                             stream(w->seed, k, S_FFN_OUT), w->src, s->mask, add1, add2);
 }
 
-static void block_fwd(const model_args *m, int k, const sblock *s, const float *X, float *Y)
+static void block_fwd(const sasrec_args *m, int k, const sblock *s, const float *X, float *Y)
 {
     const rs_model_run *r = &m->r;
     recsys_ctx *ctx = r->ctx;
@@ -312,11 +295,15 @@ static void final_bwd_rows(void *arg, int row, size_t p0, int n, const float *ro
                                rows, j->dX + p0 * d, pg, pg + d);
 }
 
-static model_args args_of(recsys_ctx *ctx, const rs_model_config *c, const rs_tensor_table *t,
-                          const float *P, float *G, rs_workspace *ws)
+/* Fills a (the tensor table included) for a pass over ws. */
+static void args_init(sasrec_args *a, recsys_ctx *ctx, const rs_model_config *c, const float *P,
+                      float *G, rs_workspace *ws)
 {
-    model_args m = {{ctx, c, t, P, G, ws->partial}, ws, sasrec_projections(c)};
-    return m;
+    sasrec_layout(c, &a->tab);
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial};
+    a->r = r;
+    a->ws = ws;
+    a->pj = sasrec_projections(c);
 }
 
 static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, const float *P,
@@ -324,12 +311,11 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
 {
     recsys_status st = rs_model_begin_fwd(ctx, &SASREC_WS, c, P, ws, b, out);
     if (st) return st;
+    sasrec_args m;
+    args_init(&m, ctx, c, P, NULL, ws);
     rs_ws_common *w = &ws->com;
-    int d = c->dim, N = w->n;
-    rs_tensor_table t;
-    sasrec_layout(c, &t);
-    model_args m = args_of(ctx, c, &t, P, NULL, ws);
     float *X0 = w->x[0];
+    int d = c->dim, N = w->n;
     rs_embed_edge_fwd(&m.r, w, X0);
     rs_dropout_fwd_mask(ctx, N, d, X0, w->p, stream(w->seed, 0, S_EMB), w->src, X0,
                         ws->emb_mask);
@@ -353,7 +339,7 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
 /* Backward of ffn_fwd given dGd = ∂/∂(dropped output); dIn = (or +=)
  * ∂/∂in. dIn may alias dGd: it is only written after dGd's last use. Uses
  * t1 and th. */
-static void ffn_bwd(const model_args *m, int k, const sblock *s, const float *in,
+static void ffn_bwd(const sasrec_args *m, int k, const sblock *s, const float *in,
                     const float *dGd, float *dIn, int accumulate)
 {
     const rs_model_run *r = &m->r;
@@ -371,7 +357,7 @@ static void ffn_bwd(const model_args *m, int k, const sblock *s, const float *in
 }
 
 /* dY: gradient of the block output (may be overwritten); dX: written. */
-static void block_bwd(const model_args *m, int k, const float *X, float *dY, float *dX)
+static void block_bwd(const sasrec_args *m, int k, const float *X, float *dY, float *dX)
 {
     const rs_model_run *r = &m->r;
     recsys_ctx *ctx = r->ctx;
@@ -438,12 +424,11 @@ static recsys_status sasrec_backward(recsys_ctx *ctx, const rs_model_config *c, 
 {
     recsys_status st = rs_model_begin_bwd(ctx, &SASREC_WS, c, P, ws, b, d_out, G);
     if (st) return st;
+    sasrec_args m;
+    args_init(&m, ctx, c, P, G, ws);
+    float *dY = ws->g0, *dX = ws->g1;
     rs_ws_common *w = &ws->com;
     int d = c->dim, N = w->n;
-    rs_tensor_table t;
-    sasrec_layout(c, &t);
-    model_args m = args_of(ctx, c, &t, P, G, ws);
-    float *dY = ws->g0, *dX = ws->g1;
 
     final_ln fl = {&ctx->kern, ws, w->x[c->blocks], rs_param(&m.r, T_LNF_G, 0), NULL, dY};
     rs_padded_edge_bwd(ctx, w, d_out, final_bwd_rows, &fl);
@@ -469,11 +454,12 @@ static recsys_status sasrec_backward(recsys_ctx *ctx, const rs_model_config *c, 
 
 const rs_model_ops rs_sasrec_ops = {
     .name = "sasrec",
-    .n_params = sasrec_n_params,
+    .layout = sasrec_layout,
+    .n_params = rs_tensors_total,
     .init = sasrec_init,
     .ws_new = sasrec_ws_new,
     .ws_free = rs_ws_free,
     .forward = sasrec_forward,
     .backward = sasrec_backward,
-    .tensors = sasrec_tensors,
+    .tensors = rs_tensors_list,
 };

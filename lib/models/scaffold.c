@@ -31,18 +31,30 @@ int rs_tensors_add(rs_tensor_table *t, const char *name, size_t slice_floats, in
     return i;
 }
 
-size_t rs_tensors_total(rs_layout_fn layout, const rs_model_config *c)
+void rs_tensors_of(const rs_model_config *c, rs_tensor_table *t)
+{
+    const rs_model_ops *ops = rs_model_ops_for(c->type);
+    if (ops && ops->layout) {
+        ops->layout(c, t);
+        return;
+    }
+    t->n = 0;
+    t->blocks = c->blocks;
+    t->off[0] = 0;
+}
+
+size_t rs_tensors_total(const rs_model_config *c)
 {
     rs_tensor_table t;
-    layout(c, &t);
+    rs_tensors_of(c, &t);
     return t.off[t.n];
 }
 
-int rs_tensors_list(rs_layout_fn layout, const rs_model_config *c, const char **names,
-                    size_t *offsets, size_t *sizes)
+int rs_tensors_list(const rs_model_config *c, const char **names, size_t *offsets,
+                    size_t *sizes)
 {
     rs_tensor_table t;
-    layout(c, &t);
+    rs_tensors_of(c, &t);
     int n = 0;
     for (int i = 0; i < t.n; i++) {
         if (t.off[i + 1] == t.off[i]) continue; /* an optional tensor switched off */

@@ -41,9 +41,6 @@ typedef struct rs_tensor_table {
     int blocks;
 } rs_tensor_table;
 
-/* A model's tensor list: fills t with rs_tensors_begin + rs_tensors_add. */
-typedef void (*rs_layout_fn)(const rs_model_config *c, rs_tensor_table *t);
-
 /* Start a table with item_emb and pos_emb. */
 void rs_tensors_begin(rs_tensor_table *t, const rs_model_config *c);
 /* Append a kind of slice_floats per block (per_block) or in all; returns its
@@ -51,10 +48,13 @@ void rs_tensors_begin(rs_tensor_table *t, const rs_model_config *c);
  * (an optional tensor switched off) takes no space and is not listed. */
 int rs_tensors_add(rs_tensor_table *t, const char *name, size_t slice_floats, int per_block);
 
-/* ops->n_params and ops->tensors for a model with this layout. */
-size_t rs_tensors_total(rs_layout_fn layout, const rs_model_config *c);
-int rs_tensors_list(rs_layout_fn layout, const rs_model_config *c, const char **names,
-                    size_t *offsets, size_t *sizes);
+/* The table of c's model family (its ops->layout); 0 kinds for an unknown
+ * family. */
+void rs_tensors_of(const rs_model_config *c, rs_tensor_table *t);
+/* ops->n_params and ops->tensors of every model family (by c->type). */
+size_t rs_tensors_total(const rs_model_config *c);
+int rs_tensors_list(const rs_model_config *c, const char **names, size_t *offsets,
+                    size_t *sizes);
 
 /* Offset of block k's slice of kind t (k ignored for kinds not per block). */
 static inline size_t rs_tensor_at(const rs_tensor_table *t, int kind, int k)
@@ -150,6 +150,17 @@ static inline float *rs_plan_floats(rs_plan *p, size_t n)
     float *at = p->base ? p->base + p->off : NULL;
     p->off += rs_plan_round(n);
     return at;
+}
+
+/* Takes rows x width floats for each item, in order. */
+typedef struct rs_plan_item {
+    float **at;
+    size_t width;
+} rs_plan_item;
+
+static inline void rs_plan_rows(rs_plan *p, size_t rows, const rs_plan_item *items, int n)
+{
+    for (int i = 0; i < n; i++) *items[i].at = rs_plan_floats(p, rows * items[i].width);
 }
 
 static inline uint8_t *rs_plan_bytes(rs_plan *p, size_t n)

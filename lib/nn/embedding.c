@@ -20,8 +20,7 @@ static void gather_task(void *arg, int task, int thread)
 {
     (void)thread;
     const embed_job *j = arg;
-    int i0 = task * RS_NN_CHUNK_ROWS;
-    int i1 = i0 + RS_NN_CHUNK_ROWS < j->n ? i0 + RS_NN_CHUNK_ROWS : j->n;
+    int i0 = task * RS_NN_CHUNK_ROWS, i1 = rs_nn_chunk_end(i0, j->n);
     j->k->embed_gather(i1 - i0, j->d, j->table, j->ids + i0, j->scale, j->accumulate,
                        j->y + (size_t)i0 * j->d);
 }

@@ -21,6 +21,11 @@
 #define RS_NN_CHUNK_ROWS 64
 
 static inline int rs_nn_chunks(int n) { return (n + RS_NN_CHUNK_ROWS - 1) / RS_NN_CHUNK_ROWS; }
+/* One past the last row of the chunk that starts at row i0, of n rows. */
+static inline int rs_nn_chunk_end(int i0, int n)
+{
+    return i0 + RS_NN_CHUNK_ROWS < n ? i0 + RS_NN_CHUNK_ROWS : n;
+}
 
 /* Floats of scratch the *_bwd calls below need for their partial sums over
  * n rows of width w (bias and gain gradients): rs_nn_chunks(n) * w. */
