@@ -9,12 +9,13 @@
  * blocks ran as usual on the packed rows; out receives row b's result at
  * slot L-1 only (the other slots are not written).
  *
- * Parameters are found by tensor name (rs_model_ops.tensors), so this file
- * depends on the checkpoint layout only. Results agree with the full
+ * Projections run through rs_proj_fwd with the model's own rs_proj sites
+ * (the seam per-projection extras hook into); the other parameters (layer
+ * norm gains, HSTU's relative biases) are found by tensor name. Results agree with the full
  * forward within float rounding (tests/test_serve.c,
  * test_last_only_equals_full: 1e-5), not bit for bit: the one-query
  * attention here is its own loop. */
-#include "models/model.h"
+#include "models/scaffold.h"
 
 #include "nn/nn.h"
 
@@ -41,6 +42,17 @@ static const float *tensor(const rs_model_config *c, const float *P, const char 
             return P + off[i] + (stacked ? (size_t)k * (size[i] / (size_t)c->blocks) : 0);
         }
     return NULL;
+}
+
+/* y = x Wᵀ + b through the model's projection (its bias added here when
+ * the projection leaves it to a fused pass). */
+static void proj(const rs_model_run *r, const rs_proj *p, int k, int n, const float *x, int ldx,
+                 float *y, int ldy)
+{
+    rs_proj_fwd(r, p, k, n, x, ldx, y, ldy);
+    const float *b = p->bias_fused ? rs_proj_bias(r, p, k) : NULL;
+    for (int i = 0; b && i < n; i++)
+        for (int c = 0; c < p->out; c++) y[(size_t)i * ldy + c] += b[c];
 }
 
 /* Scratch layout for B rows of a batch of N packed rows. */
@@ -107,17 +119,16 @@ static void gather_last(int B, int d, const float *X, const int *base, const int
 
 /* ---------------------------------------------------------------- SASRec */
 
-void rs_sasrec_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P, const float *X,
+void rs_sasrec_last_fwd(const rs_model_run *r, const rs_last_sasrec_projs *pj, const float *X,
                         int N, int B, const int *base, const int *len, float *scratch, float *out)
 {
+    recsys_ctx *ctx = r->ctx;
+    const rs_model_config *c = r->cfg;
+    const float *P = r->P;
     int d = c->dim, F = c->ffn_dim, k = c->blocks - 1, L = c->max_len, H = c->heads, dh = d / H;
     last_bufs s = carve(c, B, scratch);
     const float *g1 = tensor(c, P, "attn_ln.gamma", k), *be1 = tensor(c, P, "attn_ln.beta", k);
     const float *g2 = tensor(c, P, "ffn_ln.gamma", k), *be2 = tensor(c, P, "ffn_ln.beta", k);
-    const float *w_in = tensor(c, P, "attn.w_in", k), *b_in = tensor(c, P, "attn.b_in", k);
-    const float *w_out = tensor(c, P, "attn.w_out", k), *b_out = tensor(c, P, "attn.b_out", k);
-    const float *w1 = tensor(c, P, "ffn.w1", k), *b1 = tensor(c, P, "ffn.b1", k);
-    const float *w2 = tensor(c, P, "ffn.w2", k), *b2 = tensor(c, P, "ffn.b2", k);
     const float *gf = tensor(c, P, "final_ln.gamma", 0), *bf = tensor(c, P, "final_ln.beta", 0);
 
     /* Keys and values of every packed row; queries of the last rows. */
@@ -132,8 +143,8 @@ void rs_sasrec_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *
         rs_layernorm_fwd(ctx, B, d, s.xl, NULL, g1, be1, SAS_LN_EPS, s.tl, s.mean, s.rstd);
         q_in = s.tl; /* Q = LN_a(X): the residual of the original placement */
     }
-    rs_linear_fwd(ctx, N, d, 2 * d, kv_in, d, w_in + (size_t)d * d, b_in + d, s.kv, 2 * d);
-    rs_linear_fwd(ctx, B, d, d, q_in, d, w_in, b_in, s.ql, d);
+    proj(r, pj->kv, k, N, kv_in, d, s.kv, 2 * d);
+    proj(r, pj->q, k, B, q_in, d, s.ql, d);
 
     /* One query per row against its segment's keys. */
     float scale = 1.0f / sqrtf((float)dh);
@@ -163,30 +174,30 @@ void rs_sasrec_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *
             }
         }
     }
-    rs_linear_fwd(ctx, B, d, d, s.ol, d, w_out, b_out, s.al, d); /* A */
+    proj(r, pj->out, k, B, s.ol, d, s.al, d); /* A */
 
     /* The rest of the block on B rows: yl = block output. */
     switch (c->norm) {
     case RS_NORM_ORIGINAL: /* N = LN_f(Q + A); Y = N + FFN(N) */
         rs_layernorm_fwd(ctx, B, d, s.tl, s.al, g2, be2, SAS_LN_EPS, s.ol, s.mean, s.rstd);
-        rs_linear_fwd(ctx, B, d, F, s.ol, d, w1, b1, s.hl, F);
+        proj(r, pj->ffn1, k, B, s.ol, d, s.hl, F);
         rs_relu_fwd(ctx, B, F, s.hl, F);
-        rs_linear_fwd(ctx, B, F, d, s.hl, F, w2, b2, s.yl, d);
+        proj(r, pj->ffn2, k, B, s.hl, F, s.yl, d);
         rs_nn_add(ctx, B, d, s.ol, s.yl);
         break;
     case RS_NORM_POST: /* E1 = LN_a(X + A); Y = LN_f(E1 + FFN(E1)) */
         rs_layernorm_fwd(ctx, B, d, s.xl, s.al, g1, be1, SAS_LN_EPS, s.ol, s.mean, s.rstd);
-        rs_linear_fwd(ctx, B, d, F, s.ol, d, w1, b1, s.hl, F);
+        proj(r, pj->ffn1, k, B, s.ol, d, s.hl, F);
         rs_relu_fwd(ctx, B, F, s.hl, F);
-        rs_linear_fwd(ctx, B, F, d, s.hl, F, w2, b2, s.tl, d);
+        proj(r, pj->ffn2, k, B, s.hl, F, s.tl, d);
         rs_layernorm_fwd(ctx, B, d, s.ol, s.tl, g2, be2, SAS_LN_EPS, s.yl, s.mean, s.rstd);
         break;
     default: /* pre: X1 = X + A; Y = X1 + FFN(LN_f(X1)) */
         rs_nn_add(ctx, B, d, s.xl, s.al); /* al = X1 */
         rs_layernorm_fwd(ctx, B, d, s.al, NULL, g2, be2, SAS_LN_EPS, s.ol, s.mean, s.rstd);
-        rs_linear_fwd(ctx, B, d, F, s.ol, d, w1, b1, s.hl, F);
+        proj(r, pj->ffn1, k, B, s.ol, d, s.hl, F);
         rs_relu_fwd(ctx, B, F, s.hl, F);
-        rs_linear_fwd(ctx, B, F, d, s.hl, F, w2, b2, s.yl, d);
+        proj(r, pj->ffn2, k, B, s.hl, F, s.yl, d);
         rs_nn_add(ctx, B, d, s.al, s.yl);
         break;
     }
@@ -201,24 +212,31 @@ void rs_sasrec_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *
 
 /* ------------------------------------------------------------------ HSTU */
 
-void rs_hstu_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P, const float *X,
-                      int N, int B, const int *base, const int *len, const rs_batch *batch,
-                      int time_on, float *scratch, float *out)
+void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_proj *o_p,
+                      const float *X, int N, int B, const int *base, const int *len,
+                      const rs_batch *batch, int time_on, float *scratch, float *out)
 {
+    recsys_ctx *ctx = r->ctx;
+    const rs_model_config *c = r->cfg;
+    const float *P = r->P;
     int d = c->dim, k = c->blocks - 1, L = c->max_len, H = c->heads, dqk = c->dqk, dv = c->dv;
     int hdv = H * dv, hq = H * dqk, kvw = hdv + 2 * hq;
     last_bufs s = carve(c, B, scratch);
-    const float *uvqk = tensor(c, P, "uvqk.weight", k), *rab_pos = tensor(c, P, "rab_pos", k);
+    const float *rab_pos = tensor(c, P, "rab_pos", k);
     const float *rab_time = time_on ? tensor(c, P, "rab_time", k) : NULL;
-    const float *ow = tensor(c, P, "o.weight", k), *ob = tensor(c, P, "o.bias", k);
+    /* the uvqk projection's rows: U = [0, hdv), V|Q|K = [hdv, cols) */
+    rs_proj u_p = *uvqk_p, vqk_p = *uvqk_p;
+    u_p.out = hdv;
+    vqk_p.row0 = uvqk_p->row0 + hdv;
+    vqk_p.out = kvw;
 
     /* Xn = LN(X) for every packed row; V|Q|K = SiLU(Xn W[hdv:]ᵀ); U for the last rows. */
     rs_layernorm_fwd(ctx, N, d, X, NULL, NULL, NULL, HSTU_LN_EPS, s.xn, s.mean, s.rstd);
-    rs_linear_fwd(ctx, N, d, kvw, s.xn, d, uvqk + (size_t)hdv * d, NULL, s.kv, kvw);
-    for (int r = 0; r < N; r++) ctx->kern.silu_fwd((size_t)kvw, s.kv + (size_t)r * kvw, s.w);
+    proj(r, &vqk_p, k, N, s.xn, d, s.kv, kvw);
+    for (int i = 0; i < N; i++) ctx->kern.silu_fwd((size_t)kvw, s.kv + (size_t)i * kvw, s.w);
     gather_last(B, d, s.xn, base, len, s.tl);
-    rs_linear_fwd(ctx, B, d, hdv, s.tl, d, uvqk, NULL, s.ul, hdv);
-    for (int r = 0; r < B; r++) ctx->kern.silu_fwd((size_t)hdv, s.ul + (size_t)r * hdv, s.w);
+    proj(r, &u_p, k, B, s.tl, d, s.ul, hdv);
+    for (int i = 0; i < B; i++) ctx->kern.silu_fwd((size_t)hdv, s.ul + (size_t)i * hdv, s.w);
 
     double inv_n = 1.0 / (double)L;
     for (int b = 0; b < B; b++) {
@@ -250,7 +268,7 @@ void rs_hstu_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P,
     rs_layernorm_fwd(ctx, B, hdv, s.ol, NULL, NULL, NULL, HSTU_LN_EPS, s.al, s.mean, s.rstd);
     for (size_t i = 0; i < (size_t)B * hdv; i++) s.al[i] *= s.ul[i];
     gather_last(B, d, X, base, len, s.xl);
-    rs_linear_fwd(ctx, B, hdv, d, s.al, hdv, ow, ob, s.yl, d);
+    proj(r, o_p, k, B, s.al, hdv, s.yl, d);
     rs_nn_add(ctx, B, d, s.xl, s.yl);
     for (int b = 0; b < B; b++) {
         float *o = out + ((size_t)b * L + (size_t)(L - 1)) * d;

@@ -53,18 +53,24 @@ typedef struct rs_batch {
     float *last_scratch;
 } rs_batch;
 
-/* lib/models/last_block.c: the last block for the last position only. */
+/* Floats of rs_batch.last_scratch for batches of up to B rows
+ * (lib/models/last_block.c). */
 size_t rs_last_scratch_floats(const rs_model_config *c, int B);
-void rs_sasrec_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P, const float *X,
-                        int N, int B, const int *base, const int *len, float *scratch, float *out);
-void rs_hstu_last_fwd(recsys_ctx *ctx, const rs_model_config *c, const float *P, const float *X,
-                      int N, int B, const int *base, const int *len, const rs_batch *batch,
-                      int time_on, float *scratch, float *out);
 
 typedef struct rs_workspace rs_workspace; /* model-family specific */
+typedef struct rs_tensor_table rs_tensor_table; /* lib/models/scaffold.h */
+
+/* Every model's parameters start with the item embedding table
+ * [(n_items+1) x d], shared by the input and the output layer (the
+ * scaffolding's first tensor kind, lib/models/scaffold.h). Losses and
+ * scoring read and update it at this offset in params and grads. */
+#define RS_ITEM_TABLE_OFFSET ((size_t)0)
 
 typedef struct rs_model_ops {
     const char *name;
+    /* The parameter tensors (lib/models/scaffold.h: rs_tensors_begin, then
+     * the family's kinds). n_params and tensors below derive from it. */
+    void (*layout)(const rs_model_config *cfg, rs_tensor_table *t);
     /* Number of floats in the flat parameter array. */
     size_t (*n_params)(const rs_model_config *cfg);
     /* Initialise parameters (params has n_params floats). */
@@ -81,8 +87,6 @@ typedef struct rs_model_ops {
     recsys_status (*backward)(recsys_ctx *ctx, const rs_model_config *cfg, const float *params,
                               rs_workspace *ws, const rs_batch *b, const float *d_out,
                               float *grads);
-    /* Offset of the item embedding table [(n_items+1) x d] in params. */
-    size_t (*item_table_offset)(const rs_model_config *cfg);
     /* Named parameter tensors (for checkpoints and debugging): returns the
      * count; fills names/offsets/sizes when non-NULL arrays of that count. */
     int (*tensors)(const rs_model_config *cfg, const char **names, size_t *offsets,
@@ -114,7 +118,7 @@ static inline recsys_model *rs_model_ref(recsys_model *m)
 }
 static inline const float *rs_model_items(const recsys_model *m)
 {
-    return m->params + m->ops->item_table_offset(&m->cfg);
+    return m->params + RS_ITEM_TABLE_OFFSET;
 }
 
 #endif
