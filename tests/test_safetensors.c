@@ -6,7 +6,7 @@
 
 #include "test_util.h"
 
-int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size); /* fuzz_safetensors.c */
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size); /* fuzz/fuzz_safetensors.c */
 
 /* A file of one header text and data bytes. */
 static unsigned char *make_file(const char *hdr, const void *data, size_t dlen, size_t *len)
