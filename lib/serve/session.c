@@ -270,8 +270,8 @@ static recsys_status score_chunk(recsys_session *s, int n, int32_t first, int32_
 {
     const rs_model_config *cfg = &s->model->cfg;
     int d = cfg->dim, L = cfg->max_len;
-    if (n == 1) /* one row: C^T = table · f, the same layout; the GEMM then packs
-                 * only f (d floats), not the chunk of the item table */
+    if (n == 1 && !s->ctx->gemm_onednn) /* one row: C^T = table · f, the same layout; packs
+                 * only f, not the item table (same bits with our kernels) */
         rs_gemm(s->ctx, 0, 1, len, 1, d, 1.0f, s->table->rows + (size_t)first * d, d,
                 s->F + (size_t)(L - 1) * d, d, 0.0f, s->chunk, 1);
     else
