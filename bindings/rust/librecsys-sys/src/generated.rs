@@ -236,7 +236,7 @@ extern "C" {
     pub fn recsys_session_topk(s: *mut recsys_session, history: *const i32, n_history: usize, k: c_int, exclude_history: c_int, items: *mut i32, scores: *mut f32) -> recsys_status;
     pub fn recsys_session_score_request(s: *mut recsys_session, req: *const recsys_request, scores: *mut f32, n_scores: usize) -> recsys_status;
     pub fn recsys_session_topk_request(s: *mut recsys_session, req: *const recsys_request, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
-    pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *mut *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
+    pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *const *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
     pub fn recsys_session_user_vector(s: *mut recsys_session, req: *const recsys_request, vec: *mut f32, dim: usize) -> recsys_status;
     pub fn recsys_apen_new(ctx: *mut recsys_ctx, opts: *const recsys_opts, out: *mut *mut recsys_apen) -> recsys_status;
     pub fn recsys_apen_free(a: *mut recsys_apen);
