@@ -10,6 +10,8 @@
 #include "checkpoint/checkpoint.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -723,6 +725,159 @@ static void test_train_state(void **state)
     free(v);
 }
 
+
+/* ------------------------------------------------------- forged files */
+
+/* Sections with valid CRCs in an order the writer never produces. */
+static void test_forged_sections(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->path), RECSYS_OK);
+    size_t n;
+    unsigned char *good = read_all(f->path, &n);
+    size_t st[8];
+    assert_int_equal(sections(good, n, st, 8), 4); /* CONF TENS WGHT END */
+    size_t len[4];
+    for (int i = 0; i < 3; i++) len[i] = st[i + 1] - st[i];
+    len[3] = n - st[3];
+    for (int dup = 0; dup < 3; dup++) {
+        /* CONF TENS WGHT <dup again> END */
+        size_t m = n + len[dup];
+        unsigned char *b = malloc(m);
+        memcpy(b, good, st[3]);
+        memcpy(b + st[3], good + st[dup], len[dup]);
+        memcpy(b + st[3] + len[dup], good + st[3], len[3]);
+        reseal(b, m);
+        write_all(f->path, b, m);
+        free(b);
+        expect_format(f, "repeated section");
+        assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "appears twice"));
+    }
+    free(good);
+    /* Impossible epoch and step counts in the trainer state. */
+    size_t np = f->model->n_params;
+    float *mm = calloc(np, sizeof(float)), *vv = calloc(np, sizeof(float));
+    rs_train_state bad = {.epoch = (int64_t)1 << 31, .step = 5, .m = mm, .v = vv};
+    assert_int_equal(rs_checkpoint_save_train(f->ctx, f->model, f->path, &bad), RECSYS_OK);
+    rs_train_state got = {.m = mm, .v = vv};
+    assert_int_equal(rs_checkpoint_load_train(f->ctx, f->path, f->model, &got), RECSYS_E_FORMAT);
+    assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "impossible epoch"));
+    bad.epoch = 2;
+    bad.step = INT64_MAX;
+    assert_int_equal(rs_checkpoint_save_train(f->ctx, f->model, f->path, &bad), RECSYS_OK);
+    assert_int_equal(rs_checkpoint_load_train(f->ctx, f->path, f->model, &got), RECSYS_E_FORMAT);
+    free(mm);
+    free(vv);
+}
+
+/* ------------------------------------------------------- save targets */
+
+static int count_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int k = 0;
+    while (d && (e = readdir(d))) k += strstr(e->d_name, ".tmp.") != NULL;
+    if (d) closedir(d);
+    return k;
+}
+
+static void test_save_targets(void **state)
+{
+    fixture *f = *state;
+    char link[256], real[256], tmp[300];
+    struct stat sb;
+    /* A symlink is followed to its target (as cp does) and stays a link. */
+    snprintf(real, sizeof real, "%s/real.ckpt", f->dir);
+    snprintf(link, sizeof link, "%s/link.ckpt", f->dir);
+    write_all(real, "old", 3);
+    assert_int_equal(symlink("real.ckpt", link), 0);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, link), RECSYS_OK);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    recsys_model *m = NULL;
+    assert_int_equal(recsys_model_load(f->ctx, real, &m), RECSYS_OK);
+    recsys_model_free(m);
+    /* A dangling link is an error, not a new file in its place. */
+    unlink(link);
+    assert_int_equal(symlink("missing/x.ckpt", link), 0);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, link), RECSYS_E_IO);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    unlink(link);
+    /* Devices, FIFOs and directories are never replaced. */
+    assert_int_equal(recsys_model_save(f->ctx, f->model, "/dev/null"), RECSYS_E_IO);
+    assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "character device"));
+    assert_int_equal(stat("/dev/null", &sb), 0);
+    assert_true(S_ISCHR(sb.st_mode));
+    snprintf(tmp, sizeof tmp, "%s/fifo", f->dir);
+    assert_int_equal(mkfifo(tmp, 0600), 0);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, tmp), RECSYS_E_IO);
+    assert_int_equal(lstat(tmp, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    unlink(tmp);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, f->dir), RECSYS_E_IO);
+    assert_int_equal(count_temps(f->dir), 0);
+    /* Existing permissions are kept (0600 stays 0600) ... */
+    assert_int_equal(chmod(real, 0600), 0);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, real), RECSYS_OK);
+    assert_int_equal(stat(real, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    /* ... and new files get the umask's. */
+    mode_t old = umask(027);
+    snprintf(tmp, sizeof tmp, "%s/new.ckpt", f->dir);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, tmp), RECSYS_OK);
+    umask(old);
+    assert_int_equal(stat(tmp, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0640);
+    /* Stale temp files of the target are removed by the next save, unless a
+     * save in progress holds one locked; other files are left alone. */
+    char stale[320], locked[320], other[320];
+    snprintf(stale, sizeof stale, "%s.tmp.AbC123", real);
+    snprintf(locked, sizeof locked, "%s.tmp.LoCk99", real);
+    snprintf(other, sizeof other, "%s/new.ckpt.tmp.zzzzzz", f->dir);
+    write_all(stale, "x", 1);
+    write_all(locked, "x", 1);
+    write_all(other, "x", 1);
+    int lfd = open(locked, O_RDONLY);
+    assert_true(lfd >= 0);
+    assert_int_equal(flock(lfd, LOCK_EX), 0);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, real), RECSYS_OK);
+    assert_int_equal(access(stale, F_OK), -1);
+    assert_int_equal(access(locked, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0);
+    close(lfd);
+    unlink(locked);
+    unlink(other);
+}
+
+/* A path longer than any fixed buffer (trainer.c once cut it at 1023
+ * bytes and saved elsewhere). */
+static void test_long_path(void **state)
+{
+    fixture *f = *state;
+    char path[2048];
+    size_t n = (size_t)snprintf(path, sizeof path, "%s", f->dir);
+    char seg[201];
+    memset(seg, 'd', 200);
+    seg[200] = 0;
+    for (int i = 0; i < 6; i++) {
+        n += (size_t)snprintf(path + n, sizeof path - n, "/%s", seg);
+        assert_int_equal(mkdir(path, 0700), 0);
+    }
+    snprintf(path + n, sizeof path - n, "/model.ckpt");
+    assert_true(strlen(path) > 1100);
+    assert_int_equal(recsys_model_save(f->ctx, f->model, path), RECSYS_OK);
+    recsys_model *m = NULL;
+    assert_int_equal(recsys_model_load(f->ctx, path, &m), RECSYS_OK);
+    recsys_model_free(m);
+    assert_int_equal(unlink(path), 0);
+    for (int i = 0; i < 6; i++) {
+        *strrchr(path, '/') = 0;
+        assert_int_equal(rmdir(path), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -736,6 +891,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_null_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_extra_sections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_train_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_sections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_targets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_path, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,8 +115,96 @@ def sweep_and_fit():
         assert "recsys perflaw" in p.stderr, p.stderr
 
 
+def crc32c(data, crc=0):
+    table = crc32c.table
+    if table is None:
+        table = []
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+            table.append(c)
+        crc32c.table = table
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+crc32c.table = None
+
+
+def reseal(b):
+    """Recompute every section CRC and the END record of a checkpoint."""
+    import struct
+    off = 16
+    while off + 16 <= len(b):
+        tag, n = bytes(b[off:off + 4]), struct.unpack_from("<Q", b, off + 4)[0]
+        if tag == b"END ":
+            struct.pack_into("<QI", b, off + 12, len(b), crc32c(bytes(b[:off])))
+        struct.pack_into("<I", b, off + 12 + n, crc32c(bytes(b[off:off + 12 + n])))
+        off += 16 + n
+
+
+def hardening():
+    import struct
+    # Huge finite weights: scores are NaN, so eval is an error, never HR = 1.
+    big = os.path.join(tmp, "big.rsm")
+    b = bytearray(open(model_path, "rb").read())
+    off = 16
+    while off + 16 <= len(b):
+        tag, n = bytes(b[off:off + 4]), struct.unpack_from("<Q", b, off + 4)[0]
+        if tag == b"WGHT":
+            for k in range(n // 4):
+                struct.pack_into("<f", b, off + 12 + 4 * k, 3e38)
+        off += 16 + n
+    reseal(b)
+    open(big, "wb").write(bytes(b))
+    for protocol in ("sampled", "full"):
+        p = run(["eval", "--model", big, "--data", "synthetic", "--protocol", protocol,
+                 "--config", config] + TINY, ok=False)
+        assert "RECSYS_E_NUMERIC" in p.stderr and "HR@" not in p.stdout, (p.stdout, p.stderr)
+    # A --set key of any length gets a message.
+    p = run(["train", "--set", "k" * 300 + "=1"], ok=False)
+    assert "unknown option" in p.stderr, p.stderr
+    # A bad eval.ks is refused before training, with its location.
+    p = run(["train", "--set", "eval.ks=1,x"] + TINY, ok=False)
+    assert "eval.ks" in p.stderr and "epoch" not in p.stdout, p.stderr
+    ks = os.path.join(tmp, "ks.yaml")
+    open(ks, "w").write("eval:\n  ks: 5,zero\n")
+    p = run(["train", "--config", ks], ok=False)
+    assert "ks.yaml:2:7" in p.stderr, p.stderr
+    # Data where nobody can be evaluated: refused before training.
+    few = os.path.join(tmp, "few.txt")
+    open(few, "w").write("".join(f"u{u} i{k} {k}\n" for u in range(20) for k in range(3)))
+    p = run(["train", "--data", few, "--set", "trainer.epochs=1"], ok=False)
+    assert "nothing to evaluate" in p.stderr and "epoch" not in p.stdout, p.stderr
+    # Only regular files are read; saves never replace a device.
+    p = run(["train", "--data", "/dev/zero"], ok=False)
+    assert "not a regular file" in p.stderr, p.stderr
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    for args in (["train", "--config", fifo], ["train", "--data", fifo],
+                 ["perflaw", "fit", fifo]):
+        p = run(args, ok=False)
+        assert "regular file" in p.stderr, (args, p.stderr)
+    p = run(["train", "--out", "/dev/null", "--set", "trainer.epochs=1"] + TINY, ok=False)
+    assert "refusing to replace" in p.stderr and os.path.exists("/dev/null"), p.stderr
+    # perflaw names the line of a bad run, not its index.
+    runs = os.path.join(tmp, "bad_runs.csv")
+    open(runs, "w").write("layers,dim,data,NDCG@10\n# comment\n\n1,8,1,0.1\n-2,8,1,0.2\n")
+    p = run(["perflaw", "fit", runs], ok=False)
+    assert "bad_runs.csv:5:" in p.stderr, p.stderr
+    # apen --per-user says why it cannot write.
+    data = os.path.join(tmp, "seq.txt")
+    p = run(["apen", "--data", data, "--m", "1", "--per-user", "/dev/full"], ok=False)
+    assert "No space left" in p.stderr, p.stderr
+
+
 for name, fn in [("train", train), ("eval", evaluate), ("errors", errors), ("apen", apen),
-                 ("sweep_and_fit", sweep_and_fit)]:
+                 ("sweep_and_fit", sweep_and_fit), ("hardening", hardening)]:
     check(name, fn)
+import shutil  # noqa: E402
+shutil.rmtree(tmp, ignore_errors=True)
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -164,7 +164,7 @@ static const bad_case BAD[] = {
     /* Unknown names, with suggestions. */
     {"modle:\n  dim: 5\n", 1, 1, "unknown section 'modle'", "did you mean 'model'"},
     {"data:\n  path: x\nevaluation:\n  ks: 1\n", 3, 1, "unknown section 'evaluation'",
-     "data, model, trainer, eval or apen"},
+     "data, model, trainer, eval, apen or resources"},
     {"model:\n  dimm: 5\n", 2, 3, "unknown key 'model.dimm'", "did you mean 'model.dim'"},
     {"trainer:\n  dim: 5\n", 2, 3, "unknown key 'trainer.dim'", "did you mean 'model.dim'"},
     {"trainer:\n  batchsize: 5\n", 2, 3, "'trainer.batchsize'", "'trainer.batch_size'"},
@@ -429,6 +429,15 @@ static void test_describe(void **state)
         case RECSYS_OPT_BOOL:
             assert_string_equal(in.type_name, "bool");
             assert_int_equal(recsys_opts_set(f->opts, in.key, "maybe"), RECSYS_E_INVALID);
+            break;
+        case RECSYS_OPT_INT_LIST:
+            assert_string_equal(in.type_name, "int list");
+            assert_true(in.min <= in.max);
+            snprintf(buf, sizeof buf, "%.0f,%.0f", in.min, in.max);
+            assert_int_equal(recsys_opts_set(f->opts, in.key, buf), RECSYS_OK);
+            snprintf(buf, sizeof buf, "%.0f,%.0f", in.min, in.max + 1);
+            assert_int_equal(recsys_opts_set(f->opts, in.key, buf), RECSYS_E_INVALID);
+            assert_int_equal(recsys_opts_set(f->opts, in.key, "1,x"), RECSYS_E_INVALID);
             break;
         case RECSYS_OPT_STRING:
             assert_string_equal(in.type_name, "string");

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -20,7 +21,7 @@ typedef struct fixture {
     recsys_ctx *ctx;
     recsys_opts *opts;
     char dir[64];
-    char path[8][256]; /* files written by the test, removed in teardown */
+    char path[32][256]; /* files written by the test, removed in teardown */
     int n_paths;
 } fixture;
 
@@ -50,7 +51,7 @@ static int teardown(void **state)
 /* Write text to dir/name and return the path (kept for teardown). */
 static const char *write_file(fixture *f, const char *name, const char *text)
 {
-    assert_true(f->n_paths < 8);
+    assert_true(f->n_paths < 32);
     char *p = f->path[f->n_paths++];
     snprintf(p, 256, "%s/%s", f->dir, name);
     FILE *fp = fopen(p, "wb");
@@ -62,7 +63,7 @@ static const char *write_file(fixture *f, const char *name, const char *text)
 
 static const char *write_gz(fixture *f, const char *name, const char *text)
 {
-    assert_true(f->n_paths < 8);
+    assert_true(f->n_paths < 32);
     char *p = f->path[f->n_paths++];
     snprintf(p, 256, "%s/%s", f->dir, name);
     gzFile g = gzopen(p, "wb");
@@ -70,6 +71,32 @@ static const char *write_gz(fixture *f, const char *name, const char *text)
     assert_int_equal(gzwrite(g, text, (unsigned)strlen(text)), (int)strlen(text));
     gzclose(g);
     return p;
+}
+
+/* Write n raw bytes (may hold NULs) to dir/name. */
+static const char *write_bytes(fixture *f, const char *name, const void *data, size_t n)
+{
+    assert_true(f->n_paths < 32);
+    char *p = f->path[f->n_paths++];
+    snprintf(p, 256, "%s/%s", f->dir, name);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(data, 1, n, fp), n);
+    fclose(fp);
+    return p;
+}
+
+/* The last error is status st at a file ending in name, line:col (col 0 =
+ * any), and its message holds needle. */
+static void expect_loc(fixture *f, const char *name, int line, int col, const char *needle)
+{
+    const char *file, *msg = recsys_ctx_errmsg(f->ctx);
+    int l, c;
+    assert_int_equal(recsys_ctx_error_location(f->ctx, &file, &l, &c), RECSYS_OK);
+    size_t fl = strlen(file), nl = strlen(name);
+    if (fl < nl || strcmp(file + fl - nl, name) || l != line || (col && c != col) ||
+        !strstr(msg, needle))
+        fail_msg("expected %s:%d:%d '%s', got '%s'", name, line, col, needle, msg);
 }
 
 static double ds_stat(const recsys_dataset *ds, int s)
@@ -453,9 +480,19 @@ static void test_sequences(void **state)
     assert_string_equal(seq, "b a c");
     assert_int_equal(ds_stat(ds, RECSYS_STAT_HAS_TIME), 1);
     recsys_dataset_free(ds);
-    /* open(): auto-detects a sequence file (varying field counts). */
-    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_OK);
+    /* open(): 4- and 3-field lines contradict both readings: auto stops at
+     * the first line that differs; data.format decides. */
+    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_E_PARSE);
+    expect_loc(f, "s.txt", 4, 1, "has 3 fields but line 2 has 4");
+    assert_int_equal(recsys_opts_set(f->opts, "data.format", "sequences"), RECSYS_OK);
+    assert_int_equal(recsys_dataset_open(f->ctx, p, f->opts, &ds), RECSYS_OK);
     assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 5);
+    recsys_dataset_free(ds);
+    assert_int_equal(recsys_opts_set(f->opts, "data.format", "auto"), RECSYS_OK);
+    /* A line of more than 4 fields is evidence of a sequence file. */
+    const char *p5 = write_file(f, "s5.txt", "u1 a\nu2 a b c d e\n");
+    assert_int_equal(recsys_dataset_open(f->ctx, p5, NULL, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 6);
     recsys_dataset_free(ds);
     /* ... and data.times_path is used. */
     assert_int_equal(recsys_opts_set(f->opts, "data.times_path", t), RECSYS_OK);
@@ -677,6 +714,160 @@ static void test_real_beauty(void **state)
     recsys_dataset_free(ds);
 }
 
+
+/* ------------------------------------------------------------ hostile input */
+
+/* Formats are decided from evidence, never guessed silently (issue: one line
+ * in 240 without its timestamp loaded as a sequence file). */
+static void test_auto_contradiction(void **state)
+{
+    fixture *f = *state;
+    char text[8192] = "";
+    for (int u = 0; u < 40; u++)
+        for (int k = 0; k < 6; k++) {
+            char line[64];
+            if (u == 20 && k == 3) snprintf(line, sizeof line, "u%d i%d\n", u, k);
+            else snprintf(line, sizeof line, "u%d i%d %d\n", u, (u + k) % 17, 1000 + k);
+            strcat(text, line);
+        }
+    const char *p = write_file(f, "miss.txt", text);
+    recsys_dataset *ds;
+    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_E_PARSE);
+    assert_null(ds);
+    expect_loc(f, "miss.txt", 20 * 6 + 4, 1, "has 2 fields but line 1 has 3");
+    /* Explicitly an interaction file: the same line is the error. */
+    assert_int_equal(recsys_opts_set(f->opts, "data.format", "interactions"), RECSYS_OK);
+    assert_int_equal(recsys_dataset_open(f->ctx, p, f->opts, &ds), RECSYS_E_PARSE);
+    expect_loc(f, "miss.txt", 20 * 6 + 4, 0, "expected 3 fields");
+    /* Mixed two- and three-field lines. */
+    p = write_file(f, "mix.txt", "a x\nb y 5\na z\n");
+    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_E_PARSE);
+    expect_loc(f, "mix.txt", 2, 1, "has 3 fields but line 1 has 2");
+}
+
+static void test_bom_cr_header(void **state)
+{
+    fixture *f = *state;
+    recsys_dataset *ds;
+    const char *name;
+    /* A UTF-8 BOM is not part of the first user id. */
+    const char *p = write_file(f, "bom.txt", "\xEF\xBB\xBFu1 a 1\nu1 b 2\nu2 a 3\n");
+    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_USERS), 2);
+    assert_int_equal(recsys_dataset_user_name(ds, 0, &name), RECSYS_OK);
+    assert_string_equal(name, "u1");
+    recsys_dataset_free(ds);
+    /* UTF-16 is refused with a reason. */
+    p = write_bytes(f, "u16.txt", "\xFF\xFEu\0001\0", 6);
+    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_E_PARSE);
+    expect_loc(f, "u16.txt", 1, 1, "UTF-16");
+    /* CR-only line ends (old Mac) are line ends. */
+    p = write_file(f, "cr.txt", "u1 a 1\ru1 b 2\ru2 a 3\ru2 c 4\r");
+    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_USERS), 2);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 4);
+    recsys_dataset_free(ds);
+    /* Mixed CRLF and CR. */
+    p = write_file(f, "crlf.txt", "u1 a 1\r\nu1 b 2\ru2 a 3\r\n");
+    assert_int_equal(recsys_dataset_load(f->ctx, p, NULL, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 3);
+    recsys_dataset_free(ds);
+    /* A header row is recognised and skipped ... */
+    p = write_file(f, "hdr.csv", "user,item\nu1,a\nu1,b\nu2,a\n");
+    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 3);
+    assert_int_equal(recsys_dataset_item_id(ds, "item", &(int32_t){0}), RECSYS_E_NOT_FOUND);
+    recsys_dataset_free(ds);
+    /* ... or read as data when data.header=false ... */
+    assert_int_equal(recsys_opts_set(f->opts, "data.header", "false"), RECSYS_OK);
+    assert_int_equal(recsys_dataset_open(f->ctx, p, f->opts, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 4);
+    recsys_dataset_free(ds);
+    /* ... and an unknown header with a time column is refused with a hint. */
+    p = write_file(f, "hdr2.tsv", "who\twhat\twhen\nu1\ta\t1\nu1\tb\t2\n");
+    assert_int_equal(recsys_opts_set(f->opts, "data.header", "auto"), RECSYS_OK);
+    assert_int_equal(recsys_dataset_open(f->ctx, p, f->opts, &ds), RECSYS_E_PARSE);
+    expect_loc(f, "hdr2.tsv", 1, 0, "data.header=true");
+    assert_int_equal(recsys_opts_set(f->opts, "data.header", "true"), RECSYS_OK);
+    assert_int_equal(recsys_dataset_open(f->ctx, p, f->opts, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 2);
+    recsys_dataset_free(ds);
+    /* Sequence files: the header line of both files is skipped. */
+    p = write_file(f, "sh.txt", "user items\nu1 a b c d e\n");
+    const char *t = write_file(f, "sh_t.txt", "user times\nu1 5 4 3 2 1\n");
+    assert_int_equal(recsys_dataset_load_sequences(f->ctx, p, t, f->opts, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 5);
+    recsys_dataset_free(ds);
+    assert_int_equal(recsys_opts_set(f->opts, "data.header", "auto"), RECSYS_OK);
+}
+
+static void test_binary_and_special(void **state)
+{
+    fixture *f = *state;
+    recsys_dataset *ds;
+    /* NUL bytes: not a message about sequences but about the byte. */
+    const char *p = write_bytes(f, "nul.txt", "u1 a 1\nu2 b\0002 2\n", 16);
+    assert_int_equal(recsys_dataset_open(f->ctx, p, NULL, &ds), RECSYS_E_PARSE);
+    expect_loc(f, "nul.txt", 2, 5, "NUL byte");
+    /* Trailing garbage after a gzip stream is an error; two members are fine. */
+    p = write_gz(f, "g.gz", "u1 a 1\nu1 b 2\nu2 a 3\n");
+    FILE *fp = fopen(p, "rb");
+    unsigned char gz[256];
+    size_t n = fread(gz, 1, sizeof gz, fp);
+    fclose(fp);
+    unsigned char two[600];
+    memcpy(two, gz, n);
+    memcpy(two + n, gz, n);
+    const char *p2 = write_bytes(f, "two.gz", two, 2 * n);
+    assert_int_equal(recsys_dataset_load(f->ctx, p2, NULL, &ds), RECSYS_OK);
+    assert_int_equal(ds_stat(ds, RECSYS_STAT_EVENTS), 6);
+    recsys_dataset_free(ds);
+    memcpy(two + n, "garbage\n", 8);
+    p2 = write_bytes(f, "junk.gz", two, n + 8);
+    assert_int_equal(recsys_dataset_load(f->ctx, p2, NULL, &ds), RECSYS_E_IO);
+    assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "trailing data after the gzip stream"));
+    /* Only regular files: a FIFO and /dev/zero are refused at once. */
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/fifo", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(recsys_dataset_open(f->ctx, fifo, NULL, &ds), RECSYS_E_IO);
+    assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "a FIFO"));
+    assert_int_equal(recsys_dataset_load_sequences(f->ctx, fifo, NULL, NULL, &ds), RECSYS_E_IO);
+    unlink(fifo);
+    assert_int_equal(recsys_dataset_load(f->ctx, "/dev/zero", NULL, &ds), RECSYS_E_IO);
+    assert_non_null(strstr(recsys_ctx_errmsg(f->ctx), "character device"));
+    assert_int_equal(recsys_dataset_open(f->ctx, f->dir, NULL, &ds), RECSYS_E_IO);
+}
+
+/* A 1 GiB line (a gzip of 1024 one-MiB members) is refused once it passes
+ * the line limit, quickly and without growing the buffer past it. */
+static void test_huge_line(void **state)
+{
+    fixture *f = *state;
+    char *mib = malloc((size_t)1 << 20);
+    memset(mib, 'a', (size_t)1 << 20);
+    char *p = f->path[f->n_paths++];
+    snprintf(p, 256, "%s/huge.gz", f->dir);
+    gzFile g = gzopen(p, "wb1");
+    assert_non_null(g);
+    assert_int_equal(gzwrite(g, mib, 1u << 20), 1 << 20);
+    gzclose(g);
+    FILE *fp = fopen(p, "rb");
+    unsigned char *member = malloc(1 << 16);
+    size_t n = fread(member, 1, 1 << 16, fp);
+    fclose(fp);
+    fp = fopen(p, "wb");
+    for (int i = 0; i < 1024; i++) fwrite(member, 1, n, fp);
+    fclose(fp);
+    free(member);
+    free(mib);
+    recsys_dataset *ds;
+    double t0 = rs_now();
+    assert_int_equal(recsys_dataset_load(f->ctx, p, NULL, &ds), RECSYS_E_PARSE);
+    expect_loc(f, "huge.gz", 1, 0, "longer than");
+    assert_true(rs_now() - t0 < 20.0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -688,7 +879,8 @@ int main(void)
         T(test_empty_and_missing), T(test_null_args),     T(test_sequences),
         T(test_times_mismatch), T(test_long_line),           T(test_open_formats),
         T(test_from_arrays),    T(test_synthetic),           T(test_real_ml1m),
-        T(test_real_ml100k),    T(test_real_beauty),
+        T(test_real_ml100k),    T(test_real_beauty),         T(test_auto_contradiction),
+        T(test_bom_cr_header),  T(test_binary_and_special),  T(test_huge_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,8 @@ apt-get install -y -qq --no-install-recommends \
   libyaml-dev zlib1g-dev libcmocka-dev libdnnl-dev \
   libopenblas-dev libopenblas0 libmicrohttpd-dev libjansson-dev wrk \
   g++ python3-numpy python3-pytest python3-cffi python3-pip python3-setuptools \
-  cargo rustc golang-go >/dev/null
+  cargo rustc golang-go \
+  clang >/dev/null  # clang: libFuzzer for fuzz/
 # The bindings' toolchains (tests/bindings/*.sh): g++ for recsys.hpp, the
 # Python suite (pytest, numpy, cffi), Rust (Debian 12: rustc 1.63, std only)
 # and Go (Debian 12: go 1.19, cgo). Each suite skips when its toolchain is absent.

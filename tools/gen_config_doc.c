@@ -30,6 +30,7 @@ static const struct {
     {"trainer", "optimisation"},
     {"eval", "ranking protocol"},
     {"apen", "Approximate Entropy (MODELS.md §5)"},
+    {"resources", "limits"},
 };
 #define N_SECTIONS (sizeof SECTIONS / sizeof SECTIONS[0])
 
@@ -102,6 +103,7 @@ static void put_allowed(buf *b, const recsys_opt_info *in)
     case RECSYS_OPT_BOOL: put(b, "true/false"); return;
     case RECSYS_OPT_INT:
     case RECSYS_OPT_FLOAT:
+    case RECSYS_OPT_INT_LIST:
         put_number(b, in->min);
         put(b, " .. ");
         put_number(b, in->max);

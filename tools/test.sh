@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: every test with the best kernels, again with the ISA
 # capped to AVX2 and to scalar (so each dispatch path is exercised on an
-# AVX-512 machine), then once more built with ASan + UBSan. The bindings'
-# suites (Python, C++, Rust, Go, the four-language example) are meson tests
-# too; the Python one also runs against the ASan build (libasan preloaded).
+# AVX-512 machine), then once more built with ASan + UBSan (with the
+# allocation-failure injection suite), the concurrency test under TSan, a
+# short run of every fuzz harness and the resource-limit checks. The
+# bindings' suites (Python, C++, Rust, Go, the four-language example) are
+# meson tests too. RECSYS_CRASH_TRIALS, RECSYS_FUZZ_SECONDS set the long
+# modes (docs/TESTING.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f build/build.ninja ] || meson setup build >/dev/null
@@ -43,10 +46,37 @@ summary+=("install: 1 passed, 0 failed (pkg-config build of examples/minimal.c)"
 run avx2 --setup avx2 -C build
 run scalar --setup scalar -C build
 if [ "${RECSYS_SKIP_SANITIZERS:-0}" != 1 ]; then
+  # The ASan build is also the fault-injection build: its allocations go
+  # through a counter (idle unless tests/test_fault.c arms it), and the
+  # suite 'fault' fails the N-th allocation for every N (docs/TESTING.md).
   [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined \
-      -Dbuildtype=debugoptimized -Db_lundef=false -Dbench=disabled >/dev/null
+      -Dbuildtype=debugoptimized -Db_lundef=false -Dbench=disabled -Dfault_injection=true >/dev/null
+  meson configure build-asan -Dfault_injection=true >/dev/null
   ninja -C build-asan >/dev/null
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
     run sanitizers --no-suite python --no-suite bindings -C build-asan
 fi
+# ThreadSanitizer: the concurrency test (shared model, per-thread ctx and
+# session, parallel evaluation) in a TSan build of the library.
+if [ "${RECSYS_SKIP_TSAN:-0}" != 1 ]; then
+  [ -f build-tsan/build.ninja ] || meson setup build-tsan -Db_sanitize=thread \
+      -Dbuildtype=debugoptimized -Db_lundef=false -Dbench=disabled >/dev/null
+  ninja -C build-tsan tests/test_concurrency >/dev/null
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    run tsan --no-rebuild --suite concurrency -C build-tsan
+fi
+# Fuzzing, short: every libFuzzer harness for RECSYS_FUZZ_SECONDS (10) each,
+# when clang is installed (long campaigns: docs/TESTING.md).
+if [ "${RECSYS_SKIP_FUZZ:-0}" != 1 ]; then
+  if command -v clang >/dev/null; then
+    fuzz/run.sh "${RECSYS_FUZZ_SECONDS:-10}"
+    summary+=("fuzz: 5 harnesses, ${RECSYS_FUZZ_SECONDS:-10} s each, nothing found")
+  else
+    summary+=("fuzz: skipped (clang is not installed)")
+  fi
+fi
+# Limits: configs over an address-space limit fail early with the estimate;
+# a 1 GiB line, a FIFO, /dev/zero and deep YAML are refused within seconds.
+tests/limits_test.sh build/examples/recsys
+summary+=("limits: 1 passed (ulimit -v, 1 GiB line, FIFO, /dev/zero, deep YAML)")
 printf '%s\n' "${summary[@]}"

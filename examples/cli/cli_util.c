@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,12 +17,11 @@ recsys_status cli_set_kv(recsys_opts *opts, const char *kv)
 {
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv) return RECSYS_E_INVALID;
-    char key[128];
-    size_t n = (size_t)(eq - kv);
-    if (n >= sizeof key) return RECSYS_E_INVALID;
-    memcpy(key, kv, n);
-    key[n] = 0;
-    return recsys_opts_set(opts, key, eq + 1);
+    char *key = strndup(kv, (size_t)(eq - kv));
+    if (!key) return RECSYS_E_NOMEM;
+    recsys_status st = recsys_opts_set(opts, key, eq + 1);
+    free(key);
+    return st;
 }
 
 void cli_json_string(FILE *f, const char *s)

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "commands.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,18 +44,25 @@ static double quantile(const double *v, size_t n, double q)
     return v[lo] + (pos - (double)lo) * (v[lo + 1] - v[lo]);
 }
 
+/* Returns 0, or an errno value (the reason) when the file cannot be written. */
 static int write_per_user(const char *path, const recsys_dataset *ds, const double *v,
                           int64_t n_users)
 {
+    errno = 0;
     FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    for (int64_t u = 0; u < n_users; u++) {
+    if (!f) return errno ? errno : EIO;
+    int err = 0;
+    for (int64_t u = 0; u < n_users && !err; u++) {
         const char *name = NULL;
         if (recsys_dataset_user_name(ds, u, &name) || !name) name = "?";
-        if (isnan(v[u])) fprintf(f, "%s\tnan\n", name);
-        else fprintf(f, "%s\t%.10f\n", name, v[u]);
+        int w = isnan(v[u]) ? fprintf(f, "%s\tnan\n", name)
+                            : fprintf(f, "%s\t%.10f\n", name, v[u]);
+        if (w < 0) err = errno ? errno : EIO;
     }
-    return fclose(f) == 0 ? 0 : -1;
+    if (fflush(f) != 0 && !err) err = errno ? errno : EIO;
+    if (ferror(f) && !err) err = EIO;
+    if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    return err;
 }
 
 int cmd_apen(int argc, char **argv)
@@ -164,8 +172,9 @@ int cmd_apen(int argc, char **argv)
     st = recsys_apen_dataset(apen, ds, &mean, values, (size_t)n_users, &used);
     double apen_seconds = seconds_since(&t0);
     if (st) { rc = cli_fail("apen", ctx, st, "cannot compute ApEn"); goto done; }
-    if (per_user_path && write_per_user(per_user_path, ds, values, n_users)) {
-        fprintf(stderr, "recsys apen: cannot write %s\n", per_user_path);
+    int werr = per_user_path ? write_per_user(per_user_path, ds, values, n_users) : 0;
+    if (werr) {
+        fprintf(stderr, "recsys apen: cannot write %s: %s\n", per_user_path, strerror(werr));
         goto done;
     }
 

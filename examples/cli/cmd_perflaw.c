@@ -3,6 +3,7 @@
  * optionally draw an SVG. stdout ends with one JSON line. */
 #include "cli.h"
 #include "commands.h"
+#include "perflaw_csv.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,133 +21,6 @@ static void usage(void)
             "either data (the D term) or events and apen (then D = events * apen / 1e6).\n");
 }
 
-/* ------------------------------------------------------------------ CSV */
-
-typedef struct run {
-    double layers, dim, data, metric;
-} run;
-
-typedef struct runs {
-    run *v;
-    size_t n, cap;
-    size_t skipped; /* rows without a metric value */
-} runs;
-
-/* Split line in place at commas; trims blanks and double quotes. */
-static int split_csv(char *line, char **fields, int max)
-{
-    int n = 0;
-    char *s = line;
-    for (;;) {
-        char *end = strchr(s, ',');
-        if (end) *end = 0;
-        while (*s == ' ' || *s == '\t' || *s == '"') s++;
-        size_t len = strlen(s);
-        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '"' ||
-                       s[len - 1] == '\r' || s[len - 1] == '\n'))
-            s[--len] = 0;
-        if (n < max) fields[n++] = s;
-        if (!end) break;
-        s = end + 1;
-    }
-    return n;
-}
-
-static int parse_num(const char *s, double *v)
-{
-    char *end;
-    if (!*s) return 0;
-    *v = strtod(s, &end);
-    return *end == 0;
-}
-
-#define MAX_COLS 256
-
-/* Read runs from path; returns 0 or prints "recsys perflaw: ..." and returns 1. */
-static int read_runs(const char *path, const char *metric, runs *out)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "recsys perflaw: cannot open %s\n", path);
-        return 1;
-    }
-    char *line = NULL, *fields[MAX_COLS];
-    size_t cap = 0;
-    long line_no = 0;
-    int col_layers = -1, col_dim = -1, col_data = -1, col_events = -1, col_apen = -1,
-        col_metric = -1, n_cols = 0, rc = 1;
-    while (getline(&line, &cap, f) > 0) {
-        line_no++;
-        char *s = line;
-        while (*s == ' ' || *s == '\t') s++;
-        if (*s == 0 || *s == '\n' || *s == '\r' || *s == '#') continue;
-        int n = split_csv(s, fields, MAX_COLS);
-        if (n_cols == 0) { /* header */
-            n_cols = n;
-            for (int i = 0; i < n; i++) {
-                if (!strcasecmp(fields[i], "layers")) col_layers = i;
-                else if (!strcasecmp(fields[i], "dim")) col_dim = i;
-                else if (!strcasecmp(fields[i], "data")) col_data = i;
-                else if (!strcasecmp(fields[i], "events")) col_events = i;
-                else if (!strcasecmp(fields[i], "apen")) col_apen = i;
-                if (!strcasecmp(fields[i], metric)) col_metric = i;
-            }
-            const char *missing = col_layers < 0 ? "layers" : col_dim < 0 ? "dim"
-                                  : col_metric < 0                     ? metric
-                                  : (col_data < 0 && (col_events < 0 || col_apen < 0))
-                                      ? "data (or events and apen)"
-                                      : NULL;
-            if (missing) {
-                fprintf(stderr, "recsys perflaw: %s:%ld: the header has no column '%s'\n", path,
-                        line_no, missing);
-                goto done;
-            }
-            continue;
-        }
-        if (n != n_cols) {
-            fprintf(stderr, "recsys perflaw: %s:%ld: %d fields, the header has %d\n", path,
-                    line_no, n, n_cols);
-            goto done;
-        }
-        run r;
-        double ev = 0, ap = 0;
-        if (!parse_num(fields[col_metric], &r.metric) || !isfinite(r.metric)) {
-            out->skipped++; /* a run that failed or is still going */
-            continue;
-        }
-        int ok = parse_num(fields[col_layers], &r.layers) && parse_num(fields[col_dim], &r.dim);
-        if (ok && col_data >= 0) ok = parse_num(fields[col_data], &r.data);
-        else if (ok) {
-            ok = parse_num(fields[col_events], &ev) && parse_num(fields[col_apen], &ap);
-            r.data = ev * ap / 1e6; /* quality-weighted tokens, in millions */
-        }
-        if (!ok) {
-            fprintf(stderr, "recsys perflaw: %s:%ld: layers, dim and data must be numbers\n",
-                    path, line_no);
-            goto done;
-        }
-        if (out->n == out->cap) {
-            size_t nc = out->cap ? 2 * out->cap : 32;
-            run *v = realloc(out->v, nc * sizeof *v);
-            if (!v) {
-                fprintf(stderr, "recsys perflaw: out of memory\n");
-                goto done;
-            }
-            out->v = v;
-            out->cap = nc;
-        }
-        out->v[out->n++] = r;
-    }
-    if (n_cols == 0) {
-        fprintf(stderr, "recsys perflaw: %s: no header row\n", path);
-        goto done;
-    }
-    rc = 0;
-done:
-    free(line);
-    fclose(f);
-    return rc;
-}
 
 /* ------------------------------------------------------------------ JSON */
 
@@ -364,7 +238,7 @@ int cmd_perflaw(int argc, char **argv)
     for (size_t k = 0; k < obs.n; k++) {
         const run *r = &obs.v[k];
         if ((st = recsys_perflaw_add(law, r->layers, r->dim, r->data, r->metric))) {
-            fprintf(stderr, "recsys perflaw: %s, run %zu: %s\n", csv, k + 1, recsys_ctx_errmsg(ctx));
+            fprintf(stderr, "recsys perflaw: %s:%ld: %s\n", csv, r->line, recsys_ctx_errmsg(ctx));
             goto done;
         }
     }

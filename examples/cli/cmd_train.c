@@ -88,6 +88,16 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     print_dataset(ds, path);
+    double eval_users = 0;
+    recsys_dataset_stat(ds, RECSYS_STAT_EVAL_USERS, &eval_users);
+    if (eval_users == 0) {
+        const char *split;
+        recsys_opts_get(opts, "data.split", &split);
+        fprintf(stderr, "recsys train: nothing to evaluate in %s: no user has enough events for "
+                        "a held-out target (data.split=%s needs %d or more per user)\n",
+                path, split, strcmp(split, "last") ? 4 : 3);
+        goto done;
+    }
     if (resume) st = recsys_model_load(ctx, resume, &model);
     else st = recsys_model_new(ctx, opts, ds, &model);
     if (st) { rc = cli_fail("train", ctx, st, "cannot create the model"); goto done; }

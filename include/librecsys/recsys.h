@@ -355,6 +355,7 @@ RECSYS_API const char *recsys_opts_key(const recsys_opts *opts, int i);
 #define RECSYS_OPT_FLOAT  2
 #define RECSYS_OPT_ENUM   3
 #define RECSYS_OPT_BOOL   4
+#define RECSYS_OPT_INT_LIST 5 /* comma-separated integers, each within min .. max */
 
 /**
  * Description of one option key, filled by recsys_opts_describe. Strings
@@ -367,7 +368,7 @@ typedef struct recsys_opt_info {
                                    out: the bytes filled (the smaller of the two sizes) */
     int type;                   /* RECSYS_OPT_STRING, _INT, _FLOAT, _ENUM or _BOOL */
     const char *key;            /* "section.key" */
-    const char *type_name;      /* "string", "int", "float", "enum" or "bool" */
+    const char *type_name;      /* "string", "int", "float", "enum", "bool" or "int list" */
     const char *default_value;  /* the default as text, as recsys_opts_get gives it */
     const char *choices;        /* enum: the allowed words, '|'-separated; else NULL */
     double min;                 /* int and float: inclusive lower bound; else 0 */
@@ -402,7 +403,8 @@ RECSYS_API recsys_status recsys_opts_load_yaml_string(recsys_opts *opts, const c
 /**
  * Load an interaction file: one `user item [timestamp] [rating]` per line,
  * fields separated by tab, space, comma or "::" (detected from the first
- * data line); `.gz` files are read directly. Users' events are ordered by
+ * data line); `.gz` files are read directly. Only regular files are read;
+ * a UTF-8 BOM, CR line ends and a header row (data.header) are handled. Users' events are ordered by
  * timestamp when present (stable), then the leave-one-out split is made.
  * Options used (may be NULL): data.min_user_count, data.min_item_count.
  * On error nothing is returned; the message names file:line.
@@ -503,6 +505,9 @@ RECSYS_API recsys_status recsys_model_get(const recsys_model *model, const char 
 /**
  * Save config + weights to path, atomically (temp file, fsync, rename, then
  * fsync of the directory): an existing file is replaced whole or not at all.
+ * A symlink is followed to its target; only a regular file (or nothing) is
+ * replaced, keeping its permissions; new files get the umask's. Stale temp
+ * files of killed saves of the same target are removed.
  * Format in docs/CHECKPOINT.md: versioned, CRC-32C checked. Errors are
  * recorded in ctx. @return RECSYS_OK, RECSYS_E_INVALID, RECSYS_E_IO, RECSYS_E_NOMEM.
  */
@@ -641,7 +646,11 @@ RECSYS_API recsys_status recsys_trainer_resume(recsys_trainer *t, const char *pa
  * Evaluate model on ds. Keys: eval.protocol (sampled|full), eval.split
  * (valid|test), eval.negatives (100), eval.exclude_history (full ranking),
  * eval.ks ("1,5,10,20,50"). Sampled negatives use trainer.seed.
- * *out holds HR@K, NDCG@K, MRR and "users".
+ * *out holds HR@K, NDCG@K, MRR and "users". A non-finite score is
+ * RECSYS_E_NUMERIC (no metrics); data where no user has a held-out target,
+ * or (sampled protocol) where every such user has seen every item, is
+ * RECSYS_E_INVALID. Sampled negatives are drawn only from unseen items.
+ * Buffers over resources.max_memory: RECSYS_E_NOMEM before allocating.
  */
 RECSYS_API recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *model,
                                          const recsys_dataset *ds, const recsys_opts *opts,
@@ -674,12 +683,15 @@ RECSYS_API void recsys_session_free(recsys_session *s);
 /**
  * Score every item (dense ids 1..n_items) after a history of dense item ids.
  * scores must hold n_items+1 floats (index 0, padding, gets -inf).
+ * @return RECSYS_OK, RECSYS_E_INVALID, RECSYS_E_NOT_FOUND (history id out of
+ * range), RECSYS_E_NUMERIC when a score is NaN or infinite (weights too large).
  */
 RECSYS_API recsys_status recsys_session_score(recsys_session *s, const int32_t *history,
                                               size_t n_history, float *scores, size_t n_scores);
 /**
  * Top-k items after a history, best first, excluding the history items when
  * exclude_history is non-zero. items/scores must hold k entries.
+ * RECSYS_E_NUMERIC as recsys_session_score.
  */
 RECSYS_API recsys_status recsys_session_topk(recsys_session *s, const int32_t *history,
                                              size_t n_history, int k, int exclude_history,

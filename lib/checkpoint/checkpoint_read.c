@@ -264,6 +264,7 @@ static recsys_status read_sections(ck_reader *r, load_out *o, int keep_extra)
     size_t tens_len = 0;
     recsys_status st = RECSYS_OK;
     int seen = 0;       /* how many of CONF, TENS, WGHT have been read */
+    int repeated = 0;   /* set when a CONF, TENS or WGHT comes a second time */
     for (;;) {
         uint64_t start = r->pos, left = r->size - r->pos;
         uint32_t crc_before = r->file_crc;
@@ -285,6 +286,11 @@ static recsys_status read_sections(ck_reader *r, load_out *o, int keep_extra)
             st = bad(r, "section '%s' at byte %" PRIu64 " claims %" PRIu64
                         " bytes but only %" PRIu64 " remain (truncated?)",
                      tag, start, len, left - CK_SECTION_OVERHEAD);
+            break;
+        }
+        for (int k = 0; k < seen; k++) repeated |= !strcmp(tag, order[k]);
+        if (repeated) {
+            st = bad(r, "section '%s' appears twice (second at byte %" PRIu64 ")", tag, start);
             break;
         }
         if (seen < 3 && strcmp(tag, order[seen])) {
@@ -462,8 +468,11 @@ recsys_status rs_checkpoint_load_train(recsys_ctx *ctx, const char *path, recsys
                 get_u32(p + 4) != 0 || get_u64(p + 56) != (uint64_t)n ||
                 sec->size != CK_OPTS_HEAD + 8 * (uint64_t)n))
         st = bad(&r, "the trainer state has an unknown version or does not fit the model");
-    if (!st && (get_u64(p + 8) > INT64_MAX || get_u64(p + 16) > INT64_MAX))
-        st = bad(&r, "the trainer state has an impossible epoch or step count");
+    /* Epochs are counted in an int and trainer.epochs is at most 10^9; Adam's
+     * step must leave room to count on. */
+    if (!st && (get_u64(p + 8) > (uint64_t)1000000000 || get_u64(p + 16) > ((uint64_t)1 << 62)))
+        st = bad(&r, "the trainer state has an impossible epoch (%" PRIu64 ") or step count "
+                     "(%" PRIu64 ")", get_u64(p + 8), get_u64(p + 16));
     if (!st) {
         rs_train_state got;
         got.epoch = (int64_t)get_u64(p + 8);

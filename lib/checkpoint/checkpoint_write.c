@@ -11,7 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <limits.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ----------------------------------------------------------- the config */
@@ -246,11 +250,17 @@ static void write_all(ck_writer *w, const recsys_model *m, const char *conf, con
     w_flush(w);
 }
 
+/* Directory part of path ("." when none); malloc'd. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
 /* fsync the directory holding path, so the rename itself is durable. */
 static recsys_status sync_dir(recsys_ctx *ctx, const char *path)
 {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *dir = dir_of(path);
     if (!dir) return rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
     recsys_status st = RECSYS_OK;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -261,6 +271,112 @@ static recsys_status sync_dir(recsys_ctx *ctx, const char *path)
     if (fd >= 0) close(fd);
     free(dir);
     return st;
+}
+
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+           : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* The file a save writes: path itself, or the final target of a symbolic
+ * link (as cp does). Only a regular file (or nothing) may be there.
+ * *target is malloc'd; *old (when *exists) is the existing file's stat. */
+static recsys_status resolve_target(recsys_ctx *ctx, const char *path, char **target,
+                                    struct stat *old, int *exists)
+{
+    *target = NULL;
+    *exists = 0;
+    if (lstat(path, old) != 0) {
+        if (errno != ENOENT)
+            return rs_error(ctx, RECSYS_E_IO, "cannot save to '%s': %s", path, strerror(errno));
+        *target = strdup(path);
+        return *target ? RECSYS_OK : rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
+    }
+    if (S_ISLNK(old->st_mode)) {
+        *target = realpath(path, NULL);
+        if (!*target) {
+            if (errno == ENOMEM) return rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
+            return rs_error(ctx, RECSYS_E_IO,
+                            "cannot save to '%s': it is a symbolic link that cannot be resolved "
+                            "(%s)", path, strerror(errno));
+        }
+        if (stat(*target, old) != 0) {
+            recsys_status st = rs_error(ctx, RECSYS_E_IO, "cannot save to '%s' (link to '%s'): %s",
+                                        path, *target, strerror(errno));
+            free(*target);
+            *target = NULL;
+            return st;
+        }
+    } else if (!(*target = strdup(path))) {
+        return rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
+    }
+    if (!S_ISREG(old->st_mode)) {
+        recsys_status st = rs_error(ctx, RECSYS_E_IO,
+                                    "refusing to replace '%s': it is %s, and a save replaces only "
+                                    "regular files", *target, file_kind(old->st_mode));
+        free(*target);
+        *target = NULL;
+        return st;
+    }
+    *exists = 1;
+    return RECSYS_OK;
+}
+
+/* Remove temp files that killed saves of this target left behind
+ * ("<name>.tmp.XXXXXX", regular, not locked by a save in progress). */
+static void clean_stale_temps(const char *target)
+{
+    char *dir = dir_of(target);
+    const char *slash = strrchr(target, '/');
+    const char *base = slash ? slash + 1 : target;
+    size_t bl = strlen(base);
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (d) {
+        int dfd = dirfd(d);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            const char *n = e->d_name;
+            if (strlen(n) != bl + 11 || strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5))
+                continue;
+            int fd = openat(dfd, n, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+            if (fd < 0) continue;
+            struct stat sb;
+            if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0)
+                (void)unlinkat(dfd, n, 0);
+            close(fd);
+        }
+        closedir(d);
+    }
+    free(dir);
+}
+
+/* A new temp file next to target, "<target>.tmp.XXXXXX", created with the
+ * umask (mode 0666 & ~umask) and locked while the save runs. */
+static int create_temp(const char *target, char *tmp, uint64_t seed)
+{
+    static const char ALNUM[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    size_t plen = strlen(target);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t h = rs_hash64(seed ^ (uint64_t)ts.tv_nsec,
+                               ((uint64_t)getpid() << 20) ^ (uint64_t)attempt ^
+                                   (uint64_t)(uintptr_t)tmp);
+        memcpy(tmp, target, plen);
+        memcpy(tmp + plen, ".tmp.", 5);
+        for (int i = 0; i < 6; i++) tmp[plen + 5 + i] = ALNUM[(h >> (6 * i)) % 62];
+        tmp[plen + 11] = 0;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd >= 0) {
+            (void)flock(fd, LOCK_EX | LOCK_NB);
+            return fd;
+        }
+        if (errno != EEXIST) return -1;
+    }
+    errno = EEXIST;
+    return -1;
 }
 
 static recsys_status save_impl(recsys_ctx *ctx, const recsys_model *m, const char *path,
@@ -295,45 +411,52 @@ static recsys_status save_impl(recsys_ctx *ctx, const recsys_model *m, const cha
                         recsys_status_str(st));
     tensor_dir t;
     st = tensor_dir_of(m, &t);
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    unsigned char *buf = malloc(CK_IO_CHUNK);
-    if (st || !tmp || !buf) {
+    char *target = NULL, *tmp = NULL;
+    struct stat old;
+    int exists = 0;
+    recsys_status st_t = st ? RECSYS_OK : resolve_target(ctx, path, &target, &old, &exists);
+    unsigned char *buf = st || st_t ? NULL : malloc(CK_IO_CHUNK);
+    if (!st && !st_t) tmp = malloc(strlen(target) + 12);
+    if (st || st_t || !tmp || !buf) {
         free(conf);
         free(tmp);
         free(buf);
+        free(target);
         tensor_dir_free(&t);
-        return rs_error(ctx, RECSYS_E_NOMEM, "out of memory saving '%s'", path);
+        return st_t ? st_t : rs_error(ctx, RECSYS_E_NOMEM, "out of memory saving '%s'", path);
     }
-    memcpy(tmp, path, plen);
-    /* mkstemp's template: ".tmp." and six X's it replaces */
-    memcpy(tmp + plen, ".tmp.", 5);
-    memset(tmp + plen + 5, 'X', 6);
-    tmp[plen + 11] = '\0';
+    clean_stale_temps(target);
 
     ck_writer w = {.ctx = ctx, .path = path, .buf = buf};
-    w.fd = mkostemp(tmp, O_CLOEXEC);
+    w.fd = create_temp(target, tmp, ctx ? ctx->seed : 0);
     if (w.fd < 0) {
         w.st = rs_error(ctx, RECSYS_E_IO, "cannot create a temporary file next to '%s': %s",
-                        path, strerror(errno));
+                        target, strerror(errno));
     } else {
-        (void)fchmod(w.fd, 0644); /* mkstemp makes 0600; models are not secret */
+        /* Replacing a file keeps its owner and permissions; a new file has
+         * the umask's (the temp file was created with 0666 & ~umask). */
+        if (exists) {
+            if (fchown(w.fd, old.st_uid, old.st_gid) != 0) { /* only root may; fine */ }
+            (void)fchmod(w.fd, old.st_mode & 07777);
+        }
         write_all(&w, m, conf, &t, extra, n_extra, state);
         if (!w.st && fsync(w.fd) != 0)
             w.st = rs_error(ctx, RECSYS_E_IO, "cannot sync checkpoint '%s': %s", path,
                             strerror(errno));
+        if (!w.st && rename(tmp, target) != 0)
+            w.st = rs_error(ctx, RECSYS_E_IO, "cannot move the checkpoint into place at '%s': %s",
+                            target, strerror(errno));
+        if (w.st) unlink(tmp);
+        /* close after the rename: the lock keeps cleaners off the temp file */
         if (close(w.fd) != 0 && !w.st)
             w.st = rs_error(ctx, RECSYS_E_IO, "cannot close checkpoint '%s': %s", path,
                             strerror(errno));
-        if (!w.st && rename(tmp, path) != 0)
-            w.st = rs_error(ctx, RECSYS_E_IO, "cannot move the checkpoint into place at '%s': %s",
-                            path, strerror(errno));
-        if (w.st) unlink(tmp);
-        else w.st = sync_dir(ctx, path);
+        if (!w.st) w.st = sync_dir(ctx, target);
     }
     free(conf);
     free(tmp);
     free(buf);
+    free(target);
     tensor_dir_free(&t);
     return w.st;
 }

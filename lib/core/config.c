@@ -13,10 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <yaml.h>
 
 /* Configs are a few hundred bytes; anything this big is the wrong file. */
-#define CONFIG_MAX_BYTES ((size_t)16 << 20)
+#define CONFIG_MAX_BYTES ((size_t)1 << 20)
+/* A config nests two levels; libyaml's loader is quadratic in the depth, so
+ * deeper documents are refused by a streaming pass before they are loaded. */
+#define CONFIG_MAX_DEPTH 16
 /* Names longer than this get no "did you mean" suggestion. */
 #define SUGGEST_MAX 64
 
@@ -325,11 +329,52 @@ static recsys_status syntax_error(loader *ld, const yaml_parser_t *p, const char
                        problem);
 }
 
+/* Refuse documents nested deeper than CONFIG_MAX_DEPTH, streaming events
+ * (so the cost stays linear); syntax errors are left to the real load. */
+static recsys_status check_depth(loader *ld, const char *yaml, size_t len)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return rs_error(ld->ctx, RECSYS_E_NOMEM, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(yaml ? yaml : ""), len);
+    recsys_status st = RECSYS_OK;
+    int depth = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            if (parser.error == YAML_MEMORY_ERROR)
+                st = rs_error(ld->ctx, RECSYS_E_NOMEM, "%s: out of memory while parsing",
+                              ld->name);
+            break;
+        }
+        yaml_event_type_t type = ev.type;
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_MAX_DEPTH)
+                st = rs_error_at(ld->ctx, RECSYS_E_PARSE, ld->name,
+                                 (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                                 "nested more than %d levels deep (a config has two: "
+                                 "section, then key: value)", CONFIG_MAX_DEPTH);
+        } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(&ev);
+        if (st || type == YAML_STREAM_END_EVENT) break;
+    }
+    yaml_parser_delete(&parser);
+    return st;
+}
+
 /* Parse yaml into ld->scratch. */
 static recsys_status parse(loader *ld, const char *yaml, size_t len)
 {
     yaml_parser_t parser;
     yaml_document_t doc, extra;
+    if (len > CONFIG_MAX_BYTES)
+        return rs_error_at(ld->ctx, RECSYS_E_PARSE, ld->name, 0, 0,
+                           "a config of %zu bytes is larger than the %zu allowed", len,
+                           CONFIG_MAX_BYTES);
+    recsys_status st0 = check_depth(ld, yaml, len);
+    if (st0) return st0;
     if (!yaml_parser_initialize(&parser))
         return rs_error(ld->ctx, RECSYS_E_NOMEM, "out of memory");
     yaml_parser_set_input_string(&parser, (const unsigned char *)(yaml ? yaml : ""), len);
@@ -383,39 +428,41 @@ recsys_status recsys_opts_load_yaml_string(recsys_opts *opts, const char *yaml, 
     return st;
 }
 
-/* Whole file into memory (bounded); *buf is NUL-terminated. */
+/* Whole file into memory (bounded); *buf is NUL-terminated. Only a regular
+ * file is read (a FIFO would block, a device might never end). */
 static recsys_status read_file(recsys_ctx *ctx, const char *path, char **buf, size_t *len)
 {
     *buf = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return rs_error(ctx, RECSYS_E_IO, "cannot open config '%s': %s", path, strerror(errno));
+    int fd;
+    recsys_status st = rs_open_regular(ctx, path, "a config", &fd);
+    if (st) return st;
     size_t cap = 4096, n = 0;
     char *b = malloc(cap);
-    recsys_status st = b ? RECSYS_OK : rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
+    st = b ? RECSYS_OK : rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
     while (!st) {
         if (n + 1 >= cap) {
-            char *nb = cap >= CONFIG_MAX_BYTES ? NULL : realloc(b, cap * 2);
+            if (cap > CONFIG_MAX_BYTES) {
+                st = rs_error_at(ctx, RECSYS_E_PARSE, path, 0, 0,
+                                 "config is larger than %zu bytes", CONFIG_MAX_BYTES);
+                break;
+            }
+            char *nb = realloc(b, cap * 2);
             if (!nb) {
-                st = cap >= CONFIG_MAX_BYTES
-                         ? rs_error(ctx, RECSYS_E_IO, "config '%s' is larger than %zu bytes",
-                                    path, CONFIG_MAX_BYTES)
-                         : rs_error(ctx, RECSYS_E_NOMEM, "out of memory reading '%s'", path);
+                st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory reading '%s'", path);
                 break;
             }
             b = nb;
             cap *= 2;
         }
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f))
-                st = rs_error(ctx, RECSYS_E_IO, "cannot read config '%s': %s", path,
-                              strerror(errno ? errno : EIO));
-            break;
-        }
+        ssize_t got = read(fd, b + n, cap - n - 1);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0)
+            st = rs_error(ctx, RECSYS_E_IO, "cannot read config '%s': %s", path, strerror(errno));
+        if (got <= 0) break;
+        n += (size_t)got;
     }
-    fclose(f);
+    close(fd);
     if (st) {
         free(b);
         return st;

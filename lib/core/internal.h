@@ -80,6 +80,19 @@ size_t rs_mul_size(size_t n, size_t size);
 void rs_gemm(recsys_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Open path for reading if it is a regular file (FIFOs, devices and
+ * directories are refused without blocking); `what` names the file's role
+ * in the message ("data", "config"). *fd is -1 on error. */
+recsys_status rs_open_regular(recsys_ctx *ctx, const char *path, const char *what, int *fd);
+
+/* resources.max_memory in bytes (0 = automatic: 3/4 of the physical memory,
+ * or the address-space limit when lower); *why (may be NULL) names the source. */
+double rs_memory_limit(const recsys_opts *opts, const char **why);
+/* RECSYS_E_NOMEM with the estimate when `bytes` (what a configuration of
+ * `what` needs, estimated before allocating) is over the limit. */
+recsys_status rs_check_memory(recsys_ctx *ctx, const recsys_opts *opts, double bytes,
+                              const char *what);
+
 /* Wall clock in seconds (monotonic). */
 double rs_now(void);
 
@@ -89,7 +102,10 @@ double rs_now(void);
  * the key's id: rs_opt_int(o, RS_OPT_MODEL_DIM). A misspelt id, or reading
  * a key as the wrong type (rs_opt_int on a float key), does not compile.
  * A NULL opts reads the defaults. */
-enum rs_opt_type { RS_OPT_T_STR, RS_OPT_T_INT, RS_OPT_T_FLOAT, RS_OPT_T_ENUM, RS_OPT_T_BOOL };
+enum rs_opt_type {
+    RS_OPT_T_STR, RS_OPT_T_INT, RS_OPT_T_FLOAT, RS_OPT_T_ENUM, RS_OPT_T_BOOL,
+    RS_OPT_T_INT_LIST /* comma-separated integers, each within the bounds */
+};
 
 typedef enum rs_opt_id {
 #define RS_OPT(id, ...) RS_OPT_##id,
@@ -113,6 +129,8 @@ enum {
 
 /* STR: the text (never NULL). */
 #define rs_opt_str(o, id) (RS_OPT_TYPE_CHECK(id, STR), rs_opt_text((o), (id)))
+/* INT_LIST: the text, already validated (e.g. "1,5,10"). */
+#define rs_opt_list(o, id) (RS_OPT_TYPE_CHECK(id, INT_LIST), rs_opt_text((o), (id)))
 /* INT: the value. */
 #define rs_opt_int(o, id) (RS_OPT_TYPE_CHECK(id, INT), rs_opt_int_value((o), (id)))
 /* FLOAT: the value. */

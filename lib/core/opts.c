@@ -17,7 +17,7 @@ typedef struct opt_def {
     const char *key;
     enum rs_opt_type type;
     const char *def;
-    double lo, hi;        /* bounds for INT and FLOAT */
+    double lo, hi;        /* bounds for INT, FLOAT and each INT_LIST element */
     const char *choices;  /* '|'-separated for ENUM */
     const char *allowed;  /* doc phrase for the allowed values, or NULL */
     const char *doc;
@@ -113,6 +113,35 @@ static int validate(const opt_def *d, const char *v, char *why, size_t why_len)
             return 0;
         }
         return 1;
+    }
+    case RS_OPT_T_INT_LIST: { /* "1,5,10": 1..RS_MAX_KS comma-separated integers in [lo, hi] */
+        const char *p = v;
+        int n = 0;
+        for (;;) {
+            while (*p == ' ') p++;
+            errno = 0;
+            long long x = strtoll(p, &end, 10);
+            if (end == p || errno) {
+                snprintf(why, why_len, "expected comma-separated integers");
+                return 0;
+            }
+            if ((double)x < d->lo || (double)x > d->hi) {
+                snprintf(why, why_len, "each value must be in [%g, %g]", d->lo, d->hi);
+                return 0;
+            }
+            if (++n > 16) {
+                snprintf(why, why_len, "at most 16 values");
+                return 0;
+            }
+            p = end;
+            while (*p == ' ') p++;
+            if (!*p) return 1;
+            if (*p != ',') {
+                snprintf(why, why_len, "unexpected '%c'", *p);
+                return 0;
+            }
+            p++;
+        }
     }
     case RS_OPT_T_FLOAT: {
         errno = 0;
@@ -211,12 +240,12 @@ const char *recsys_opts_key(const recsys_opts *o, int i)
 
 static const char *const TYPE_NAMES[] = {
     [RS_OPT_T_STR] = "string", [RS_OPT_T_INT] = "int",   [RS_OPT_T_FLOAT] = "float",
-    [RS_OPT_T_ENUM] = "enum",  [RS_OPT_T_BOOL] = "bool",
+    [RS_OPT_T_ENUM] = "enum",  [RS_OPT_T_BOOL] = "bool", [RS_OPT_T_INT_LIST] = "int list",
 };
 static const int PUBLIC_TYPES[] = {
     [RS_OPT_T_STR] = RECSYS_OPT_STRING, [RS_OPT_T_INT] = RECSYS_OPT_INT,
     [RS_OPT_T_FLOAT] = RECSYS_OPT_FLOAT, [RS_OPT_T_ENUM] = RECSYS_OPT_ENUM,
-    [RS_OPT_T_BOOL] = RECSYS_OPT_BOOL,
+    [RS_OPT_T_BOOL] = RECSYS_OPT_BOOL, [RS_OPT_T_INT_LIST] = RECSYS_OPT_INT_LIST,
 };
 
 recsys_status recsys_opts_describe(int i, recsys_opt_info *info)
@@ -229,7 +258,7 @@ recsys_status recsys_opts_describe(int i, recsys_opt_info *info)
     if (i < 0 || i >= N_DEFS)
         return rs_error(NULL, RECSYS_E_NOT_FOUND, "recsys_opts_describe: no option %d (there are %d)", i, N_DEFS);
     const opt_def *d = &DEFS[i];
-    int numeric = d->type == RS_OPT_T_INT || d->type == RS_OPT_T_FLOAT;
+    int numeric = d->type == RS_OPT_T_INT || d->type == RS_OPT_T_FLOAT || d->type == RS_OPT_T_INT_LIST;
     size_t n = (size_t)info->struct_size < sizeof(recsys_opt_info) ? (size_t)info->struct_size
                                                                    : sizeof(recsys_opt_info);
     recsys_opt_info full = {

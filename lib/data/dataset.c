@@ -265,6 +265,12 @@ static recsys_status build_logged(recsys_ctx *ctx, rs_raw *raw, const recsys_opt
     return st;
 }
 
+int rs_opts_header(const recsys_opts *opts)
+{
+    const char *h = rs_opt_enum(opts, RS_OPT_DATA_HEADER);
+    return !strcmp(h, "true") ? 1 : !strcmp(h, "false") ? 0 : RS_HEADER_AUTO;
+}
+
 recsys_status recsys_dataset_load(recsys_ctx *ctx, const char *path, const recsys_opts *opts,
                                   recsys_dataset **out)
 {
@@ -275,7 +281,7 @@ recsys_status recsys_dataset_load(recsys_ctx *ctx, const char *path, const recsy
     rs_clear_error(ctx);
     rs_raw raw;
     rs_raw_init(&raw);
-    recsys_status st = rs_parse_interactions(ctx, path, &raw);
+    recsys_status st = rs_parse_interactions(ctx, path, rs_opts_header(opts), &raw);
     if (st) {
         rs_raw_free(&raw);
         return st;
@@ -294,7 +300,7 @@ recsys_status recsys_dataset_load_sequences(recsys_ctx *ctx, const char *path,
     rs_clear_error(ctx);
     rs_raw raw;
     rs_raw_init(&raw);
-    recsys_status st = rs_parse_sequences(ctx, path, times_path, &raw);
+    recsys_status st = rs_parse_sequences(ctx, path, times_path, rs_opts_header(opts), &raw);
     if (st) {
         rs_raw_free(&raw);
         return st;
@@ -360,10 +366,11 @@ recsys_status recsys_dataset_open(recsys_ctx *ctx, const char *path, const recsy
     const char *times = rs_opt_str(opts, RS_OPT_DATA_TIMES_PATH);
     int seq = rs_opt_is(opts, RS_OPT_DATA_FORMAT, "sequences");
     if (rs_opt_is(opts, RS_OPT_DATA_FORMAT, "auto")) {
-        recsys_status st = rs_detect_sequences(ctx, path, &seq);
-        if (st) return st;
         /* A times file only makes sense for sequences. */
         if (*times) seq = 1;
+        recsys_status st = seq ? RECSYS_OK
+                               : rs_detect_sequences(ctx, path, rs_opts_header(opts), &seq);
+        if (st) return st;
     }
     if (seq) return recsys_dataset_load_sequences(ctx, path, *times ? times : NULL, opts, out);
     return recsys_dataset_load(ctx, path, opts, out);

@@ -27,11 +27,21 @@ recsys_status rs_dataset_build(recsys_ctx *ctx, rs_raw *raw, const recsys_opts *
 
 /* ------------------------------------------------------------ parsers */
 /* Fill raw from a file; on error raw may hold partial data (caller frees). */
-recsys_status rs_parse_interactions(recsys_ctx *ctx, const char *path, rs_raw *raw);
+/* header: data.header, 0 (false), 1 (true) or RS_HEADER_AUTO. */
+#define RS_HEADER_AUTO 2
+recsys_status rs_parse_interactions(recsys_ctx *ctx, const char *path, int header,
+                                    rs_raw *raw);
 recsys_status rs_parse_sequences(recsys_ctx *ctx, const char *path, const char *times_path,
-                                 rs_raw *raw);
-/* data.format "auto": *is_sequences = 1 when the first data lines have
- * varying numbers of fields or more than 4. */
-recsys_status rs_detect_sequences(recsys_ctx *ctx, const char *path, int *is_sequences);
+                                 int header, rs_raw *raw);
+/* data.format "auto" over the whole file (DATA.md): *is_sequences = 1 when a
+ * line has more than 4 fields; RECSYS_E_PARSE at the first line that
+ * contradicts both readings. */
+recsys_status rs_detect_sequences(recsys_ctx *ctx, const char *path, int header,
+                                  int *is_sequences);
+/* data.header of opts as 0, 1 or RS_HEADER_AUTO. */
+int rs_opts_header(const recsys_opts *opts);
+
+/* Longest line a data file may have (bytes, without its line end). */
+#define RS_MAX_LINE ((size_t)64 << 20)
 
 #endif

@@ -1,45 +1,80 @@
 /* Text parsers for interaction files (`user item [timestamp] [rating]`) and
  * sequence files (`user i1 i2 ...` plus an optional paired times file).
- * Plain and gzip files are read through zlib in large chunks; lines of any
- * length work because the buffer grows to hold the longest one. */
+ * Only regular files are read (a FIFO or a device is refused before any
+ * read, so nothing blocks or streams without end). Plain and gzip files
+ * (one or more members, nothing after the last) are read in large chunks;
+ * a line may be up to RS_MAX_LINE bytes, and the buffer grows only as far
+ * as the longest line needs. A UTF-8 byte-order mark is skipped; LF, CRLF
+ * and CR-only line ends are all accepted; a NUL byte is an error. */
 #include "data/dataset_impl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* ------------------------------------------------------------ line reader */
 
+#define IN_CHUNK ((size_t)1 << 16)
+
 typedef struct line_reader {
-    gzFile f;
+    recsys_ctx *ctx;
+    int fd;
     const char *path;
+    /* compressed input (gzip) */
+    int gz;                 /* 1: the file is gzip */
+    int zs_live;            /* inflateInit2 done */
+    int member_done;        /* the last member ended; only another member may follow */
+    z_stream zs;
+    unsigned char *in;
+    size_t in_start, in_end;
+    uint64_t in_off;        /* file offset of in[in_start] */
+    int in_eof;
+    /* decoded text */
     char *buf;
-    size_t cap, start, end, scan; /* unread bytes are [start, end); no '\n' in [start, scan) */
+    size_t cap, start, end, scan; /* unread bytes are [start, end); no line end in [start, scan) */
     int eof;
     int64_t line_no;              /* of the line last returned */
 } line_reader;
 
 static int line_int(int64_t n) { return n > INT_MAX ? INT_MAX : (int)n; }
 
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    return calloc(items, size);
+}
+
+static void z_free(voidpf opaque, voidpf p)
+{
+    (void)opaque;
+    free(p);
+}
+
 static recsys_status lr_open(recsys_ctx *ctx, line_reader *lr, const char *path)
 {
     memset(lr, 0, sizeof *lr);
+    lr->ctx = ctx;
     lr->path = path;
-    errno = 0;
-    lr->f = gzopen(path, "rb");
-    if (!lr->f)
-        return rs_error_at(ctx, RECSYS_E_IO, path, 0, 0, "cannot open: %s",
-                           errno ? strerror(errno) : "out of memory");
-    gzbuffer(lr->f, 1u << 17);
-    lr->cap = 1u << 18;
+    lr->fd = -1;
+    recsys_status st = rs_open_regular(ctx, path, "data", &lr->fd);
+    if (st) return st;
+    lr->in = malloc(IN_CHUNK);
+    lr->cap = (size_t)1 << 14;
     lr->buf = malloc(lr->cap);
-    if (!lr->buf) {
-        gzclose(lr->f);
-        lr->f = NULL;
+    if (!lr->in || !lr->buf) {
+        free(lr->in);
+        free(lr->buf);
+        close(lr->fd);
+        memset(lr, 0, sizeof *lr);
+        lr->fd = -1;
         return rs_error(ctx, RECSYS_E_NOMEM, "%s: out of memory for the read buffer", path);
     }
     return RECSYS_OK;
@@ -47,13 +82,118 @@ static recsys_status lr_open(recsys_ctx *ctx, line_reader *lr, const char *path)
 
 static void lr_close(line_reader *lr)
 {
-    if (lr->f) gzclose(lr->f);
+    if (lr->zs_live) inflateEnd(&lr->zs);
+    if (lr->fd >= 0) close(lr->fd);
+    free(lr->in);
     free(lr->buf);
     memset(lr, 0, sizeof *lr);
+    lr->fd = -1;
 }
 
-/* Refill the buffer: keep unread bytes, grow when they fill it. */
-static recsys_status lr_fill(recsys_ctx *ctx, line_reader *lr)
+/* More raw bytes into in[] (keeping the unread ones). 0, or a status. */
+static recsys_status lr_read_raw(line_reader *lr)
+{
+    if (lr->in_start > 0) {
+        memmove(lr->in, lr->in + lr->in_start, lr->in_end - lr->in_start);
+        lr->in_end -= lr->in_start;
+        lr->in_off += lr->in_start;
+        lr->in_start = 0;
+    }
+    while (!lr->in_eof && lr->in_end < IN_CHUNK) {
+        ssize_t n = read(lr->fd, lr->in + lr->in_end, IN_CHUNK - lr->in_end);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0)
+            return rs_error_at(lr->ctx, RECSYS_E_IO, lr->path, line_int(lr->line_no + 1), 0,
+                               "read error: %s", strerror(errno));
+        if (n == 0) lr->in_eof = 1;
+        lr->in_end += (size_t)n;
+        break;
+    }
+    return RECSYS_OK;
+}
+
+/* Decode up to `room` bytes into dst; *got = bytes produced (0 only at the end). */
+static recsys_status lr_decode(line_reader *lr, char *dst, size_t room, size_t *got)
+{
+    *got = 0;
+    if (lr->in_end - lr->in_start < 2 && !lr->in_eof) {
+        recsys_status st = lr_read_raw(lr);
+        if (st) return st;
+    }
+    if (lr->line_no == 0 && lr->in_off == 0 && lr->in_start == 0 && !lr->gz && !lr->zs_live &&
+        lr->in_end >= 2 && lr->in[0] == 0x1f && lr->in[1] == 0x8b)
+        lr->gz = 1;
+    if (!lr->gz) {
+        if (lr->in_start == lr->in_end) {
+            recsys_status st = lr_read_raw(lr);
+            if (st) return st;
+        }
+        size_t n = lr->in_end - lr->in_start < room ? lr->in_end - lr->in_start : room;
+        memcpy(dst, lr->in + lr->in_start, n);
+        lr->in_start += n;
+        *got = n;
+        return RECSYS_OK;
+    }
+    while (*got == 0) {
+        if (lr->in_start == lr->in_end || (lr->member_done && lr->in_end - lr->in_start < 2)) {
+            recsys_status st = lr_read_raw(lr);
+            if (st) return st;
+        }
+        size_t avail = lr->in_end - lr->in_start;
+        if (lr->member_done || !lr->zs_live) {
+            if (avail == 0 && lr->in_eof) {
+                if (!lr->zs_live) return RECSYS_OK; /* cannot happen: gz needs 2 bytes */
+                return RECSYS_OK;                   /* clean end after a member */
+            }
+            if (avail < 2 || lr->in[lr->in_start] != 0x1f || lr->in[lr->in_start + 1] != 0x8b)
+                return rs_error_at(lr->ctx, RECSYS_E_IO, lr->path, 0, 0,
+                                   "%zu bytes of trailing data after the gzip stream (at byte "
+                                   "%llu): not a gzip member", avail,
+                                   (unsigned long long)(lr->in_off + lr->in_start));
+            if (!lr->zs_live) {
+                lr->zs.zalloc = z_alloc;
+                lr->zs.zfree = z_free;
+                lr->zs.opaque = NULL;
+                int zr = inflateInit2(&lr->zs, 15 + 16);
+                if (zr != Z_OK)
+                    return rs_error(lr->ctx, zr == Z_MEM_ERROR ? RECSYS_E_NOMEM : RECSYS_E_IO,
+                                    "%s: cannot start gzip decoding", lr->path);
+                lr->zs_live = 1;
+            } else {
+                inflateReset(&lr->zs);
+            }
+            lr->member_done = 0;
+        }
+        if (avail == 0 && lr->in_eof)
+            return rs_error_at(lr->ctx, RECSYS_E_IO, lr->path, line_int(lr->line_no + 1), 0,
+                               "unexpected end of compressed data (truncated .gz file?)");
+        lr->zs.next_in = lr->in + lr->in_start;
+        lr->zs.avail_in = (uInt)avail;
+        lr->zs.next_out = (Bytef *)dst;
+        lr->zs.avail_out = (uInt)(room > (1u << 30) ? (1u << 30) : room);
+        uInt out_before = lr->zs.avail_out;
+        int zr = inflate(&lr->zs, Z_NO_FLUSH);
+        lr->in_start = lr->in_end - lr->zs.avail_in;
+        *got = out_before - lr->zs.avail_out;
+        if (zr == Z_STREAM_END) {
+            lr->member_done = 1;
+        } else if (zr == Z_MEM_ERROR) {
+            return rs_error(lr->ctx, RECSYS_E_NOMEM, "%s: out of memory decoding gzip", lr->path);
+        } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+            return rs_error_at(lr->ctx, RECSYS_E_IO, lr->path, line_int(lr->line_no + 1), 0,
+                               "corrupt gzip data: %s",
+                               lr->zs.msg ? lr->zs.msg : "invalid stream");
+        } else if (*got == 0 && lr->in_start == lr->in_end && lr->in_eof) {
+            return rs_error_at(lr->ctx, RECSYS_E_IO, lr->path, line_int(lr->line_no + 1), 0,
+                               "unexpected end of compressed data (truncated .gz file?)");
+        }
+    }
+    return RECSYS_OK;
+}
+
+/* Refill the text buffer: keep unread bytes, grow when they fill it (up to
+ * the line limit). */
+static recsys_status lr_fill(line_reader *lr)
 {
     if (lr->start > 0) {
         size_t keep = lr->end - lr->start;
@@ -63,58 +203,73 @@ static recsys_status lr_fill(recsys_ctx *ctx, line_reader *lr)
         lr->start = 0;
     }
     if (lr->cap - lr->end < 4096) {
-        if (lr->cap > SIZE_MAX / 2)
-            return rs_error_at(ctx, RECSYS_E_NOMEM, lr->path, line_int(lr->line_no + 1), 0,
-                               "line too long");
-        char *b = realloc(lr->buf, lr->cap * 2);
+        if (lr->end > RS_MAX_LINE)
+            return rs_error_at(lr->ctx, RECSYS_E_PARSE, lr->path, line_int(lr->line_no + 1), 0,
+                               "line is longer than %zu bytes (the limit for one line): not a "
+                               "data file?", (size_t)RS_MAX_LINE);
+        size_t ncap = lr->cap * 2;
+        if (ncap > RS_MAX_LINE + 8192) ncap = RS_MAX_LINE + 8192;
+        char *b = realloc(lr->buf, ncap);
         if (!b)
-            return rs_error_at(ctx, RECSYS_E_NOMEM, lr->path, line_int(lr->line_no + 1), 0,
+            return rs_error_at(lr->ctx, RECSYS_E_NOMEM, lr->path, line_int(lr->line_no + 1), 0,
                                "out of memory for a line of %zu bytes", lr->end);
         lr->buf = b;
-        lr->cap *= 2;
+        lr->cap = ncap;
     }
-    size_t want = lr->cap - lr->end - 1; /* one byte for a final NUL */
-    if (want > (1u << 30)) want = 1u << 30;
-    int got = gzread(lr->f, lr->buf + lr->end, (unsigned)want);
-    int errnum = Z_OK;
-    const char *msg = got <= 0 ? gzerror(lr->f, &errnum) : NULL;
-    if (got < 0 || (got == 0 && errnum != Z_OK && errnum != Z_BUF_ERROR))
-        return rs_error_at(ctx, RECSYS_E_IO, lr->path, line_int(lr->line_no + 1), 0,
-                           "read error: %s", errnum == Z_ERRNO ? strerror(errno) : msg);
-    if (got == 0 && errnum == Z_BUF_ERROR)
-        return rs_error_at(ctx, RECSYS_E_IO, lr->path, line_int(lr->line_no + 1), 0,
-                           "unexpected end of compressed data (truncated .gz file?)");
+    size_t got = 0;
+    recsys_status st = lr_decode(lr, lr->buf + lr->end, lr->cap - lr->end - 1, &got);
+    if (st) return st;
     if (got == 0) lr->eof = 1;
-    lr->end += (size_t)got;
+    lr->end += got;
     return RECSYS_OK;
 }
 
-/* Next line, NUL-terminated in place (without '\n'). Returns 1, 0 at the
- * end of the file, or a negative status. */
-static int lr_next(recsys_ctx *ctx, line_reader *lr, char **line, size_t *len)
+/* Next line, NUL-terminated in place (without its line end). Returns 1, 0
+ * at the end of the file, or a negative status. */
+static int lr_next(line_reader *lr, char **line, size_t *len)
 {
     for (;;) {
         if (lr->scan < lr->start) lr->scan = lr->start;
-        char *nl = memchr(lr->buf + lr->scan, '\n', lr->end - lr->scan);
-        if (nl) {
-            *nl = 0;
+        char *base = lr->buf + lr->scan;
+        size_t n = lr->end - lr->scan;
+        char *nl = memchr(base, '\n', n);
+        char *cr = memchr(base, '\r', nl ? (size_t)(nl - base) : n);
+        char *eol = NULL, *next = NULL;
+        if (cr) {
+            if (cr + 1 < lr->buf + lr->end) { eol = cr; next = cr[1] == '\n' ? cr + 2 : cr + 1; }
+            else if (lr->eof) { eol = cr; next = cr + 1; }
+            /* else: a CR at the end of the buffer; need one more byte */
+        } else if (nl) {
+            eol = nl;
+            next = nl + 1;
+        }
+        if (eol || (lr->eof && !cr)) {
+            if (!eol) {
+                if (lr->start == lr->end) return 0;
+                eol = next = lr->buf + lr->end;
+            }
+            *eol = 0;
             *line = lr->buf + lr->start;
-            *len = (size_t)(nl - *line);
-            lr->start = lr->scan = (size_t)(nl - lr->buf) + 1;
+            *len = (size_t)(eol - *line);
+            lr->start = lr->scan = (size_t)(next - lr->buf);
             lr->line_no++;
+            if (lr->line_no == 1 && *len >= 3 && !memcmp(*line, "\xEF\xBB\xBF", 3)) {
+                *line += 3; /* UTF-8 byte-order mark */
+                *len -= 3;
+            } else if (lr->line_no == 1 && *len >= 2 &&
+                       (!memcmp(*line, "\xFF\xFE", 2) || !memcmp(*line, "\xFE\xFF", 2))) {
+                return rs_error_at(lr->ctx, RECSYS_E_PARSE, lr->path, 1, 1,
+                                   "UTF-16 text (byte-order mark): convert the file to UTF-8");
+            }
+            char *z = memchr(*line, 0, *len);
+            if (z)
+                return rs_error_at(lr->ctx, RECSYS_E_PARSE, lr->path, line_int(lr->line_no),
+                                   (int)(z - *line) + 1 > 0 ? line_int(z - *line + 1) : 1,
+                                   "NUL byte: this is not a text file (binary data or UTF-16?)");
             return 1;
         }
-        lr->scan = lr->end;
-        if (lr->eof) {
-            if (lr->start == lr->end) return 0;
-            lr->buf[lr->end] = 0;
-            *line = lr->buf + lr->start;
-            *len = lr->end - lr->start;
-            lr->start = lr->scan = lr->end;
-            lr->line_no++;
-            return 1;
-        }
-        recsys_status st = lr_fill(ctx, lr);
+        lr->scan = cr ? (size_t)(cr - lr->buf) : lr->end;
+        recsys_status st = lr_fill(lr);
         if (st) return st;
     }
 }
@@ -133,14 +288,68 @@ static char *data_start(char *line, size_t len)
 }
 
 /* Next data line: skips blank and comment lines. 1, 0 (end) or a status. */
-static int lr_next_data(recsys_ctx *ctx, line_reader *lr, char **data, char **line)
+static int lr_next_data(line_reader *lr, char **data, char **line)
 {
     for (;;) {
         size_t len = 0;
-        int r = lr_next(ctx, lr, line, &len);
+        int r = lr_next(lr, line, &len);
         if (r <= 0) return r;
         if ((*data = data_start(*line, len))) return 1;
     }
+}
+
+
+/* ------------------------------------------------------------ header lines */
+
+/* Column names that header rows use. */
+static int is_header_word(const char *s, size_t n)
+{
+    static const char *words[] = {
+        "user", "users", "userid", "user_id", "uid", "u", "reviewerid", "customer",
+        "customer_id", "session", "session_id", "sessionid", "visitor", "visitorid",
+        "item", "items", "itemid", "item_id", "iid", "i", "movie", "movieid", "movie_id",
+        "product", "productid", "product_id", "asin", "business_id", "track", "track_id",
+        "time", "times", "timestamp", "ts", "date", "datetime", "unixreviewtime", "t",
+        "rating", "ratings", "score", "overall", "stars", "r", "sequence", "seq",
+        "events", "event", "label", "value"};
+    while (n && (*s == '"' || *s == '\'')) { s++; n--; }
+    while (n && (s[n - 1] == '"' || s[n - 1] == '\'')) n--;
+    if (!n) return 0;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strlen(words[i]) == n && !strncasecmp(words[i], s, n)) return 1;
+    return 0;
+}
+
+/* 1 when every field of the line (split at blanks, commas, '::' and ';')
+ * is a column name such as user, item_id or timestamp. */
+static int looks_like_header(const char *p)
+{
+    int fields = 0;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',' || *p == ':' || *p == ';') p++;
+        if (!*p) break;
+        const char *s = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != ',' && *p != ':' && *p != ';') p++;
+        if (!is_header_word(s, (size_t)(p - s))) return 0;
+        fields++;
+    }
+    return fields >= 2;
+}
+
+/* data.header: skip the first data line (1), never (0), or when it looks
+ * like a header (RS_HEADER_AUTO). */
+static int skip_header(int header, const char *p)
+{
+    return header == 1 || (header == RS_HEADER_AUTO && looks_like_header(p));
+}
+
+/* After an error on the first data line: suggest data.header. */
+static void hint_header(recsys_ctx *ctx, int header)
+{
+    if (!ctx || header != RS_HEADER_AUTO) return;
+    size_t n = strlen(ctx->errmsg);
+    snprintf(ctx->errmsg + n, sizeof ctx->errmsg - n,
+             " (is line 1 a header? set data.header=true to skip it)");
 }
 
 /* ------------------------------------------------------------ fields */
@@ -389,7 +598,8 @@ static recsys_status pick_time_column(recsys_ctx *ctx, const char *path, inter_s
     return RECSYS_OK;
 }
 
-recsys_status rs_parse_interactions(recsys_ctx *ctx, const char *path, rs_raw *raw)
+recsys_status rs_parse_interactions(recsys_ctx *ctx, const char *path, int header,
+                                    rs_raw *raw)
 {
     line_reader lr;
     recsys_status st = lr_open(ctx, &lr, path);
@@ -397,9 +607,15 @@ recsys_status rs_parse_interactions(recsys_ctx *ctx, const char *path, rs_raw *r
     inter_state s = {.sep = SEP_NONE, .c3 = {.all_int = 1, .all_small = 1},
                      .c4 = {.all_int = 1, .all_small = 1}};
     char *line, *p;
-    int r;
-    while ((r = lr_next_data(ctx, &lr, &p, &line)) > 0)
-        if ((st = inter_line(ctx, &lr, line, p, &s, raw))) break;
+    int r, first = 1;
+    while ((r = lr_next_data(&lr, &p, &line)) > 0) {
+        if (first && skip_header(header, p)) { first = 0; continue; }
+        if ((st = inter_line(ctx, &lr, line, p, &s, raw))) {
+            if (first && st == RECSYS_E_PARSE) hint_header(ctx, header);
+            break;
+        }
+        first = 0;
+    }
     if (!st && r < 0) st = r;
     if (!st && raw->n == 0)
         st = rs_error_at(ctx, RECSYS_E_PARSE, path, 0, 0, "no events (empty file)");
@@ -474,7 +690,7 @@ static recsys_status seq_line(recsys_ctx *ctx, seq_files *sf, char *line, char *
                            "expected 'user item1 item2 ...', found only the user");
     char *lineb = NULL, *pb = NULL;
     if (sf->has_times) {
-        int r = lr_next_data(ctx, &sf->b, &pb, &lineb);
+        int r = lr_next_data(&sf->b, &pb, &lineb);
         if (r < 0) return r;
         if (r == 0)
             return rs_error_at(ctx, RECSYS_E_PARSE, sf->b.path, line_int(sf->b.line_no + 1), 0,
@@ -510,7 +726,7 @@ static recsys_status seq_line(recsys_ctx *ctx, seq_files *sf, char *line, char *
 }
 
 recsys_status rs_parse_sequences(recsys_ctx *ctx, const char *path, const char *times_path,
-                                 rs_raw *raw)
+                                 int header, rs_raw *raw)
 {
     seq_files sf;
     memset(&sf, 0, sizeof sf);
@@ -523,11 +739,21 @@ recsys_status rs_parse_sequences(recsys_ctx *ctx, const char *path, const char *
     }
     char *line, *p;
     int r;
-    while ((r = lr_next_data(ctx, &sf.a, &p, &line)) > 0)
+    int first = 1;
+    while ((r = lr_next_data(&sf.a, &p, &line)) > 0) {
+        if (first && skip_header(header, p)) {
+            first = 0;
+            /* the times file has the same layout: skip its first line too */
+            char *lb, *pb;
+            if (sf.has_times && (r = lr_next_data(&sf.b, &pb, &lb)) < 0) break;
+            continue;
+        }
+        first = 0;
         if ((st = seq_line(ctx, &sf, line, p, raw))) break;
+    }
     if (!st && r < 0) st = r;
     if (!st && sf.has_times) {
-        r = lr_next_data(ctx, &sf.b, &p, &line);
+        r = lr_next_data(&sf.b, &p, &line);
         if (r < 0) st = r;
         else if (r > 0)
             st = rs_error_at(ctx, RECSYS_E_PARSE, times_path, line_int(sf.b.line_no), 1,
@@ -542,29 +768,46 @@ recsys_status rs_parse_sequences(recsys_ctx *ctx, const char *path, const char *
 
 /* ------------------------------------------------------------ detection */
 
-#define DETECT_LINES 1000
-
-recsys_status rs_detect_sequences(recsys_ctx *ctx, const char *path, int *is_sequences)
+/* data.format "auto", from the whole file: comma and '::' files are
+ * interaction files; a line of more than 4 fields makes it a sequence file;
+ * lines that all have the same count of 2..4 fields make an interaction
+ * file. Anything else (say, 3-field lines and one 2-field line) contradicts
+ * both readings and stops with the location of the first line that differs. */
+recsys_status rs_detect_sequences(recsys_ctx *ctx, const char *path, int header,
+                                  int *is_sequences)
 {
     *is_sequences = 0;
     line_reader lr;
     recsys_status st = lr_open(ctx, &lr, path);
     if (st) return st;
     enum sep sep = SEP_NONE;
-    int first = 0;
+    int first_k = 0, first = 1, more = 0;
+    int64_t first_line = 0, diff_line = 0;
+    int diff_k = 0, diff_col = 0;
     char *line, *p;
     int r;
-    for (int n = 0; n < DETECT_LINES && (r = lr_next_data(ctx, &lr, &p, &line)) > 0; n++) {
-        if (sep == SEP_NONE && (sep = detect_sep(p)) == SEP_NONE) break;
-        field f[6];
-        int k = split_fields(line, p, sep, f, 5);
-        if (!first) first = k;
-        if (k > 4 || k != first) {
-            *is_sequences = 1;
-            break;
+    while ((r = lr_next_data(&lr, &p, &line)) > 0) {
+        if (first && skip_header(header, p)) { first = 0; continue; }
+        first = 0;
+        if (sep == SEP_NONE && (sep = detect_sep(p)) == SEP_NONE) sep = SEP_SPACE;
+        if (sep == SEP_COMMA || sep == SEP_DCOLON) break; /* never a sequence file */
+        int k = (int)(count_tokens(p) > 5 ? 5 : count_tokens(p));
+        if (!first_k) { first_k = k; first_line = lr.line_no; }
+        if (k > 4) { more = 1; break; }
+        if (k != first_k && !diff_line) {
+            diff_line = lr.line_no;
+            diff_k = k;
+            diff_col = (int)(p - line) + 1;
         }
     }
-    /* Read errors surface again, with context, in the real parse. */
+    if (r < 0) st = r;
+    if (!st && !more && diff_line)
+        st = rs_error_at(ctx, RECSYS_E_PARSE, path, line_int(diff_line), diff_col,
+                         "has %d fields but line %lld has %d: this is neither an interaction "
+                         "file (every line 'user item [timestamp] [rating]') nor clearly a "
+                         "sequence file; fix the line or set data.format", diff_k,
+                         (long long)first_line, first_k);
+    if (!st) *is_sequences = more || first_k > 4;
     lr_close(&lr);
-    return RECSYS_OK;
+    return st;
 }

@@ -28,6 +28,8 @@ typedef struct eval_state {
     uint32_t *seen;           /* n_threads x (n_items+1) stamps */
     uint32_t *stamp;          /* per thread */
     rs_rank_acc *acc;         /* per thread */
+    int64_t *bad_user;        /* per thread: 1 + first user with a non-finite score, or 0 */
+    int64_t *no_negatives;    /* per thread: users who interacted with every item */
 } eval_state;
 
 static int64_t input_len(const eval_state *e, int64_t u)
@@ -49,16 +51,43 @@ static float score_item(const eval_state *e, int r, int32_t item)
 
 /* Stamp user u's items in this thread's `seen` array (a fresh stamp value
  * per user avoids clearing the array). */
-static uint32_t *mark_history(eval_state *e, int thread, int64_t u, int64_t n_items_marked)
+static uint32_t *mark_history(eval_state *e, int thread, int64_t u, int64_t n_items_marked,
+                              int64_t *distinct)
 {
     uint32_t *seen = e->seen + (size_t)thread * ((size_t)e->ds->n_items + 1);
     if (++e->stamp[thread] == 0) {
         memset(seen, 0, sizeof *seen * ((size_t)e->ds->n_items + 1));
         e->stamp[thread] = 1;
     }
+    uint32_t stamp = e->stamp[thread];
     const int32_t *it = e->ds->items + e->ds->offsets[u];
-    for (int64_t k = 0; k < n_items_marked; k++) seen[it[k]] = e->stamp[thread];
+    int64_t n = 0;
+    for (int64_t k = 0; k < n_items_marked; k++) {
+        n += seen[it[k]] != stamp;
+        seen[it[k]] = stamp;
+    }
+    if (distinct) *distinct = n;
     return seen;
+}
+
+static void flag_bad(eval_state *e, int thread, int64_t u)
+{
+    if (!e->bad_user[thread]) e->bad_user[thread] = u + 1;
+}
+
+/* A uniform draw among the items the user never interacted with (there are
+ * `unseen` > 0 of them): rejection first, then the k-th unseen item. */
+static int32_t draw_unseen(rs_rng *rng, const uint32_t *seen, uint32_t stamp, int32_t n,
+                           int64_t unseen)
+{
+    for (int tries = 0; tries < 64; tries++) {
+        int32_t it = 1 + (int32_t)rs_rng_below(rng, (uint64_t)n);
+        if (seen[it] != stamp) return it;
+    }
+    int64_t k = (int64_t)rs_rng_below(rng, (uint64_t)unseen);
+    for (int32_t it = 1; it <= n; it++)
+        if (seen[it] != stamp && k-- == 0) return it;
+    return 0; /* unreachable: unseen counts the items left */
 }
 
 static void sampled_task(void *arg, int r, int thread)
@@ -67,20 +96,24 @@ static void sampled_task(void *arg, int r, int thread)
     int64_t u = e->users[r];
     int64_t n_in = input_len(e, u);
     int32_t target = e->ds->items[e->ds->offsets[u] + n_in];
-    uint32_t *seen = mark_history(e, thread, u, rs_user_len(e->ds, u));
+    int64_t distinct = 0;
+    uint32_t *seen = mark_history(e, thread, u, rs_user_len(e->ds, u), &distinct);
     uint32_t stamp = e->stamp[thread];
+    int32_t n = e->ds->n_items;
+    int64_t unseen = (int64_t)n - distinct;
+    if (unseen <= 0) { /* nothing to sample: the user is left out, and counted */
+        e->no_negatives[thread]++;
+        return;
+    }
     rs_rng rng;
     rs_rng_seed(&rng, rs_hash64(e->seed, (uint64_t)u));
     float ts = score_item(e, r, target);
+    if (!isfinite(ts)) { flag_bad(e, thread, u); return; }
     double greater = 0, ties = 0;
-    int32_t n = e->ds->n_items;
     for (int k = 0; k < e->n_neg; k++) {
-        int32_t it = 0;
-        for (int tries = 0; tries < 10000; tries++) {
-            it = 1 + (int32_t)rs_rng_below(&rng, (uint64_t)n);
-            if (seen[it] != stamp) break;
-        }
+        int32_t it = draw_unseen(&rng, seen, stamp, n, unseen);
         float s = score_item(e, r, it);
+        if (!isfinite(s)) { flag_bad(e, thread, u); return; }
         greater += s > ts;
         ties += s == ts;
     }
@@ -89,12 +122,12 @@ static void sampled_task(void *arg, int r, int thread)
 
 static void target_task(void *arg, int r, int thread)
 {
-    (void)thread;
     eval_state *e = arg;
     int64_t u = e->users[r];
     int32_t target = e->ds->items[e->ds->offsets[u] + input_len(e, u)];
     e->target_score[r] = score_item(e, r, target);
     e->greater[r] = e->ties[r] = 0;
+    if (!isfinite(e->target_score[r])) flag_bad(e, thread, u);
 }
 
 static void chunk_task(void *arg, int r, int thread)
@@ -105,7 +138,7 @@ static void chunk_task(void *arg, int r, int thread)
     int32_t target = e->ds->items[e->ds->offsets[u] + n_in];
     uint32_t *seen = NULL, stamp = 0;
     if (e->exclude_history) {
-        seen = mark_history(e, thread, u, n_in);
+        seen = mark_history(e, thread, u, n_in, NULL);
         stamp = e->stamp[thread];
     }
     float ts = e->target_score[r];
@@ -115,6 +148,7 @@ static void chunk_task(void *arg, int r, int thread)
         if (it == target || (seen && seen[it] == stamp)) continue;
         float s = e->table ? e->chunk_scores[(size_t)r * e->chunk_len + c]
                            : (float)e->ds->item_count[it];
+        if (!isfinite(s)) { flag_bad(e, thread, u); break; }
         greater += s > ts;
         ties += s == ts;
     }
@@ -173,14 +207,31 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
     e.exclude_history = rs_opt_bool(opts, RS_OPT_EVAL_EXCLUDE_HISTORY);
     e.seed = (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED) ^ 0x5eed0e7a1ULL;
     rs_rank_acc proto;
-    recsys_status st = rs_rank_acc_init(ctx, &proto, rs_opt_str(opts, RS_OPT_EVAL_KS));
+    recsys_status st = rs_rank_acc_init(ctx, &proto, rs_opt_list(opts, RS_OPT_EVAL_KS));
     if (st) return st;
 
+    int64_t n_eval = 0;
+    for (int64_t u = 0; u < ds->n_users; u++) n_eval += rs_user_evaluated(ds, u);
+    if (n_eval == 0)
+        return rs_error(ctx, RECSYS_E_INVALID,
+                        "nothing to evaluate: no user has enough events for a held-out target "
+                        "(data.split=%s needs %d or more per user)",
+                        ds->holdout == 1 ? "last" : "loo", ds->holdout == 1 ? 3 : 4);
     int nt = ctx->n_threads;
     int B = (int)rs_opt_int(opts, RS_OPT_EVAL_BATCH_SIZE);
+    if (B > n_eval) B = (int)n_eval; /* buffers sized by the data, not only the config */
     const rs_model_config *cfg = model ? &model->cfg : NULL;
     e.d = cfg ? cfg->dim : 1;
     e.L = cfg ? cfg->max_len : 1;
+    {
+        double R = (double)B * e.L, d = e.d, blocks = cfg ? cfg->blocks : 0;
+        double bytes = 4.0 * nt * ((double)ds->n_items + 1) + 24.0 * B +
+                       (cfg ? 4.0 * (R * d * (2 + blocks * 10) + (e.full ? B * 8192.0 : 0) +
+                                     (cfg->l2norm ? ((double)ds->n_items + 1) * d : 0))
+                            : 0);
+        if ((st = rs_check_memory(ctx, opts, bytes, "evaluation (eval.batch_size, model size)")))
+            return st;
+    }
     rs_batch_buf bb = {0};
     rs_workspace *ws = NULL;
     float *owned_table = NULL, *chunk_buf = NULL, *F = NULL;
@@ -188,10 +239,13 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
     e.seen = calloc((size_t)nt * ((size_t)ds->n_items + 1), sizeof *e.seen);
     e.stamp = calloc((size_t)nt, sizeof *e.stamp);
     e.acc = calloc((size_t)nt, sizeof *e.acc);
+    e.bad_user = calloc((size_t)nt, sizeof *e.bad_user);
+    e.no_negatives = calloc((size_t)nt, sizeof *e.no_negatives);
     e.target_score = malloc(sizeof(float) * (size_t)B);
     e.greater = malloc(sizeof(double) * (size_t)B);
     e.ties = malloc(sizeof(double) * (size_t)B);
-    if (!users || !e.seen || !e.stamp || !e.acc || !e.target_score || !e.greater || !e.ties) {
+    if (!users || !e.seen || !e.stamp || !e.acc || !e.target_score || !e.greater || !e.ties ||
+        !e.bad_user || !e.no_negatives) {
         st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for evaluation");
         goto done;
     }
@@ -231,6 +285,28 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
         }
     }
     for (int i = 1; i < nt; i++) rs_rank_acc_merge(&e.acc[0], &e.acc[i]);
+    int64_t bad = 0, skipped = 0;
+    for (int i = 0; i < nt; i++) {
+        if (!bad && e.bad_user[i]) bad = e.bad_user[i];
+        skipped += e.no_negatives[i];
+    }
+    if (bad) {
+        st = rs_error(ctx, RECSYS_E_NUMERIC,
+                      "the model scores items as NaN or infinity (first for user '%s'): its "
+                      "weights are too large or corrupted, so there are no metrics",
+                      ds->user_names[bad - 1]);
+        goto done;
+    }
+    if (skipped)
+        rs_log(ctx, RECSYS_LOG_WARN, "%lld users interacted with every item: no negatives to "
+               "sample, left out of the sampled evaluation", (long long)skipped);
+    if (e.acc[0].users == 0) {
+        st = rs_error(ctx, RECSYS_E_INVALID,
+                      "nothing to evaluate: all %lld users with a held-out target interacted "
+                      "with every item, so no negatives can be sampled (use eval.protocol=full)",
+                      (long long)skipped);
+        goto done;
+    }
     st = rs_metrics_from_acc(ctx, &e.acc[0], out);
 done:
     if (ws) model->ops->ws_free(ws);
@@ -242,6 +318,8 @@ done:
     free(e.seen);
     free(e.stamp);
     free(e.acc);
+    free(e.bad_user);
+    free(e.no_negatives);
     free(e.target_score);
     free(e.greater);
     free(e.ties);

@@ -156,6 +156,10 @@ recsys_status recsys_model_new(recsys_ctx *ctx, const recsys_opts *opts, const r
     rs_model_config cfg;
     recsys_status st = rs_model_config_from_opts(ctx, opts, ds->n_items, ds->times != NULL, &cfg);
     if (st) return st;
+    const rs_model_ops *ops = rs_model_ops_for(cfg.type);
+    if (ops && (st = rs_check_memory(ctx, opts, (double)ops->n_params(&cfg) * sizeof(float),
+                                     "the model's weights")))
+        return st;
     rs_rng rng;
     rs_rng_seed(&rng, (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED));
     st = rs_model_create(ctx, &cfg, &rng, out);

@@ -258,17 +258,25 @@ static void topk_task(void *arg, int row, int thread)
     }
 }
 
-/* Scores of rows [0, n) for items [first, first+len) into s->chunk. */
-static void score_chunk(recsys_session *s, int n, int32_t first, int32_t len)
+/* Scores of rows [0, n) for items [first, first+len) into s->chunk. A score
+ * that is not finite is an error, never a ranking (NaN compares false). */
+static recsys_status score_chunk(recsys_session *s, int n, int32_t first, int32_t len)
 {
     const rs_model_config *cfg = &s->model->cfg;
     int d = cfg->dim, L = cfg->max_len;
     rs_gemm(s->ctx, 0, 1, n, len, d, 1.0f, s->F + (size_t)(L - 1) * d, L * d,
             s->table->rows + (size_t)first * d, d, 0.0f, s->chunk, len);
+    for (size_t i = 0; i < (size_t)n * (size_t)len; i++)
+        if (!isfinite(s->chunk[i]))
+            return rs_error(s->ctx, RECSYS_E_NUMERIC,
+                            "the score of item %d is %s: the model's weights are too large or "
+                            "corrupted", first + (int32_t)(i % (size_t)len),
+                            isnan(s->chunk[i]) ? "NaN" : "infinite");
+    return RECSYS_OK;
 }
 
 /* Top-k of n encoded rows into the output arrays. */
-static void rank_rows(recsys_session *s, const recsys_request *reqs, int n, int *sizes)
+static recsys_status rank_rows(recsys_session *s, const recsys_request *reqs, int n, int *sizes)
 {
     int32_t N = s->model->cfg.n_items;
     topk_job j = {.s = s, .reqs = reqs, .sizes = sizes};
@@ -276,9 +284,11 @@ static void rank_rows(recsys_session *s, const recsys_request *reqs, int n, int 
     for (int32_t first = 1; first <= N; first += SCORE_CHUNK) {
         j.first = first;
         j.len = N - first + 1 < SCORE_CHUNK ? N - first + 1 : SCORE_CHUNK;
-        score_chunk(s, n, j.first, j.len);
+        recsys_status st = score_chunk(s, n, j.first, j.len);
+        if (st) return st;
         rs_pool_run(s->ctx->pool, n, topk_task, &j);
     }
+    return RECSYS_OK;
 }
 
 static void pop_all(scored *h, int size, int32_t *items, float *scores)
@@ -319,8 +329,8 @@ recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request 
         recsys_status st = reserve_rows(s, n);
         if (!st) st = reserve_heaps(s, n, kmax);
         if (!st) st = encode(s, local, n);
+        if (!st) st = rank_rows(s, local, n, sizes);
         if (st) return st;
-        rank_rows(s, local, n, sizes);
         for (int r = 0; r < n; r++) {
             size_t o = (done + r) * stride;
             pop_all(s->heaps + (size_t)r * s->heap_k, sizes[r], items + o, scores ? scores + o : NULL);
@@ -364,7 +374,7 @@ recsys_status recsys_session_score_request(recsys_session *s, const recsys_reque
     if ((st = encode(s, &r, 1))) return st;
     for (int32_t first = 1; first <= N; first += SCORE_CHUNK) {
         int32_t len = N - first + 1 < SCORE_CHUNK ? N - first + 1 : SCORE_CHUNK;
-        score_chunk(s, 1, first, len);
+        if ((st = score_chunk(s, 1, first, len))) return st;
         memcpy(all + first, s->chunk, sizeof(float) * (size_t)len);
     }
     all[0] = -INFINITY;

@@ -58,7 +58,7 @@ static void adam_task(void *arg, int task, int thread)
 
 void rs_adam_step(recsys_ctx *ctx, rs_adam *a, float *params, float *grads)
 {
-    a->step++;
+    if (a->step < INT64_MAX) a->step++; /* saturates (the bias corrections are 1 by then) */
     adam_job j = {&ctx->kern, a, params, grads, 0, 1.0f - powf(a->beta1, (float)a->step),
                   1.0f - powf(a->beta2, (float)a->step)};
     size_t n = a->n;

@@ -49,7 +49,7 @@ struct recsys_trainer {
     enum loss_kind loss;
     float temperature;
     int epoch;
-    char checkpoint_path[CHECKPOINT_PATH_MAX];
+    char *checkpoint_path; /* trainer.checkpoint (malloc'd; NULL = none) */
     int checkpoint_every;
     int threads;          /* trainer.threads: 0 = the ctx's */
     rs_pool *pool;        /* own workers when threads differs from the ctx's; else NULL */
@@ -120,6 +120,7 @@ void recsys_trainer_free(recsys_trainer *t)
     free(t->users);
     free(t->seen);
     rs_pool_free(t->pool);
+    free(t->checkpoint_path);
     recsys_model_free(t->model);
     free(t);
 }
@@ -136,6 +137,24 @@ static void log_trainer(const recsys_trainer *t)
            (long long)t->n_users, threads, threads != ctx->n_threads ? "its own" : "the ctx's",
            t->bf16 || ctx->bf16 ? "on" : "off", recsys_ctx_isa(ctx),
            recsys_ctx_kernel_name(ctx, RECSYS_KERNEL_GEMM));
+}
+
+/* Bytes the trainer's buffers need (an estimate made before allocating:
+ * gradients and Adam moments, activations kept for backward, the batch and
+ * the loss scratch). */
+static double trainer_bytes(const recsys_model *m, const recsys_dataset *ds, int B, int n_neg,
+                            int softmax)
+{
+    const rs_model_config *c = &m->cfg;
+    double R = (double)B * c->max_len, d = c->dim, blocks = c->blocks;
+    double ffn = c->ffn_dim > 0 ? c->ffn_dim : d;
+    double dqk = c->dqk > 0 ? c->dqk : d, dv = c->dv > 0 ? c->dv : d;
+    double per_row = (blocks + 1) * d + blocks * (6 * d + 2 * dqk + 2 * dv + ffn + c->heads + 8);
+    double floats = 3.0 * (double)m->n_params + 2 * R * d + R * per_row;
+    floats += softmax ? R * (2 * d + 2 * (n_neg + 1.0)) + 2.0 * n_neg * d + 2.0 * c->n_items
+                      : R * (1.0 + n_neg);
+    double ints = R * (4.0 + n_neg) + (double)ds->n_users * 2 + (double)c->n_items;
+    return 4.0 * floats + 4.0 * ints;
 }
 
 recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
@@ -162,8 +181,6 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
     t->loss = rs_opt_is(opts, RS_OPT_TRAINER_LOSS, "sampled_softmax") ? LOSS_SOFTMAX : LOSS_BCE;
     t->temperature = (float)rs_opt_float(opts, RS_OPT_TRAINER_TEMPERATURE);
     t->shared_negatives = rs_opt_bool(opts, RS_OPT_TRAINER_SHARED_NEGATIVES);
-    snprintf(t->checkpoint_path, sizeof t->checkpoint_path, "%s",
-             rs_opt_str(opts, RS_OPT_TRAINER_CHECKPOINT));
     t->checkpoint_every = (int)rs_opt_int(opts, RS_OPT_TRAINER_CHECKPOINT_EVERY);
     rs_rng_seed(&t->rng, (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED));
     t->threads = (int)rs_opt_int(opts, RS_OPT_TRAINER_THREADS);
@@ -173,10 +190,27 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
         st = rs_error(ctx, RECSYS_E_UNSUPPORTED,
                       "bf16 mode needs AVX-512-BF16 and the avx512 kernels");
 
+    const char *ck = rs_opt_str(opts, RS_OPT_TRAINER_CHECKPOINT);
+    if (!st && *ck && !(t->checkpoint_path = strdup(ck)))
+        st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
+
+    /* Buffers are sized by the data, not only by the config: a batch never
+     * holds more rows than there are training users, nor a row more
+     * negatives than the catalogue has items. */
     const rs_model_config *cfg = &model->cfg;
+    int64_t n_train = 0;
+    for (int64_t u = 0; u < ds->n_users; u++) n_train += rs_user_train_len(ds, u) >= MIN_TRAIN_ITEMS;
+    if (!st && n_train == 0)
+        st = rs_error(ctx, RECSYS_E_INVALID, "no user has two training items");
+    if (n_train > 0 && t->batch_size > n_train) t->batch_size = (int)n_train;
+    int64_t neg_opt = rs_opt_int(opts, RS_OPT_TRAINER_NEGATIVES);
     int n_neg = t->loss == LOSS_BCE ? BCE_NEGATIVES
-                                    : (int)rs_opt_int(opts, RS_OPT_TRAINER_NEGATIVES);
+                                    : (int)(neg_opt < cfg->n_items ? neg_opt : cfg->n_items);
     size_t rows = (size_t)t->batch_size * cfg->max_len;
+    if (!st) st = rs_check_memory(ctx, opts, trainer_bytes(model, ds, t->batch_size, n_neg,
+                                                             t->loss == LOSS_SOFTMAX),
+                                  "training (trainer.batch_size, model.max_len, model.dim, "
+                                  "trainer.negatives)");
     if (!st) st = rs_batch_buf_init(ctx, &t->bb, t->batch_size, cfg->max_len, n_neg,
                                     ds->times != NULL);
     if (!st) {
@@ -196,12 +230,9 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
             (t->loss == LOSS_SOFTMAX ? !t->ssm : !t->bce_scratch))
             st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for training buffers");
     }
-    if (!st) {
+    if (!st)
         for (int64_t u = 0; u < ds->n_users; u++)
             if (rs_user_train_len(ds, u) >= MIN_TRAIN_ITEMS) t->users[t->n_users++] = u;
-        if (t->n_users == 0)
-            st = rs_error(ctx, RECSYS_E_INVALID, "no user has two training items");
-    }
     if (st) { recsys_trainer_free(t); return st; }
     log_trainer(t);
     *out = t;
@@ -350,7 +381,7 @@ static recsys_status run_epoch(recsys_trainer *t, ctx_saved *saved, double *mean
     }
     t->epoch++;
     if (mean_loss) *mean_loss = loss_sum / (double)steps;
-    if (t->checkpoint_path[0] && t->epoch % t->checkpoint_every == 0)
+    if (t->checkpoint_path && t->epoch % t->checkpoint_every == 0)
         return recsys_trainer_save_checkpoint(t, t->checkpoint_path);
     return RECSYS_OK;
 }

@@ -25,6 +25,7 @@ pub const RECSYS_OPT_INT: c_int = 1;
 pub const RECSYS_OPT_FLOAT: c_int = 2;
 pub const RECSYS_OPT_ENUM: c_int = 3;
 pub const RECSYS_OPT_BOOL: c_int = 4;
+pub const RECSYS_OPT_INT_LIST: c_int = 5;
 pub const RECSYS_STAT_USERS: c_int = 0;
 pub const RECSYS_STAT_ITEMS: c_int = 1;
 pub const RECSYS_STAT_EVENTS: c_int = 2;
