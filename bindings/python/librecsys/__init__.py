@@ -268,7 +268,7 @@ class OptionInfo:
     """One option key as recsys_opts_describe gives it. Also readable as a
     mapping (info["default"])."""
     key: str
-    type: str                      # "string", "int", "float", "enum" or "bool"
+    type: str                      # "string", "int", "float", "enum", "bool", "int list"
     default: str
     choices: Optional[List[str]]   # enum: the allowed words
     min: Optional[float]           # int and float: inclusive bounds
@@ -287,7 +287,7 @@ def _opt_info(i: int) -> OptionInfo:
 
     def s(b):
         return None if b is None else b.decode("utf-8", "replace")
-    numeric = info.type in (OptType.INT, OptType.FLOAT)
+    numeric = info.type in (OptType.INT, OptType.FLOAT, OptType.INT_LIST)
     return OptionInfo(key=s(info.key), type=s(info.type_name), default=s(info.default_value) or "",
                       choices=s(info.choices).split("|") if info.choices else None,
                       min=info.min if numeric else None, max=info.max if numeric else None,
