@@ -4,6 +4,7 @@
 #
 #   core  <-  data  <-  nn, models  <-  checkpoint  <-  train, eval
 #   core, data  <-  analysis
+#   core, data, nn, models, checkpoint, train, eval  <-  adapters (LoRA, bank, store)
 #   everything but analysis  <-  serve (sessions, batch scoring, thread pools)
 #
 # (core: ctx, options, config, pool, GEMM; data: datasets; nn: layers;
@@ -21,7 +22,8 @@ declare -A allowed=(
   [train]="core data nn models checkpoint"
   [eval]="core data nn models"
   [analysis]="core data"
-  [serve]="core data nn models checkpoint eval"
+  [adapters]="core data nn models checkpoint train eval"
+  [serve]="core data nn models checkpoint eval adapters"
 )
 fail=0
 for dir in "$root"/lib/*/; do
