@@ -313,7 +313,7 @@ static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
     const rs_model_config *cfg = &m->cfg;
     uint64_t seed = rs_rng_next(&t->rng);
     rs_batch b = rs_batch_view(&t->bb, rows, 1, seed);
-    size_t item_off = m->ops->item_table_offset(cfg);
+    size_t item_off = RS_ITEM_TABLE_OFFSET;
     memset(t->grads, 0, sizeof(float) * m->n_params);
     recsys_status st = m->ops->forward(t->ctx, cfg, m->params, t->ws, &b, t->F);
     if (st) return st;
