@@ -237,7 +237,7 @@ extern "C" {
     pub fn recsys_model_tensor_info(model: *const recsys_model, i: c_int, name: *mut *const c_char, ndim: *mut c_int, shape: *mut i64, numel: *mut i64) -> recsys_status;
     pub fn recsys_model_get_tensor(ctx: *mut recsys_ctx, model: *const recsys_model, name: *const c_char, data: *mut f32, n: usize) -> recsys_status;
     pub fn recsys_model_set_tensor(ctx: *mut recsys_ctx, model: *mut recsys_model, name: *const c_char, data: *const f32, n: usize) -> recsys_status;
-    pub fn recsys_model_set_item_ids(ctx: *mut recsys_ctx, model: *mut recsys_model, ids: *mut *const c_char, n: i32) -> recsys_status;
+    pub fn recsys_model_set_item_ids(ctx: *mut recsys_ctx, model: *mut recsys_model, ids: *const *const c_char, n: i32) -> recsys_status;
     pub fn recsys_trainer_new(ctx: *mut recsys_ctx, model: *mut recsys_model, ds: *const recsys_dataset, opts: *const recsys_opts, out: *mut *mut recsys_trainer) -> recsys_status;
     pub fn recsys_trainer_free(t: *mut recsys_trainer);
     pub fn recsys_trainer_set_progress(t: *mut recsys_trainer, r#fn: recsys_progress_fn, user_data: *mut c_void) -> recsys_status;
