@@ -70,7 +70,7 @@ fi
 if [ "${RECSYS_SKIP_FUZZ:-0}" != 1 ]; then
   if command -v clang >/dev/null; then
     fuzz/run.sh "${RECSYS_FUZZ_SECONDS:-10}"
-    summary+=("fuzz: 5 harnesses, ${RECSYS_FUZZ_SECONDS:-10} s each, nothing found")
+    summary+=("fuzz: 6 harnesses, ${RECSYS_FUZZ_SECONDS:-10} s each, nothing found")
   else
     summary+=("fuzz: skipped (clang is not installed)")
   fi
