@@ -224,19 +224,33 @@ void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_pro
     last_bufs s = carve(c, B, scratch);
     const float *rab_pos = tensor(c, P, "rab_pos", k);
     const float *rab_time = time_on ? tensor(c, P, "rab_time", k) : NULL;
-    /* the uvqk projection's rows: U = [0, hdv), V|Q|K = [hdv, cols) */
-    rs_proj u_p = *uvqk_p, vqk_p = *uvqk_p;
+    /* the uvqk projection's rows: U = [0, hdv), V, Q, K after it. Keys and
+     * values for every packed row (into columns V | . | K of s.kv, row
+     * stride kvw), U and Q for the last rows only. */
+    rs_proj u_p = *uvqk_p, v_p = *uvqk_p, q_p = *uvqk_p, k_p = *uvqk_p;
     u_p.out = hdv;
-    vqk_p.row0 = uvqk_p->row0 + hdv;
-    vqk_p.out = kvw;
+    v_p.row0 = uvqk_p->row0 + hdv;
+    v_p.out = hdv;
+    q_p.row0 = uvqk_p->row0 + 2 * hdv;
+    q_p.out = hq;
+    k_p.row0 = uvqk_p->row0 + 2 * hdv + hq;
+    k_p.out = hq;
 
-    /* Xn = LN(X) for every packed row; V|Q|K = SiLU(Xn W[hdv:]ᵀ); U for the last rows. */
+    /* Xn = LN(X) for every packed row; V, K = SiLU(Xn W[V], Xn W[K]). */
     rs_layernorm_fwd(ctx, N, d, X, NULL, NULL, NULL, HSTU_LN_EPS, s.xn, s.mean, s.rstd);
-    proj(r, &vqk_p, k, N, s.xn, d, s.kv, kvw);
-    for (int i = 0; i < N; i++) ctx->kern.silu_fwd((size_t)kvw, s.kv + (size_t)i * kvw, s.w);
+    proj(r, &v_p, k, N, s.xn, d, s.kv, kvw);
+    proj(r, &k_p, k, N, s.xn, d, s.kv + hdv + hq, kvw);
+    for (int i = 0; i < N; i++) {
+        ctx->kern.silu_fwd((size_t)hdv, s.kv + (size_t)i * kvw, s.w);
+        ctx->kern.silu_fwd((size_t)hq, s.kv + (size_t)i * kvw + hdv + hq, s.w);
+    }
     gather_last(B, d, s.xn, base, len, s.tl);
     proj(r, &u_p, k, B, s.tl, d, s.ul, hdv);
-    for (int i = 0; i < B; i++) ctx->kern.silu_fwd((size_t)hdv, s.ul + (size_t)i * hdv, s.w);
+    proj(r, &q_p, k, B, s.tl, d, s.ql, hq);
+    for (int i = 0; i < B; i++) {
+        ctx->kern.silu_fwd((size_t)hdv, s.ul + (size_t)i * hdv, s.w);
+        ctx->kern.silu_fwd((size_t)hq, s.ql + (size_t)i * hq, s.w);
+    }
 
     double inv_n = 1.0 / (double)L;
     for (int b = 0; b < B; b++) {
@@ -244,11 +258,11 @@ void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_pro
         memset(o, 0, sizeof(float) * (size_t)hdv);
         int n = len[b];
         if (n == 0) continue;
-        const float *g = s.kv + (size_t)base[b] * kvw; /* rows of V|Q|K */
+        const float *g = s.kv + (size_t)base[b] * kvw; /* rows of V | (Q unused) | K */
         int i = n - 1;
         size_t t0 = (size_t)b * L + (size_t)(L - n);
         for (int h = 0; h < H; h++) {
-            const float *q = g + (size_t)i * kvw + hdv + (size_t)h * dqk;
+            const float *q = s.ql + (size_t)b * hq + (size_t)h * dqk;
             float *oh = o + (size_t)h * dv;
             for (int j = 0; j < n; j++) {
                 const float *kj = g + (size_t)j * kvw + hdv + hq + (size_t)h * dqk;

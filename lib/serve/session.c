@@ -225,15 +225,20 @@ typedef struct topk_job {
     int *sizes;             /* heap fill per row */
 } topk_job;
 
+/* 1 when ids[0..n) holds it: a branch-free scan the compiler vectorises
+ * (histories are scanned once per candidate that enters the top-k). */
+static int holds(const int32_t *ids, size_t n, int32_t it)
+{
+    int hit = 0;
+    for (size_t i = 0; i < n; i++) hit |= ids[i] == it;
+    return hit;
+}
+
 static int excluded(const recsys_request *r, int32_t it)
 {
     if (r->exclude_mask && r->exclude_mask[it]) return 1;
-    if (r->exclude_history)
-        for (size_t i = 0; i < r->n_history; i++)
-            if (r->history[i] == it) return 1;
-    for (size_t i = 0; i < r->n_exclude; i++)
-        if (r->exclude[i] == it) return 1;
-    return 0;
+    if (r->exclude_history && holds(r->history, r->n_history, it)) return 1;
+    return holds(r->exclude, r->n_exclude, it);
 }
 
 static void topk_task(void *arg, int row, int thread)
