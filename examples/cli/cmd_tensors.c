@@ -197,6 +197,20 @@ static int fill_tensor(import_state *s, const tensor_desc *ti, int blocks, int m
             memset(dst, 0, sizeof(float) * (size_t)ti->shape[1]);
             return take(s, name, sh, 2, dst + ti->shape[1]);
         }
+        /* Current pmixer sizes pos_emb for maxlen 200 whatever the data's
+         * length L; a model of max_len L reads rows 0..L of it. */
+        if (t && t->ndim == 2 && t->shape[0] > max_len + 1 && t->shape[1] == ti->shape[1]) {
+            float *all = malloc(sizeof(float) * t->numel);
+            if (!all) {
+                snprintf(s->err, sizeof s->err, "out of memory");
+                return -1;
+            }
+            int64_t sh[2] = {t->shape[0], t->shape[1]};
+            int rc = take(s, name, sh, 2, all);
+            if (!rc) memcpy(dst, all, sizeof(float) * (size_t)ti->numel);
+            free(all);
+            return rc;
+        }
     }
     return take(s, name, ti->shape, ti->ndim, dst);
 unmapped:
