@@ -176,6 +176,18 @@ static recsys_status read_request(recsys_session *s, size_t ri, const recsys_req
 
 /* ------------------------------------------------------------ scoring */
 
+/* One request is too little work per layer to split across threads: each
+ * layer would be a pool round trip (measured: 2.5x slower on two threads
+ * than on one). Its forward and scoring run on the caller's thread, with
+ * the ctx's pool detached for the call; results do not depend on the
+ * thread count. */
+static rs_pool *pool_for_rows(recsys_session *s, int n)
+{
+    rs_pool *p = s->ctx->pool;
+    if (n == 1) s->ctx->pool = NULL;
+    return p;
+}
+
 /* Encode rows [0, n) of the batch into s->F. */
 static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n)
 {
@@ -184,7 +196,10 @@ static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n
         rs_batch_fill_request_row(&s->bb, r, reqs[r].history, reqs[r].times, reqs[r].n_history);
     rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
     b.last_scratch = s->last_only ? s->last : NULL;
-    return m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
+    rs_pool *p = pool_for_rows(s, n);
+    recsys_status st = m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
+    s->ctx->pool = p;
+    return st;
 }
 
 static int worse(scored a, scored b) { return a.s < b.s || (a.s == b.s && a.item > b.item); }
@@ -275,6 +290,7 @@ static recsys_status score_chunk(recsys_session *s, int n, int32_t first, int32_
 {
     const rs_model_config *cfg = &s->model->cfg;
     int d = cfg->dim, L = cfg->max_len;
+    rs_pool *p = pool_for_rows(s, n);
     if (n == 1 && !s->ctx->gemm_onednn) /* one row: C^T = table · f, the same layout; packs
                  * only f, not the item table (same bits with our kernels) */
         rs_gemm(s->ctx, 0, 1, len, 1, d, 1.0f, s->table->rows + (size_t)first * d, d,
@@ -282,6 +298,7 @@ static recsys_status score_chunk(recsys_session *s, int n, int32_t first, int32_
     else
         rs_gemm(s->ctx, 0, 1, n, len, d, 1.0f, s->F + (size_t)(L - 1) * d, L * d,
                 s->table->rows + (size_t)first * d, d, 0.0f, s->chunk, len);
+    s->ctx->pool = p;
     for (size_t i = 0; i < (size_t)n * (size_t)len; i++)
         if (!isfinite(s->chunk[i]))
             return rs_error(s->ctx, RECSYS_E_NUMERIC,
