@@ -237,6 +237,87 @@ def pmixer_names():
 check("pmixer/SASRec.pytorch names", pmixer_names)
 
 
+class PmixerStyle(torch.nn.Module):
+    """A SASRec laid out as pmixer/SASRec.pytorch's module tree (so its
+    state_dict keys are that repository's), written here from the
+    equations docs/SERVING.md lists for its current code: norm_first (our
+    "pre") or not (our "post"), causal mask only (padded keys not masked),
+    Conv1d(kernel 1) FFN with ReLU, LayerNorm eps 1e-8."""
+
+    def __init__(self, n_items, max_len, d, blocks, heads, norm_first):
+        super().__init__()
+        self.norm_first = norm_first
+        self.item_emb = torch.nn.Embedding(n_items + 1, d, padding_idx=0)
+        self.pos_emb = torch.nn.Embedding(max_len + 1, d, padding_idx=0)
+        ln = lambda: torch.nn.LayerNorm(d, eps=1e-8)  # noqa: E731
+        self.attention_layernorms = torch.nn.ModuleList([ln() for _ in range(blocks)])
+        self.attention_layers = torch.nn.ModuleList(
+            [torch.nn.MultiheadAttention(d, heads) for _ in range(blocks)])
+        self.forward_layernorms = torch.nn.ModuleList([ln() for _ in range(blocks)])
+        ffn = torch.nn.Module
+        self.forward_layers = torch.nn.ModuleList()
+        for _ in range(blocks):
+            f = ffn()
+            f.conv1 = torch.nn.Conv1d(d, d, kernel_size=1)
+            f.conv2 = torch.nn.Conv1d(d, d, kernel_size=1)
+            self.forward_layers.append(f)
+        self.last_layernorm = ln()
+
+    def ffn(self, i, x):  # x [B, L, d]
+        f = self.forward_layers[i]
+        y = f.conv2(torch.relu(f.conv1(x.transpose(-1, -2))))
+        return y.transpose(-1, -2)
+
+    def scores(self, seq):
+        B, L = seq.shape
+        x = self.item_emb(seq) * self.item_emb.embedding_dim ** 0.5
+        pos = torch.arange(1, L + 1).unsqueeze(0).expand(B, -1) * (seq != 0)
+        x = x + self.pos_emb(pos)
+        mask = ~torch.tril(torch.ones(L, L, dtype=torch.bool))
+        for i in range(len(self.attention_layers)):
+            x = x.transpose(0, 1)
+            if self.norm_first:
+                q = self.attention_layernorms[i](x)
+                a, _ = self.attention_layers[i](q, q, q, attn_mask=mask)
+                x = (x + a).transpose(0, 1)
+                x = x + self.ffn(i, self.forward_layernorms[i](x))
+            else:
+                a, _ = self.attention_layers[i](x, x, x, attn_mask=mask)
+                x = self.attention_layernorms[i](x + a).transpose(0, 1)
+                x = self.forward_layernorms[i](x + self.ffn(i, x))
+        f = self.last_layernorm(x)[:, -1]
+        return f @ self.item_emb.weight.T
+
+
+def pmixer_semantics(norm, norm_first):
+    """Our model exported with pmixer names, loaded into the pmixer-style
+    module: same scores for histories of at least max_len items."""
+    model = os.path.join(tmp, f"sem_{norm}.rsm")
+    run(["train", "--config", CONFIG, "--out", model, "--set", f"model.norm={norm}"] + TINY)
+    st = os.path.join(tmp, f"sem_{norm}.safetensors")
+    run(["export", "--to", "safetensors", "--model", model, "--out", st, "--names", "pmixer"])
+    tensors, meta = read_safetensors(st)
+    ids = meta["recsys.item_ids"].split("\n")
+    name_to_id = {n: i + 1 for i, n in enumerate(ids)}
+    m = PmixerStyle(len(ids), 20, 16, 2, 1, norm_first).double().eval()
+    m.load_state_dict({k: v.double() for k, v in tensors.items()}, strict=True)
+    got = recommend_all(model, len(ids), False)
+    worst = 0.0
+    with torch.no_grad():
+        for (hist, times), row in zip(HISTORIES, got):
+            if len(hist) < 20:
+                continue  # padding is handled differently (docs/SERVING.md)
+            seq, _ = encode(name_to_id, hist, times, 20)
+            ref = m.scores(seq)[0]
+            worst = max(worst, max(abs(float(ref[i]) - row[n]) for i, n in enumerate(ids, 1)))
+    assert worst <= TOL, f"max |pmixer-style - recsys| = {worst:.3g}"
+    print(f"  {norm}: max |pmixer-style - recsys| = {worst:.3g}")
+
+
+check("pmixer semantics, norm_first (pre)", lambda: pmixer_semantics("pre", True))
+check("pmixer semantics, default (post)", lambda: pmixer_semantics("post", False))
+
+
 def malformed():
     st = os.path.join(tmp, "sasrec.safetensors")
     raw = open(st, "rb").read()
