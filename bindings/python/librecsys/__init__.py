@@ -39,6 +39,7 @@ __all__ = [
     "Progress", "Session", "ApEn", "PerfLaw", "evaluate", "evaluate_popularity",
     "version", "HEADER_VERSION", "Stat", "ThreadPool", "ModelInfo", "Request", "OptionInfo",
     "describe_options", "ModelType", "OptType", "version_number", "last_error",
+    "TensorInfo", "UserState", "Adapter", "AdapterKind", "AdapterStore", "StoreStats",
 ]
 
 HEADER_VERSION = _capi.HEADER_VERSION
@@ -56,6 +57,10 @@ ModelType = enum.IntEnum("ModelType", {k[len("RECSYS_MODEL_"):]: v for k, v in _
                                        if k.startswith("RECSYS_MODEL_")})
 OptType = enum.IntEnum("OptType", {k[len("RECSYS_OPT_"):]: v for k, v in _decls.DEFINES.items()
                                    if k.startswith("RECSYS_OPT_")})
+
+AdapterKind = enum.IntEnum("AdapterKind", {k[len("RECSYS_ADAPTER_"):]: v for k, v in _decls.DEFINES.items()
+                                           if k in ("RECSYS_ADAPTER_USER", "RECSYS_ADAPTER_SHARED",
+                                                    "RECSYS_ADAPTER_BANK")})
 
 _P_I32 = ctypes.POINTER(ctypes.c_int32)
 _P_U8 = ctypes.POINTER(ctypes.c_uint8)
@@ -557,6 +562,77 @@ class Model(_Object):
         float32 view that keeps the model alive. score = user_vector @ row."""
         return self._table(lib.recsys_model_item_vectors)
 
+    # --- tensors by name (import / export of weights trained elsewhere) ---
+    @classmethod
+    def new_blank(cls, ctx: Context, opts: Optional[Options], n_items: int) -> "Model":
+        """A model with the config of opts for n_items items (external ids
+        "1".."n_items"), initialised as a new model is; no dataset needed."""
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_model_new_blank(ctx._ptr(), _opts_ptr(opts), int(n_items), ctypes.byref(out)))
+        self = cls.__new__(cls)
+        self._adopt(out, lib.recsys_model_free)
+        return self
+
+    @property
+    def tensor_count(self) -> int:
+        n = ctypes.c_int()
+        _check(lib.recsys_model_tensor_count(self._ptr(), ctypes.byref(n)))
+        return n.value
+
+    def tensor_info(self, i: int) -> "TensorInfo":
+        """Name and shape of tensor i (0 <= i < tensor_count)."""
+        name, ndim = ctypes.c_char_p(), ctypes.c_int()
+        shape = (ctypes.c_int64 * _decls.DEFINES["RECSYS_TENSOR_MAX_DIMS"])()
+        numel = ctypes.c_int64()
+        _check(lib.recsys_model_tensor_info(self._ptr(), int(i), ctypes.byref(name), ctypes.byref(ndim),
+                                            shape, ctypes.byref(numel)))
+        return TensorInfo(name.value.decode(), tuple(shape[:ndim.value]), numel.value)
+
+    def tensors_info(self) -> List["TensorInfo"]:
+        return [self.tensor_info(i) for i in range(self.tensor_count)]
+
+    def _tensor(self, name: str) -> "TensorInfo":
+        for t in self.tensors_info():
+            if t.name == name:
+                return t
+        raise RecsysError(Status.E_NOT_FOUND, f"model has no tensor {name!r}")
+
+    def get_tensor(self, ctx: Context, name: str, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """A copy of tensor `name` as a float32 array of its shape (written
+        into `out`, float32 C-contiguous with numel elements, when given)."""
+        t = self._tensor(name)
+        if out is None:
+            out = np.empty(t.shape, np.float32)
+        elif (out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable
+              or out.size != t.numel):
+            raise RecsysError(Status.E_INVALID, f"out must be a writable C-contiguous float32 array of {t.numel} values")
+        ctx.check(lib.recsys_model_get_tensor(ctx._ptr(), self._ptr(), _enc(name),
+                                              out.ctypes.data_as(_P_F32), out.size))
+        return out
+
+    def set_tensor(self, ctx: Context, name: str, data: Any) -> None:
+        """Overwrite tensor `name` (numel float32 values, any shape; used in
+        place when already float32 C-contiguous). Only on a model nothing else
+        holds (no Session, Trainer, Adapter): E_INVALID otherwise."""
+        a = np.ascontiguousarray(data, dtype=np.float32)
+        ctx.check(lib.recsys_model_set_tensor(ctx._ptr(), self._ptr(), _enc(name),
+                                              a.ctypes.data_as(_P_F32), a.size))
+
+    def state_dict(self, ctx: Context) -> Dict[str, np.ndarray]:
+        """Every tensor by name (copies)."""
+        return {t.name: self.get_tensor(ctx, t.name) for t in self.tensors_info()}
+
+    def load_state_dict(self, ctx: Context, tensors: Mapping[str, Any]) -> None:
+        for name, v in tensors.items():
+            self.set_tensor(ctx, name, v)
+
+    def set_item_ids(self, ctx: Context, ids: Sequence[Any]) -> None:
+        """External ids of items 1..n_items (ids[0] is item 1; unique, non-empty)."""
+        enc = [_enc(i) for i in ids]
+        arr = (ctypes.c_char_p * max(len(enc), 1))(*enc)
+        ctx.check(lib.recsys_model_set_item_ids(ctx._ptr(), self._ptr(), arr, len(enc)))
+
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -714,6 +790,243 @@ class Request:
 
     def _c(self, n_items: int):
         return self._fill(TYPES["recsys_request"](), n_items)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model tensor: name, shape and float count (recsys_model_tensor_info)."""
+    name: str
+    shape: Tuple[int, ...]
+    numel: int
+
+
+class UserState(_Object):
+    """A user's recent events for incremental serving (recsys_user_state):
+    append events one at a time and score with
+    Session.topk_request(state.request(k=...)); the scores equal those of a
+    request carrying the whole history. Keeps its model alive. Not
+    thread-safe."""
+
+    def __init__(self, model: Model):
+        out = ctypes.c_void_p()
+        _check(lib.recsys_user_state_new(model._ptr(), ctypes.byref(out)))
+        self._adopt(out, lib.recsys_user_state_free, (model._h,))
+        self.model = model
+
+    def append(self, item: int, time: int = 0) -> None:
+        """Append one event (item 1..n_items; times non-decreasing, 0 when unused)."""
+        _check(lib.recsys_user_state_append(self._ptr(), int(item), int(time)))
+
+    def extend(self, items: Sequence[int], times: Optional[Sequence[int]] = None) -> None:
+        for j, it in enumerate(items):
+            self.append(it, 0 if times is None else times[j])
+
+    def clear(self) -> None:
+        _check(lib.recsys_user_state_clear(self._ptr()))
+
+    @property
+    def nbytes(self) -> int:
+        v = ctypes.c_size_t()
+        _check(lib.recsys_user_state_bytes(self._ptr(), ctypes.byref(v)))
+        return v.value
+
+    def window(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Copies of the window's items (int32) and times (int64, or None)."""
+        c = TYPES["recsys_request"]()
+        c.struct_size = ctypes.sizeof(c)
+        _check(lib.recsys_user_state_request(self._ptr(), ctypes.byref(c)))
+        n = c.n_history
+        h = np.ctypeslib.as_array(c.history, (n,)).copy() if n else np.empty(0, np.int32)
+        t = np.ctypeslib.as_array(c.times, (n,)).copy() if (n and c.times) else None
+        return h, t
+
+    def request(self, **kw) -> Request:
+        """A Request on the window (copied: the window is at most max_len
+        events) plus Request keywords (k, exclude_history, exclude, ...)."""
+        h, t = self.window()
+        return Request(h, times=t, **kw)
+
+
+class Adapter(_Object):
+    """A per-user / shared LoRA adapter or a bank (recsys_adapter). Keeps its
+    Context (errors) and its Model alive (the C adapter holds a model
+    reference). Read-only while scoring (shareable); set_params needs
+    exclusive use."""
+
+    def __init__(self, ctx: Context, model: Model, opts: Optional[Options] = None,
+                 kind: int = AdapterKind.USER):
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_adapter_new(ctx._ptr(), model._ptr(), _opts_ptr(opts), int(kind),
+                                         ctypes.byref(out)))
+        self._init(out, ctx, model)
+
+    @classmethod
+    def _wrap(cls, out, ctx, model) -> "Adapter":
+        self = cls.__new__(cls)
+        self._init(out, ctx, model)
+        return self
+
+    def _init(self, out, ctx, model):
+        self._adopt(out, lib.recsys_adapter_free, (ctx._h, model._h))
+        self.ctx, self.model = ctx, model
+
+    def _check(self, st):
+        _check(st, self._h.keep[0].ptr)
+
+    def info(self) -> Tuple[Any, int, int]:
+        """(kind, rank, n_params)."""
+        kind, rank, n = ctypes.c_int(), ctypes.c_int(), ctypes.c_int64()
+        self._check(lib.recsys_adapter_info(self._ptr(), ctypes.byref(kind), ctypes.byref(rank),
+                                            ctypes.byref(n)))
+        try:
+            k = AdapterKind(kind.value)
+        except ValueError:
+            k = kind.value
+        return k, rank.value, n.value
+
+    @property
+    def kind(self):
+        return self.info()[0]
+
+    @property
+    def rank(self) -> int:
+        return self.info()[1]
+
+    @property
+    def n_params(self) -> int:
+        return self.info()[2]
+
+    def get_params(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """A float32 copy of the n_params parameters (into `out` when given)."""
+        n = self.n_params
+        if out is None:
+            out = np.empty(n, np.float32)
+        elif (out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable
+              or out.size != n):
+            raise RecsysError(Status.E_INVALID, f"out must be a writable C-contiguous float32 array of {n} values")
+        self._check(lib.recsys_adapter_get_params(self._ptr(), out.ctypes.data_as(_P_F32), out.size))
+        return out
+
+    def set_params(self, params: Any) -> None:
+        """Overwrite the parameters (n_params finite floats; float32
+        C-contiguous arrays are used in place)."""
+        a = np.ascontiguousarray(params, dtype=np.float32)
+        self._check(lib.recsys_adapter_set_params(self._ptr(), a.ctypes.data_as(_P_F32), a.size))
+
+    def to_bytes(self) -> bytes:
+        """The serialised adapter (recsys_adapter_to_buffer, CRC-checked)."""
+        buf, n = ctypes.c_void_p(), ctypes.c_size_t()
+        self._check(lib.recsys_adapter_to_buffer(self._ptr(), ctypes.byref(buf), ctypes.byref(n)))
+        try:
+            return ctypes.string_at(buf, n.value)
+        finally:
+            lib.recsys_free(buf)
+
+    @classmethod
+    def from_bytes(cls, ctx: Context, model: Model, data: bytes) -> "Adapter":
+        """An adapter for model from to_bytes output (E_FORMAT when damaged,
+        E_INVALID when written for another model)."""
+        data = bytes(data)
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_adapter_from_buffer(ctx._ptr(), model._ptr(), data, len(data),
+                                                 ctypes.byref(out)))
+        return cls._wrap(out, ctx, model)
+
+    @classmethod
+    def merge(cls, ctx: Context, adapters: Sequence["Adapter"],
+              weights: Optional[Sequence[float]] = None,
+              opts: Optional[Options] = None) -> "Adapter":
+        """A new USER adapter merging USER/SHARED adapters of one shape
+        (adapter.merge = linear | ties); weights default to 1/n each."""
+        adapters = list(adapters)
+        n = len(adapters)
+        if n == 0:
+            raise RecsysError(Status.E_INVALID, "merge needs at least one adapter")
+        w = np.ascontiguousarray(np.full(n, 1.0 / n) if weights is None else weights, dtype=np.float32)
+        if w.shape != (n,):
+            raise RecsysError(Status.E_INVALID, "one weight per adapter")
+        ptrs = (ctypes.c_void_p * n)(*[a._ptr() for a in adapters])
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_adapter_merge(ctx._ptr(), ptrs, w.ctypes.data_as(_P_F32), n,
+                                           _opts_ptr(opts), ctypes.byref(out)))
+        return cls._wrap(out, ctx, adapters[0].model)
+
+    def fold(self) -> Model:
+        """A new Model: this adapter's model with the adapter folded in (not for banks)."""
+        out = ctypes.c_void_p()
+        self._check(lib.recsys_adapter_fold(self._ptr(), ctypes.byref(out)))
+        m = Model.__new__(Model)
+        m._adopt(out, lib.recsys_model_free)
+        return m
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """recsys_adapter_store_stats counters."""
+    n_users: int
+    cached: int
+    cache_bytes: int
+    hits: int
+    misses: int
+
+
+class AdapterStore(_Object):
+    """A file of per-user USER adapters (recsys_adapter_store), opened by mmap
+    with an LRU cache (adapter.cache_mb). Keeps its Context and Model alive
+    (the C store holds a model reference and writes errors to the ctx).
+    get/put/pin may be called from several threads."""
+
+    def __init__(self, ctx: Context, model: Model, path: str, writable: bool = False,
+                 opts: Optional[Options] = None):
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_adapter_store_open(ctx._ptr(), model._ptr(), _enc(path),
+                                                int(bool(writable)), _opts_ptr(opts),
+                                                ctypes.byref(out)))
+        self._init(out, ctx, model)
+
+    def _init(self, out, ctx, model):
+        self._adopt(out, lib.recsys_adapter_store_close, (ctx._h, model._h))
+        self.ctx, self.model = ctx, model
+
+    @staticmethod
+    def create(ctx: Context, model: Model, path: str, n_users: int,
+               opts: Optional[Options] = None) -> None:
+        """Create an empty store for users 0..n_users-1 shaped by opts."""
+        ctx.check(lib.recsys_adapter_store_create(ctx._ptr(), model._ptr(), _opts_ptr(opts),
+                                                  _enc(path), int(n_users)))
+
+    @classmethod
+    def from_bytes(cls, ctx: Context, model: Model, data: bytes,
+                   opts: Optional[Options] = None) -> "AdapterStore":
+        """A read-only store from the bytes of a store file (copied by C)."""
+        data = bytes(data)
+        out = ctypes.c_void_p()
+        ctx.check(lib.recsys_adapter_store_open_buffer(ctx._ptr(), model._ptr(), data, len(data),
+                                                       _opts_ptr(opts), ctypes.byref(out)))
+        self = cls.__new__(cls)
+        self._init(out, ctx, model)
+        return self
+
+    def _check(self, st):
+        _check(st, self._h.keep[0].ptr)
+
+    def get(self, user: int) -> Adapter:
+        """user's adapter (E_NOT_FOUND when none, E_FORMAT when damaged)."""
+        out = ctypes.c_void_p()
+        self._check(lib.recsys_adapter_store_get(self._ptr(), int(user), ctypes.byref(out)))
+        return Adapter._wrap(out, self.ctx, self.model)
+
+    def put(self, user: int, adapter: Adapter, sync: bool = False) -> None:
+        self._check(lib.recsys_adapter_store_put(self._ptr(), int(user), adapter._ptr(),
+                                                 int(bool(sync))))
+
+    def pin(self, user: int, pin: bool = True) -> None:
+        self._check(lib.recsys_adapter_store_pin(self._ptr(), int(user), int(bool(pin))))
+
+    def stats(self) -> StoreStats:
+        v = [ctypes.c_int64() for _ in range(5)]
+        self._check(lib.recsys_adapter_store_stats(self._ptr(), *[ctypes.byref(x) for x in v]))
+        return StoreStats(*[x.value for x in v])
 
 
 class Session(_Object):
