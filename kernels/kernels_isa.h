@@ -64,7 +64,7 @@ void rs_attn_bwd_avx512_bf16(int L, int start, int dh, float scale, const float 
                              const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
                              float *dK, float *dV);
 
-/* ---- layer norm (+residual), Adam, dot (kernels/x86/elementwise_avx2.c, elementwise_avx512.c) ---- */
+/* ---- layer norm (+residual), Adam, dot (kernels/x86/layernorm_*.c, adam_*.c, dot_*.c) ---- */
 void rs_layernorm_fwd_avx2(int n, int d, const float *x, const float *r, const float *gamma,
                            const float *beta, float eps, float *y, float *mean, float *rstd);
 void rs_layernorm_bwd_avx2(int n, int d, const float *x, const float *r, const float *gamma,
