@@ -94,5 +94,10 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
 RS_POINTWISE_DECL(avx2)
 RS_POINTWISE_DECL(avx512)
 
+/* y[c] = e^x[c] with the kernels' shared vector exp (x86/simd_exp.h), for
+ * the accuracy test (tests/test_simd.c); not in the kernel table. */
+void rs_exp_row_avx2(size_t m, const float *x, float *y);
+void rs_exp_row_avx512(size_t m, const float *x, float *y);
+
 #endif
 #endif

@@ -139,3 +139,13 @@ void rs_embed_scatter_avx2(int n, int d, int c0, int c1, const int32_t *ids, flo
         scaled_row(c1 - c0, dy + (size_t)i * d + c0, scale, 1, table + (size_t)ids[i] * d + c0);
     }
 }
+
+void rs_exp_row_avx2(size_t m, const float *x, float *y)
+{
+    size_t c = 0;
+    for (; c + 8 <= m; c += 8) _mm256_storeu_ps(y + c, rs_exp8(_mm256_loadu_ps(x + c)));
+    if (c < m) {
+        __m256i t = rs_tail8((int)(m - c));
+        _mm256_maskstore_ps(y + c, t, rs_exp8(_mm256_maskload_ps(x + c, t)));
+    }
+}

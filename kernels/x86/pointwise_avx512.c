@@ -119,3 +119,11 @@ void rs_embed_scatter_avx512(int n, int d, int c0, int c1, const int32_t *ids, f
         scaled_row(c1 - c0, dy + (size_t)i * d + c0, scale, 1, table + (size_t)ids[i] * d + c0);
     }
 }
+
+void rs_exp_row_avx512(size_t m, const float *x, float *y)
+{
+    for (size_t c = 0; c < m; c += 16) {
+        __mmask16 t = rs_tail16(m - c);
+        _mm512_mask_storeu_ps(y + c, t, rs_exp16(_mm512_maskz_loadu_ps(t, x + c)));
+    }
+}
