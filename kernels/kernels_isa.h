@@ -15,6 +15,10 @@
 int rs_gemm_onednn(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Largest head size of the tiled softmax attention kernels (their stack
+ * buffers); larger heads fall back to the reference, on every ISA. */
+#define RS_ATTN_DH_MAX 256
+
 #if defined(__x86_64__) || defined(__i386__)
 #define RS_HAVE_X86_KERNELS 1
 
@@ -38,7 +42,6 @@ void rs_gemm_avx512_bf16(int trans_a, int trans_b, int M, int N, int K, float al
  * the L x L matrix is never stored. Tile buffers live on the stack (up to
  * ~56 KiB in the backward); head sizes above RS_ATTN_DH_MAX fall back to the
  * scalar reference. */
-#define RS_ATTN_DH_MAX 256
 void rs_attn_fwd_avx2(int L, int start, int dh, float scale, const float *Q, const float *K,
                       const float *V, int ld, float drop_p, uint64_t seed, float *O,
                       float *lse);

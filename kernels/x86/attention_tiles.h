@@ -43,9 +43,13 @@ typedef struct attn_args {
 } attn_args;
 
 static inline void init_args(attn_args *a, int L, int start, int dh, float scale, int ld,
-                             float drop_p, uint64_t seed)
+                             float drop_p, uint64_t seed, const float *Q, const float *K,
+                             const float *V)
 {
     memset(a, 0, sizeof *a);
+    a->Q = Q;
+    a->K = K;
+    a->V = V;
     a->L = L;
     a->start = start < 0 ? 0 : start;
     a->dh = dh;
@@ -227,10 +231,7 @@ static inline void attn_fwd_run(int L, int start, int dh, float scale, const flo
         return;
     }
     attn_args a;
-    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
-    a.Q = Q;
-    a.K = K;
-    a.V = V;
+    init_args(&a, L, start, dh, scale, ld, drop_p, seed, Q, K, V);
     a.Oout = O;
     a.lse_out = lse;
     for (int i = 0; i < a.start && i < L; i++) {
@@ -250,10 +251,7 @@ static inline void attn_bwd_run(int L, int start, int dh, float scale, const flo
         return;
     }
     attn_args a;
-    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
-    a.Q = Q;
-    a.K = K;
-    a.V = V;
+    init_args(&a, L, start, dh, scale, ld, drop_p, seed, Q, K, V);
     a.O = O;
     a.dO = dO;
     a.lse = lse;
