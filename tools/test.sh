@@ -88,7 +88,7 @@ if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1; then
   [ -f build-aarch64/build.ninja ] || meson setup build-aarch64 \
       --cross-file tools/cross/aarch64-linux-gnu.ini -Donednn=disabled -Dbench=disabled >/dev/null
   ninja -C build-aarch64 >/dev/null
-  run aarch64 --no-suite python -C build-aarch64
+  run aarch64 --no-suite python --no-suite pybindings --no-suite bindings --no-suite crash -C build-aarch64
 else
   summary+=("aarch64: skipped (no aarch64-linux-gnu-gcc; tools/deps.sh installs it)")
 fi
