@@ -65,7 +65,7 @@ typedef void (*rs_adam_fn)(size_t n, float *p, const float *g, float *m, float *
 /* Dot product of n floats. */
 typedef float (*rs_dot_fn)(size_t n, const float *a, const float *b);
 
-/* ---- HSTU pointwise attention (kernels/ref/hstu_attention_ref.c, kernels/x86/hstu_attention_*.c, MODELS.md §3) ----
+/* ---- HSTU pointwise attention (kernels/ref/hstu_attention_ref.c, kernels/x86/hstu_attention_*.c, docs/MODELS.md §3) ----
  * One (sequence, head). Rows/cols [0, start) are padding. For start <= j <= i < L:
  *   S[i,j] = q_i·k_j + rab_pos[j-i+N-1] (+ rab_time[bucket(next_times[i] - times[j])])
  *   A[i,j] = SiLU(S[i,j]) / N,     o_i = Σ_j A[i,j] v_j

@@ -112,7 +112,7 @@ static rs_hstu_attn problem_args(const problem *p)
 }
 
 /* Independent double-precision forward on double copies of the inputs:
- * materialises the score matrix, as a plain transcription of MODELS.md §3. */
+ * materialises the score matrix, as a plain transcription of docs/MODELS.md §3. */
 typedef struct dprob {
     int L, start, N, dqk, dv, time;
     double *q, *k, *v, *rp, *rt;  /* q,k: L x dqk, v: L x dv (dense) */

@@ -1,4 +1,4 @@
-/* Evaluation (MODELS.md §1): the user state is the encoder output at the
+/* Evaluation (docs/MODELS.md §1): the user state is the encoder output at the
  * last input position; the held-out item is ranked either against sampled
  * unseen items or against the whole catalogue (streamed in item chunks, so
  * memory grows with the catalogue, not catalogue x users). */
