@@ -576,7 +576,7 @@ static void last_only_case(const char *type, const char *norm, const char *time_
         hist[i] = 1 + (i * 13) % 40;
         times[i] = 1000 + (int64_t)i * i * 977;
     }
-    for (int r = 0; r < B; r++) rs_batch_fill_request_row(&bb, r, hist + r, times + r, (size_t)r);
+    for (int r = 0; r < B; r++) rs_batch_fill_history_row(&bb, r, hist + r, times + r, (size_t)r);
     rs_workspace *ws = m->ops->ws_new(c, B);
     float *F1 = rs_calloc((size_t)B * L, (size_t)d * sizeof(float));
     float *F2 = rs_calloc((size_t)B * L, (size_t)d * sizeof(float));

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Generate the SASRec parity fixtures in tests/fixtures/ (run with /usr/bin/python3).
 
-An independent PyTorch implementation of MODELS.md §2, written from the
+An independent PyTorch implementation of docs/MODELS.md §2, written from the
 equations (explicit ops, float64): embeddings with sqrt(d) scaling and
 positions counted within the left-padded row, three layer-norm placements,
 causal multi-head attention that ignores padded keys, FFN with ReLU, the

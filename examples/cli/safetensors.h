@@ -11,7 +11,7 @@
  * count times the dtype size (overflow-checked) equals e - b, 0 <= b <= e <=
  * data length, tensors not overlapping, metadata values strings. It works
  * on any bytes (tests/test_safetensors.c runs it over mutated files; a
- * libFuzzer entry point is in tests/fuzz_safetensors.c). */
+ * libFuzzer entry point is in fuzz/fuzz_safetensors.c). */
 #ifndef RECSYS_CLI_SAFETENSORS_H
 #define RECSYS_CLI_SAFETENSORS_H
 

@@ -947,7 +947,7 @@ RECSYS_API recsys_status recsys_apen_dataset(recsys_apen *a, const recsys_datase
 /* Performance Law fitter                                                    */
 
 /**
- * A Performance Law fitter (MODELS.md §5): add observations, fit, predict.
+ * A Performance Law fitter (docs/MODELS.md §5): add observations, fit, predict.
  * Errors are recorded in ctx, which must outlive the fitter.
  */
 RECSYS_API recsys_status recsys_perflaw_new(recsys_ctx *ctx, recsys_perflaw **out);
@@ -961,7 +961,7 @@ RECSYS_API void recsys_perflaw_free(recsys_perflaw *p);
 RECSYS_API recsys_status recsys_perflaw_add(recsys_perflaw *p, double layers, double hidden,
                                             double data, double metric);
 /**
- * Fit P(N,h,D) of MODELS.md §5 by bounded Levenberg–Marquardt. Fails with
+ * Fit P(N,h,D) of docs/MODELS.md §5 by bounded Levenberg–Marquardt. Fails with
  * RECSYS_E_NUMERIC when the observations cannot determine the parameters.
  */
 RECSYS_API recsys_status recsys_perflaw_fit(recsys_perflaw *p);

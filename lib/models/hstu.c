@@ -1,5 +1,5 @@
 /*
- * HSTU (MODELS.md §3) with a hand-written backward pass.
+ * HSTU (docs/MODELS.md §3) with a hand-written backward pass.
  *
  * Like SASRec (sasrec.c), forward packs the non-pad positions of the batch
  * into contiguous rows (row b's items are rows base[b] .. base[b]+len[b]-1)
@@ -11,7 +11,7 @@
  * Per block, on packed rows X:
  *   Xn = LN(X)                      (no affine, eps 1e-6)
  *   H  = Xn · W_uvqkᵀ,  G = SiLU(H) = [U | V | Q | K]   (heads side by side)
- *   O  = HSTU attention per head    (kernels/hstu_attention_*.c)
+ *   O  = HSTU attention per head    (kernels/ref/, kernels/x86/hstu_attention_*.c)
  *   M  = Dropout(U ⊙ LN(O))         (LN over all heads, no affine, eps 1e-6)
  *   Y  = X + M · W_oᵀ + b_o
  * then F = Y / max(‖Y‖, 1e-6) per position (when cfg->l2norm, the default).

@@ -1,5 +1,5 @@
 /*
- * SASRec (MODELS.md §2) with a hand-written backward pass.
+ * SASRec (docs/MODELS.md §2) with a hand-written backward pass.
  *
  * Padding never costs compute: forward packs the non-pad positions of the
  * batch into contiguous rows (row b's items are rows base[b] .. base[b] +

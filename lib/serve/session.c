@@ -32,30 +32,6 @@ struct recsys_session {
     int last_only;          /* 1: the last-position forward (default; 0 for tests) */
 };
 
-void rs_batch_fill_request_row(rs_batch_buf *bb, int r, const int32_t *items,
-                               const int64_t *times, size_t n_items)
-{
-    size_t o = (size_t)r * bb->L;
-    memset(bb->seq + o, 0, sizeof(int32_t) * bb->L);
-    memset(bb->pos + o, 0, sizeof(int32_t) * bb->L);
-    if (bb->times) {
-        memset(bb->times + o, 0, sizeof(int64_t) * bb->L);
-        memset(bb->next_times + o, 0, sizeof(int64_t) * bb->L);
-    }
-    size_t n = n_items < (size_t)bb->L ? n_items : (size_t)bb->L;
-    const int32_t *src = items ? items + (n_items - n) : NULL;
-    const int64_t *ts = times ? times + (n_items - n) : NULL;
-    int start = bb->L - (int)n;
-    for (size_t k = 0; k < n; k++) {
-        bb->seq[o + start + k] = src[k];
-        if (bb->times && ts) {
-            bb->times[o + start + k] = ts[k];
-            bb->next_times[o + start + k] = k + 1 < n ? ts[k + 1] : ts[k];
-        }
-    }
-    bb->start[r] = start;
-}
-
 static void release_buffers(recsys_session *s)
 {
     if (s->ws) s->model->ops->ws_free(s->ws);
@@ -193,7 +169,7 @@ static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n
 {
     const recsys_model *m = s->model;
     for (int r = 0; r < n; r++)
-        rs_batch_fill_request_row(&s->bb, r, reqs[r].history, reqs[r].times, reqs[r].n_history);
+        rs_batch_fill_history_row(&s->bb, r, reqs[r].history, reqs[r].times, reqs[r].n_history);
     rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
     b.last_scratch = s->last_only ? s->last : NULL;
     rs_pool *p = pool_for_rows(s, n);
