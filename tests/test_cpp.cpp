@@ -1,5 +1,6 @@
 // recsys.hpp: RAII, move-only handles, exceptions with the C message,
 // spans, lambda callbacks, and concurrent scoring on one shared model.
+#include <limits>
 #include <librecsys/recsys.hpp>
 
 #include <algorithm>
@@ -38,6 +39,103 @@ template <class F> static void expect_error(F f, recsys_status code, const char 
             failures++;
         }
     }
+}
+
+static_assert(!std::is_copy_constructible_v<recsys::adapter>);
+static_assert(std::is_nothrow_move_constructible_v<recsys::adapter>);
+static_assert(std::is_nothrow_move_constructible_v<recsys::adapter_store>);
+static_assert(!std::is_copy_constructible_v<recsys::user_state>);
+
+/* Tensors by name, user states, adapters, adapter stores. */
+static void test_serving2_adapters(recsys::context &ctx, const recsys::options &opts)
+{
+    auto ds = recsys::dataset::synthetic(ctx, opts);
+    recsys::model model(ctx, opts, ds);
+    auto h = ds.user_items(4);
+    // tensor round trip: blank model + every tensor = identical scores
+    auto blank = recsys::model::new_blank(ctx, opts, model.n_items());
+    EXPECT(blank.tensor_count() == model.tensor_count() && model.tensor_count() > 0);
+    for (const auto &t : model.tensors()) {
+        auto v = model.get_tensor(ctx, t.name);
+        EXPECT(static_cast<int64_t>(v.size()) == t.numel && !t.shape.empty());
+        blank.set_tensor(ctx, t.name, v);
+    }
+    {
+        recsys::session s1(ctx, model), s2(ctx, blank);
+        EXPECT(s1.score(h) == s2.score(h));
+        expect_error([&] { blank.set_tensor(ctx, blank.tensor(0).name, blank.get_tensor(ctx, blank.tensor(0).name)); },
+                     RECSYS_E_INVALID, "");
+    }
+    expect_error([&] { model.get_tensor(ctx, "no.such.tensor"); }, RECSYS_E_NOT_FOUND, "");
+    std::vector<std::string> ids;
+    for (int32_t i = 1; i <= blank.n_items(); i++) ids.push_back("x" + std::to_string(i));
+    blank.set_item_ids(ctx, ids);
+    EXPECT(blank.item_id("x3") == 3);
+
+    // user state: appends = one request with the whole history
+    {
+        recsys::user_state st(model);
+        for (int32_t it : h) st.append(it);
+        EXPECT(st.bytes() > 0);
+        recsys::session s(ctx, model);
+        EXPECT(s.score(st.request_for()) == s.score(recsys::request(h)));
+        auto a = s.topk(st.request_for(5)), b = s.topk(recsys::request(h, 5));
+        EXPECT(a.items == b.items && a.scores == b.scores);
+        st.clear();
+        EXPECT(st.request_for().history.empty());
+        expect_error([&] { st.append(model.n_items() + 9); }, RECSYS_E_INVALID, "");
+    }
+
+    // adapter: params, buffer round trip, errors with the C message
+    recsys::adapter a(ctx, model, opts);
+    auto info = a.info();
+    EXPECT(info.kind == recsys::adapter_kind::user && info.rank > 0 && info.n_params > 0);
+    std::vector<float> p(static_cast<size_t>(info.n_params));
+    for (size_t i = 0; i < p.size(); i++) p[i] = 0.001f * static_cast<float>(i % 17) - 0.008f;
+    a.set_params(p);
+    EXPECT(a.get_params() == p);
+    auto buf = a.to_buffer();
+    auto b = recsys::adapter::from_buffer(ctx, model, buf);
+    EXPECT(b.get_params() == p);
+    buf.resize(buf.size() - 3);
+    expect_error([&] { recsys::adapter::from_buffer(ctx, model, buf); }, RECSYS_E_FORMAT, "");
+    std::vector<float> bad = p;
+    bad[0] = std::numeric_limits<float>::quiet_NaN();
+    expect_error([&] { a.set_params(bad); }, RECSYS_E_NUMERIC, "finite");
+
+    // merge and fold
+    std::vector<recsys::adapter> two;
+    two.push_back(std::move(b));
+    two.emplace_back(ctx, model, opts);
+    std::vector<float> w = {0.5f, 0.5f};
+    auto merged = recsys::adapter::merge(ctx, two, w, &opts);
+    EXPECT(merged.info().n_params == info.n_params);
+    recsys::model folded = a.fold();
+    EXPECT(folded.n_items() == model.n_items());
+
+    // store: create, put, get, pin, stats, open_buffer
+    std::string path = "test_cpp_adapters.store";
+    recsys::adapter_store::create(ctx, model, opts, path, 3);
+    {
+        auto st = recsys::adapter_store::open(ctx, model, path, true, &opts);
+        expect_error([&] { st.get(int64_t{2}); }, RECSYS_E_NOT_FOUND, "");
+        st.put(2, a, true);
+        st.pin(2);
+        EXPECT(st.get(int64_t{2}).get_params() == p);
+        auto s = st.stats();
+        EXPECT(s.n_users == 3);
+        st.pin(2, false);
+    }
+    std::FILE *f = std::fopen(path.c_str(), "rb");
+    std::vector<uint8_t> image;
+    if (f) {
+        int c;
+        while ((c = std::fgetc(f)) != EOF) image.push_back(static_cast<uint8_t>(c));
+        std::fclose(f);
+    }
+    auto ro = recsys::adapter_store::open_buffer(ctx, model, image, &opts);
+    EXPECT(ro.get(int64_t{2}).get_params() == p);
+    std::remove(path.c_str());
 }
 
 int main()
@@ -285,6 +383,7 @@ int main()
     delete ctx2;
     EXPECT(ds2->n_users() > 0);
 
+    test_serving2_adapters(ctx, opts);
     if (failures) { std::printf("0 passed, 1 failed (%d)\n", failures); return 1; }
     std::printf("1 passed, 0 failed\n");
     return 0;

@@ -456,7 +456,66 @@ public:
         return v;
     }
 
+    /* Tensors by name (import / export of weights trained elsewhere). */
+    /** A model with opts' config for n_items items (ids "1".."n_items"), no dataset. */
+    static model new_blank(const context &ctx, const options &opts, int32_t n_items)
+    {
+        recsys_model *m = nullptr;
+        ctx.check(recsys_model_new_blank(ctx.get(), opts.get(), n_items, &m));
+        return model(m);
+    }
+    struct tensor_info {
+        std::string name;
+        std::vector<int64_t> shape;
+        int64_t numel = 0;
+    };
+    int tensor_count() const { int n = 0; detail::check(recsys_model_tensor_count(get(), &n)); return n; }
+    tensor_info tensor(int i) const
+    {
+        const char *name = nullptr;
+        int ndim = 0;
+        int64_t shape[RECSYS_TENSOR_MAX_DIMS] = {0};
+        tensor_info t;
+        detail::check(recsys_model_tensor_info(get(), i, &name, &ndim, shape, &t.numel));
+        t.name = name;
+        t.shape.assign(shape, shape + ndim);
+        return t;
+    }
+    std::vector<tensor_info> tensors() const
+    {
+        std::vector<tensor_info> v;
+        for (int i = 0, n = tensor_count(); i < n; ++i) v.push_back(tensor(i));
+        return v;
+    }
+    /** Copy tensor name into out (out.size() must be its numel). */
+    void get_tensor(const context &ctx, const std::string &name, span<float> out) const
+    { ctx.check(recsys_model_get_tensor(ctx.get(), get(), name.c_str(), out.data(), out.size())); }
+    std::vector<float> get_tensor(const context &ctx, const std::string &name) const
+    {
+        for (int i = 0, n = tensor_count(); i < n; ++i) {
+            tensor_info t = tensor(i);
+            if (t.name != name) continue;
+            std::vector<float> v(static_cast<size_t>(t.numel));
+            get_tensor(ctx, name, span<float>(v));
+            return v;
+        }
+        get_tensor(ctx, name, span<float>()); /* throws the C error (not found) */
+        return {};
+    }
+    /** Overwrite a tensor: only on a model nothing else holds (no session, trainer, adapter). */
+    void set_tensor(const context &ctx, const std::string &name, span<const float> data)
+    { ctx.check(recsys_model_set_tensor(ctx.get(), get(), name.c_str(), data.data(), data.size())); }
+    /** External ids of items 1..n_items. */
+    void set_item_ids(const context &ctx, const std::vector<std::string> &ids)
+    {
+        std::vector<const char *> p;
+        p.reserve(ids.size());
+        for (const auto &s : ids) p.push_back(s.c_str());
+        ctx.check(recsys_model_set_item_ids(ctx.get(), get(), p.data(), static_cast<int32_t>(p.size())));
+    }
+
 private:
+    friend class adapter;
     explicit model(recsys_model *m) : h_(m) {}
     detail::owned<recsys_model, recsys_model_free> h_;
 };
@@ -693,6 +752,180 @@ private:
     detail::owned<recsys_session, recsys_session_free> h_;
     int32_t n_items_ = 0;
     int dim_ = 0;
+};
+
+/* ----------------------------------------------------------- user state */
+
+/** A user's recent events for incremental serving (recsys_user_state):
+ * session.score(state.request()) equals a request with the whole history.
+ * Not thread-safe; independent of sessions. */
+class user_state {
+public:
+    explicit user_state(const model &m)
+    {
+        recsys_user_state *u = nullptr;
+        detail::check(recsys_user_state_new(m.get(), &u));
+        h_.reset(u);
+    }
+    recsys_user_state *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    void append(int32_t item, int64_t time = 0) { detail::check(recsys_user_state_append(get(), item, time)); }
+    void clear() { detail::check(recsys_user_state_clear(get())); }
+    size_t bytes() const { size_t b = 0; detail::check(recsys_user_state_bytes(get(), &b)); return b; }
+    /** A request on the window (spans borrowed until the next append/clear). */
+    request request_for(int k = 10, bool exclude_history = false) const
+    {
+        recsys_request r = RECSYS_REQUEST_INIT;
+        detail::check(recsys_user_state_request(get(), &r));
+        request q({r.history, r.n_history}, k, exclude_history);
+        if (r.times) q.with_times({r.times, r.n_history});
+        return q;
+    }
+
+private:
+    detail::owned<recsys_user_state, recsys_user_state_free> h_;
+};
+
+/* -------------------------------------------------------------- adapters */
+
+enum class adapter_kind : int { user = RECSYS_ADAPTER_USER, shared = RECSYS_ADAPTER_SHARED, bank = RECSYS_ADAPTER_BANK };
+
+struct adapter_info {
+    adapter_kind kind = adapter_kind::user;
+    int rank = 0;
+    int64_t n_params = 0;
+};
+
+/** A LoRA adapter (recsys_adapter). Holds a reference to its model (which may
+ * be destroyed first); uses ctx for errors (ctx must outlive it). Read-only
+ * while scoring (shareable); set_params needs exclusive use. */
+class adapter {
+public:
+    adapter(const context &ctx, const model &m, const options *opts = nullptr,
+            adapter_kind kind = adapter_kind::user)
+        : ctx_(ctx.get())
+    {
+        recsys_adapter *a = nullptr;
+        ctx.check(recsys_adapter_new(ctx.get(), m.get(), opts ? opts->get() : nullptr,
+                                     static_cast<int>(kind), &a));
+        h_.reset(a);
+    }
+    adapter(const context &ctx, const model &m, const options &opts, adapter_kind kind = adapter_kind::user)
+        : adapter(ctx, m, &opts, kind) {}
+    /** From the bytes of to_buffer (RECSYS_E_FORMAT damaged, RECSYS_E_INVALID another model's). */
+    static adapter from_buffer(const context &ctx, const model &m, span<const uint8_t> buf)
+    {
+        recsys_adapter *a = nullptr;
+        ctx.check(recsys_adapter_from_buffer(ctx.get(), m.get(), buf.data(), buf.size(), &a));
+        return adapter(ctx.get(), a);
+    }
+    /** Merge USER/SHARED adapters of one shape into a new USER adapter (adapter.merge). */
+    static adapter merge(const context &ctx, span<const adapter> adapters, span<const float> weights,
+                         const options *opts = nullptr)
+    {
+        if (weights.size() != adapters.size()) throw error(RECSYS_E_INVALID, "one weight per adapter");
+        std::vector<const recsys_adapter *> p;
+        for (const auto &a : adapters) p.push_back(a.get());
+        recsys_adapter *out = nullptr;
+        ctx.check(recsys_adapter_merge(ctx.get(), p.data(), weights.data(), p.size(),
+                                       opts ? opts->get() : nullptr, &out));
+        return adapter(ctx.get(), out);
+    }
+    recsys_adapter *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    adapter_info info() const
+    {
+        adapter_info i;
+        int kind = 0;
+        check(recsys_adapter_info(get(), &kind, &i.rank, &i.n_params));
+        i.kind = static_cast<adapter_kind>(kind);
+        return i;
+    }
+    void get_params(span<float> out) const { check(recsys_adapter_get_params(get(), out.data(), out.size())); }
+    std::vector<float> get_params() const
+    {
+        std::vector<float> v(static_cast<size_t>(info().n_params));
+        get_params(span<float>(v));
+        return v;
+    }
+    void set_params(span<const float> in) { check(recsys_adapter_set_params(get(), in.data(), in.size())); }
+    std::vector<uint8_t> to_buffer() const
+    {
+        void *buf = nullptr;
+        size_t n = 0;
+        check(recsys_adapter_to_buffer(get(), &buf, &n));
+        std::unique_ptr<void, void (*)(void *)> hold(buf, recsys_free);
+        const uint8_t *b = static_cast<const uint8_t *>(buf);
+        return std::vector<uint8_t>(b, b + n);
+    }
+    /** A new model with this adapter folded into its weights (not for banks). */
+    model fold() const
+    {
+        recsys_model *m = nullptr;
+        check(recsys_adapter_fold(get(), &m));
+        return model(m);
+    }
+
+private:
+    friend class adapter_store;
+    adapter(recsys_ctx *ctx, recsys_adapter *a) : ctx_(ctx), h_(a) {}
+    void check(recsys_status st) const { detail::check(st, ctx_); }
+    recsys_ctx *ctx_;
+    detail::owned<recsys_adapter, recsys_adapter_free> h_;
+};
+
+struct store_stats {
+    int64_t n_users = 0, cached = 0, cache_bytes = 0, hits = 0, misses = 0;
+};
+
+/** A file of per-user USER adapters (recsys_adapter_store). Holds a reference
+ * to its model; uses ctx (must outlive it). get/put/pin are thread-safe. */
+class adapter_store {
+public:
+    static void create(const context &ctx, const model &m, const options &opts,
+                       const std::string &path, int64_t n_users)
+    { ctx.check(recsys_adapter_store_create(ctx.get(), m.get(), opts.get(), path.c_str(), n_users)); }
+    static adapter_store open(const context &ctx, const model &m, const std::string &path,
+                              bool writable = false, const options *opts = nullptr)
+    {
+        recsys_adapter_store *s = nullptr;
+        ctx.check(recsys_adapter_store_open(ctx.get(), m.get(), path.c_str(), writable ? 1 : 0,
+                                            opts ? opts->get() : nullptr, &s));
+        return adapter_store(ctx.get(), s);
+    }
+    /** A read-only store from a memory image of a store file (copied). */
+    static adapter_store open_buffer(const context &ctx, const model &m, span<const uint8_t> buf,
+                                     const options *opts = nullptr)
+    {
+        recsys_adapter_store *s = nullptr;
+        ctx.check(recsys_adapter_store_open_buffer(ctx.get(), m.get(), buf.data(), buf.size(),
+                                                   opts ? opts->get() : nullptr, &s));
+        return adapter_store(ctx.get(), s);
+    }
+    recsys_adapter_store *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    /** user's adapter (RECSYS_E_NOT_FOUND when none). */
+    adapter get(int64_t user) const
+    {
+        recsys_adapter *a = nullptr;
+        check(recsys_adapter_store_get(get(), user, &a));
+        return adapter(ctx_, a);
+    }
+    void put(int64_t user, const adapter &a, bool sync = false)
+    { check(recsys_adapter_store_put(get(), user, a.get(), sync ? 1 : 0)); }
+    void pin(int64_t user, bool on = true) { check(recsys_adapter_store_pin(get(), user, on ? 1 : 0)); }
+    store_stats stats() const
+    {
+        store_stats s;
+        check(recsys_adapter_store_stats(get(), &s.n_users, &s.cached, &s.cache_bytes, &s.hits, &s.misses));
+        return s;
+    }
+
+private:
+    adapter_store(recsys_ctx *ctx, recsys_adapter_store *s) : ctx_(ctx), h_(s) {}
+    void check(recsys_status st) const { detail::check(st, ctx_); }
+    recsys_ctx *ctx_;
+    detail::owned<recsys_adapter_store, recsys_adapter_store_close> h_;
 };
 
 /* ------------------------------------------------------------- evaluation */

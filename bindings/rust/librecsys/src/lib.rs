@@ -1124,3 +1124,322 @@ pub use sys::{
     RECSYS_OPT_INT_LIST, RECSYS_OPT_STRING, RECSYS_PERFLAW_N_PARAMS, RECSYS_E_ABORTED, RECSYS_E_NUMERIC, RECSYS_E_FORMAT, RECSYS_E_INVALID, RECSYS_E_IO, RECSYS_E_NOT_FOUND, RECSYS_E_PARSE,
     RECSYS_E_STATE, RECSYS_E_UNSUPPORTED, RECSYS_OK,
 };
+
+// ------------------------------------------------------------------ Tensors by name
+
+/// Name, shape and size of a model tensor (`recsys_model_tensor_info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: &'static str,
+    pub shape: Vec<i64>,
+    pub numel: usize,
+}
+
+impl Model {
+    /// A model with the config of `opts` for `n_items` items (ids "1".."n_items"), no dataset.
+    pub fn new_blank(ctx: &Context, opts: &Options, n_items: i32) -> Result<Model> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_model_new_blank(ctx.as_ptr(), opts.as_ptr(), n_items, &mut p) })?;
+        Ok(Model { raw: nonnull(p)? })
+    }
+    pub fn tensor_count(&self) -> Result<usize> {
+        let mut n: c_int = 0;
+        check(unsafe { sys::recsys_model_tensor_count(self.as_ptr(), &mut n) }, ptr::null())?;
+        Ok(n.max(0) as usize)
+    }
+    pub fn tensor_info(&self, i: usize) -> Result<TensorInfo> {
+        let mut name: *const c_char = ptr::null();
+        let mut ndim: c_int = 0;
+        let mut shape = [0i64; sys::RECSYS_TENSOR_MAX_DIMS as usize];
+        let mut numel = 0i64;
+        check(
+            unsafe {
+                sys::recsys_model_tensor_info(self.as_ptr(), i as c_int, &mut name, &mut ndim, shape.as_mut_ptr(), &mut numel)
+            },
+            ptr::null(),
+        )?;
+        Ok(TensorInfo {
+            name: unsafe { static_str(name) },
+            shape: shape[..ndim.max(0) as usize].to_vec(),
+            numel: numel.max(0) as usize,
+        })
+    }
+    /// Every tensor's info, in order.
+    pub fn tensors(&self) -> Result<Vec<TensorInfo>> {
+        (0..self.tensor_count()?).map(|i| self.tensor_info(i)).collect()
+    }
+    /// Copy tensor `name` into `out` (`out.len()` must be its numel).
+    pub fn get_tensor_into(&self, ctx: &Context, name: &str, out: &mut [f32]) -> Result<()> {
+        let n = cstring(name)?;
+        ctx.check(unsafe { sys::recsys_model_get_tensor(ctx.as_ptr(), self.as_ptr(), n.as_ptr(), out.as_mut_ptr(), out.len()) })
+    }
+    /// A copy of tensor `name`.
+    pub fn get_tensor(&self, ctx: &Context, name: &str) -> Result<Vec<f32>> {
+        let numel = self.tensors()?.into_iter().find(|t| t.name == name).map(|t| t.numel);
+        let mut v = vec![0f32; numel.unwrap_or(0)];
+        self.get_tensor_into(ctx, name, &mut v)?; // an unknown name fails here with the C message
+        Ok(v)
+    }
+    /// Overwrite tensor `name`. `&mut self`: no `Session` may borrow the model; C also
+    /// refuses (RECSYS_E_INVALID) while an `Adapter` or store holds a reference.
+    pub fn set_tensor(&mut self, ctx: &Context, name: &str, data: &[f32]) -> Result<()> {
+        let n = cstring(name)?;
+        ctx.check(unsafe { sys::recsys_model_set_tensor(ctx.as_ptr(), self.as_ptr(), n.as_ptr(), data.as_ptr(), data.len()) })
+    }
+    /// External ids of items 1..n_items (`ids[0]` is item 1).
+    pub fn set_item_ids<S: AsRef<str>>(&mut self, ctx: &Context, ids: &[S]) -> Result<()> {
+        let owned = ids.iter().map(|s| cstring(s.as_ref())).collect::<Result<Vec<_>>>()?;
+        let ptrs: Vec<*const c_char> = owned.iter().map(|s| s.as_ptr()).collect();
+        ctx.check(unsafe { sys::recsys_model_set_item_ids(ctx.as_ptr(), self.as_ptr(), ptrs.as_ptr(), ptrs.len() as i32) })
+    }
+}
+
+// ------------------------------------------------------------------ UserState
+
+/// A user's recent events for incremental serving (`recsys_user_state`).
+/// It copies what it needs from the model at creation (no reference), so it
+/// owns itself. Not thread-safe per state: `Send`, not `Sync`.
+pub struct UserState {
+    raw: NonNull<sys::recsys_user_state>,
+}
+
+unsafe impl Send for UserState {}
+
+impl UserState {
+    pub fn new(model: &Model) -> Result<UserState> {
+        let mut p = ptr::null_mut();
+        check(unsafe { sys::recsys_user_state_new(model.as_ptr(), &mut p) }, ptr::null())?;
+        Ok(UserState { raw: nonnull(p)? })
+    }
+    pub fn as_ptr(&self) -> *mut sys::recsys_user_state {
+        self.raw.as_ptr()
+    }
+    /// Append one event (item 1..n_items; times non-decreasing, 0 when unused).
+    pub fn append(&mut self, item: i32, time: i64) -> Result<()> {
+        check(unsafe { sys::recsys_user_state_append(self.as_ptr(), item, time) }, ptr::null())
+    }
+    pub fn clear(&mut self) -> Result<()> {
+        check(unsafe { sys::recsys_user_state_clear(self.as_ptr()) }, ptr::null())
+    }
+    pub fn bytes(&self) -> Result<usize> {
+        let mut b = 0usize;
+        check(unsafe { sys::recsys_user_state_bytes(self.as_ptr(), &mut b) }, ptr::null())?;
+        Ok(b)
+    }
+    /// A request for the top `k` on the window, borrowed from the state (no
+    /// append can happen while it lives).
+    pub fn request(&self, k: usize) -> Result<Request<'_>> {
+        let mut r: sys::recsys_request = unsafe { std::mem::zeroed() };
+        r.struct_size = std::mem::size_of::<sys::recsys_request>();
+        check(unsafe { sys::recsys_user_state_request(self.as_ptr(), &mut r) }, ptr::null())?;
+        let n = r.n_history;
+        let history: &[i32] = if n == 0 || r.history.is_null() { &[] } else { unsafe { std::slice::from_raw_parts(r.history, n) } };
+        let mut q = Request::new(history, k);
+        if n > 0 && !r.times.is_null() {
+            q = q.times(unsafe { std::slice::from_raw_parts(r.times, n) });
+        }
+        Ok(q)
+    }
+}
+
+impl Drop for UserState {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_user_state_free(self.raw.as_ptr()) }
+    }
+}
+
+// ------------------------------------------------------------------ Adapters
+
+/// Adapter kinds (`RECSYS_ADAPTER_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterKind {
+    User,
+    Shared,
+    Bank,
+}
+
+impl AdapterKind {
+    fn raw(self) -> c_int {
+        (match self {
+            AdapterKind::User => sys::RECSYS_ADAPTER_USER,
+            AdapterKind::Shared => sys::RECSYS_ADAPTER_SHARED,
+            AdapterKind::Bank => sys::RECSYS_ADAPTER_BANK,
+        }) as c_int
+    }
+    fn from_raw(k: c_int) -> AdapterKind {
+        match k as i64 {
+            x if x == sys::RECSYS_ADAPTER_SHARED as i64 => AdapterKind::Shared,
+            x if x == sys::RECSYS_ADAPTER_BANK as i64 => AdapterKind::Bank,
+            _ => AdapterKind::User,
+        }
+    }
+}
+
+/// Kind, rank and parameter count of an adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdapterInfo {
+    pub kind: AdapterKind,
+    pub rank: i32,
+    pub n_params: usize,
+}
+
+/// A LoRA adapter (`recsys_adapter`). The C adapter holds a reference on its
+/// model, so it does not borrow the `Model` (which may be dropped first); it
+/// borrows the `Context` its errors go to. Not `Send`/`Sync`, as the context.
+pub struct Adapter<'c> {
+    raw: NonNull<sys::recsys_adapter>,
+    ctx: &'c Context,
+}
+
+fn opts_ptr(o: Option<&Options>) -> *const sys::recsys_opts {
+    o.map_or(ptr::null(), |o| o.as_ptr() as *const _)
+}
+
+impl<'c> Adapter<'c> {
+    pub fn new(ctx: &'c Context, model: &Model, opts: Option<&Options>, kind: AdapterKind) -> Result<Adapter<'c>> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe { sys::recsys_adapter_new(ctx.as_ptr(), model.as_ptr(), opts_ptr(opts), kind.raw(), &mut p) })?;
+        Ok(Adapter { raw: nonnull(p)?, ctx })
+    }
+    /// From the bytes of `to_buffer` (RECSYS_E_FORMAT damaged, RECSYS_E_INVALID another model's).
+    pub fn from_buffer(ctx: &'c Context, model: &Model, buf: &[u8]) -> Result<Adapter<'c>> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe {
+            sys::recsys_adapter_from_buffer(ctx.as_ptr(), model.as_ptr(), buf.as_ptr() as *const c_void, buf.len(), &mut p)
+        })?;
+        Ok(Adapter { raw: nonnull(p)?, ctx })
+    }
+    /// Merge USER/SHARED adapters of one shape into a new USER adapter (`adapter.merge`).
+    pub fn merge(ctx: &'c Context, adapters: &[&Adapter<'_>], weights: &[f32], opts: Option<&Options>) -> Result<Adapter<'c>> {
+        if adapters.len() != weights.len() {
+            return Err(Error::new(sys::RECSYS_E_INVALID, "one weight per adapter".into()));
+        }
+        let ptrs: Vec<*const sys::recsys_adapter> = adapters.iter().map(|a| a.as_ptr() as *const _).collect();
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe {
+            sys::recsys_adapter_merge(ctx.as_ptr(), ptrs.as_ptr(), weights.as_ptr(), ptrs.len(), opts_ptr(opts), &mut p)
+        })?;
+        Ok(Adapter { raw: nonnull(p)?, ctx })
+    }
+    pub fn as_ptr(&self) -> *mut sys::recsys_adapter {
+        self.raw.as_ptr()
+    }
+    fn check(&self, st: sys::recsys_status) -> Result<()> {
+        self.ctx.check(st)
+    }
+    pub fn info(&self) -> Result<AdapterInfo> {
+        let (mut kind, mut rank, mut n): (c_int, c_int, i64) = (0, 0, 0);
+        self.check(unsafe { sys::recsys_adapter_info(self.as_ptr(), &mut kind, &mut rank, &mut n) })?;
+        Ok(AdapterInfo { kind: AdapterKind::from_raw(kind), rank, n_params: n.max(0) as usize })
+    }
+    pub fn get_params_into(&self, out: &mut [f32]) -> Result<()> {
+        self.check(unsafe { sys::recsys_adapter_get_params(self.as_ptr(), out.as_mut_ptr(), out.len()) })
+    }
+    pub fn params(&self) -> Result<Vec<f32>> {
+        let mut v = vec![0f32; self.info()?.n_params];
+        self.get_params_into(&mut v)?;
+        Ok(v)
+    }
+    /// Overwrite the parameters (exclusive use: `&mut self`).
+    pub fn set_params(&mut self, p: &[f32]) -> Result<()> {
+        self.check(unsafe { sys::recsys_adapter_set_params(self.as_ptr(), p.as_ptr(), p.len()) })
+    }
+    /// The serialised adapter (CRC-32C checked).
+    pub fn to_buffer(&self) -> Result<Vec<u8>> {
+        let (mut b, mut n): (*mut c_void, usize) = (ptr::null_mut(), 0);
+        self.check(unsafe { sys::recsys_adapter_to_buffer(self.as_ptr(), &mut b, &mut n) })?;
+        let v = if b.is_null() { Vec::new() } else { unsafe { std::slice::from_raw_parts(b as *const u8, n) }.to_vec() };
+        unsafe { sys::recsys_free(b) };
+        Ok(v)
+    }
+    /// A new model: this adapter's model with the adapter folded in (not for banks).
+    pub fn fold(&self) -> Result<Model> {
+        let mut m = ptr::null_mut();
+        self.check(unsafe { sys::recsys_adapter_fold(self.as_ptr(), &mut m) })?;
+        Ok(Model { raw: nonnull(m)? })
+    }
+}
+
+impl Drop for Adapter<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_adapter_free(self.raw.as_ptr()) }
+    }
+}
+
+/// Counters of an adapter store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub n_users: i64,
+    pub cached: i64,
+    pub cache_bytes: i64,
+    pub hits: i64,
+    pub misses: i64,
+}
+
+/// A file of per-user USER adapters (`recsys_adapter_store`). Holds a C
+/// reference on its model (no borrow); borrows the `Context` its errors go
+/// to, so it is not `Send`/`Sync` even though C allows get/put/pin from
+/// several threads (give each thread a store opened with its own context).
+pub struct AdapterStore<'c> {
+    raw: NonNull<sys::recsys_adapter_store>,
+    ctx: &'c Context,
+}
+
+impl<'c> AdapterStore<'c> {
+    /// Create an empty store for users 0..n_users-1, shaped by `opts`.
+    pub fn create(ctx: &Context, model: &Model, opts: &Options, path: &str, n_users: i64) -> Result<()> {
+        let s = cstring(path)?;
+        ctx.check(unsafe { sys::recsys_adapter_store_create(ctx.as_ptr(), model.as_ptr(), opts.as_ptr(), s.as_ptr(), n_users) })
+    }
+    pub fn open(ctx: &'c Context, model: &Model, path: &str, writable: bool, opts: Option<&Options>) -> Result<AdapterStore<'c>> {
+        let s = cstring(path)?;
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe {
+            sys::recsys_adapter_store_open(ctx.as_ptr(), model.as_ptr(), s.as_ptr(), writable as c_int, opts_ptr(opts), &mut p)
+        })?;
+        Ok(AdapterStore { raw: nonnull(p)?, ctx })
+    }
+    /// A read-only store from a memory image of a store file (copied).
+    pub fn open_buffer(ctx: &'c Context, model: &Model, buf: &[u8], opts: Option<&Options>) -> Result<AdapterStore<'c>> {
+        let mut p = ptr::null_mut();
+        ctx.check(unsafe {
+            sys::recsys_adapter_store_open_buffer(
+                ctx.as_ptr(),
+                model.as_ptr(),
+                buf.as_ptr() as *const c_void,
+                buf.len(),
+                opts_ptr(opts),
+                &mut p,
+            )
+        })?;
+        Ok(AdapterStore { raw: nonnull(p)?, ctx })
+    }
+    pub fn as_ptr(&self) -> *mut sys::recsys_adapter_store {
+        self.raw.as_ptr()
+    }
+    /// `user`'s adapter (RECSYS_E_NOT_FOUND when none).
+    pub fn get(&self, user: i64) -> Result<Adapter<'c>> {
+        let mut p = ptr::null_mut();
+        self.ctx.check(unsafe { sys::recsys_adapter_store_get(self.as_ptr(), user, &mut p) })?;
+        Ok(Adapter { raw: nonnull(p)?, ctx: self.ctx })
+    }
+    pub fn put(&self, user: i64, a: &Adapter<'_>, sync: bool) -> Result<()> {
+        self.ctx.check(unsafe { sys::recsys_adapter_store_put(self.as_ptr(), user, a.as_ptr(), sync as c_int) })
+    }
+    pub fn pin(&self, user: i64, pin: bool) -> Result<()> {
+        self.ctx.check(unsafe { sys::recsys_adapter_store_pin(self.as_ptr(), user, pin as c_int) })
+    }
+    pub fn stats(&self) -> Result<StoreStats> {
+        let mut s = StoreStats::default();
+        self.ctx.check(unsafe {
+            sys::recsys_adapter_store_stats(self.as_ptr(), &mut s.n_users, &mut s.cached, &mut s.cache_bytes, &mut s.hits, &mut s.misses)
+        })?;
+        Ok(s)
+    }
+}
+
+impl Drop for AdapterStore<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_adapter_store_close(self.raw.as_ptr()) }
+    }
+}
