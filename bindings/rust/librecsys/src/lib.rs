@@ -55,6 +55,43 @@
 //! opts.set("model.dim", "8")?;
 //! # Ok(()) }
 //! ```
+//! A model's tensors cannot be overwritten while a session borrows it,
+//! ```compile_fail
+//! # use librecsys::*;
+//! # fn f(ctx: &Context, mut model: Model, v: &[f32]) -> Result<()> {
+//! let s = Session::new(ctx, &model)?;
+//! model.set_tensor(ctx, "item_emb", v)?;
+//! drop(s);
+//! # Ok(()) }
+//! ```
+//! an adapter (its errors go to its ctx) cannot outlive its context,
+//! ```compile_fail
+//! # use librecsys::*;
+//! # fn f(model: &Model) -> Result<()> {
+//! let ctx = Context::new()?;
+//! let a = Adapter::new(&ctx, model, None, AdapterKind::User)?;
+//! drop(ctx);
+//! a.info()?;
+//! # Ok(()) }
+//! ```
+//! nor move to another thread, while it may outlive its `Model` (it holds a
+//! C reference):
+//! ```compile_fail
+//! # use librecsys::*;
+//! fn needs_send<T: Send>(_: T) {}
+//! # fn f(ctx: &Context, model: &Model) -> Result<()> {
+//! needs_send(Adapter::new(ctx, model, None, AdapterKind::User)?);
+//! # Ok(()) }
+//! ```
+//! ```no_run
+//! # use librecsys::*;
+//! # fn f(ctx: &Context, opts: &Options) -> Result<()> {
+//! let model = Model::new_blank(ctx, opts, 100)?;
+//! let a = Adapter::new(ctx, &model, Some(opts), AdapterKind::User)?;
+//! drop(model);
+//! let folded = a.fold()?;
+//! # Ok(()) }
+//! ```
 use librecsys_sys as sys;
 use std::any::Any;
 use std::ffi::{CStr, CString};
