@@ -830,20 +830,27 @@ class UserState(_Object):
         _check(lib.recsys_user_state_bytes(self._ptr(), ctypes.byref(v)))
         return v.value
 
-    def window(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Copies of the window's items (int32) and times (int64, or None)."""
+    def window(self, copy: bool = True) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The window's items (int32) and times (int64, or None). copy=False
+        gives read-only views of the state's buffers, without a copy: they keep
+        the state alive but change with the next append / clear."""
         c = TYPES["recsys_request"]()
         c.struct_size = ctypes.sizeof(c)
         _check(lib.recsys_user_state_request(self._ptr(), ctypes.byref(c)))
         n = c.n_history
-        h = np.ctypeslib.as_array(c.history, (n,)).copy() if n else np.empty(0, np.int32)
-        t = np.ctypeslib.as_array(c.times, (n,)).copy() if (n and c.times) else None
+        if not n:
+            return np.empty(0, np.int32), None
+        h = _readonly_view(c.history, n, ctypes.c_int32, np.int32, self._h)
+        t = _readonly_view(c.times, n, ctypes.c_int64, np.int64, self._h) if c.times else None
+        if copy:
+            h, t = h.copy(), (None if t is None else t.copy())
         return h, t
 
-    def request(self, **kw) -> Request:
-        """A Request on the window (copied: the window is at most max_len
-        events) plus Request keywords (k, exclude_history, exclude, ...)."""
-        h, t = self.window()
+    def request(self, copy: bool = True, **kw) -> Request:
+        """A Request on the window plus Request keywords (k, exclude_history,
+        exclude, ...). copy=False uses the state's buffers in place (use the
+        request before the next append)."""
+        h, t = self.window(copy)
         return Request(h, times=t, **kw)
 
 

@@ -56,6 +56,9 @@ def test_user_state_equals_full_request(setup):
     assert np.array_equal(win, h[-len(win):])
     with rs.Session(ctx, model) as s:
         a = s.score_request(st.request())
+        assert np.array_equal(s.score_request(st.request(copy=False)), a)
+        v, _ = st.window(copy=False)
+        assert not v.flags.writeable and np.array_equal(v, win)
         b = s.score_request(rs.Request(h))
         assert np.array_equal(a, b)
         # (exclude_history would exclude only the window's items)
