@@ -339,7 +339,7 @@ static void args_init(hstu_args *a, recsys_ctx *ctx, const rs_model_config *c, c
                       float *G, rs_workspace *ws, const rs_batch *b)
 {
     hstu_layout(c, &a->tab);
-    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial};
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL};
     a->r = r;
     a->ws = ws;
     a->b = b;
@@ -388,6 +388,7 @@ static recsys_status hstu_forward(recsys_ctx *ctx, const rs_model_config *c, con
     ws->time_on = c->time_bias && b->times && b->next_times;
     hstu_args a;
     args_init(&a, ctx, c, P, NULL, ws, b);
+    rs_model_run_hook(&a.r, b, &ws->com);
     rs_ws_common *w = &ws->com;
     int d = c->dim, n = w->n;
     float *X0 = w->x[0];
@@ -452,6 +453,7 @@ static recsys_status hstu_backward(recsys_ctx *ctx, const rs_model_config *c, co
     if (st) return st;
     hstu_args a;
     args_init(&a, ctx, c, P, G, ws, b);
+    rs_model_run_hook(&a.r, b, &ws->com);
     rs_ws_common *w = &ws->com;
     int d = c->dim, n = w->n;
     float *dY = ws->t1, *dX = ws->t2;

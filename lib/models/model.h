@@ -45,6 +45,9 @@ typedef struct rs_batch {
     const int *start;          /* B: index of the first non-pad position per row */
     int train;                 /* 1: dropout on */
     uint64_t seed;             /* dropout stream of this step */
+    /* Per-projection extras (low-rank adapters, docs/ADAPTERS.md), or NULL:
+     * the base path, untouched. See rs_proj_hook in models/scaffold.h. */
+    const struct rs_proj_hook *hook;
 } rs_batch;
 
 typedef struct rs_workspace rs_workspace; /* model-family specific */

@@ -300,7 +300,7 @@ static void args_init(sasrec_args *a, recsys_ctx *ctx, const rs_model_config *c,
                       float *G, rs_workspace *ws)
 {
     sasrec_layout(c, &a->tab);
-    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial};
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL};
     a->r = r;
     a->ws = ws;
     a->pj = sasrec_projections(c);
@@ -313,6 +313,7 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
     if (st) return st;
     sasrec_args m;
     args_init(&m, ctx, c, P, NULL, ws);
+    rs_model_run_hook(&m.r, b, &ws->com);
     rs_ws_common *w = &ws->com;
     float *X0 = w->x[0];
     int d = c->dim, N = w->n;
@@ -426,6 +427,7 @@ static recsys_status sasrec_backward(recsys_ctx *ctx, const rs_model_config *c, 
     if (st) return st;
     sasrec_args m;
     args_init(&m, ctx, c, P, G, ws);
+    rs_model_run_hook(&m.r, b, &ws->com);
     float *dY = ws->g0, *dX = ws->g1;
     rs_ws_common *w = &ws->com;
     int d = c->dim, N = w->n;
