@@ -378,12 +378,6 @@ recsys_status recsys_adapter_from_buffer(recsys_ctx *ctx, recsys_model *model, c
 
 /* ----------------------------------------------------------------- store */
 
-struct recsys_adapter_store {
-    recsys_ctx *ctx;
-    recsys_model *model;
-    recsys_adapter shape; /* USER kind: one record = one LoRA vector */
-    rs_store *st;
-};
 
 recsys_status recsys_adapter_store_create(recsys_ctx *ctx, recsys_model *model,
                                           const recsys_opts *opts, const char *path,

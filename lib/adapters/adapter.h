@@ -39,6 +39,14 @@ struct recsys_adapter {
 int rs_target_geometry(const rs_model_config *c, int t, const char **tensor, int *row0, int *in,
                        int *out);
 
+struct rs_store;
+struct recsys_adapter_store {
+    recsys_ctx *ctx;
+    recsys_model *model;
+    recsys_adapter shape; /* USER kind: one record = one LoRA vector */
+    struct rs_store *st;
+};
+
 /* The shape of an adapter for model from opts (adapter.*); params NULL. */
 recsys_status rs_adapter_shape(recsys_ctx *ctx, recsys_model *model, const recsys_opts *opts,
                                int kind, recsys_adapter *a);
