@@ -248,7 +248,7 @@ extern "C" {
     pub fn recsys_session_topk(s: *mut recsys_session, history: *const i32, n_history: usize, k: c_int, exclude_history: c_int, items: *mut i32, scores: *mut f32) -> recsys_status;
     pub fn recsys_session_score_request(s: *mut recsys_session, req: *const recsys_request, scores: *mut f32, n_scores: usize) -> recsys_status;
     pub fn recsys_session_topk_request(s: *mut recsys_session, req: *const recsys_request, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
-    pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *mut *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
+    pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *const *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
     pub fn recsys_session_user_vector(s: *mut recsys_session, req: *const recsys_request, vec: *mut f32, dim: usize) -> recsys_status;
     pub fn recsys_adapter_new(ctx: *mut recsys_ctx, model: *mut recsys_model, opts: *const recsys_opts, kind: c_int, out: *mut *mut recsys_adapter) -> recsys_status;
     pub fn recsys_adapter_free(a: *mut recsys_adapter);
@@ -257,7 +257,7 @@ extern "C" {
     pub fn recsys_adapter_set_params(a: *mut recsys_adapter, r#in: *const f32, n: usize) -> recsys_status;
     pub fn recsys_adapter_to_buffer(a: *const recsys_adapter, buf: *mut *mut c_void, len: *mut usize) -> recsys_status;
     pub fn recsys_adapter_from_buffer(ctx: *mut recsys_ctx, model: *mut recsys_model, buf: *const c_void, len: usize, out: *mut *mut recsys_adapter) -> recsys_status;
-    pub fn recsys_adapter_merge(ctx: *mut recsys_ctx, adapters: *mut *const recsys_adapter, weights: *const f32, n: usize, opts: *const recsys_opts, out: *mut *mut recsys_adapter) -> recsys_status;
+    pub fn recsys_adapter_merge(ctx: *mut recsys_ctx, adapters: *const *const recsys_adapter, weights: *const f32, n: usize, opts: *const recsys_opts, out: *mut *mut recsys_adapter) -> recsys_status;
     pub fn recsys_adapter_fold(a: *const recsys_adapter, out: *mut *mut recsys_model) -> recsys_status;
     pub fn recsys_adapter_store_create(ctx: *mut recsys_ctx, model: *mut recsys_model, opts: *const recsys_opts, path: *const c_char, n_users: i64) -> recsys_status;
     pub fn recsys_adapter_store_open(ctx: *mut recsys_ctx, model: *mut recsys_model, path: *const c_char, writable: c_int, opts: *const recsys_opts, out: *mut *mut recsys_adapter_store) -> recsys_status;
