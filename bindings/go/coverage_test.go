@@ -15,6 +15,8 @@ var coverageAllow = map[string]string{
 	"recsys_metrics_get": "Evaluate copies every metric into a map; lookups by name happen there",
 	// TODO(adapters): landed with the last merge of main, not wrapped yet.
 	"recsys_adapter_new":               "TODO(adapters): landed with the last merge of main, not wrapped yet",
+	"recsys_adapter_train":             "TODO(adapters): added on the adapters2 branch, not wrapped yet",
+	"recsys_evaluate_adapters":         "TODO(adapters): added on the adapters2 branch, not wrapped yet",
 	"recsys_adapter_free":              "TODO(adapters): landed with the last merge of main, not wrapped yet",
 	"recsys_adapter_info":              "TODO(adapters): landed with the last merge of main, not wrapped yet",
 	"recsys_adapter_get_params":        "TODO(adapters): landed with the last merge of main, not wrapped yet",
