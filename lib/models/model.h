@@ -45,10 +45,20 @@ typedef struct rs_batch {
     const int *start;          /* B: index of the first non-pad position per row */
     int train;                 /* 1: dropout on */
     uint64_t seed;             /* dropout stream of this step */
+    /* Inference for scoring: when last_scratch is non-NULL (and train 0),
+     * forward writes only slot L-1 of each output row (other slots are left
+     * as they are) and runs the last block for that position only
+     * (lib/models/last_block.c). last_scratch holds
+     * rs_last_scratch_floats(cfg, B) floats. */
+    float *last_scratch;
     /* Per-projection extras (low-rank adapters, docs/ADAPTERS.md), or NULL:
      * the base path, untouched. See rs_proj_hook in models/scaffold.h. */
     const struct rs_proj_hook *hook;
 } rs_batch;
+
+/* Floats of rs_batch.last_scratch for batches of up to B rows
+ * (lib/models/last_block.c). */
+size_t rs_last_scratch_floats(const rs_model_config *c, int B);
 
 typedef struct rs_workspace rs_workspace; /* model-family specific */
 typedef struct rs_tensor_table rs_tensor_table; /* lib/models/scaffold.h */
