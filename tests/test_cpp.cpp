@@ -137,6 +137,22 @@ static void test_serving2_adapters(recsys::context &ctx, const recsys::options &
     EXPECT(ro.get(int64_t{2}).get_params() == p);
     std::remove(path.c_str());
 }
+static void test_adapter_train_eval(recsys::context &ctx, recsys::options &opts)
+{
+    auto ds = recsys::dataset::synthetic(ctx, opts);
+    recsys::model model(ctx, opts, ds);
+    opts.set("adapter.epochs", int64_t{1}).set("adapter.user_steps", int64_t{2});
+    recsys::adapter shared(ctx, model, opts, recsys::adapter_kind::shared);
+    EXPECT(std::isfinite(shared.train(ds, -1, &opts)));
+    recsys::adapter user(ctx, model, opts);
+    EXPECT(std::isfinite(user.train(ds, 0, &opts)));
+    std::vector<double> ranks(static_cast<size_t>(ds.n_users()));
+    auto m = recsys::evaluate_adapters(ctx, model, &shared, nullptr, ds, opts, ranks);
+    auto base = recsys::evaluate(ctx, model, ds, opts);
+    auto same = recsys::evaluate_adapters(ctx, model, nullptr, nullptr, ds, opts);
+    EXPECT(same["NDCG@10"] == base["NDCG@10"] && m["NDCG@10"] >= 0);
+    expect_error([&] { user.train(ds, int64_t{1} << 40, &opts); }, RECSYS_E_INVALID, "");
+}
 
 int main()
 {
@@ -384,6 +400,7 @@ int main()
     EXPECT(ds2->n_users() > 0);
 
     test_serving2_adapters(ctx, opts);
+    test_adapter_train_eval(ctx, opts);
     if (failures) { std::printf("0 passed, 1 failed (%d)\n", failures); return 1; }
     std::printf("1 passed, 0 failed\n");
     return 0;

@@ -504,3 +504,69 @@ func (s *AdapterStore) Stats() (StoreStats, error) {
 	err := s.do(func() C.recsys_status { return C.recsys_adapter_store_stats(s.p, &n, &c, &b, &h, &m) })
 	return StoreStats{int64(n), int64(c), int64(b), int64(h), int64(m)}, err
 }
+
+// Train trains the adapter on ds with its model frozen: user -1 for
+// SHARED / BANK adapters (every user), a user id for a USER adapter.
+// It returns the mean loss.
+func (a *Adapter) Train(ds *Dataset, user int64, opts *Options) (float64, error) {
+	defer runtime.KeepAlive(ds)
+	defer runtime.KeepAlive(opts)
+	var loss C.double
+	err := a.do(func() C.recsys_status {
+		return C.recsys_adapter_train(a.p, ds.p, C.int64_t(user), opts.ptr(), &loss)
+	})
+	return float64(loss), err
+}
+
+// EvaluateAdapters is Evaluate with adapters: a user's adapter in store when
+// it holds one, else adapter, else the base model (both may be nil).
+// userRank: nil, or one float64 per dataset user receiving the 0-based
+// target rank (NaN: not evaluated).
+func EvaluateAdapters(ctx *Context, model *Model, adapter *Adapter, store *AdapterStore, ds *Dataset,
+	opts *Options, userRank []float64) (map[string]float64, error) {
+	defer runtime.KeepAlive(model)
+	defer runtime.KeepAlive(adapter)
+	defer runtime.KeepAlive(store)
+	defer runtime.KeepAlive(ds)
+	defer runtime.KeepAlive(opts)
+	defer runtime.KeepAlive(userRank)
+	if err := model.ok(); err != nil {
+		return nil, err
+	}
+	var ap *C.recsys_adapter
+	if adapter != nil {
+		if adapter.p == nil {
+			return nil, errClosed("Adapter")
+		}
+		ap = adapter.p
+	}
+	var sp *C.recsys_adapter_store
+	if store != nil {
+		if store.p == nil {
+			return nil, errClosed("AdapterStore")
+		}
+		sp = store.p
+	}
+	if userRank != nil {
+		if n, err := ds.Stat(StatUsers); err != nil || len(userRank) != int(n) {
+			return nil, &Error{Code: EInvalid, Message: "userRank must have one entry per dataset user"}
+		}
+	}
+	var rp *C.double
+	if len(userRank) > 0 {
+		rp = (*C.double)(unsafe.Pointer(&userRank[0]))
+	}
+	var m *C.recsys_metrics
+	err := ctx.do(func(c *C.recsys_ctx) C.recsys_status {
+		return C.recsys_evaluate_adapters(c, model.p, ap, sp, ds.p, opts.ptr(), rp, &m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer C.recsys_metrics_free(m)
+	out := map[string]float64{}
+	for i := C.int(0); i < C.recsys_metrics_count(m); i++ {
+		out[C.GoString(C.recsys_metrics_name(m, i))] = float64(C.recsys_metrics_value(m, i))
+	}
+	return out, nil
+}

@@ -198,3 +198,34 @@ func TestAdaptersAndStore(t *testing.T) {
 	ctx.Close()
 	wantCode(t, func() error { _, _, _, e := a.Info(); return e }(), EState)
 }
+
+func TestAdapterTrainAndEvaluate(t *testing.T) {
+	ctx, opts, ds, m := setup(t)
+	defer ctx.Close()
+	opts.Set("adapter.epochs", "1")
+	opts.Set("adapter.user_steps", "2")
+	shared, err := NewAdapter(ctx, m, opts, AdapterShared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := shared.Train(ds, -1, opts); err != nil || math.IsNaN(l) {
+		t.Fatal(err, l)
+	}
+	user, _ := NewAdapter(ctx, m, opts, AdapterUser)
+	if l, err := user.Train(ds, 0, opts); err != nil || math.IsNaN(l) {
+		t.Fatal(err, l)
+	}
+	n, _ := ds.Stat(StatUsers)
+	ranks := make([]float64, int(n))
+	if _, err := EvaluateAdapters(ctx, m, shared, nil, ds, opts, ranks); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := Evaluate(ctx, m, ds, opts)
+	same, err := EvaluateAdapters(ctx, m, nil, nil, ds, opts, nil)
+	if err != nil || same["NDCG@10"] != base["NDCG@10"] {
+		t.Fatal(err, same, base)
+	}
+	if _, err := user.Train(ds, 1<<40, opts); err == nil {
+		t.Fatal("want an error")
+	}
+}

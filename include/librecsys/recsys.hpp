@@ -858,6 +858,14 @@ public:
         const uint8_t *b = static_cast<const uint8_t *>(buf);
         return std::vector<uint8_t>(b, b + n);
     }
+    /** Train on ds with the model frozen: user = -1 for SHARED / BANK (every
+     * user), a user id for a USER adapter. Returns the mean loss. */
+    double train(const dataset &ds, int64_t user = -1, const options *opts = nullptr)
+    {
+        double loss = 0;
+        check(recsys_adapter_train(get(), ds.get(), user, opts ? opts->get() : nullptr, &loss));
+        return loss;
+    }
     /** A new model with this adapter folded into its weights (not for banks). */
     model fold() const
     {
@@ -954,6 +962,21 @@ inline metrics evaluate(const context &ctx, const model &m, const dataset &ds, c
 {
     recsys_metrics *r = nullptr;
     ctx.check(recsys_evaluate(ctx.get(), m.get(), ds.get(), opts.get(), &r));
+    return metrics(r);
+}
+/** evaluate with adapters: a user's adapter in store when it holds one,
+ * else adapter, else the base model (both may be null). user_rank: empty,
+ * or ds.n_users() doubles receiving each user's 0-based target rank. */
+inline metrics evaluate_adapters(const context &ctx, const model &m, const adapter *a,
+                                 adapter_store *store, const dataset &ds, const options &opts,
+                                 span<double> user_rank = {})
+{
+    if (!user_rank.empty() && user_rank.size() != static_cast<size_t>(ds.n_users()))
+        throw error(RECSYS_E_INVALID, "user_rank must have one entry per dataset user");
+    recsys_metrics *r = nullptr;
+    ctx.check(recsys_evaluate_adapters(ctx.get(), m.get(), a ? a->get() : nullptr,
+                                       store ? store->get() : nullptr, ds.get(), opts.get(),
+                                       user_rank.empty() ? nullptr : user_rank.data(), &r));
     return metrics(r);
 }
 inline metrics evaluate_popularity(const context &ctx, const dataset &ds, const options &opts)

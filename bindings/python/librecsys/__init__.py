@@ -39,7 +39,7 @@ __all__ = [
     "Progress", "Session", "ApEn", "PerfLaw", "evaluate", "evaluate_popularity",
     "version", "HEADER_VERSION", "Stat", "ThreadPool", "ModelInfo", "Request", "OptionInfo",
     "describe_options", "ModelType", "OptType", "version_number", "last_error",
-    "TensorInfo", "UserState", "Adapter", "AdapterKind", "AdapterStore", "StoreStats",
+    "TensorInfo", "UserState", "evaluate_adapters", "Adapter", "AdapterKind", "AdapterStore", "StoreStats",
 ]
 
 HEADER_VERSION = _capi.HEADER_VERSION
@@ -966,6 +966,15 @@ class Adapter(_Object):
         m._adopt(out, lib.recsys_model_free)
         return m
 
+    def train(self, ds: Dataset, user: int = -1, opts: Optional[Options] = None) -> float:
+        """Train this adapter on ds with its model frozen (SHARED / BANK on
+        every user: user=-1; USER on one user's history); returns the mean
+        loss of the last epoch (or of all steps for a user)."""
+        loss = ctypes.c_double()
+        self._check(lib.recsys_adapter_train(self._ptr(), ds._ptr(), int(user), _opts_ptr(opts),
+                                             ctypes.byref(loss)))
+        return loss.value
+
 
 @dataclass(frozen=True)
 class StoreStats:
@@ -1206,6 +1215,21 @@ def _metrics(ctx: Context, fn, *args) -> Dict[str, float]:
 def evaluate(ctx: Context, model: Model, ds: Dataset, opts: Optional[Options] = None) -> Dict[str, float]:
     """HR@K, NDCG@K, MRR and "users" of model on ds (eval.* options)."""
     return _metrics(ctx, lib.recsys_evaluate, model._ptr(), ds._ptr(), _opts_ptr(opts))
+
+
+def evaluate_adapters(ctx: Context, model: Model, ds: Dataset, opts: Optional[Options] = None, *,
+                      adapter: Optional["Adapter"] = None, store: Optional["AdapterStore"] = None,
+                      user_ranks: bool = False):
+    """evaluate() with adapters: each user scored with their adapter in
+    `store` when it holds one, else with `adapter`, else the base model.
+    user_ranks=True also returns a float64 array (one per dataset user) of
+    0-based target ranks (NaN: not evaluated): (metrics, ranks)."""
+    ranks = np.empty(ds.n_users, np.float64) if user_ranks else None
+    m = _metrics(ctx, lib.recsys_evaluate_adapters, model._ptr(),
+                 adapter._ptr() if adapter is not None else None,
+                 store._ptr() if store is not None else None, ds._ptr(), _opts_ptr(opts),
+                 ranks.ctypes.data_as(_P_F64) if ranks is not None else None)
+    return (m, ranks) if user_ranks else m
 
 
 def evaluate_popularity(ctx: Context, ds: Dataset, opts: Optional[Options] = None) -> Dict[str, float]:

@@ -151,3 +151,27 @@ def test_store_round_trip(ctx, setup, tmp_path):
         ro.put(1, a)
     ro2 = rs.AdapterStore(ctx, model, path)
     assert ro2.stats().n_users == 4
+
+
+def test_adapter_train_and_evaluate_adapters(ctx, setup, tmp_path):
+    _, opts, ds, model = setup
+    o = rs.Options(ctx, {**{k: v for k, v in opts.to_dict().items()}, "adapter.epochs": 1,
+                         "adapter.user_steps": 2})
+    shared = rs.Adapter(ctx, model, o, rs.AdapterKind.SHARED)
+    loss = shared.train(ds, -1, o)
+    assert np.isfinite(loss)
+    user = rs.Adapter(ctx, model, o)
+    assert np.isfinite(user.train(ds, 0, o))
+    base = rs.evaluate(ctx, model, ds, opts)
+    same = rs.evaluate_adapters(ctx, model, ds, opts)
+    assert same == base
+    m, ranks = rs.evaluate_adapters(ctx, model, ds, opts, adapter=shared, user_ranks=True)
+    assert ranks.shape == (ds.n_users,) and "NDCG@10" in m
+    path = str(tmp_path / "s.store")
+    rs.AdapterStore.create(ctx, model, path, ds.n_users, o)
+    with rs.AdapterStore(ctx, model, path, writable=True, opts=o) as st:
+        st.put(0, user)
+        assert "HR@10" in rs.evaluate_adapters(ctx, model, ds, opts, store=st)
+    with pytest.raises(rs.RecsysError) as e:
+        rs.Adapter(ctx, model, o).train(ds, 10**9, o)
+    assert e.value.message

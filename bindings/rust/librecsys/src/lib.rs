@@ -1389,6 +1389,13 @@ impl<'c> Adapter<'c> {
         unsafe { sys::recsys_free(b) };
         Ok(v)
     }
+    /// Train on `ds` with the model frozen: `user` = -1 for SHARED / BANK
+    /// adapters (every user), a user id for a USER adapter. The mean loss.
+    pub fn train(&mut self, ds: &Dataset, user: i64, opts: Option<&Options>) -> Result<f64> {
+        let mut loss = 0f64;
+        self.check(unsafe { sys::recsys_adapter_train(self.as_ptr(), ds.as_ptr(), user, opts_ptr(opts), &mut loss) })?;
+        Ok(loss)
+    }
     /// A new model: this adapter's model with the adapter folded in (not for banks).
     pub fn fold(&self) -> Result<Model> {
         let mut m = ptr::null_mut();
@@ -1479,4 +1486,41 @@ impl Drop for AdapterStore<'_> {
     fn drop(&mut self) {
         unsafe { sys::recsys_adapter_store_close(self.raw.as_ptr()) }
     }
+}
+
+/// `evaluate` with adapters: a user's adapter in `store` when it holds one,
+/// else `adapter`, else the base model. `user_rank`: None, or one f64 per
+/// dataset user receiving the 0-based target rank (NaN: not evaluated).
+pub fn evaluate_adapters(
+    ctx: &Context,
+    model: &Model,
+    adapter: Option<&Adapter<'_>>,
+    store: Option<&AdapterStore<'_>>,
+    ds: &Dataset,
+    opts: &Options,
+    user_rank: Option<&mut [f64]>,
+) -> Result<Metrics> {
+    let ranks = match user_rank {
+        Some(r) => {
+            if r.len() as i64 != ds.n_users() {
+                return Err(Error::new(sys::RECSYS_E_INVALID, "user_rank must have one entry per dataset user".into()));
+            }
+            r.as_mut_ptr()
+        }
+        None => ptr::null_mut(),
+    };
+    let mut p = ptr::null_mut();
+    ctx.check(unsafe {
+        sys::recsys_evaluate_adapters(
+            ctx.as_ptr(),
+            model.as_ptr(),
+            adapter.map_or(ptr::null(), |a| a.as_ptr() as *const _),
+            store.map_or(ptr::null_mut(), |s| s.as_ptr()),
+            ds.as_ptr(),
+            opts.as_ptr(),
+            ranks,
+            &mut p,
+        )
+    })?;
+    Ok(Metrics { raw: nonnull(p)? })
 }

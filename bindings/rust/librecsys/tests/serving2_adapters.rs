@@ -113,3 +113,25 @@ fn adapters_and_store() {
     drop(m2);
     assert!(a2.fold().is_ok());
 }
+
+#[test]
+fn adapter_train_and_evaluate() {
+    let ctx = Context::with(2, 3).unwrap();
+    let opts = Options::with(&ctx, SMALL).unwrap();
+    opts.set("adapter.epochs", "1").unwrap();
+    opts.set("adapter.user_steps", "2").unwrap();
+    let ds = Dataset::synthetic(&ctx, &opts).unwrap();
+    let model = Model::new(&ctx, &opts, &ds).unwrap();
+    let mut shared = Adapter::new(&ctx, &model, Some(&opts), AdapterKind::Shared).unwrap();
+    assert!(shared.train(&ds, -1, Some(&opts)).unwrap().is_finite());
+    let mut user = Adapter::new(&ctx, &model, Some(&opts), AdapterKind::User).unwrap();
+    assert!(user.train(&ds, 0, Some(&opts)).unwrap().is_finite());
+    let mut ranks = vec![0f64; ds.n_users() as usize];
+    let m = evaluate_adapters(&ctx, &model, Some(&shared), None, &ds, &opts, Some(&mut ranks)).unwrap();
+    assert!(m.get("NDCG@10").unwrap() >= 0.0);
+    let base = evaluate(&ctx, &model, &ds, &opts).unwrap();
+    let same = evaluate_adapters(&ctx, &model, None, None, &ds, &opts, None).unwrap();
+    assert_eq!(base.get("NDCG@10").unwrap(), same.get("NDCG@10").unwrap());
+    let e = user.train(&ds, 1 << 40, Some(&opts)).unwrap_err();
+    assert!(!e.message().is_empty());
+}
