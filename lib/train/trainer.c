@@ -10,6 +10,7 @@
 #include "train/loss.h"
 #include "train/loss_softmax.h"
 #include "train/optimizer.h"
+#include "dist/dist_train.h"
 #include "models/model.h"
 
 #include <math.h>
@@ -56,6 +57,7 @@ struct recsys_trainer {
     int bf16;             /* trainer.bf16 */
     recsys_progress_fn progress;
     void *progress_user;
+    rs_dist_train *dist;  /* data-parallel over a recsys_collective; NULL = alone */
 };
 
 /* ------------------------------------------------- the trainer's settings */
@@ -120,6 +122,7 @@ void recsys_trainer_free(recsys_trainer *t)
     free(t->users);
     free(t->seen);
     rs_pool_free(t->pool);
+    rs_dist_train_free(t->dist);
     free(t->checkpoint_path);
     recsys_model_free(t->model);
     free(t);
@@ -313,22 +316,26 @@ static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
     const rs_model_config *cfg = &m->cfg;
     uint64_t seed = rs_rng_next(&t->rng);
     rs_batch b = rs_batch_view(&t->bb, rows, 1, seed);
+    if (t->dist) rs_dist_train_slice(t->dist, &b, t->shared_negatives); /* this rank's rows */
     size_t item_off = m->ops->item_table_offset(cfg);
     memset(t->grads, 0, sizeof(float) * m->n_params);
-    recsys_status st = m->ops->forward(t->ctx, cfg, m->params, t->ws, &b, t->F);
-    if (st) return st;
-    if (t->loss == LOSS_BCE)
+    *loss = 0.0;
+    recsys_status st = b.B ? m->ops->forward(t->ctx, cfg, m->params, t->ws, &b, t->F) : RECSYS_OK;
+    if (st || !b.B) {
+    } else if (t->loss == LOSS_BCE)
         st = rs_loss_bce_ws(t->ctx, cfg, m->params + item_off, &b, t->F, t->dF,
                             t->grads + item_off, t->bce_scratch, loss);
     else
         st = rs_loss_sampled_softmax_ws(t->ctx, cfg, m->params + item_off, &b, t->F,
                                         t->temperature, cfg->l2norm, t->shared_negatives,
                                         t->ssm, t->dF, t->grads + item_off, loss);
-    if (st) return st;
-    if (!isfinite(*loss))
-        return rs_error(t->ctx, RECSYS_E_NUMERIC, "training loss became %g at epoch %d",
-                        *loss, t->epoch + 1);
-    st = m->ops->backward(t->ctx, cfg, m->params, t->ws, &b, t->dF, t->grads);
+    if (!st && !isfinite(*loss))
+        st = rs_error(t->ctx, RECSYS_E_NUMERIC, "training loss became %g at epoch %d",
+                      *loss, t->epoch + 1);
+    if (!st && t->dist)
+        st = rs_dist_train_scale(t->dist, &b, t->shared_negatives, t->dF, t->grads + item_off);
+    if (!st && b.B) st = m->ops->backward(t->ctx, cfg, m->params, t->ws, &b, t->dF, t->grads);
+    if (t->dist) st = rs_dist_train_reduce(t->dist, st, t->grads, loss); /* all ranks' sum */
     if (st) return st;
     rs_adam_step(t->ctx, &t->adam, m->params, t->grads);
     return RECSYS_OK;
@@ -404,6 +411,7 @@ recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {t->epoch, t->adam.step, {0}, t->adam.m, t->adam.v};
     memcpy(s.rng, t->rng.s, sizeof s.rng);
+    if (t->dist) return rs_dist_save_train(t->dist, t->ctx, t->model, path, &s);
     return rs_checkpoint_save_train(t->ctx, t->model, path, &s);
 }
 
@@ -413,10 +421,49 @@ recsys_status recsys_trainer_resume(recsys_trainer *t, const char *path)
     if (!t) return RS_BAD_ARGS();
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {0, 0, {0}, t->adam.m, t->adam.v};
-    recsys_status st = rs_checkpoint_load_train(t->ctx, path, t->model, &s);
+    recsys_status st = t->dist ? rs_dist_load_train(t->dist, t->ctx, path, t->model, &s)
+                               : rs_checkpoint_load_train(t->ctx, path, t->model, &s);
     if (st) return st;
     t->epoch = (int)s.epoch;
     t->adam.step = s.step;
     memcpy(t->rng.s, s.rng, sizeof s.rng);
+    return RECSYS_OK;
+}
+
+/* ------------------------------------------------ distributed (lib/dist) */
+
+recsys_status recsys_trainer_set_collective(recsys_trainer *t, const recsys_collective *c)
+{
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
+    rs_dist_train_free(t->dist);
+    t->dist = NULL;
+    if (!c) return RECSYS_OK;
+    rs_train_state s = {t->epoch, t->adam.step, {0}, t->adam.m, t->adam.v};
+    memcpy(s.rng, t->rng.s, sizeof s.rng);
+    recsys_status st = rs_dist_train_new(t->ctx, c, t->model, &t->dist);
+    /* Every rank starts from rank 0's weights, optimiser state and RNG. */
+    if (!st) st = rs_dist_sync_train(t->dist, t->model, &s);
+    if (st) {
+        rs_dist_train_free(t->dist);
+        t->dist = NULL;
+        return st;
+    }
+    t->epoch = (int)s.epoch;
+    t->adam.step = s.step;
+    memcpy(t->rng.s, s.rng, sizeof s.rng);
+    return RECSYS_OK;
+}
+
+recsys_status recsys_trainer_comm_stats(const recsys_trainer *t, double *bytes_sent,
+                                        double *seconds, int64_t *calls, int64_t *steps)
+{
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
+    const rs_dist_train *d = t->dist;
+    if (bytes_sent) *bytes_sent = d ? d->d.bytes_sent : 0.0;
+    if (seconds) *seconds = d ? d->d.seconds : 0.0;
+    if (calls) *calls = d ? d->d.calls : 0;
+    if (steps) *steps = d ? d->steps : 0;
     return RECSYS_OK;
 }
