@@ -9,6 +9,7 @@ apt-get install -y -qq --no-install-recommends \
   libopenblas-dev libopenblas0 libmicrohttpd-dev libjansson-dev wrk \
   g++ python3-numpy python3-pytest python3-cffi python3-pip python3-setuptools \
   cargo rustc golang-go \
+  openmpi-bin libopenmpi-dev \
   clang >/dev/null  # clang: libFuzzer for fuzz/
 # The bindings' toolchains (tests/bindings/*.sh): g++ for recsys.hpp, the
 # Python suite (pytest, numpy, cffi), Rust (Debian 12: rustc 1.63, std only)

@@ -58,6 +58,7 @@ struct recsys_trainer {
     recsys_progress_fn progress;
     void *progress_user;
     rs_dist_train *dist;  /* data-parallel over a recsys_collective; NULL = alone */
+    int shard_items;      /* dist.shard_items */
 };
 
 /* ------------------------------------------------- the trainer's settings */
@@ -188,6 +189,7 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
     rs_rng_seed(&t->rng, (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED));
     t->threads = (int)rs_opt_int(opts, RS_OPT_TRAINER_THREADS);
     t->bf16 = rs_opt_bool(opts, RS_OPT_TRAINER_BF16);
+    t->shard_items = rs_opt_bool(opts, RS_OPT_DIST_SHARD_ITEMS);
     recsys_status st = own_pool(t);
     if (!st && t->bf16 && !bf16_supported(ctx))
         st = rs_error(ctx, RECSYS_E_UNSUPPORTED,
@@ -439,6 +441,9 @@ recsys_status recsys_trainer_set_collective(recsys_trainer *t, const recsys_coll
     rs_dist_train_free(t->dist);
     t->dist = NULL;
     if (!c) return RECSYS_OK;
+    if (t->shard_items)
+        return rs_error(t->ctx, RECSYS_E_UNSUPPORTED,
+                        "dist.shard_items: row-sharded item tables are not implemented yet");
     rs_train_state s = {t->epoch, t->adam.step, {0}, t->adam.m, t->adam.v};
     memcpy(s.rng, t->rng.s, sizeof s.rng);
     recsys_status st = rs_dist_train_new(t->ctx, c, t->model, &t->dist);
