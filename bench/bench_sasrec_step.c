@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     float *F = rs_malloc(sizeof(float) * B * L * D), *dF = rs_malloc(sizeof(float) * B * L * D);
     float *G = rs_calloc(m->n_params, sizeof(float));
     if (!ws || !F || !dF || !G) return 1;
-    size_t io = m->ops->item_table_offset(&c);
+    size_t io = RS_ITEM_TABLE_OFFSET;
     double tf = 0, tl = 0, tb = 0, cpu0 = 0;
     for (int s = 0; s <= steps; s++) { /* step 0 warms up */
         if (s == 1) {

@@ -4,6 +4,7 @@
 #
 #   core  <-  data  <-  nn, models  <-  checkpoint  <-  train, eval
 #   core, data  <-  analysis
+#   core, data, nn, models, checkpoint, train, eval  <-  adapters (LoRA, bank, store)
 #   everything but analysis  <-  serve (sessions, batch scoring, thread pools)
 #   core, data, nn, models, checkpoint  <-  dist (collectives, data-parallel
 #   steps; used by train and eval)
@@ -24,7 +25,8 @@ declare -A allowed=(
   [eval]="core data nn models dist"
   [dist]="core data nn models checkpoint"
   [analysis]="core data"
-  [serve]="core data nn models checkpoint eval"
+  [adapters]="core data nn models checkpoint train eval"
+  [serve]="core data nn models checkpoint eval adapters"
 )
 fail=0
 for dir in "$root"/lib/*/; do

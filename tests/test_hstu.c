@@ -277,7 +277,7 @@ static void mcase_layout(mcase *m)
     }
     assert_true(total == m->n_params);
     assert_int_equal(m->has[K_RT], c->time_bias != 0);
-    assert_int_equal(rs_hstu_ops.item_table_offset(c), m->off[K_ITEM]);
+    assert_int_equal(RS_ITEM_TABLE_OFFSET, m->off[K_ITEM]);
 }
 
 static void dlayernorm(const double *x, int n, double *y)
@@ -785,7 +785,7 @@ static void fixture_case(const char *file)
         if (fabs(Fo[i] - eF->v[i]) > 2e-5) fail_msg("%s: F[%d] %.8g want %.8g", file, i, Fo[i], eF->v[i]);
 
     double loss;
-    size_t io = rs_hstu_ops.item_table_offset(&cfg);
+    size_t io = RS_ITEM_TABLE_OFFSET;
     assert_int_equal(rs_loss_sampled_softmax(ctx, &cfg, P + io, &b, Fo, tau, 1, 0, dF, G + io, &loss),
                      RECSYS_OK);
     double want = fget(&fx, "expect_loss")->v[0];

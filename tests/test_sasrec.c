@@ -86,7 +86,7 @@ static double loss_and_grads(recsys_ctx *ctx, recsys_model *m, rs_workspace *ws,
     const rs_model_config *c = &m->cfg;
     assert_int_equal(m->ops->forward(ctx, c, m->params, ws, b, out), RECSYS_OK);
     double loss = 0.0;
-    size_t io = m->ops->item_table_offset(c);
+    size_t io = RS_ITEM_TABLE_OFFSET;
     if (grads) memset(grads, 0, sizeof(float) * m->n_params);
     assert_int_equal(rs_loss_bce(ctx, c, m->params + io, b, out, grads ? dF : NULL,
                                  grads ? grads + io : NULL, &loss),

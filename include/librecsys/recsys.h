@@ -167,6 +167,8 @@ typedef struct recsys_session   recsys_session;
 typedef struct recsys_metrics   recsys_metrics;
 typedef struct recsys_apen      recsys_apen;
 typedef struct recsys_perflaw   recsys_perflaw;
+typedef struct recsys_adapter   recsys_adapter;
+typedef struct recsys_adapter_store recsys_adapter_store;
 
 /* ------------------------------------------------------------------------ */
 /* Context: thread pool, RNG seed, kernel table, last error, callbacks.      */
@@ -755,6 +757,102 @@ RECSYS_API recsys_status recsys_session_topk_batch(recsys_session *s,
  */
 RECSYS_API recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req,
                                                     float *vec, size_t dim);
+
+/* ------------------------------------------------------------------------ */
+/* Per-user LoRA adapters (docs/ADAPTERS.md)                                 */
+
+/** Adapter kinds: one user's LoRA, one LoRA shared by every user, or a
+ * personalised bank (K meta-LoRAs mixed per user by a gate, RecLoRA). */
+#define RECSYS_ADAPTER_USER   0
+#define RECSYS_ADAPTER_SHARED 1
+#define RECSYS_ADAPTER_BANK   2
+
+/**
+ * A new adapter of `kind` for model (which it keeps alive: the adapter holds
+ * a reference). Keys: adapter.rank, adapter.alpha, adapter.targets,
+ * adapter.bank_size, adapter.gate_* , adapter.window, trainer.seed (init).
+ * A is Kaiming-uniform and B zero, so a new adapter leaves scores unchanged.
+ * Errors go to ctx, which must outlive the adapter.
+ * Thread safety: an adapter is read-only while used for scoring and may be
+ * shared by threads; training or set_params needs exclusive use.
+ * @return RECSYS_OK, RECSYS_E_INVALID (bad kind or targets), RECSYS_E_NOMEM.
+ */
+RECSYS_API recsys_status recsys_adapter_new(recsys_ctx *ctx, recsys_model *model,
+                                            const recsys_opts *opts, int kind,
+                                            recsys_adapter **out);
+/** Free an adapter and drop its model reference. NULL is a no-op. */
+RECSYS_API void recsys_adapter_free(recsys_adapter *a);
+/** Kind, rank and number of float parameters (each out may be NULL). */
+RECSYS_API recsys_status recsys_adapter_info(const recsys_adapter *a, int *kind, int *rank,
+                                             int64_t *n_params);
+/** Copy the n_params parameters out / in (n must equal n_params; set
+ * refuses non-finite values with RECSYS_E_NUMERIC). */
+RECSYS_API recsys_status recsys_adapter_get_params(const recsys_adapter *a, float *out, size_t n);
+RECSYS_API recsys_status recsys_adapter_set_params(recsys_adapter *a, const float *in, size_t n);
+/**
+ * Serialise an adapter (shape and parameters, CRC-32C checked) into a new
+ * buffer *buf of *len bytes, freed with recsys_free.
+ */
+RECSYS_API recsys_status recsys_adapter_to_buffer(const recsys_adapter *a, void **buf,
+                                                  size_t *len);
+/** An adapter from a buffer written by recsys_adapter_to_buffer, for model.
+ * @return RECSYS_E_FORMAT (damaged), RECSYS_E_INVALID (another model's). */
+RECSYS_API recsys_status recsys_adapter_from_buffer(recsys_ctx *ctx, recsys_model *model,
+                                                    const void *buf, size_t len,
+                                                    recsys_adapter **out);
+/**
+ * Merge n USER/SHARED adapters of one shape into a new USER adapter:
+ * adapter.merge = linear (Σ w_i ΔW_i) or ties (trim to adapter.ties_density,
+ * sign election, disjoint mean), re-factorised to the same rank by SVD.
+ */
+RECSYS_API recsys_status recsys_adapter_merge(recsys_ctx *ctx,
+                                              const recsys_adapter *const *adapters,
+                                              const float *weights, size_t n,
+                                              const recsys_opts *opts, recsys_adapter **out);
+/** A new model: a's model with the adapter folded into its weights
+ * (W += alpha/r · B·A). Not for banks. */
+RECSYS_API recsys_status recsys_adapter_fold(const recsys_adapter *a, recsys_model **out);
+
+/**
+ * Create an empty adapter store for n_users users (dense ids 0..n_users-1)
+ * of USER adapters shaped by opts (adapter.rank, adapter.targets, ...;
+ * adapter.store_dtype f32|bf16), atomically (temporary file + rename).
+ */
+RECSYS_API recsys_status recsys_adapter_store_create(recsys_ctx *ctx, recsys_model *model,
+                                                     const recsys_opts *opts, const char *path,
+                                                     int64_t n_users);
+/**
+ * Open a store in O(1) (mmap; records are read and checked when fetched),
+ * with an LRU cache of adapter.cache_mb MiB. writable: puts allowed.
+ * Thread safety: get/put/pin may be called from several threads.
+ */
+RECSYS_API recsys_status recsys_adapter_store_open(recsys_ctx *ctx, recsys_model *model,
+                                                   const char *path, int writable,
+                                                   const recsys_opts *opts,
+                                                   recsys_adapter_store **out);
+/** Open a read-only store from a memory image of a store file (copied). */
+RECSYS_API recsys_status recsys_adapter_store_open_buffer(recsys_ctx *ctx, recsys_model *model,
+                                                          const void *buf, size_t len,
+                                                          const recsys_opts *opts,
+                                                          recsys_adapter_store **out);
+/** Close a store. NULL is a no-op. */
+RECSYS_API void recsys_adapter_store_close(recsys_adapter_store *s);
+/** A new adapter holding user's LoRA (free it). RECSYS_E_NOT_FOUND when the
+ * user has none, RECSYS_E_FORMAT when its record is damaged or truncated. */
+RECSYS_API recsys_status recsys_adapter_store_get(recsys_adapter_store *s, int64_t user,
+                                                  recsys_adapter **out);
+/** Replace user's adapter: the new record is written (and synced when
+ * sync != 0) before the user's index entry is switched to it, so a failed
+ * or interrupted put leaves the previous adapter. */
+RECSYS_API recsys_status recsys_adapter_store_put(recsys_adapter_store *s, int64_t user,
+                                                  const recsys_adapter *a, int sync);
+/** Pin (keep in the cache, never evicted) or unpin a user's adapter. */
+RECSYS_API recsys_status recsys_adapter_store_pin(recsys_adapter_store *s, int64_t user,
+                                                  int pin);
+/** Store counters (each out may be NULL). */
+RECSYS_API recsys_status recsys_adapter_store_stats(recsys_adapter_store *s, int64_t *n_users,
+                                                    int64_t *cached, int64_t *cache_bytes,
+                                                    int64_t *hits, int64_t *misses);
 
 /* ------------------------------------------------------------------------ */
 /* Approximate Entropy                                                       */

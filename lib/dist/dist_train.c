@@ -32,7 +32,7 @@ recsys_status rs_dist_train_new(recsys_ctx *ctx, const recsys_collective *c,
     const rs_model_config *cfg = &model->cfg;
     dt->n_items = cfg->n_items;
     dt->dim = cfg->dim;
-    dt->item_off = model->ops->item_table_offset(cfg);
+    dt->item_off = RS_ITEM_TABLE_OFFSET;
     dt->n_table = ((size_t)cfg->n_items + 1) * (size_t)cfg->dim;
     dt->n_params = model->n_params;
     dt->n_dense = dt->n_params - dt->n_table;

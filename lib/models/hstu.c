@@ -18,27 +18,36 @@
  *
  * Parameters are stored per tensor kind, stacked over blocks; weights use
  * the [out x in] layout of lib/nn. rab_time exists only with cfg->time_bias.
+ * The tensor table, the workspace, the batch checks and the edges are the
+ * shared scaffolding (scaffold.h); W_uvqk and W_o are rs_projs, SiLU, the
+ * gating product and the L2 norm are layers of lib/nn.
  */
-#include "models/model.h"
+#include "models/scaffold.h"
 
 #include "nn/nn.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LN_EPS 1e-6f
 #define L2_EPS 1e-6f
+/* Salt of HSTU's dropout streams ("HSTUA"), so they differ from SASRec's on
+ * the same batch seed. */
+#define HSTU_STREAM_SALT 0x4853545541ULL
+/* Initialisation (as the reference): std of W_uvqk and the relative biases,
+ * and of the item embeddings, truncated at TRUNC_SIGMAS standard deviations. */
+#define INIT_STD 0.02
+#define TRUNC_SIGMAS 2.0
 
-enum { T_ITEM, T_POS, T_UVQK, T_RAB_POS, T_RAB_TIME, T_O_W, T_O_B, T_COUNT };
-
-static const char *const TENSOR_NAMES[T_COUNT] = {
-    "item_emb", "pos_emb", "uvqk.weight", "rab_pos", "rab_time", "o.weight", "o.bias",
+enum {
+    T_ITEM = RS_T_ITEM, T_POS = RS_T_POS, T_UVQK = RS_T_MODEL, T_RAB_POS, T_RAB_TIME, T_O_W,
+    T_O_B
 };
 
 typedef struct dims {
     int d, h, dqk, dv, hdv, cols, N; /* cols = 2 h dv + 2 h dqk; N = max_len */
+    int n_rab_pos;                   /* 2N - 1 relative position biases */
 } dims;
 
 static dims get_dims(const rs_model_config *c)
@@ -51,76 +60,44 @@ static dims get_dims(const rs_model_config *c)
     m.hdv = m.h * m.dv;
     m.cols = 2 * m.h * (m.dv + m.dqk);
     m.N = c->max_len;
+    m.n_rab_pos = 2 * m.N - 1;
     return m;
 }
 
-static size_t slice_size(const rs_model_config *c, int t)
+static void hstu_layout(const rs_model_config *c, rs_tensor_table *t)
 {
     dims m = get_dims(c);
     size_t d = (size_t)m.d;
-    switch (t) {
-    case T_ITEM: return ((size_t)c->n_items + 1) * d;
-    case T_POS: return ((size_t)c->max_len + 1) * d;
-    case T_UVQK: return (size_t)m.cols * d;
-    case T_RAB_POS: return 2 * (size_t)m.N - 1;
-    case T_RAB_TIME: return c->time_bias ? RS_HSTU_TIME_BUCKETS : 0;
-    case T_O_W: return d * (size_t)m.hdv;
-    default: return d; /* T_O_B */
-    }
+    rs_tensors_begin(t, c);
+    rs_tensors_add(t, "uvqk.weight", (size_t)m.cols * d, 1);
+    rs_tensors_add(t, "rab_pos", (size_t)m.n_rab_pos, 1);
+    rs_tensors_add(t, "rab_time", c->time_bias ? RS_HSTU_TIME_BUCKETS : 0, 1);
+    rs_tensors_add(t, "o.weight", d * (size_t)m.hdv, 1);
+    rs_tensors_add(t, "o.bias", d, 1);
 }
 
-static int per_block(int t) { return t != T_ITEM && t != T_POS; }
+/* The two projections of a block: Xn -> U|V|Q|K (no bias) and the output. */
+typedef struct hstu_projs {
+    rs_proj uvqk, o;
+} hstu_projs;
 
-static void tensor_offsets(const rs_model_config *c, size_t off[T_COUNT + 1])
+static hstu_projs hstu_projections(const dims *m)
 {
-    off[0] = 0;
-    for (int t = 0; t < T_COUNT; t++)
-        off[t + 1] = off[t] + slice_size(c, t) * (per_block(t) ? (size_t)c->blocks : 1);
-}
-
-static inline float *slice(float *base, const size_t *off, const rs_model_config *c, int t, int k)
-{
-    return base + off[t] + (per_block(t) ? (size_t)k * slice_size(c, t) : 0);
-}
-
-static size_t hstu_n_params(const rs_model_config *c)
-{
-    size_t off[T_COUNT + 1];
-    tensor_offsets(c, off);
-    return off[T_COUNT];
-}
-
-static size_t hstu_item_table_offset(const rs_model_config *c)
-{
-    (void)c;
-    return 0;
-}
-
-static int hstu_tensors(const rs_model_config *c, const char **names, size_t *offsets,
-                        size_t *sizes)
-{
-    size_t off[T_COUNT + 1];
-    tensor_offsets(c, off);
-    int n = 0;
-    for (int t = 0; t < T_COUNT; t++) {
-        if (off[t + 1] == off[t]) continue; /* rab_time without time bias */
-        if (names) names[n] = TENSOR_NAMES[t];
-        if (offsets) offsets[n] = off[t];
-        if (sizes) sizes[n] = off[t + 1] - off[t];
-        n++;
-    }
-    return n;
+    hstu_projs p;
+    p.uvqk = rs_proj_make("uvqk", T_UVQK, -1, 0, m->d, m->cols, 0);
+    p.o = rs_proj_make("o", T_O_W, T_O_B, 0, m->hdv, m->d, 0);
+    return p;
 }
 
 /* ------------------------------------------------------------------ init */
 
-/* Normal truncated at two standard deviations (resampled), as the
+/* Normal truncated at TRUNC_SIGMAS standard deviations (resampled), as the
  * reference's truncated_normal. */
 static void trunc_normal(float *w, size_t n, double sd, rs_rng *rng)
 {
     for (size_t i = 0; i < n; i++) {
         double z;
-        do z = rs_rng_normal(rng); while (fabs(z) > 2.0);
+        do z = rs_rng_normal(rng); while (fabs(z) > TRUNC_SIGMAS);
         w[i] = (float)(sd * z);
     }
 }
@@ -137,20 +114,22 @@ static void uniform(float *w, size_t n, double bound, rs_rng *rng)
 
 static void hstu_init(const rs_model_config *c, float *P, rs_rng *rng)
 {
-    size_t off[T_COUNT + 1];
-    tensor_offsets(c, off);
+    rs_tensor_table t;
+    hstu_layout(c, &t);
     dims m = get_dims(c);
     size_t d = (size_t)m.d;
-    memset(P, 0, sizeof(float) * off[T_COUNT]);
-    trunc_normal(P + off[T_ITEM] + d, (size_t)c->n_items * d, 0.02, rng);
-    trunc_normal(P + off[T_POS] + d, (size_t)c->max_len * d, sqrt(1.0 / (double)d), rng);
+    memset(P, 0, sizeof(float) * t.off[t.n]);
+    trunc_normal(P + t.off[T_ITEM] + d, (size_t)c->n_items * d, INIT_STD, rng);
+    trunc_normal(P + t.off[T_POS] + d, (size_t)c->max_len * d, sqrt(1.0 / (double)d), rng);
     for (int k = 0; k < c->blocks; k++) {
-        normal(slice(P, off, c, T_UVQK, k), slice_size(c, T_UVQK), 0.02, rng);
-        normal(slice(P, off, c, T_RAB_POS, k), slice_size(c, T_RAB_POS), 0.02, rng);
-        normal(slice(P, off, c, T_RAB_TIME, k), slice_size(c, T_RAB_TIME), 0.02, rng);
-        uniform(slice(P, off, c, T_O_W, k), d * (size_t)m.hdv, sqrt(6.0 / (double)(d + m.hdv)), rng);
+        normal(P + rs_tensor_at(&t, T_UVQK, k), t.slice[T_UVQK], INIT_STD, rng);
+        normal(P + rs_tensor_at(&t, T_RAB_POS, k), t.slice[T_RAB_POS], INIT_STD, rng);
+        normal(P + rs_tensor_at(&t, T_RAB_TIME, k), t.slice[T_RAB_TIME], INIT_STD, rng);
+        /* Xavier-uniform W_o */
+        uniform(P + rs_tensor_at(&t, T_O_W, k), d * (size_t)m.hdv,
+                sqrt(6.0 / (double)(d + m.hdv)), rng);
         /* torch.nn.Linear's default bias init, as the reference keeps it */
-        uniform(slice(P, off, c, T_O_B, k), d, 1.0 / sqrt((double)m.hdv), rng);
+        uniform(P + rs_tensor_at(&t, T_O_B, k), d, 1.0 / sqrt((double)m.hdv), rng);
     }
 }
 
@@ -168,115 +147,70 @@ typedef struct hblock {
 } hblock;
 
 struct rs_workspace {
-    rs_model_config cfg;
-    int cap_B, R;
-    int B, n, kept;          /* the batch of the last forward: rows, packed rows */
-    uint64_t seed;
-    float p;
-    int time_on;
-    int *base, *len;         /* cap_B */
-    int32_t *src;            /* R: packed row -> b*L + t (dropout counters) */
-    int32_t *emb_item, *emb_pos;
-    float **x;               /* blocks+1 block inputs/outputs, R x d */
-    hblock *blk;
+    rs_ws_common com;        /* packed rows, block inputs x[], per-block hblocks */
+    int time_on;             /* the last forward used the time bias */
     float *ynorm;            /* R: 1 / max(‖Y‖, eps) of the last block output */
     float *t1, *t2, *t3;     /* R x d */
     float *dg;               /* R x cols */
     float *tm, *tm2;         /* R x hdv */
     float *partial;
     float *attn_scratch;     /* cap_B*h tasks x rs_hstu_scratch_floats */
-    float *rab_grad;         /* cap_B*h tasks x (2N-1 + 129) */
+    float *rab_grad;         /* cap_B*h tasks x (2N-1 + RS_HSTU_TIME_BUCKETS) */
     size_t scratch_per_task, rab_per_task;
-    float *arena;
 };
 
-static size_t ws_plan(rs_workspace *ws, float *base)
+static hblock *hblk(rs_workspace *ws, int k) { return (hblock *)ws->com.blocks + k; }
+
+static void hstu_prepare(rs_workspace *ws)
 {
-    const rs_model_config *c = &ws->cfg;
-    dims m = get_dims(c);
-    size_t R = (size_t)ws->R, d = (size_t)m.d, cols = (size_t)m.cols, hdv = (size_t)m.hdv;
-    size_t tasks = (size_t)ws->cap_B * (size_t)m.h, off = 0;
-#define TAKE(ptr, n)                                \
-    do {                                            \
-        if (base) (ptr) = base + off;               \
-        off += ((size_t)(n) + 15) & ~(size_t)15;    \
-    } while (0)
-    for (int k = 0; k <= c->blocks; k++) TAKE(ws->x[k], R * d);
-    for (int k = 0; k < c->blocks; k++) {
-        hblock *s = &ws->blk[k];
-        TAKE(s->xn, R * d);
-        TAKE(s->sg, R * cols);
-        TAKE(s->g, R * cols);
-        TAKE(s->o, R * hdv);
-        TAKE(s->zn, R * hdv);
-        TAKE(s->md, R * hdv);
-        TAKE(s->m1, R);
-        TAKE(s->r1, R);
-        TAKE(s->m2, R);
-        TAKE(s->r2, R);
-    }
-    TAKE(ws->ynorm, R);
-    TAKE(ws->t1, R * d);
-    TAKE(ws->t2, R * d);
-    TAKE(ws->t3, R * d);
-    TAKE(ws->dg, R * cols);
-    TAKE(ws->tm, R * hdv);
-    TAKE(ws->tm2, R * hdv);
-    size_t width = cols > 2 * d ? cols : 2 * d;
-    if (2 * hdv > width) width = 2 * hdv;
-    TAKE(ws->partial, rs_nn_partial_floats(ws->R, (int)width));
-    TAKE(ws->attn_scratch, tasks * ws->scratch_per_task);
-    TAKE(ws->rab_grad, tasks * ws->rab_per_task);
-#undef TAKE
-    return off;
+    dims m = get_dims(&ws->com.cfg);
+    ws->scratch_per_task = rs_plan_round(rs_hstu_scratch_floats(m.dqk, m.dv));
+    ws->rab_per_task = rs_plan_round((size_t)(m.n_rab_pos + RS_HSTU_TIME_BUCKETS));
 }
 
-static void hstu_ws_free(rs_workspace *ws)
+static void hstu_plan(rs_workspace *ws, rs_plan *p)
 {
-    if (!ws) return;
-    rs_free(ws->arena);
-    free(ws->base);
-    free(ws->len);
-    free(ws->src);
-    free(ws->emb_item);
-    free(ws->emb_pos);
-    free(ws->x);
-    free(ws->blk);
-    free(ws);
+    const rs_model_config *c = &ws->com.cfg;
+    dims m = get_dims(c);
+    size_t R = (size_t)ws->com.R, d = (size_t)m.d, cols = (size_t)m.cols, hdv = (size_t)m.hdv;
+    size_t tasks = (size_t)ws->com.cap_B * (size_t)m.h;
+    for (int k = 0; k < c->blocks; k++) {
+        hblock *s = hblk(ws, k);
+        const rs_plan_item kept[] = {{&s->xn, d},   {&s->sg, cols}, {&s->g, cols},
+                                     {&s->o, hdv},  {&s->zn, hdv},  {&s->md, hdv},
+                                     {&s->m1, 1},   {&s->r1, 1},    {&s->m2, 1},
+                                     {&s->r2, 1}};
+        rs_plan_rows(p, R, kept, (int)(sizeof kept / sizeof kept[0]));
+    }
+    const rs_plan_item scratch[] = {{&ws->ynorm, 1}, {&ws->t1, d},   {&ws->t2, d},
+                                    {&ws->t3, d},    {&ws->dg, cols}, {&ws->tm, hdv},
+                                    {&ws->tm2, hdv}};
+    rs_plan_rows(p, R, scratch, (int)(sizeof scratch / sizeof scratch[0]));
+    size_t width = cols > 2 * d ? cols : 2 * d;
+    if (2 * hdv > width) width = 2 * hdv;
+    ws->partial = rs_plan_floats(p, rs_nn_partial_floats(ws->com.R, (int)width));
+    ws->attn_scratch = rs_plan_floats(p, tasks * ws->scratch_per_task);
+    ws->rab_grad = rs_plan_floats(p, tasks * ws->rab_per_task);
 }
+
+static int hstu_same_shape(const rs_model_config *a, const rs_model_config *b)
+{
+    dims ma = get_dims(a), mb = get_dims(b);
+    return ma.dqk == mb.dqk && ma.dv == mb.dv;
+}
+
+static const rs_ws_spec HSTU_WS = {
+    .model = "hstu",
+    .ws_size = sizeof(struct rs_workspace),
+    .block_size = sizeof(hblock),
+    .prepare = hstu_prepare,
+    .plan = hstu_plan,
+    .same_shape = hstu_same_shape,
+};
 
 static rs_workspace *hstu_ws_new(const rs_model_config *c, int B)
 {
-    if (!c || B < 1 || c->max_len < 1 || c->heads < 1 || c->blocks < 1 ||
-        (size_t)B > (size_t)INT_MAX / (size_t)c->max_len)
-        return NULL;
-    rs_workspace *ws = calloc(1, sizeof *ws);
-    if (!ws) return NULL;
-    dims m = get_dims(c);
-    ws->cfg = *c;
-    ws->cap_B = B;
-    ws->R = B * c->max_len;
-    ws->scratch_per_task = (rs_hstu_scratch_floats(m.dqk, m.dv) + 15) & ~(size_t)15;
-    ws->rab_per_task = ((size_t)(2 * m.N - 1 + RS_HSTU_TIME_BUCKETS) + 15) & ~(size_t)15;
-    ws->base = malloc(sizeof(int) * (size_t)B);
-    ws->len = malloc(sizeof(int) * (size_t)B);
-    ws->src = malloc(sizeof(int32_t) * (size_t)ws->R);
-    ws->emb_item = malloc(sizeof(int32_t) * (size_t)ws->R);
-    ws->emb_pos = malloc(sizeof(int32_t) * (size_t)ws->R);
-    ws->x = calloc((size_t)c->blocks + 1, sizeof *ws->x);
-    ws->blk = calloc((size_t)c->blocks, sizeof *ws->blk);
-    if (!ws->base || !ws->len || !ws->src || !ws->emb_item || !ws->emb_pos || !ws->x || !ws->blk) {
-        hstu_ws_free(ws);
-        return NULL;
-    }
-    size_t n = ws_plan(ws, NULL);
-    ws->arena = n <= SIZE_MAX / sizeof(float) ? rs_malloc(n * sizeof(float)) : NULL;
-    if (!ws->arena) {
-        hstu_ws_free(ws);
-        return NULL;
-    }
-    ws_plan(ws, ws->arena);
-    return ws;
+    return rs_ws_new(c, B, &HSTU_WS);
 }
 
 /* -------------------------------------------------------------- streams */
@@ -284,95 +218,28 @@ static rs_workspace *hstu_ws_new(const rs_model_config *c, int B)
 enum { S_EMB = 0, S_LIN = 1 };
 static uint64_t stream(uint64_t seed, int block, int which)
 {
-    return rs_hash64(seed ^ 0x4853545541ULL, which == S_EMB ? 0 : (uint64_t)(1 + block));
-}
-
-/* ---------------------------------------------------- element-wise jobs */
-
-typedef struct ew_job {
-    int n, w, ld;      /* rows, width, row stride */
-    float *a, *b, *c;
-    const float *x, *y;
-    const rs_kernels *k; /* SiLU row kernels */
-} ew_job;
-
-#define ROWS(task, n, i0, i1)                                               \
-    int i0 = (task) * RS_NN_CHUNK_ROWS;                                     \
-    int i1 = i0 + RS_NN_CHUNK_ROWS < (n) ? i0 + RS_NN_CHUNK_ROWS : (n)
-
-/* a = SiLU(a) in place, b = σ(a) (rows of w, contiguous). */
-static void silu_fwd_task(void *arg, int task, int thread)
-{
-    (void)thread;
-    const ew_job *j = arg;
-    ROWS(task, j->n, i0, i1);
-    size_t e0 = (size_t)i0 * j->w, e1 = (size_t)i1 * j->w;
-    j->k->silu_fwd(e1 - e0, j->a + e0, j->b + e0);
-}
-
-/* a *= SiLU'(H) = σ + g (1 - σ), with b = σ(H) and x = g = SiLU(H). */
-static void silu_bwd_task(void *arg, int task, int thread)
-{
-    (void)thread;
-    const ew_job *j = arg;
-    ROWS(task, j->n, i0, i1);
-    size_t e0 = (size_t)i0 * j->w, e1 = (size_t)i1 * j->w;
-    j->k->silu_bwd(e1 - e0, j->b + e0, j->x + e0, j->a + e0);
-}
-
-/* a[i, :] = x[i, :] ⊙ y[i, :]; x has stride ld, y and a width w. */
-static void mul_task(void *arg, int task, int thread)
-{
-    (void)thread;
-    const ew_job *j = arg;
-    ROWS(task, j->n, i0, i1);
-    for (int i = i0; i < i1; i++) {
-        const float *xi = j->x + (size_t)i * j->ld, *yi = j->y + (size_t)i * j->w;
-        float *ai = j->a + (size_t)i * j->w;
-        for (int c = 0; c < j->w; c++) ai[c] = xi[c] * yi[c];
-    }
-}
-
-/* Backward of M = U ⊙ Z with dM in a: dU -> c[i, :] (stride ld),
- * dZ -> a (in place); x = U (stride ld), y = Z. */
-static void mul_bwd_task(void *arg, int task, int thread)
-{
-    (void)thread;
-    const ew_job *j = arg;
-    ROWS(task, j->n, i0, i1);
-    for (int i = i0; i < i1; i++) {
-        const float *u = j->x + (size_t)i * j->ld, *z = j->y + (size_t)i * j->w;
-        float *dm = j->a + (size_t)i * j->w, *du = j->c + (size_t)i * j->ld;
-        for (int c = 0; c < j->w; c++) {
-            du[c] = dm[c] * z[c];
-            dm[c] *= u[c];
-        }
-    }
-}
-
-static void run_rows(recsys_ctx *ctx, rs_task_fn fn, ew_job *j)
-{
-    if (j->n > 0) rs_pool_run(ctx->pool, rs_nn_chunks(j->n), fn, j);
+    return rs_hash64(seed ^ HSTU_STREAM_SALT, which == S_EMB ? 0 : (uint64_t)(1 + block));
 }
 
 /* ------------------------------------------------------------ attention */
 
-typedef struct attn_job {
+typedef struct hstu_attn_job {
     const rs_kernels *kern;
     rs_workspace *ws;
     const rs_batch *b;
     dims m;
     const float *g, *rab_pos, *rab_time;
     float *o, *d_o, *dg;
-} attn_job;
+} hstu_attn_job;
 
-static rs_hstu_attn attn_args(const attn_job *j, int row, int head)
+static rs_hstu_attn attn_args(const hstu_attn_job *j, int row, int head)
 {
     const rs_workspace *ws = j->ws;
+    const rs_ws_common *w = &ws->com;
     const dims *m = &j->m;
-    size_t p = (size_t)ws->base[row] * m->cols;
+    size_t p = (size_t)w->base[row] * m->cols;
     rs_hstu_attn a;
-    a.L = ws->len[row];
+    a.L = w->len[row];
     a.start = 0;
     a.N = m->N;
     a.dqk = m->dqk;
@@ -383,7 +250,7 @@ static rs_hstu_attn attn_args(const attn_job *j, int row, int head)
     a.ld = m->cols;
     a.rab_pos = j->rab_pos;
     a.rab_time = ws->time_on ? j->rab_time : NULL;
-    size_t t0 = (size_t)row * ws->cfg.max_len + (size_t)(ws->cfg.max_len - ws->len[row]);
+    size_t t0 = (size_t)row * w->cfg.max_len + (size_t)(w->cfg.max_len - w->len[row]);
     a.times = ws->time_on ? j->b->times + t0 : NULL;
     a.next_times = ws->time_on ? j->b->next_times + t0 : NULL;
     return a;
@@ -392,206 +259,177 @@ static rs_hstu_attn attn_args(const attn_job *j, int row, int head)
 static void attn_fwd_task(void *arg, int task, int thread)
 {
     (void)thread;
-    const attn_job *j = arg;
+    const hstu_attn_job *j = arg;
+    const rs_ws_common *w = &j->ws->com;
     int row = task / j->m.h, head = task % j->m.h;
-    if (j->ws->len[row] == 0) return;
+    if (w->len[row] == 0) return;
     rs_hstu_attn a = attn_args(j, row, head);
-    float *o = j->o + (size_t)j->ws->base[row] * j->m.hdv + (size_t)head * j->m.dv;
+    float *o = j->o + (size_t)w->base[row] * j->m.hdv + (size_t)head * j->m.dv;
     j->kern->hstu_fwd(&a, o, j->m.hdv, j->ws->attn_scratch + (size_t)task * j->ws->scratch_per_task);
 }
 
 static void attn_bwd_task(void *arg, int task, int thread)
 {
     (void)thread;
-    const attn_job *j = arg;
+    const hstu_attn_job *j = arg;
     rs_workspace *ws = j->ws;
     int row = task / j->m.h, head = task % j->m.h;
     float *rg = ws->rab_grad + (size_t)task * ws->rab_per_task;
     memset(rg, 0, sizeof(float) * ws->rab_per_task);
-    if (ws->len[row] == 0) return;
+    if (ws->com.len[row] == 0) return;
     rs_hstu_attn a = attn_args(j, row, head);
-    size_t p = (size_t)ws->base[row];
+    size_t p = (size_t)ws->com.base[row];
     const float *d_o = j->d_o + p * j->m.hdv + (size_t)head * j->m.dv;
     /* dq, dk, dv land in dg at the same columns as q, k, v in g */
     float *dq = j->dg + (a.q - j->g), *dk = j->dg + (a.k - j->g), *dv = j->dg + (a.v - j->g);
-    j->kern->hstu_bwd(&a, d_o, j->m.hdv, dq, dk, dv, rg, rg + 2 * j->m.N - 1,
+    j->kern->hstu_bwd(&a, d_o, j->m.hdv, dq, dk, dv, rg, rg + j->m.n_rab_pos,
                       ws->attn_scratch + (size_t)task * ws->scratch_per_task);
 }
 
-/* --------------------------------------------------------- L2 output norm */
+/* ------------------------------------------------- output (padded edge) */
 
-typedef struct l2_job {
+/* F = Y / max(‖Y‖, eps) per position (a copy when cfg->l2norm is off). */
+typedef struct hstu_out {
     rs_workspace *ws;
     const rs_kernels *kern;
-    const float *y, *dF;
-    float *out, *dy;
-} l2_job;
+    const float *y;
+    float *dy;
+} hstu_out;
 
-static void l2_fwd_task(void *arg, int row, int thread)
+static void out_fwd_rows(void *arg, int row, size_t p0, int n, float *rows)
 {
-    (void)thread;
-    const l2_job *j = arg;
+    (void)row;
+    const hstu_out *j = arg;
     rs_workspace *ws = j->ws;
-    int d = ws->cfg.dim, L = ws->cfg.max_len, n = ws->len[row], st = L - n;
-    float *o = j->out + (size_t)row * L * d;
-    memset(o, 0, sizeof(float) * (size_t)st * d);
-    for (int i = 0; i < n; i++) {
-        size_t p = (size_t)ws->base[row] + (size_t)i;
-        const float *y = j->y + p * d;
-        float *oi = o + (size_t)(st + i) * d;
-        float s = 1.0f;
-        if (ws->cfg.l2norm) {
-            float nrm = sqrtf(j->kern->dot((size_t)d, y, y));
-            s = 1.0f / (nrm > L2_EPS ? nrm : L2_EPS);
-        }
-        ws->ynorm[p] = s;
-        for (int c = 0; c < d; c++) oi[c] = y[c] * s;
+    int d = ws->com.cfg.dim;
+    if (ws->com.cfg.l2norm) {
+        rs_l2norm_rows_fwd(j->kern, n, d, j->y + p0 * d, L2_EPS, rows, ws->ynorm + p0);
+        return;
     }
+    memcpy(rows, j->y + p0 * d, sizeof(float) * (size_t)n * d);
+    for (int i = 0; i < n; i++) ws->ynorm[p0 + i] = 1.0f;
 }
 
-static void l2_bwd_task(void *arg, int row, int thread)
+static void out_bwd_rows(void *arg, int row, size_t p0, int n, const float *rows)
 {
-    (void)thread;
-    const l2_job *j = arg;
+    (void)row;
+    const hstu_out *j = arg;
     rs_workspace *ws = j->ws;
-    int d = ws->cfg.dim, L = ws->cfg.max_len, n = ws->len[row], st = L - n;
-    for (int i = 0; i < n; i++) {
-        size_t p = (size_t)ws->base[row] + (size_t)i;
-        const float *g = j->dF + ((size_t)row * L + (size_t)(st + i)) * d, *y = j->y + p * d;
-        float *dy = j->dy + p * d, s = ws->ynorm[p];
-        if (ws->cfg.l2norm && s < 1.0f / L2_EPS) { /* (g - <g,f> f) / ‖y‖, f = y s */
-            float gf = j->kern->dot((size_t)d, g, y) * s;
-            for (int c = 0; c < d; c++) dy[c] = (g[c] - gf * y[c] * s) * s;
-        } else {
-            for (int c = 0; c < d; c++) dy[c] = g[c] * s;
-        }
-    }
+    int d = ws->com.cfg.dim;
+    if (ws->com.cfg.l2norm)
+        rs_l2norm_rows_bwd(j->kern, n, d, j->y + p0 * d, ws->ynorm + p0, L2_EPS, rows,
+                           j->dy + p0 * d);
+    else
+        memcpy(j->dy + p0 * d, rows, sizeof(float) * (size_t)n * d);
 }
 
 /* ---------------------------------------------------------------- forward */
 
-typedef struct model_args {
-    recsys_ctx *ctx;
-    const rs_model_config *c;
+typedef struct hstu_args {
+    rs_tensor_table tab;
+    rs_model_run r;
     rs_workspace *ws;
     const rs_batch *b;
-    const size_t *off;
     dims m;
-} model_args;
+    hstu_projs pj;
+} hstu_args;
 
-static void block_fwd(const model_args *a, const float *P, int k, const float *X, float *Y)
+/* Fills a (the tensor table included) for a pass over ws on batch b. */
+static void args_init(hstu_args *a, recsys_ctx *ctx, const rs_model_config *c, const float *P,
+                      float *G, rs_workspace *ws, const rs_batch *b)
 {
-    recsys_ctx *ctx = a->ctx;
-    rs_workspace *ws = a->ws;
-    const rs_model_config *c = a->c;
-    const dims *m = &a->m;
-    hblock *s = &ws->blk[k];
-    int n = ws->n;
-    float *Pm = (float *)P;
-
-    rs_layernorm_fwd(ctx, n, m->d, X, NULL, NULL, NULL, LN_EPS, s->xn, s->m1, s->r1);
-    rs_linear_fwd(ctx, n, m->d, m->cols, s->xn, m->d, slice(Pm, a->off, c, T_UVQK, k), NULL,
-                  s->g, m->cols);
-    ew_job e = {n, m->cols, m->cols, s->g, s->sg, NULL, NULL, NULL, &ctx->kern};
-    run_rows(ctx, silu_fwd_task, &e);
-
-    attn_job aj = {&ctx->kern, ws, a->b, *m, s->g, slice(Pm, a->off, c, T_RAB_POS, k),
-                   c->time_bias ? slice(Pm, a->off, c, T_RAB_TIME, k) : NULL, s->o, NULL, NULL};
-    rs_pool_run(ctx->pool, ws->B * m->h, attn_fwd_task, &aj);
-
-    rs_layernorm_fwd(ctx, n, m->hdv, s->o, NULL, NULL, NULL, LN_EPS, s->zn, s->m2, s->r2);
-    ew_job mu = {n, m->hdv, m->cols, s->md, NULL, NULL, s->g, s->zn, &ctx->kern}; /* U ⊙ LN(O) */
-    run_rows(ctx, mul_task, &mu);
-    rs_dropout(ctx, n, m->hdv, s->md, m->hdv, ws->p, stream(ws->seed, k, S_LIN), ws->src, s->md);
-    rs_linear_fwd(ctx, n, m->hdv, m->d, s->md, m->hdv, slice(Pm, a->off, c, T_O_W, k),
-                  slice(Pm, a->off, c, T_O_B, k), Y, m->d);
-    rs_nn_add(ctx, n, m->d, X, Y);
+    hstu_layout(c, &a->tab);
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial};
+    a->r = r;
+    a->ws = ws;
+    a->b = b;
+    a->m = get_dims(c);
+    a->pj = hstu_projections(&a->m);
 }
 
-static recsys_status check_batch(recsys_ctx *ctx, const rs_model_config *c, const rs_workspace *ws,
-                                 const rs_batch *b)
+static hstu_attn_job attn_job_of(const hstu_args *a, int k, const hblock *s)
 {
-    if (!ws || !b || !b->seq || !b->start)
-        return rs_error(ctx, RECSYS_E_INVALID, "hstu: NULL workspace or batch");
-    if (b->L != c->max_len)
-        return rs_error(ctx, RECSYS_E_INVALID, "hstu: batch length %d, model max_len %d", b->L,
-                        c->max_len);
-    if (b->B < 0 || b->B > ws->cap_B)
-        return rs_error(ctx, RECSYS_E_INVALID, "hstu: batch of %d rows, workspace holds %d", b->B,
-                        ws->cap_B);
-    dims m = get_dims(c), mw = get_dims(&ws->cfg);
-    if (m.d != mw.d || m.h != mw.h || m.dqk != mw.dqk || m.dv != mw.dv || m.N != mw.N ||
-        c->blocks != ws->cfg.blocks)
-        return rs_error(ctx, RECSYS_E_INVALID, "hstu: workspace made for another config");
-    return RECSYS_OK;
+    const rs_model_run *r = &a->r;
+    hstu_attn_job j = {&r->ctx->kern, a->ws, a->b, a->m, s->g, rs_param(r, T_RAB_POS, k),
+                       r->cfg->time_bias ? rs_param(r, T_RAB_TIME, k) : NULL, NULL, NULL, NULL};
+    return j;
+}
+
+static void block_fwd(const hstu_args *a, int k, const float *X, float *Y)
+{
+    const rs_model_run *r = &a->r;
+    recsys_ctx *ctx = r->ctx;
+    rs_workspace *ws = a->ws;
+    const dims *m = &a->m;
+    const hblock *s = hblk(ws, k);
+    int n = ws->com.n;
+
+    rs_layernorm_fwd(ctx, n, m->d, X, NULL, NULL, NULL, LN_EPS, s->xn, s->m1, s->r1);
+    rs_proj_fwd(r, &a->pj.uvqk, k, n, s->xn, m->d, s->g, m->cols);
+    rs_silu_fwd(ctx, n, m->cols, s->g, s->sg);
+
+    hstu_attn_job aj = attn_job_of(a, k, s);
+    aj.o = s->o;
+    rs_pool_run(ctx->pool, ws->com.B * m->h, attn_fwd_task, &aj);
+
+    rs_layernorm_fwd(ctx, n, m->hdv, s->o, NULL, NULL, NULL, LN_EPS, s->zn, s->m2, s->r2);
+    rs_mul_fwd(ctx, n, m->hdv, s->g, m->cols, s->zn, s->md); /* U ⊙ LN(O) */
+    rs_dropout(ctx, n, m->hdv, s->md, m->hdv, ws->com.p, stream(ws->com.seed, k, S_LIN),
+               ws->com.src, s->md);
+    rs_proj_fwd(r, &a->pj.o, k, n, s->md, m->hdv, Y, m->d);
+    rs_nn_add(ctx, n, m->d, X, Y);
 }
 
 static recsys_status hstu_forward(recsys_ctx *ctx, const rs_model_config *c, const float *P,
                                   rs_workspace *ws, const rs_batch *b, float *out)
 {
-    recsys_status st = check_batch(ctx, c, ws, b);
+    recsys_status st = rs_model_begin_fwd(ctx, &HSTU_WS, c, P, ws, b, out);
     if (st) return st;
-    if (!P || !out) return rs_error(ctx, RECSYS_E_INVALID, "hstu: NULL params or output");
-    int d = c->dim;
-    int n = 0;
-    ws->kept = 0;
-    st = rs_pack_positions(ctx, "hstu", c, b, ws->base, ws->len, ws->src, ws->emb_item,
-                           ws->emb_pos, &n);
-    if (st) return st;
-    ws->B = b->B;
-    ws->n = n;
-    ws->seed = b->seed;
-    ws->p = b->train ? c->dropout : 0.0f;
     ws->time_on = c->time_bias && b->times && b->next_times;
-
-    size_t off[T_COUNT + 1];
-    tensor_offsets(c, off);
-    model_args a = {ctx, c, ws, b, off, get_dims(c)};
-    float *X0 = ws->x[0];
-    rs_embed_fwd(ctx, n, d, P + off[T_ITEM], ws->emb_item, sqrtf((float)d), 0, X0);
-    rs_embed_fwd(ctx, n, d, P + off[T_POS], ws->emb_pos, 1.0f, 1, X0);
-    rs_dropout(ctx, n, d, X0, d, ws->p, stream(ws->seed, 0, S_EMB), ws->src, X0);
-    for (int k = 0; k < c->blocks; k++) block_fwd(&a, P, k, ws->x[k], ws->x[k + 1]);
-    l2_job lj = {ws, &ctx->kern, ws->x[c->blocks], NULL, out, NULL};
-    rs_pool_run(ctx->pool, b->B, l2_fwd_task, &lj);
-    ws->kept = b->train != 0;
+    hstu_args a;
+    args_init(&a, ctx, c, P, NULL, ws, b);
+    rs_ws_common *w = &ws->com;
+    int d = c->dim, n = w->n;
+    float *X0 = w->x[0];
+    rs_embed_edge_fwd(&a.r, w, X0);
+    rs_dropout(ctx, n, d, X0, d, w->p, stream(w->seed, 0, S_EMB), w->src, X0);
+    for (int k = 0; k < c->blocks; k++) block_fwd(&a, k, w->x[k], w->x[k + 1]);
+    hstu_out ho = {ws, &ctx->kern, w->x[c->blocks], NULL};
+    rs_padded_edge_fwd(ctx, w, out, out_fwd_rows, &ho);
+    w->kept = b->train != 0;
     return RECSYS_OK;
 }
 
 /* --------------------------------------------------------------- backward */
 
 /* dY: gradient of the block output (kept); dX: written. */
-static void block_bwd(const model_args *a, const float *P, float *G, int k, const float *X,
-                      const float *dY, float *dX)
+static void block_bwd(const hstu_args *a, int k, const float *X, const float *dY, float *dX)
 {
-    recsys_ctx *ctx = a->ctx;
+    const rs_model_run *r = &a->r;
+    recsys_ctx *ctx = r->ctx;
     rs_workspace *ws = a->ws;
-    const rs_model_config *c = a->c;
     const dims *m = &a->m;
-    hblock *s = &ws->blk[k];
-    int n = ws->n;
-    float *Pm = (float *)P;
-    uint64_t sd = stream(ws->seed, k, S_LIN);
+    const hblock *s = hblk(ws, k);
+    int n = ws->com.n;
+    uint64_t sd = stream(ws->com.seed, k, S_LIN);
 
     /* Y = X + Md W_oᵀ + b_o */
-    rs_linear_bwd(ctx, n, m->hdv, m->d, s->md, m->hdv, slice(Pm, a->off, c, T_O_W, k), dY, m->d,
-                  ws->tm2, m->hdv, 0, slice(G, a->off, c, T_O_W, k), slice(G, a->off, c, T_O_B, k),
-                  ws->partial);
-    rs_dropout(ctx, n, m->hdv, ws->tm2, m->hdv, ws->p, sd, ws->src, ws->tm2); /* tm2 = dM */
-    ew_job mb = {n, m->hdv, m->cols, ws->tm2, NULL, ws->dg, s->g, s->zn, &ctx->kern};
-    run_rows(ctx, mul_bwd_task, &mb);                      /* dU -> dg, tm2 = dZn */
+    rs_proj_bwd(r, &a->pj.o, k, n, s->md, m->hdv, dY, m->d, ws->tm2, m->hdv, 0);
+    rs_dropout(ctx, n, m->hdv, ws->tm2, m->hdv, ws->com.p, sd, ws->com.src, ws->tm2); /* dM */
+    rs_mul_bwd(ctx, n, m->hdv, s->g, m->cols, s->zn, ws->tm2, ws->dg, m->cols);
+                                                           /* dU -> dg, tm2 = dZn */
     rs_layernorm_bwd(ctx, n, m->hdv, s->o, NULL, NULL, s->m2, s->r2, ws->tm2, ws->tm, NULL, NULL,
                      ws->partial);                         /* tm = dO */
 
-    attn_job aj = {&ctx->kern, ws, a->b, *m, s->g, slice(Pm, a->off, c, T_RAB_POS, k),
-                   c->time_bias ? slice(Pm, a->off, c, T_RAB_TIME, k) : NULL, NULL, ws->tm,
-                   ws->dg};
-    int tasks = ws->B * m->h;
+    hstu_attn_job aj = attn_job_of(a, k, s);
+    aj.d_o = ws->tm;
+    aj.dg = ws->dg;
+    int tasks = ws->com.B * m->h;
     rs_pool_run(ctx->pool, tasks, attn_bwd_task, &aj);
     /* Bias gradients: per-task buffers summed in task order. */
-    float *grp = slice(G, a->off, c, T_RAB_POS, k);
-    float *grt = c->time_bias ? slice(G, a->off, c, T_RAB_TIME, k) : NULL;
-    int nrp = 2 * m->N - 1;
+    float *grp = rs_grad(r, T_RAB_POS, k);
+    float *grt = r->cfg->time_bias ? rs_grad(r, T_RAB_TIME, k) : NULL;
+    int nrp = m->n_rab_pos;
     for (int t = 0; t < tasks; t++) {
         const float *rg = ws->rab_grad + (size_t)t * ws->rab_per_task;
         for (int i = 0; i < nrp; i++) grp[i] += rg[i];
@@ -599,10 +437,8 @@ static void block_bwd(const model_args *a, const float *P, float *G, int k, cons
             for (int i = 0; i < RS_HSTU_TIME_BUCKETS; i++) grt[i] += rg[nrp + i];
     }
 
-    ew_job sb = {n, m->cols, m->cols, ws->dg, s->sg, NULL, s->g, NULL, &ctx->kern};
-    run_rows(ctx, silu_bwd_task, &sb);                     /* dg = dH */
-    rs_linear_bwd(ctx, n, m->d, m->cols, s->xn, m->d, slice(Pm, a->off, c, T_UVQK, k), ws->dg,
-                  m->cols, ws->t3, m->d, 0, slice(G, a->off, c, T_UVQK, k), NULL, ws->partial);
+    rs_silu_bwd(ctx, n, m->cols, s->sg, s->g, ws->dg);     /* dg = dH */
+    rs_proj_bwd(r, &a->pj.uvqk, k, n, s->xn, m->d, ws->dg, m->cols, ws->t3, m->d, 0);
     rs_layernorm_bwd(ctx, n, m->d, X, NULL, NULL, s->m1, s->r1, ws->t3, dX, NULL, NULL,
                      ws->partial);
     rs_nn_add(ctx, n, m->d, dY, dX);
@@ -612,40 +448,34 @@ static recsys_status hstu_backward(recsys_ctx *ctx, const rs_model_config *c, co
                                    rs_workspace *ws, const rs_batch *b, const float *d_out,
                                    float *G)
 {
-    recsys_status st = check_batch(ctx, c, ws, b);
+    recsys_status st = rs_model_begin_bwd(ctx, &HSTU_WS, c, P, ws, b, d_out, G);
     if (st) return st;
-    if (!P || !d_out || !G) return rs_error(ctx, RECSYS_E_INVALID, "hstu: NULL argument");
-    if (!ws->kept || b->B != ws->B || b->seed != ws->seed)
-        return rs_error(ctx, RECSYS_E_STATE,
-                        "hstu: backward must follow a training forward (train = 1) on the same "
-                        "batch");
-    int d = c->dim, n = ws->n;
-    size_t off[T_COUNT + 1];
-    tensor_offsets(c, off);
-    model_args a = {ctx, c, ws, b, off, get_dims(c)};
+    hstu_args a;
+    args_init(&a, ctx, c, P, G, ws, b);
+    rs_ws_common *w = &ws->com;
+    int d = c->dim, n = w->n;
     float *dY = ws->t1, *dX = ws->t2;
-    l2_job lj = {ws, &ctx->kern, ws->x[c->blocks], d_out, NULL, dY};
-    rs_pool_run(ctx->pool, ws->B, l2_bwd_task, &lj);
+    hstu_out ho = {ws, &ctx->kern, w->x[c->blocks], dY};
+    rs_padded_edge_bwd(ctx, w, d_out, out_bwd_rows, &ho);
     for (int k = c->blocks - 1; k >= 0; k--) {
-        block_bwd(&a, P, G, k, ws->x[k], dY, dX);
-        float *t = dY;
+        block_bwd(&a, k, w->x[k], dY, dX);
+        float *tmp = dY;
         dY = dX;
-        dX = t;
+        dX = tmp;
     }
-    rs_dropout(ctx, n, d, dY, d, ws->p, stream(ws->seed, 0, S_EMB), ws->src, dY);
-    rs_embed_bwd(ctx, n, d, ws->emb_item, sqrtf((float)d), dY, G + off[T_ITEM]);
-    rs_embed_bwd(ctx, n, d, ws->emb_pos, 1.0f, dY, G + off[T_POS]);
+    rs_dropout(ctx, n, d, dY, d, w->p, stream(w->seed, 0, S_EMB), w->src, dY);
+    rs_embed_edge_bwd(&a.r, w, dY);
     return RECSYS_OK;
 }
 
 const rs_model_ops rs_hstu_ops = {
     .name = "hstu",
-    .n_params = hstu_n_params,
+    .layout = hstu_layout,
+    .n_params = rs_tensors_total,
     .init = hstu_init,
     .ws_new = hstu_ws_new,
-    .ws_free = hstu_ws_free,
+    .ws_free = rs_ws_free,
     .forward = hstu_forward,
     .backward = hstu_backward,
-    .item_table_offset = hstu_item_table_offset,
-    .tensors = hstu_tensors,
+    .tensors = rs_tensors_list,
 };

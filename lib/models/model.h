@@ -48,9 +48,19 @@ typedef struct rs_batch {
 } rs_batch;
 
 typedef struct rs_workspace rs_workspace; /* model-family specific */
+typedef struct rs_tensor_table rs_tensor_table; /* lib/models/scaffold.h */
+
+/* Every model's parameters start with the item embedding table
+ * [(n_items+1) x d], shared by the input and the output layer (the
+ * scaffolding's first tensor kind, lib/models/scaffold.h). Losses and
+ * scoring read and update it at this offset in params and grads. */
+#define RS_ITEM_TABLE_OFFSET ((size_t)0)
 
 typedef struct rs_model_ops {
     const char *name;
+    /* The parameter tensors (lib/models/scaffold.h: rs_tensors_begin, then
+     * the family's kinds). n_params and tensors below derive from it. */
+    void (*layout)(const rs_model_config *cfg, rs_tensor_table *t);
     /* Number of floats in the flat parameter array. */
     size_t (*n_params)(const rs_model_config *cfg);
     /* Initialise parameters (params has n_params floats). */
@@ -67,8 +77,6 @@ typedef struct rs_model_ops {
     recsys_status (*backward)(recsys_ctx *ctx, const rs_model_config *cfg, const float *params,
                               rs_workspace *ws, const rs_batch *b, const float *d_out,
                               float *grads);
-    /* Offset of the item embedding table [(n_items+1) x d] in params. */
-    size_t (*item_table_offset)(const rs_model_config *cfg);
     /* Named parameter tensors (for checkpoints and debugging): returns the
      * count; fills names/offsets/sizes when non-NULL arrays of that count. */
     int (*tensors)(const rs_model_config *cfg, const char **names, size_t *offsets,
@@ -100,7 +108,7 @@ static inline recsys_model *rs_model_ref(recsys_model *m)
 }
 static inline const float *rs_model_items(const recsys_model *m)
 {
-    return m->params + m->ops->item_table_offset(&m->cfg);
+    return m->params + RS_ITEM_TABLE_OFFSET;
 }
 
 #endif

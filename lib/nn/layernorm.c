@@ -17,8 +17,7 @@ static void ln_fwd_task(void *arg, int task, int thread)
 {
     (void)thread;
     const ln_job *j = arg;
-    int i0 = task * RS_NN_CHUNK_ROWS;
-    int m = j->n - i0 < RS_NN_CHUNK_ROWS ? j->n - i0 : RS_NN_CHUNK_ROWS;
+    int i0 = task * RS_NN_CHUNK_ROWS, m = rs_nn_chunk_end(i0, j->n) - i0;
     size_t off = (size_t)i0 * j->d;
     j->k->layernorm_fwd(m, j->d, j->x + off, j->r ? j->r + off : NULL, j->gamma, j->beta, j->eps,
                         j->y + off, j->mean_out + i0, j->rstd_out + i0);
@@ -38,8 +37,7 @@ static void ln_bwd_task(void *arg, int task, int thread)
 {
     (void)thread;
     const ln_job *j = arg;
-    int i0 = task * RS_NN_CHUNK_ROWS;
-    int m = j->n - i0 < RS_NN_CHUNK_ROWS ? j->n - i0 : RS_NN_CHUNK_ROWS;
+    int i0 = task * RS_NN_CHUNK_ROWS, m = rs_nn_chunk_end(i0, j->n) - i0;
     size_t off = (size_t)i0 * j->d;
     float *pg = j->partial + (size_t)task * 2 * j->d, *pb = pg + j->d;
     memset(pg, 0, sizeof(float) * 2 * (size_t)j->d);

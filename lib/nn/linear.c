@@ -14,8 +14,7 @@ static void colsum_task(void *arg, int task, int thread)
 {
     (void)thread;
     const colsum_job *j = arg;
-    int i0 = task * RS_NN_CHUNK_ROWS;
-    int i1 = i0 + RS_NN_CHUNK_ROWS < j->n ? i0 + RS_NN_CHUNK_ROWS : j->n;
+    int i0 = task * RS_NN_CHUNK_ROWS, i1 = rs_nn_chunk_end(i0, j->n);
     float *p = j->partial + (size_t)task * j->m;
     memset(p, 0, sizeof(float) * (size_t)j->m);
     for (int i = i0; i < i1; i++) {
@@ -48,8 +47,7 @@ static void bias_fill_task(void *arg, int task, int thread)
 {
     (void)thread;
     const bias_job *j = arg;
-    int i0 = task * RS_NN_CHUNK_ROWS;
-    int i1 = i0 + RS_NN_CHUNK_ROWS < j->n ? i0 + RS_NN_CHUNK_ROWS : j->n;
+    int i0 = task * RS_NN_CHUNK_ROWS, i1 = rs_nn_chunk_end(i0, j->n);
     for (int i = i0; i < i1; i++) memcpy(j->y + (size_t)i * j->ld, j->b, sizeof(float) * (size_t)j->m);
 }
 

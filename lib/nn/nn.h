@@ -21,6 +21,11 @@
 #define RS_NN_CHUNK_ROWS 64
 
 static inline int rs_nn_chunks(int n) { return (n + RS_NN_CHUNK_ROWS - 1) / RS_NN_CHUNK_ROWS; }
+/* One past the last row of the chunk that starts at row i0, of n rows. */
+static inline int rs_nn_chunk_end(int i0, int n)
+{
+    return i0 + RS_NN_CHUNK_ROWS < n ? i0 + RS_NN_CHUNK_ROWS : n;
+}
 
 /* Floats of scratch the *_bwd calls below need for their partial sums over
  * n rows of width w (bias and gain gradients): rs_nn_chunks(n) * w. */
@@ -43,16 +48,6 @@ void rs_linear_bwd(recsys_ctx *ctx, int n, int in, int out, const float *x, int 
 
 /* --------------------------------------------------------------- embedding */
 /* y[i] = scale * table[ids[i]] (+ y[i] when accumulate), rows of width d. */
-/* Pack the non-pad positions of a left-padded batch (padding-aware
- * batching): row r's positions [start[r], L) become the packed rows
- * base[r] .. base[r] + len[r] - 1; src maps each packed row to r*L + t (the
- * dropout counter), items to its item id and pos to its position index t+1.
- * *n receives the number of packed rows. RECSYS_E_INVALID (the message
- * names `model`) for a bad start or an item outside 1..n_items. */
-recsys_status rs_pack_positions(recsys_ctx *ctx, const char *model, const rs_model_config *c,
-                                const rs_batch *b, int *base, int *len, int32_t *src,
-                                int32_t *items, int32_t *pos, int *n);
-
 void rs_embed_fwd(recsys_ctx *ctx, int n, int d, const float *table, const int32_t *ids,
                   float scale, int accumulate, float *y);
 /* dtable[ids[i]] += scale * dy[i]. Rows with id < 0 are skipped. Parallel
@@ -103,6 +98,30 @@ void rs_relu_bwd(recsys_ctx *ctx, int n, int m, const float *y, int ldy, float *
 /* -------------------------------------------------------------- elementwise */
 /* y += x for n rows of width m (contiguous, stride m). */
 void rs_nn_add(recsys_ctx *ctx, int n, int m, const float *x, float *y);
+
+/* -------------------------------------------------------- gating (HSTU) */
+/* x = SiLU(x) in place and sig = σ(x) (the input's), n x m contiguous. */
+void rs_silu_fwd(recsys_ctx *ctx, int n, int m, float *x, float *sig);
+/* dx *= SiLU'(h) = σ + y (1 - σ) in place, with sig = σ(h), y = SiLU(h). */
+void rs_silu_bwd(recsys_ctx *ctx, int n, int m, const float *sig, const float *y, float *dx);
+/* y = a ⊙ b for n rows of width m: a has row stride lda, b and y stride m. */
+void rs_mul_fwd(recsys_ctx *ctx, int n, int m, const float *a, int lda, const float *b,
+                float *y);
+/* Backward of y = a ⊙ b with dy in place: da = dy ⊙ b (written, stride
+ * ldda), then dy becomes db = dy ⊙ a. */
+void rs_mul_bwd(recsys_ctx *ctx, int n, int m, const float *a, int lda, const float *b,
+                float *dy, float *da, int ldda);
+
+/* ----------------------------------------------------------- L2 row norm */
+/* Row-level, single-threaded: for use inside a caller's pool task.
+ * y[i] = x[i] / max(‖x[i]‖, eps) for n rows of width d (contiguous);
+ * inv[i] receives the factor 1 / max(‖x[i]‖, eps). */
+void rs_l2norm_rows_fwd(const rs_kernels *k, int n, int d, const float *x, float eps, float *y,
+                        float *inv);
+/* dx from dy (both n x d contiguous): (dy - <dy, y> y) · inv with y = x · inv,
+ * or dy · inv on rows whose norm was clamped to eps. */
+void rs_l2norm_rows_bwd(const rs_kernels *k, int n, int d, const float *x, const float *inv,
+                        float eps, const float *dy, float *dx);
 
 /* -------------------------------------------------------------- layer norm */
 /* y = LN(x + r) * gamma + beta (r, gamma, beta may be NULL), mean/rstd kept

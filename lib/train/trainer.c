@@ -319,7 +319,7 @@ static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
     uint64_t seed = rs_rng_next(&t->rng);
     rs_batch b = rs_batch_view(&t->bb, rows, 1, seed);
     if (t->dist) rs_dist_train_slice(t->dist, &b, t->shared_negatives); /* this rank's rows */
-    size_t item_off = m->ops->item_table_offset(cfg);
+    size_t item_off = RS_ITEM_TABLE_OFFSET;
     memset(t->grads, 0, sizeof(float) * m->n_params);
     *loss = 0.0;
     recsys_status st = b.B ? m->ops->forward(t->ctx, cfg, m->params, t->ws, &b, t->F) : RECSYS_OK;

@@ -36,6 +36,9 @@
 #define RECSYS_STAT_COUNT 9
 #define RECSYS_MODEL_SASREC 0
 #define RECSYS_MODEL_HSTU 1
+#define RECSYS_ADAPTER_USER 0
+#define RECSYS_ADAPTER_SHARED 1
+#define RECSYS_ADAPTER_BANK 2
 #define RECSYS_PERFLAW_N_PARAMS 6
 
 enum recsys_status_code {
@@ -62,6 +65,8 @@ typedef struct recsys_session recsys_session;
 typedef struct recsys_metrics recsys_metrics;
 typedef struct recsys_apen recsys_apen;
 typedef struct recsys_perflaw recsys_perflaw;
+typedef struct recsys_adapter recsys_adapter;
+typedef struct recsys_adapter_store recsys_adapter_store;
 typedef struct recsys_threadpool recsys_threadpool;
 typedef struct recsys_opt_info {
     int struct_size;
@@ -201,6 +206,23 @@ recsys_status recsys_session_score_request(recsys_session *s, const recsys_reque
 recsys_status recsys_session_topk_request(recsys_session *s, const recsys_request *req, int32_t *items, float *scores, size_t *n_out);
 recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request *const *reqs, size_t n_reqs, size_t stride, int32_t *items, float *scores, size_t *n_out);
 recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req, float *vec, size_t dim);
+recsys_status recsys_adapter_new(recsys_ctx *ctx, recsys_model *model, const recsys_opts *opts, int kind, recsys_adapter **out);
+void recsys_adapter_free(recsys_adapter *a);
+recsys_status recsys_adapter_info(const recsys_adapter *a, int *kind, int *rank, int64_t *n_params);
+recsys_status recsys_adapter_get_params(const recsys_adapter *a, float *out, size_t n);
+recsys_status recsys_adapter_set_params(recsys_adapter *a, const float *in, size_t n);
+recsys_status recsys_adapter_to_buffer(const recsys_adapter *a, void **buf, size_t *len);
+recsys_status recsys_adapter_from_buffer(recsys_ctx *ctx, recsys_model *model, const void *buf, size_t len, recsys_adapter **out);
+recsys_status recsys_adapter_merge(recsys_ctx *ctx, const recsys_adapter *const *adapters, const float *weights, size_t n, const recsys_opts *opts, recsys_adapter **out);
+recsys_status recsys_adapter_fold(const recsys_adapter *a, recsys_model **out);
+recsys_status recsys_adapter_store_create(recsys_ctx *ctx, recsys_model *model, const recsys_opts *opts, const char *path, int64_t n_users);
+recsys_status recsys_adapter_store_open(recsys_ctx *ctx, recsys_model *model, const char *path, int writable, const recsys_opts *opts, recsys_adapter_store **out);
+recsys_status recsys_adapter_store_open_buffer(recsys_ctx *ctx, recsys_model *model, const void *buf, size_t len, const recsys_opts *opts, recsys_adapter_store **out);
+void recsys_adapter_store_close(recsys_adapter_store *s);
+recsys_status recsys_adapter_store_get(recsys_adapter_store *s, int64_t user, recsys_adapter **out);
+recsys_status recsys_adapter_store_put(recsys_adapter_store *s, int64_t user, const recsys_adapter *a, int sync);
+recsys_status recsys_adapter_store_pin(recsys_adapter_store *s, int64_t user, int pin);
+recsys_status recsys_adapter_store_stats(recsys_adapter_store *s, int64_t *n_users, int64_t *cached, int64_t *cache_bytes, int64_t *hits, int64_t *misses);
 recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts, recsys_apen **out);
 void recsys_apen_free(recsys_apen *a);
 recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n, double *apen);

@@ -38,6 +38,9 @@ pub const RECSYS_STAT_EVAL_USERS: c_int = 8;
 pub const RECSYS_STAT_COUNT: c_int = 9;
 pub const RECSYS_MODEL_SASREC: c_int = 0;
 pub const RECSYS_MODEL_HSTU: c_int = 1;
+pub const RECSYS_ADAPTER_USER: c_int = 0;
+pub const RECSYS_ADAPTER_SHARED: c_int = 1;
+pub const RECSYS_ADAPTER_BANK: c_int = 2;
 pub const RECSYS_PERFLAW_N_PARAMS: c_int = 6;
 // enum recsys_status_code
 pub const RECSYS_OK: recsys_status = 0;
@@ -86,6 +89,14 @@ pub struct recsys_apen {
 }
 #[repr(C)]
 pub struct recsys_perflaw {
+    _private: [u8; 0],
+}
+#[repr(C)]
+pub struct recsys_adapter {
+    _private: [u8; 0],
+}
+#[repr(C)]
+pub struct recsys_adapter_store {
     _private: [u8; 0],
 }
 #[repr(C)]
@@ -239,6 +250,23 @@ extern "C" {
     pub fn recsys_session_topk_request(s: *mut recsys_session, req: *const recsys_request, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
     pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *mut *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
     pub fn recsys_session_user_vector(s: *mut recsys_session, req: *const recsys_request, vec: *mut f32, dim: usize) -> recsys_status;
+    pub fn recsys_adapter_new(ctx: *mut recsys_ctx, model: *mut recsys_model, opts: *const recsys_opts, kind: c_int, out: *mut *mut recsys_adapter) -> recsys_status;
+    pub fn recsys_adapter_free(a: *mut recsys_adapter);
+    pub fn recsys_adapter_info(a: *const recsys_adapter, kind: *mut c_int, rank: *mut c_int, n_params: *mut i64) -> recsys_status;
+    pub fn recsys_adapter_get_params(a: *const recsys_adapter, out: *mut f32, n: usize) -> recsys_status;
+    pub fn recsys_adapter_set_params(a: *mut recsys_adapter, r#in: *const f32, n: usize) -> recsys_status;
+    pub fn recsys_adapter_to_buffer(a: *const recsys_adapter, buf: *mut *mut c_void, len: *mut usize) -> recsys_status;
+    pub fn recsys_adapter_from_buffer(ctx: *mut recsys_ctx, model: *mut recsys_model, buf: *const c_void, len: usize, out: *mut *mut recsys_adapter) -> recsys_status;
+    pub fn recsys_adapter_merge(ctx: *mut recsys_ctx, adapters: *mut *const recsys_adapter, weights: *const f32, n: usize, opts: *const recsys_opts, out: *mut *mut recsys_adapter) -> recsys_status;
+    pub fn recsys_adapter_fold(a: *const recsys_adapter, out: *mut *mut recsys_model) -> recsys_status;
+    pub fn recsys_adapter_store_create(ctx: *mut recsys_ctx, model: *mut recsys_model, opts: *const recsys_opts, path: *const c_char, n_users: i64) -> recsys_status;
+    pub fn recsys_adapter_store_open(ctx: *mut recsys_ctx, model: *mut recsys_model, path: *const c_char, writable: c_int, opts: *const recsys_opts, out: *mut *mut recsys_adapter_store) -> recsys_status;
+    pub fn recsys_adapter_store_open_buffer(ctx: *mut recsys_ctx, model: *mut recsys_model, buf: *const c_void, len: usize, opts: *const recsys_opts, out: *mut *mut recsys_adapter_store) -> recsys_status;
+    pub fn recsys_adapter_store_close(s: *mut recsys_adapter_store);
+    pub fn recsys_adapter_store_get(s: *mut recsys_adapter_store, user: i64, out: *mut *mut recsys_adapter) -> recsys_status;
+    pub fn recsys_adapter_store_put(s: *mut recsys_adapter_store, user: i64, a: *const recsys_adapter, sync: c_int) -> recsys_status;
+    pub fn recsys_adapter_store_pin(s: *mut recsys_adapter_store, user: i64, pin: c_int) -> recsys_status;
+    pub fn recsys_adapter_store_stats(s: *mut recsys_adapter_store, n_users: *mut i64, cached: *mut i64, cache_bytes: *mut i64, hits: *mut i64, misses: *mut i64) -> recsys_status;
     pub fn recsys_apen_new(ctx: *mut recsys_ctx, opts: *const recsys_opts, out: *mut *mut recsys_apen) -> recsys_status;
     pub fn recsys_apen_free(a: *mut recsys_apen);
     pub fn recsys_apen_sequence(a: *mut recsys_apen, seq: *const i32, n: usize, apen: *mut f64) -> recsys_status;

@@ -1,0 +1,45 @@
+/* The adapter object behind recsys_adapter (docs/ADAPTERS.md). */
+#ifndef RS_ADAPTER_H
+#define RS_ADAPTER_H
+
+#include "models/model.h"
+#include "adapters/lora.h"
+
+#define RS_ADAPTER_MAX_SITES 256
+
+enum rs_target { RS_TGT_Q, RS_TGT_K, RS_TGT_V, RS_TGT_O, RS_TGT_U, RS_TGT_FFN1, RS_TGT_FFN2,
+                 RS_TGT_COUNT };
+
+/* One adapted projection of one block: its LoRA occupies floats
+ * [off, off + r*in) (A) and [off + r*in, off + r*(in+out)) (B) of a vector. */
+typedef struct rs_lora_site {
+    int block, target, in, out;
+    size_t off;
+} rs_lora_site;
+
+struct recsys_adapter {
+    recsys_ctx *ctx;
+    recsys_model *model; /* holds a reference */
+    int kind;            /* RECSYS_ADAPTER_* */
+    int rank;
+    float alpha, scale;
+    unsigned targets;    /* bit (1 << rs_target) */
+    int n_sites;
+    rs_lora_site sites[RS_ADAPTER_MAX_SITES];
+    size_t P;            /* floats of one LoRA vector (every site's A and B) */
+    int K;               /* bank size (1 otherwise) */
+    rs_gate_shape gate;
+    int gate_window, window;
+    float *params;       /* USER/SHARED: P; BANK: K*P bank then the gate */
+    size_t n_params;
+};
+
+/* The shape of an adapter for model from opts (adapter.*); params NULL. */
+recsys_status rs_adapter_shape(recsys_ctx *ctx, recsys_model *model, const recsys_opts *opts,
+                               int kind, recsys_adapter *a);
+/* The CONF text describing a's shape (malloc'd) and its parser. */
+char *rs_adapter_conf(const recsys_adapter *a);
+recsys_status rs_adapter_from_conf(recsys_ctx *ctx, recsys_model *model, const char *conf,
+                                   size_t len, recsys_adapter *a);
+
+#endif
