@@ -39,7 +39,7 @@ if [ $# -ge 2 ]; then
   cli=$2
   args=(train --set data.synthetic_users=240 --set data.synthetic_items=70
         --set model.max_len=12 --set model.dim=8 --set trainer.epochs=2
-        --set trainer.batch_size=32 --set model.dropout=0 --threads 1)
+        --set trainer.batch_size=32 --threads 1)
   "$cli" "${args[@]}" >"$dir/cli1.out" 2>"$dir/cli1.err"
   timeout 300 "${mpi[@]}" "$cli" "${args[@]}" --distributed mpi >"$dir/cli2.out" 2>"$dir/cli2.err"
   rc=$?

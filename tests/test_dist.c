@@ -31,7 +31,7 @@ typedef struct job {
 
 static const char *const SASREC[] = {
     "data.synthetic_users", "240", "data.synthetic_items", "70", "data.synthetic_length", "18",
-    "model.max_len", "12", "model.dim", "8", "trainer.batch_size", "32", "model.dropout", "0",
+    "model.max_len", "12", "model.dim", "8", "trainer.batch_size", "32", "model.dropout", "0.2",
     "eval.protocol", "full", "eval.split", "test", NULL};
 static const char *const SASREC_DROPOUT[] = {
     "data.synthetic_users", "240", "data.synthetic_items", "70", "data.synthetic_length", "18",
@@ -40,7 +40,7 @@ static const char *const SASREC_DROPOUT[] = {
 static const char *const HSTU_SSM[] = {
     "data.synthetic_users", "240", "data.synthetic_items", "70", "data.synthetic_length", "18",
     "model.type", "hstu", "model.max_len", "12", "model.dim", "8", "model.heads", "2",
-    "trainer.batch_size", "32", "model.dropout", "0", "trainer.loss", "sampled_softmax",
+    "trainer.batch_size", "32", "model.dropout", "0.3", "trainer.loss", "sampled_softmax",
     "trainer.negatives", "8", "eval.split", "test", NULL};
 
 static void run_job(int rank, void *arg)

@@ -21,7 +21,7 @@
 
 static const char *const KV[] = {
     "data.synthetic_users", "240", "data.synthetic_items", "70", "data.synthetic_length", "18",
-    "model.max_len", "12", "model.dim", "8", "trainer.batch_size", "32", "model.dropout", "0",
+    "model.max_len", "12", "model.dim", "8", "trainer.batch_size", "32", "model.dropout", "0.2",
     "eval.protocol", "full", "eval.split", "test", "trainer.threads", "1", NULL};
 
 static int rank_ = 0;

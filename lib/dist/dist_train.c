@@ -67,6 +67,7 @@ void rs_dist_train_slice(rs_dist_train *dt, rs_batch *b, int shared_negatives)
     if (b->next_times) b->next_times += o;
     if (!shared_negatives) b->neg += o * (size_t)b->n_neg;
     b->start += lo;
+    b->row0 += (int)lo; /* dropout masks of the global rows */
 }
 
 static recsys_status grow(rs_dist_train *dt, size_t need)
