@@ -109,7 +109,8 @@ static int op_allgatherv(void *ud, const void *send, size_t bytes, void *recv,
     if (bytes > INT_MAX || to_int(m, counts, m->icounts, "allgatherv") ||
         to_int(m, displs, m->idispls, "allgatherv"))
         return 1;
-    START(m, "allgatherv", MPI_Iallgatherv(send, (int)bytes, MPI_BYTE, recv, m->icounts,
+    const void *s = (const char *)recv + displs[m->rank] == send ? MPI_IN_PLACE : send;
+    START(m, "allgatherv", MPI_Iallgatherv(s, (int)bytes, MPI_BYTE, recv, m->icounts,
                                            m->idispls, MPI_BYTE, m->comm, &rq_));
     return 0;
 }

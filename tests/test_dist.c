@@ -18,6 +18,7 @@ typedef struct job {
     int epochs;
     const char *resume, *save; /* checkpoints (may be NULL) */
     int nan_rank;           /* rank whose weights get a NaN, or -1 */
+    int shard;              /* dist.shard_items */
     /* results */
     recsys_status st;
     char err[256];
@@ -57,6 +58,7 @@ static void run_job(int rank, void *arg)
     if (!st) st = recsys_ctx_set_threads(ctx, 1);
     if (!st) st = recsys_opts_new(ctx, &o);
     for (int i = 0; !st && j->kv[i]; i += 2) st = recsys_opts_set(o, j->kv[i], j->kv[i + 1]);
+    if (!st && j->shard) st = recsys_opts_set(o, "dist.shard_items", "true");
     if (!st) st = recsys_dataset_synthetic(ctx, o, &ds);
     if (!st) st = recsys_model_new(ctx, o, ds, &m);
     if (!st) st = recsys_trainer_new(ctx, m, ds, o, &t);
@@ -91,18 +93,24 @@ static void run_job(int rank, void *arg)
 }
 
 /* n ranks (0: plain trainer) over one config; jobs[0..max(n,1)) filled. */
-static void run_ranks(int n, const char *const *kv, int epochs, const char *resume,
-                      const char *save, job *jobs)
+static void run_ranks_s(int n, const char *const *kv, int epochs, const char *resume,
+                        const char *save, int shard, job *jobs)
 {
     tc_group *g = n > 0 ? tc_group_new(n) : NULL;
     int k = n > 0 ? n : 1;
     for (int r = 0; r < k; r++)
         jobs[r] = (job){.g = g, .kv = kv, .epochs = epochs, .resume = resume, .save = save,
-                        .nan_rank = -1};
+                        .nan_rank = -1, .shard = shard};
     tc_run(k, run_job, jobs, sizeof *jobs);
     tc_group_free(g);
     for (int r = 0; r < k; r++)
         if (jobs[r].st) fail_msg("rank %d: %s: %s", r, recsys_status_str(jobs[r].st), jobs[r].err);
+}
+
+static void run_ranks(int n, const char *const *kv, int epochs, const char *resume,
+                      const char *save, job *jobs)
+{
+    run_ranks_s(n, kv, epochs, resume, save, 0, jobs);
 }
 
 static void free_jobs(job *jobs, int n)
@@ -309,6 +317,55 @@ static void test_failures(void **state)
     free_jobs(j, 2);
 }
 
+/* Row-sharded item tables: 1 and 3 ranks == unsharded within the
+ * cross-rank tolerances, every rank ends with the same whole model. */
+static void check_sharded(const char *const *kv, int n)
+{
+    job plain[1], sh[4];
+    run_ranks(0, kv, 3, NULL, NULL, plain);
+    run_ranks_s(n, kv, 3, NULL, NULL, 1, sh);
+    for (int e = 0; e < 3; e++) {
+        if (getenv("RS_TEST_VERBOSE"))
+            fprintf(stderr, "sharded %d ranks epoch %d: %.9f vs unsharded %.9f\n", n, e + 1,
+                    sh[0].loss[e], plain[0].loss[e]);
+        for (int r = 0; r < n; r++) assert_true(rel(sh[r].loss[e], plain[0].loss[e]) <= 1e-4);
+    }
+    for (int r = 1; r < n; r++)
+        assert_memory_equal(sh[r].params, sh[0].params, sizeof(float) * sh[0].n_params);
+    if (n == 1) /* one shard: the plain trainer bit for bit */
+        assert_memory_equal(sh[0].params, plain[0].params, sizeof(float) * sh[0].n_params);
+    assert_true(fabs(sh[0].ndcg10 - plain[0].ndcg10) <= 0.005);
+    free_jobs(plain, 1);
+    free_jobs(sh, n);
+}
+
+static void test_sharded_tables(void **state)
+{
+    (void)state;
+    check_sharded(SASREC, 1);
+    check_sharded(SASREC, 2);
+    check_sharded(HSTU_SSM, 1);
+    check_sharded(HSTU_SSM, 3);
+}
+
+/* A sharded 2-rank checkpoint resumes unsharded on 1 rank and sharded on
+ * 3 ranks (re-sharding on load). */
+static void test_sharded_restart(void **state)
+{
+    (void)state;
+    char p[256];
+    tmp_path(p, sizeof p, "shard");
+    job ref[1], w[2], r1[1], r3[3];
+    run_ranks(0, SASREC, 2, NULL, NULL, ref);
+    run_ranks_s(2, SASREC, 1, NULL, p, 1, w);
+    run_ranks(0, SASREC, 1, p, NULL, r1);
+    run_ranks_s(3, SASREC, 1, p, NULL, 1, r3);
+    assert_true(rel(r1[0].loss[0], ref[0].loss[1]) <= 1e-4);
+    for (int r = 0; r < 3; r++) assert_true(rel(r3[r].loss[0], ref[0].loss[1]) <= 1e-4);
+    remove(p);
+    free_jobs(ref, 1); free_jobs(w, 2); free_jobs(r1, 1); free_jobs(r3, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +375,8 @@ int main(void)
         cmocka_unit_test(test_sharded_eval),
         cmocka_unit_test(test_restart_other_rank_count),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_sharded_tables),
+        cmocka_unit_test(test_sharded_restart),
     };
     return cmocka_run_group_tests_name("dist", tests, NULL, NULL);
 }

@@ -949,7 +949,8 @@ typedef struct recsys_collective {
     int (*allreduce_f32)(void *user_data, float *buf, size_t n);
     /* recv[r*bytes .. (r+1)*bytes) <- rank r's send (size*bytes bytes). */
     int (*allgather)(void *user_data, const void *send, size_t bytes, void *recv);
-    /* recv + displs[r] <- rank r's send of counts[r] bytes (counts known to all). */
+    /* recv + displs[r] <- rank r's send of counts[r] bytes (counts known to all).
+     * In place when send == recv + displs[rank] (MPI_IN_PLACE). */
     int (*allgatherv)(void *user_data, const void *send, size_t bytes, void *recv,
                       const size_t *counts, const size_t *displs);
     /* Rank r's bytes send+sdispls[j] (scounts[j]) land at rank j's
@@ -976,7 +977,12 @@ typedef struct recsys_collective {
  * bit-identical to plain training. recsys_trainer_save_checkpoint writes
  * from rank 0 only; recsys_trainer_resume reads on rank 0 and broadcasts,
  * so a checkpoint written by any number of ranks resumes on any number.
- * dist.shard_items is read by recsys_trainer_new.
+ * dist.shard_items (read by recsys_trainer_new) splits the item table's
+ * gradient and Adam moments by item id over the ranks: each step fetches
+ * the rows its batch touches from their owners and returns their gradients
+ * by all-to-all; the whole model is gathered on every rank after each
+ * epoch, so evaluation, saving and sessions see an ordinary model. With
+ * sharding, call this before recsys_trainer_resume.
  * @return RECSYS_OK, RECSYS_E_INVALID (bad table or rank/size),
  *         RECSYS_E_IO (a collective failed).
  */

@@ -22,8 +22,8 @@ recsys_status rs_dist_sync_train(rs_dist_train *dt, recsys_model *model, rs_trai
     memcpy(s->rng, hdr + 3, sizeof s->rng);
     size_t bytes = sizeof(float) * model->n_params;
     if (!st) st = rs_dist_bcast(d, model->params, bytes, 0);
-    if (!st) st = rs_dist_bcast(d, s->m, bytes, 0);
-    if (!st) st = rs_dist_bcast(d, s->v, bytes, 0);
+    if (!st && s->m) st = rs_dist_bcast(d, s->m, bytes, 0); /* NULL: sharded, see train/shard.c */
+    if (!st && s->v) st = rs_dist_bcast(d, s->v, bytes, 0);
     return st;
 }
 

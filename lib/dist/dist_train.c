@@ -194,12 +194,11 @@ static recsys_status reduce_rows(rs_dist_train *dt, float *d_items)
     return RECSYS_OK;
 }
 
-recsys_status rs_dist_train_reduce(rs_dist_train *dt, recsys_status local, float *grads,
-                                   double *loss)
+recsys_status rs_dist_train_agree(rs_dist_train *dt, recsys_status local, double *loss)
 {
-    /* First every rank's status and weighted loss: a rank that failed
-     * locally (NaN, ...) makes all ranks fail here, never leaves them
-     * waiting in the gradient exchange. */
+    /* Every rank's status and weighted loss: a rank that failed locally
+     * (NaN, ...) makes all ranks fail here, never leaves them waiting in
+     * the gradient exchange. */
     rs_dist *d = &dt->d;
     double mine[2] = {local ? (double)local : 0.0, local ? 0.0 : *loss * (double)dt->local_pos};
     double stack[64], *all = stack;
@@ -220,7 +219,14 @@ recsys_status rs_dist_train_reduce(rs_dist_train *dt, recsys_status local, float
     if (local) return local;
     if (st) return st;
     if (d->size > 1) *loss = dt->global_pos ? sum / (double)dt->global_pos : 0.0;
-    st = reduce_dense(dt, grads);
+    return RECSYS_OK;
+}
+
+recsys_status rs_dist_train_reduce(rs_dist_train *dt, recsys_status local, float *grads,
+                                   double *loss)
+{
+    recsys_status st = rs_dist_train_agree(dt, local, loss);
+    if (!st) st = reduce_dense(dt, grads);
     if (!st) st = reduce_rows(dt, grads + dt->item_off);
     if (!st) dt->steps++;
     return st;

@@ -47,6 +47,8 @@ recsys_status rs_dist_train_scale(rs_dist_train *dt, const rs_batch *b, int shar
  * are shared first, so one rank's failure fails every rank; then grads
  * (model layout) <- the global gradient on every rank and *loss <- the
  * global mean loss. */
+/* The first half of rs_dist_train_reduce: statuses and the global loss. */
+recsys_status rs_dist_train_agree(rs_dist_train *dt, recsys_status local, double *loss);
 recsys_status rs_dist_train_reduce(rs_dist_train *dt, recsys_status local, float *grads,
                                    double *loss);
 
