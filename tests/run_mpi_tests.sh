@@ -43,21 +43,25 @@ if [ $# -ge 2 ]; then
   "$cli" "${args[@]}" >"$dir/cli1.out" 2>"$dir/cli1.err"
   timeout 300 "${mpi[@]}" "$cli" "${args[@]}" --distributed mpi >"$dir/cli2.out" 2>"$dir/cli2.err"
   rc=$?
-  if [ $rc -eq 0 ] && python3 - "$dir/cli1.out" "$dir/cli2.out" <<'PY'
+  timeout 300 "${mpi[@]}" "$cli" "${args[@]}" --distributed mpi --set dist.shard_items=true \
+    >"$dir/cli3.out" 2>>"$dir/cli2.err"
+  rc3=$?
+  if [ $rc -eq 0 ] && [ $rc3 -eq 0 ] && python3 - "$dir/cli1.out" "$dir/cli2.out" "$dir/cli3.out" <<'PY'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-assert len(a) == len(b), (len(a), len(b))          # rank 0 only: no duplicated lines
-for x, y in zip(a, b):
+for f in sys.argv[2:]:
+  b = [json.loads(l) for l in open(f)]
+  assert len(a) == len(b), (len(a), len(b))          # rank 0 only: no duplicated lines
+  for x, y in zip(a, b):
     assert set(x) <= set(y), (sorted(x), sorted(y))
     if "loss" in x:
-        assert abs(x["loss"] - y["loss"]) <= 1e-4 * abs(x["loss"]), (x["loss"], y["loss"])
+        assert abs(x["loss"] - y["loss"]) <= 1e-4 * abs(x["loss"]), (f, x["loss"], y["loss"])
     for k, v in x.items():
         if k.startswith(("HR@", "NDCG@")):
-            assert abs(v - y[k]) <= 0.005, (k, v, y[k])
+            assert abs(v - y[k]) <= 0.005, (f, k, v, y[k])
 PY
-  then ok "cli --distributed mpi"
-  else cat "$dir/cli2.out" "$dir/cli2.err"; ko "cli --distributed mpi (exit $rc)"; fi
+  then ok "cli --distributed mpi (and dist.shard_items=true)"
+  else cat "$dir/cli2.out" "$dir/cli3.out" "$dir/cli2.err"; ko "cli --distributed mpi (exit $rc, $rc3)"; fi
 fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

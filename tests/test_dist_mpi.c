@@ -4,7 +4,8 @@
  *   test_dist_mpi train   2 ranks == the plain trainer (which every rank
  *                         also runs alone) within 1e-4 (losses) and 0.005
  *                         (metrics); ranks hold the same model; sharded
- *                         evaluation; restart 2 ranks -> 1 and 1 -> 2.
+ *                         evaluation; restart 2 ranks -> 1 and 1 -> 2;
+ *                         all of it again with dist.shard_items.
  *   test_dist_mpi stall   rank 1 stops calling collectives; rank 0 must
  *                         fail after dist.timeout with a message, then abort.
  *   test_dist_mpi die     rank 1 exits in the middle of training; the job
@@ -25,6 +26,7 @@ static const char *const KV[] = {
     "eval.protocol", "full", "eval.split", "test", "trainer.threads", "1", NULL};
 
 static int rank_ = 0;
+static int shard_ = 0; /* dist.shard_items for the distributed runs */
 #define CHECK(cond, ...)                                                                   \
     do {                                                                                   \
         if (!(cond)) {                                                                     \
@@ -53,6 +55,7 @@ static recsys_status train(recsys_ctx *ctx, const recsys_collective *c, int epoc
     recsys_metrics *met = NULL;
     recsys_status st = recsys_opts_new(ctx, &o);
     for (int i = 0; !st && KV[i]; i += 2) st = recsys_opts_set(o, KV[i], KV[i + 1]);
+    if (!st && c && shard_) st = recsys_opts_set(o, "dist.shard_items", "true");
     if (!st) st = recsys_dataset_synthetic(ctx, o, &ds);
     if (!st) st = recsys_model_new(ctx, o, ds, &m);
     if (!st) st = recsys_trainer_new(ctx, m, ds, o, &t);
@@ -156,6 +159,8 @@ int main(int argc, char **argv)
     int rc = 0;
     if (!strcmp(mode, "train")) {
         rc = test_train(ctx, mpi, dir);
+        shard_ = 1; /* the same with row-sharded item tables */
+        if (!rc) rc = test_train(ctx, mpi, dir);
     } else if (!strcmp(mode, "stall")) {
         run r = {0};
         if (rank_ == 1) sleep(60); /* stalls: never joins the collectives */
