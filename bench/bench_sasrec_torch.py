@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """SASRec training epoch time in PyTorch, the peer for `recsys bench`.
 
-The same model as librecsys's SASRec with the paper settings (MODELS.md §2:
+The same model as librecsys's SASRec with the paper settings (docs/MODELS.md §2:
 item + learned position embeddings, 2 causal self-attention blocks with the
 'original' layer-norm placement, point-wise FFN, dropout 0.2, BCE with one
 sampled negative per position, Adam lr 1e-3 betas (0.9, 0.98)) written the

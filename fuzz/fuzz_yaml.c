@@ -21,9 +21,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         st = recsys_opts_load_yaml_string(o, (const char *)data, size, "fuzz.yaml");
     }
+    /* Every error has a message (read it first: the next call clears it). */
+    if (st && !recsys_ctx_errmsg(ctx)[0]) abort();
     const char *v;
     if (st && (recsys_opts_get(o, "model.dim", &v) || strcmp(v, "77"))) abort();
-    if (st && !recsys_ctx_errmsg(ctx)[0]) abort(); /* every error has a message */
     for (int i = 0; i < recsys_opts_count(o); i++) recsys_opts_get(o, recsys_opts_key(o, i), &v);
 out:
     recsys_opts_free(o);

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dropout_hash.h" /* rs_dropout_keep */
+
 enum rs_isa { RS_ISA_SCALAR = 0, RS_ISA_AVX2 = 1, RS_ISA_AVX512 = 2 };
 
 /*
@@ -43,17 +45,6 @@ typedef void (*rs_attn_bwd_fn)(int L, int start, int dh, float scale, const floa
                                const float *dO, const float *lse, int ld, float drop_p,
                                uint64_t seed, float *dQ, float *dK, float *dV);
 
-/* The dropout decision shared by every kernel variant and the references. */
-static inline int rs_dropout_keep(uint64_t seed, uint64_t counter, float drop_p)
-{
-    uint64_t x = seed ^ (counter * 0xd1342543de82ef95ULL);
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return (float)(x >> 40) * (1.0f / 16777216.0f) >= drop_p;
-}
-
 /* y[i] = x[i] + r[i] (r may be NULL), then layer norm over d with gamma/beta
  * (may be NULL = no affine); writes mean/rstd per row. n rows. */
 typedef void (*rs_layernorm_fwd_fn)(int n, int d, const float *x, const float *r,
@@ -74,7 +65,7 @@ typedef void (*rs_adam_fn)(size_t n, float *p, const float *g, float *m, float *
 /* Dot product of n floats. */
 typedef float (*rs_dot_fn)(size_t n, const float *a, const float *b);
 
-/* ---- HSTU pointwise attention (kernels/hstu_attention_*.c, MODELS.md §3) ----
+/* ---- HSTU pointwise attention (kernels/ref/hstu_attention_ref.c, kernels/x86/hstu_attention_*.c, docs/MODELS.md §3) ----
  * One (sequence, head). Rows/cols [0, start) are padding. For start <= j <= i < L:
  *   S[i,j] = q_i·k_j + rab_pos[j-i+N-1] (+ rab_time[bucket(next_times[i] - times[j])])
  *   A[i,j] = SiLU(S[i,j]) / N,     o_i = Σ_j A[i,j] v_j
@@ -105,7 +96,7 @@ size_t rs_hstu_scratch_floats(int dqk, int dv);
 /* bucket(Δ) = clamp(floor(ln(max(|Δ|,1)) / 0.301), 0, 128), in double. */
 int rs_hstu_time_bucket(int64_t delta);
 
-/* ---- point-wise row kernels (kernels/pointwise_*.c), used by lib/nn ----
+/* ---- point-wise row kernels (kernels/ref/pointwise_ref.c, kernels/x86/pointwise_*.c), used by lib/nn ----
  * Flat arrays of m floats; results are bitwise equal to the references
  * (same operations, no FMA contraction), except SiLU (vector exp).
  * dropout_fwd: y[c] = keep(c) ? x[c] * scale : 0 with keep(c) =

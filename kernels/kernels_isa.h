@@ -15,6 +15,10 @@
 int rs_gemm_onednn(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Largest head size of the tiled softmax attention kernels (their stack
+ * buffers); larger heads fall back to the reference, on every ISA. */
+#define RS_ATTN_DH_MAX 256
+
 #if defined(__x86_64__) || defined(__i386__)
 #define RS_HAVE_X86_KERNELS 1
 
@@ -38,7 +42,6 @@ void rs_gemm_avx512_bf16(int trans_a, int trans_b, int M, int N, int K, float al
  * the L x L matrix is never stored. Tile buffers live on the stack (up to
  * ~56 KiB in the backward); head sizes above RS_ATTN_DH_MAX fall back to the
  * scalar reference. */
-#define RS_ATTN_DH_MAX 256
 void rs_attn_fwd_avx2(int L, int start, int dh, float scale, const float *Q, const float *K,
                       const float *V, int ld, float drop_p, uint64_t seed, float *O,
                       float *lse);
@@ -64,7 +67,7 @@ void rs_attn_bwd_avx512_bf16(int L, int start, int dh, float scale, const float 
                              const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
                              float *dK, float *dV);
 
-/* ---- layer norm (+residual), Adam, dot (kernels/x86/elementwise_avx2.c, elementwise_avx512.c) ---- */
+/* ---- layer norm (+residual), Adam, dot (kernels/x86/layernorm_*.c, adam_*.c, dot_*.c) ---- */
 void rs_layernorm_fwd_avx2(int n, int d, const float *x, const float *r, const float *gamma,
                            const float *beta, float eps, float *y, float *mean, float *rstd);
 void rs_layernorm_bwd_avx2(int n, int d, const float *x, const float *r, const float *gamma,
@@ -93,6 +96,11 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
 /* ---- point-wise row kernels (kernels/x86/pointwise_avx2.c, pointwise_avx512.c) ---- */
 RS_POINTWISE_DECL(avx2)
 RS_POINTWISE_DECL(avx512)
+
+/* y[c] = e^x[c] with the kernels' shared vector exp (x86/simd_exp.h), for
+ * the accuracy test (tests/test_simd.c); not in the kernel table. */
+void rs_exp_row_avx2(size_t m, const float *x, float *y);
+void rs_exp_row_avx512(size_t m, const float *x, float *y);
 
 #endif
 #endif

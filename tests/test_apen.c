@@ -1,5 +1,5 @@
 /* Approximate Entropy: hand-worked values, limits, and bitwise agreement of
- * the fast evaluators with the plain O(N²) definition of MODELS.md §5. */
+ * the fast evaluators with the plain O(N²) definition of docs/MODELS.md §5. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,7 +49,7 @@ static double ref_apen_ids(const int32_t *ids, size_t n, int m, double r)
 {
     double *u = malloc(n * sizeof *u);
     for (size_t i = 0; i < n; i++) u[i] = ids[i];
-    /* MODELS.md: on ids any r < 1 means exact matches */
+    /* docs/MODELS.md §5: on ids any r < 1 means exact matches */
     double v = ref_apen(u, n, m, r < 1 ? 0.0 : r);
     free(u);
     return v;

@@ -2,6 +2,7 @@
 // spans, lambda callbacks, and concurrent scoring on one shared model.
 #include <librecsys/recsys.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +10,8 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include <unistd.h>
 
 static_assert(!std::is_copy_constructible_v<recsys::context>);
 static_assert(!std::is_copy_assignable_v<recsys::model>);
@@ -119,6 +122,162 @@ int main()
         });
     for (auto &t : threads) t.join();
     EXPECT(mismatches == 0);
+
+    // ---- serving API: info after reload, external ids, item table, requests, batch
+    {
+        char dir[] = "/tmp/recsys_cpp_XXXXXX";
+        EXPECT(mkdtemp(dir) != nullptr);
+        std::string d = dir;
+        {   // file loaders: interactions and sequences (+ times)
+            std::FILE *f = std::fopen((d + "/events.txt").c_str(), "w");
+            for (int u = 0; u < 40; u++)
+                for (int j = 0; j < 8; j++) std::fprintf(f, "u%d\t%d\t%d\n", u, 500 + (u * 3 + j * 7) % 30, j * 10);
+            std::fclose(f);
+            f = std::fopen((d + "/seq.txt").c_str(), "w");
+            std::FILE *t = std::fopen((d + "/seq_times.txt").c_str(), "w");
+            for (int u = 0; u < 30; u++) {
+                std::fprintf(f, "%d", u);
+                std::fprintf(t, "%d", u);
+                for (int j = 0; j < 6; j++) { std::fprintf(f, " %d", 1 + (u + j * 5) % 20); std::fprintf(t, " %d", j * 100); }
+                std::fprintf(f, "\n");
+                std::fprintf(t, "\n");
+            }
+            std::fclose(f);
+            std::fclose(t);
+        }
+        auto ev = recsys::dataset::load(ctx, d + "/events.txt", &opts);
+        EXPECT(ev.n_users() == 40 && ev.stat(RECSYS_STAT_HAS_TIME) == 1);
+        EXPECT(ev.user_name(ev.user_id("u7")) == "u7" && !ev.user_times(0).empty());
+        auto sq = recsys::dataset::load_sequences(ctx, d + "/seq.txt", d + "/seq_times.txt");
+        EXPECT(sq.n_users() == 30 && sq.user_times(0).size() == 6);
+        auto sq2 = recsys::dataset::load_sequences(ctx, d + "/seq.txt");
+        EXPECT(sq2.user_times(0).empty());
+        expect_error([&] { recsys::dataset::load(ctx, d + "/none.txt"); }, RECSYS_E_IO, "none.txt");
+
+        recsys::model em(ctx, opts, ev);
+        {
+            recsys::trainer et(ctx, em, ev, opts);
+            et.run_epoch();
+            EXPECT(!et.eval_due() || et.epoch() >= 1);
+        }
+        em.save(ctx, d + "/m.ckpt");
+        auto lm = recsys::model::load(ctx, d + "/m.ckpt");
+        recsys_model_info a = em.info(), b = lm.info();
+        EXPECT(b.n_items == ev.n_items() && b.dim == 16 && b.type == RECSYS_MODEL_SASREC);
+        EXPECT(b.has_item_ids == 1 && b.data_has_time == 1 && b.n_params == a.n_params);
+        EXPECT(b.data_fingerprint == a.data_fingerprint && b.n_users == 40);
+        int32_t i505 = lm.item_id("505");
+        EXPECT(i505 == ev.item_id("505") && lm.item_name(i505) == "505");
+        expect_error([&] { lm.item_id("nope"); }, RECSYS_E_NOT_FOUND, "");
+
+        auto tab = lm.item_table();
+        EXPECT(tab.rows == b.n_items + 1 && tab.dim == b.dim && tab.data.size() == size_t(tab.rows) * tab.dim);
+        auto vecs = lm.item_vectors();
+        recsys::session ss(ctx, lm);
+        auto h = ev.user_items(3);
+        auto ht = ev.user_times(3);
+        recsys::request rq(h, 5, true);
+        rq.with_times(ht);
+        auto uv = ss.user_vector(rq);
+        auto sc = ss.score(rq);
+        for (int32_t i = 1; i <= b.n_items; i += 7) {
+            double dot = 0;
+            for (int j = 0; j < b.dim; j++) dot += double(uv[j]) * vecs.row(i)[j];
+            bool excluded = std::find(h.begin(), h.end(), i) != h.end();
+            EXPECT(excluded ? std::isinf(sc[i]) : std::fabs(dot - sc[i]) < 1e-3);
+        }
+        // exclude, mask, candidates
+        std::vector<int32_t> ex{1, 2};
+        std::vector<uint8_t> mask(size_t(b.n_items) + 1, 0);
+        mask[4] = 1;
+        auto sx = ss.score(recsys::request(h).with_exclude(ex).with_exclude_mask(mask));
+        EXPECT(std::isinf(sx[1]) && std::isinf(sx[2]) && std::isinf(sx[4]));
+        std::vector<int32_t> cands{6, 3, 9};
+        auto cs = ss.score(recsys::request(h).with_times(ht).with_candidates(cands));
+        EXPECT(cs.size() == 3);
+        auto full = ss.score(recsys::request(h).with_times(ht));
+        for (size_t c = 0; c < 3; c++) EXPECT(cs[c] == full[size_t(cands[c])]);
+        auto two = ss.topk(recsys::request(h, 5).with_times(ht).with_candidates(cands).with_exclude(ex = {3}));
+        EXPECT(two.items.size() == 2);
+        expect_error([&] { std::vector<uint8_t> bad(3); ss.score(recsys::request(h).with_exclude_mask(bad)); },
+                     RECSYS_E_INVALID, "exclude_mask");
+        // batch == single
+        std::vector<recsys::request> reqs;
+        for (int64_t u = 0; u < 10; u++) reqs.push_back(recsys::request(ev.user_items(u), 6, true).with_times(ev.user_times(u)));
+        reqs[4].k = 3;
+        auto br = ss.topk_batch(recsys::span<const recsys::request>(reqs));
+        EXPECT(br.stride == 6 && br.counts.size() == 10 && br.counts[4] == 3);
+        for (size_t r = 0; r < reqs.size(); r++) {
+            auto one = ss.topk(reqs[r]);
+            auto bi = br.row_items(r);
+            auto bs = br.row_scores(r);
+            EXPECT(std::vector<int32_t>(bi.begin(), bi.end()) == one.items);
+            EXPECT(std::vector<float>(bs.begin(), bs.end()) == one.scores);
+        }
+        std::vector<recsys::span<const int32_t>> hs{ev.user_items(0), ev.user_items(1)};
+        auto hb = ss.topk_batch(recsys::span<const recsys::span<const int32_t>>(hs), 4);
+        auto t0 = ss.topk(ev.user_items(0), 4);
+        EXPECT(std::vector<int32_t>(hb.row_items(0).begin(), hb.row_items(0).end()) == t0.items);
+        // the item table view stays valid while a session holds the model
+        std::vector<float> copy(tab.data.begin(), tab.data.end());
+        {
+            auto tmp = recsys::model::load(ctx, d + "/m.ckpt");
+            recsys::session keep(ctx, tmp);
+            auto v = tmp.item_table();
+            { recsys::model gone = std::move(tmp); }
+            EXPECT(std::equal(v.data.begin(), v.data.end(), copy.begin()));
+        }
+        // pools and thread-limited contexts
+        recsys::threadpool pool(2);
+        recsys::context pa(pool), pb(pool);
+        expect_error([&] { pa.set_threads(3); }, RECSYS_E_STATE, "");
+        auto one = recsys::context::with_max_threads(1);
+        auto ref = recsys::session(one, lm).topk(h, 5);
+        EXPECT(recsys::session(pa, lm).topk(h, 5).items == ref.items);
+        EXPECT(recsys::session(pb, lm).topk(h, 5).scores == ref.scores);
+        expect_error([&] { recsys::threadpool(0); }, RECSYS_E_INVALID, "");
+        // analysis
+        recsys::apen ap(ctx, opts);
+        auto ar = ap.dataset(ev);
+        EXPECT(ar.per_user.size() == 40 && ar.users_used > 0 && ar.apen >= 0);
+        recsys::perflaw pl(ctx);
+        for (double L : {1.0, 2.0, 4.0})
+            for (double H : {16.0, 32.0, 64.0})
+                for (double D : {1.0, 4.0})
+                    pl.add(L, H, D, 0.1 + 0.02 * std::log(L) + 0.01 * std::log(H) + 0.03 * std::log(D));
+        try {
+            pl.fit();
+            double r2 = 0, se[RECSYS_PERFLAW_N_PARAMS];
+            pl.params(&r2, se);
+            std::vector<double> Ls{1, 2, 4}, Hs{16, 64};
+            auto best = pl.best_size(4.0, Ls, Hs);
+            EXPECT(best.metric == pl.predict(best.layers, best.hidden, 4.0));
+        } catch (const recsys::error &e) {
+            EXPECT(e.code() == RECSYS_E_NUMERIC);
+        }
+        // options describe, version, last error, error location
+        auto desc = recsys::describe_options();
+        EXPECT(desc.size() == opts.keys().size());
+        bool saw_dim = false, saw_enum = false;
+        for (auto &o : desc) {
+            if (o.key == "model.dim") saw_dim = o.type == RECSYS_OPT_INT && o.max >= 64 && !o.doc.empty();
+            if (o.type == RECSYS_OPT_ENUM)
+                saw_enum = !o.choices.empty() &&
+                           std::find(o.choices.begin(), o.choices.end(), o.default_value) != o.choices.end();
+        }
+        EXPECT(saw_dim && saw_enum && opts.describe().size() == desc.size());
+        EXPECT(recsys::version_number() == RECSYS_VERSION_NUMBER && recsys::version_string() == RECSYS_VERSION_STRING);
+        std::FILE *y = std::fopen((d + "/bad.yaml").c_str(), "w");
+        std::fprintf(y, "model:\n  dim: [oops\n");
+        std::fclose(y);
+        expect_error([&] { opts.load_yaml(d + "/bad.yaml"); }, RECSYS_E_PARSE, "bad.yaml");
+        EXPECT(recsys::last_error().first == RECSYS_E_PARSE);
+        recsys::error_location loc;
+        EXPECT(ctx.error_location(loc) && loc.line >= 1 && loc.file.find("bad.yaml") != std::string::npos);
+        for (const char *f : {"/events.txt", "/seq.txt", "/seq_times.txt", "/m.ckpt", "/bad.yaml"})
+            std::remove((d + f).c_str());
+        rmdir(dir);
+    }
 
     // destruction order: dataset and model may outlive the context
     auto *ctx2 = new recsys::context(1, 1);

@@ -3,7 +3,7 @@
  *    differences (per-position and shared negatives, with and without
  *    normalisation), determinism across thread counts, argument errors;
  *  - the model's backward against finite differences of an independent
- *    double-precision transcription of MODELS.md §3 (one block = the layer,
+ *    double-precision transcription of docs/MODELS.md §3 (one block = the layer,
  *    two blocks = the model; time bias on/off, 1 and 2 heads, dqk != dv),
  *    and with dropout on against float finite differences of the model;
  *  - parity of outputs, losses and gradients with fixtures from an

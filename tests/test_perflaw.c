@@ -24,7 +24,7 @@
 
 static double g(double x, double w) { return -1.0 / (2.0 * pow(x, w)) - w * log(x); }
 
-/* P(N,h,D) of MODELS.md §5, written independently of the library. */
+/* P(N,h,D) of docs/MODELS.md §5, written independently of the library. */
 static double law(const double *t, double N, double h, double D)
 {
     return t[0] * g(N, t[2]) + t[1] * g(h, t[3]) + g(D, t[4]) + t[5];

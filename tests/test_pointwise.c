@@ -7,8 +7,8 @@
  * including bases that carry across the 32-bit boundary (the AVX2 variant
  * builds its 64-bit multiplies from 32-bit halves). Every output buffer has
  * GUARD sentinel floats/bytes after its end that the kernels must leave.
- *   SILU_TOL  |x - ref| / max(|ref|, SILU_FLOOR): the SIMD exp is a ~2 ulp
- *             polynomial; σ and h σ add a few roundings. Observed ~3e-7.
+ *   SILU_TOL  |x - ref| / max(|ref|, SILU_FLOOR): the SIMD exp is within 1 ulp
+ *             (kernels/x86/simd_exp.h); σ and h σ add a few roundings. Observed ~3e-7.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -224,10 +224,27 @@ static void session_equals_eval(const char *type)
         rs_batch_fill_input_row(&bb, rows, ds, u, rs_user_train_len(ds, u) + 1); /* test split */
         rows++;
     }
+    /* The full forward (every position, every block) ... */
     rs_batch b = rs_batch_view(&bb, rows, 0, 0);
     assert_int_equal(f->m->ops->forward(f->ctx, cfg, f->m->params, ws, &b, F), RECSYS_OK);
     rs_gemm(f->ctx, 0, 1, rows, N, d, 1.0f, F + (size_t)(L - 1) * d, L * d, table + d, d, 0.0f,
             ref, N);
+    /* ... and the last-position forward evaluation and sessions run agree
+     * within 1e-5 (test_last_only_equals_full); the latter is the reference
+     * sessions must match bit for bit. */
+    float *last = rs_malloc(sizeof(float) * rs_last_scratch_floats(cfg, B));
+    float *ref_full = malloc(sizeof(float) * (size_t)B * N);
+    memcpy(ref_full, ref, sizeof(float) * (size_t)rows * N);
+    b.last_scratch = last;
+    assert_int_equal(f->m->ops->forward(f->ctx, cfg, f->m->params, ws, &b, F), RECSYS_OK);
+    rs_gemm(f->ctx, 0, 1, rows, N, d, 1.0f, F + (size_t)(L - 1) * d, L * d, table + d, d, 0.0f,
+            ref, N);
+    for (size_t i = 0; i < (size_t)rows * N; i++)
+        if (fabsf(ref[i] - ref_full[i]) > 1e-5f)
+            fail_msg("%s: last-position score %zu: %.9g, full forward %.9g", type, i, ref[i],
+                     ref_full[i]);
+    free(ref_full);
+    rs_free(last);
     for (int r = 0; r < rows; r++) {
         int64_t u = users[r];
         recsys_request q = RECSYS_REQUEST_INIT;
@@ -463,6 +480,143 @@ static void test_thread_pools(void **state)
     recsys_ctx_free(c1);
 }
 
+/* ------------------------------------------------ incremental state */
+
+/* Appending events one at a time to a user state and re-ranking gives the
+ * scores of the full history recomputed (within 1e-5; the same path, so
+ * in fact equal), across the window filling up and sliding. */
+static void user_state_equals_full(const char *type)
+{
+    fx *f = make(type, 1);
+    const recsys_dataset *ds = f->ds;
+    int32_t N = f->m->cfg.n_items;
+    int L = f->m->cfg.max_len;
+    recsys_session *s;
+    recsys_user_state *u;
+    assert_int_equal(recsys_session_new(f->ctx, f->m, &s), RECSYS_OK);
+    assert_int_equal(recsys_user_state_new(f->m, &u), RECSYS_OK);
+    size_t bytes = 0;
+    assert_int_equal(recsys_user_state_bytes(u, &bytes), RECSYS_OK);
+    assert_true(bytes >= (size_t)L * 12);
+    float *a = malloc(sizeof(float) * ((size_t)N + 1)), *b = malloc(sizeof(float) * ((size_t)N + 1));
+    int64_t user = 3;
+    const int32_t *items = ds->items + ds->offsets[user];
+    const int64_t *times = ds->times + ds->offsets[user];
+    int64_t n = rs_user_len(ds, user);
+    /* more events than 2 L: the buffer wraps */
+    int total = 2 * L + 7;
+    for (int e = 0; e < total; e++) {
+        int32_t it = items[e % n];
+        int64_t t = times[n - 1] + 1000 * e; /* non-decreasing */
+        assert_int_equal(recsys_user_state_append(u, it, t), RECSYS_OK);
+        recsys_request q = RECSYS_REQUEST_INIT;
+        assert_int_equal(recsys_user_state_request(u, &q), RECSYS_OK);
+        assert_int_equal(q.n_history, (size_t)(e + 1 < L ? e + 1 : L));
+        assert_int_equal(q.history[q.n_history - 1], it);
+        assert_int_equal(recsys_session_score_request(s, &q, a, (size_t)N + 1), RECSYS_OK);
+        /* the full history, rebuilt from scratch */
+        int32_t *h = malloc(sizeof(int32_t) * (size_t)(e + 1));
+        int64_t *ht = malloc(sizeof(int64_t) * (size_t)(e + 1));
+        for (int k = 0; k <= e; k++) {
+            h[k] = items[k % n];
+            ht[k] = times[n - 1] + 1000 * k;
+        }
+        recsys_request full = RECSYS_REQUEST_INIT;
+        full.history = h;
+        full.times = ht;
+        full.n_history = (size_t)(e + 1);
+        assert_int_equal(recsys_session_score_request(s, &full, b, (size_t)N + 1), RECSYS_OK);
+        for (int32_t i = 1; i <= N; i++) assert_true(fabsf(a[i] - b[i]) <= 1e-5f);
+        free(h);
+        free(ht);
+    }
+    assert_int_equal(recsys_user_state_append(u, N + 1, times[n - 1] + 1000 * total),
+                     RECSYS_E_NOT_FOUND);
+    assert_int_equal(recsys_user_state_append(u, 1, 0), RECSYS_E_INVALID); /* time goes back */
+    assert_int_equal(recsys_user_state_clear(u), RECSYS_OK);
+    recsys_request q = RECSYS_REQUEST_INIT;
+    assert_int_equal(recsys_user_state_request(u, &q), RECSYS_OK);
+    assert_int_equal(q.n_history, 0);
+    free(a);
+    free(b);
+    recsys_user_state_free(u);
+    recsys_session_free(s);
+    drop(f);
+}
+
+static void test_user_state_hstu(void **state) { (void)state; user_state_equals_full("hstu"); }
+static void test_user_state_sasrec(void **state) { (void)state; user_state_equals_full("sasrec"); }
+
+/* ------------------------------------------- last-position forward */
+
+/* The serving forward (last block for the last position only) against the
+ * full forward, every SASRec placement and HSTU with and without time
+ * bias, rows of every length (empty, 1, partial, full). */
+static void last_only_case(const char *type, const char *norm, const char *time_bias, int heads)
+{
+    recsys_ctx *ctx = new_ctx(2);
+    recsys_opts *o;
+    assert_int_equal(recsys_opts_new(ctx, &o), RECSYS_OK);
+    recsys_opts_set(o, "model.type", type);
+    recsys_opts_set(o, "model.norm", norm);
+    recsys_opts_set(o, "model.time_bias", time_bias);
+    recsys_opts_set_int(o, "model.heads", heads);
+    recsys_opts_set_int(o, "model.dim", 12);
+    recsys_opts_set_int(o, "model.max_len", 9);
+    recsys_opts_set_int(o, "model.blocks", 3);
+    recsys_model *m;
+    assert_int_equal(recsys_model_new_blank(ctx, o, 40, &m), RECSYS_OK);
+    const rs_model_config *c = &m->cfg;
+    int B = 12, L = c->max_len, d = c->dim;
+    rs_batch_buf bb;
+    assert_int_equal(rs_batch_buf_init(ctx, &bb, B, L, 0, 1), RECSYS_OK);
+    int32_t hist[40];
+    int64_t times[40];
+    for (int i = 0; i < 40; i++) {
+        hist[i] = 1 + (i * 13) % 40;
+        times[i] = 1000 + (int64_t)i * i * 977;
+    }
+    for (int r = 0; r < B; r++) rs_batch_fill_history_row(&bb, r, hist + r, times + r, (size_t)r);
+    rs_workspace *ws = m->ops->ws_new(c, B);
+    float *F1 = rs_calloc((size_t)B * L, (size_t)d * sizeof(float));
+    float *F2 = rs_calloc((size_t)B * L, (size_t)d * sizeof(float));
+    float *last = rs_malloc(sizeof(float) * rs_last_scratch_floats(c, B));
+    rs_batch b = rs_batch_view(&bb, B, 0, 0);
+    assert_int_equal(m->ops->forward(ctx, c, m->params, ws, &b, F1), RECSYS_OK);
+    b.last_scratch = last;
+    assert_int_equal(m->ops->forward(ctx, c, m->params, ws, &b, F2), RECSYS_OK);
+    double worst = 0;
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < d; t++) {
+            size_t i = ((size_t)r * L + (size_t)(L - 1)) * d + (size_t)t;
+            double e = fabs((double)F1[i] - (double)F2[i]);
+            if (e > worst) worst = e;
+        }
+    if (worst > 1e-5)
+        fail_msg("%s/%s/time %s/heads %d: last-position forward differs by %.3g", type, norm,
+                 time_bias, heads, worst);
+    rs_free(F1);
+    rs_free(F2);
+    rs_free(last);
+    m->ops->ws_free(ws);
+    rs_batch_buf_free(&bb);
+    recsys_model_free(m);
+    recsys_opts_free(o);
+    recsys_ctx_free(ctx);
+}
+
+static void test_last_only_equals_full(void **state)
+{
+    (void)state;
+    last_only_case("sasrec", "original", "off", 1);
+    last_only_case("sasrec", "original", "off", 3);
+    last_only_case("sasrec", "post", "off", 2);
+    last_only_case("sasrec", "pre", "off", 4);
+    last_only_case("hstu", "original", "on", 1);
+    last_only_case("hstu", "original", "on", 3);
+    last_only_case("hstu", "original", "off", 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -473,6 +627,9 @@ int main(void)
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_vectors_out),
         cmocka_unit_test(test_thread_pools),
+        cmocka_unit_test(test_user_state_hstu),
+        cmocka_unit_test(test_last_only_equals_full),
+        cmocka_unit_test(test_user_state_sasrec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

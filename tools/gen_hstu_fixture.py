@@ -98,6 +98,41 @@ def tensor_list(cfg):
     return t
 
 
+def _register(module, name, param):
+    """Register a parameter under a dotted name ("uvqk.weight")."""
+    parts = name.split(".")
+    for part in parts[:-1]:
+        if not hasattr(module, part):
+            module.add_module(part, torch.nn.Module())
+        module = getattr(module, part)
+    module.register_parameter(parts[-1], param)
+
+
+class HSTUFixture(torch.nn.Module):
+    """hstu_forward as a torch module: state_dict() keys and shapes are
+    librecsys's (tensor_list), forward(seq, times) gives F and scores() the
+    serving scores (cosine of the last position with every item). Used by
+    tests/test_pytorch_roundtrip.py. cfg: n_items, dim, max_len, blocks,
+    heads, dqk, dv, time_bias."""
+
+    def __init__(self, cfg, dtype=torch.float64):
+        super().__init__()
+        self.cfg = dict(cfg)
+        self.p = {}
+        for name, shape in tensor_list(self.cfg):
+            t = torch.nn.Parameter(torch.zeros(shape, dtype=dtype))
+            _register(self, name, t)
+            self.p[name] = t
+
+    def forward(self, seq, times):
+        return hstu_forward(self.p, self.cfg, seq, times)
+
+    def scores(self, seq, times):
+        items = self.p["item_emb"]
+        e_hat = items / torch.clamp(torch.linalg.norm(items, dim=-1, keepdim=True), min=1e-6)
+        return self.forward(seq, times)[:, -1] @ e_hat.T
+
+
 def make_case(cfg, starts, R, seed):
     rng = np.random.default_rng(seed)
     P = {}

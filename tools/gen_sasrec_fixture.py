@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Generate the SASRec parity fixtures in tests/fixtures/ (run with /usr/bin/python3).
 
-An independent PyTorch implementation of MODELS.md §2, written from the
+An independent PyTorch implementation of docs/MODELS.md §2, written from the
 equations (explicit ops, float64): embeddings with sqrt(d) scaling and
 positions counted within the left-padded row, three layer-norm placements,
 causal multi-head attention that ignores padded keys, FFN with ReLU, the
@@ -66,19 +66,20 @@ def make_params(gen):
 
 
 def layer_norm(x, g, b):
-    return torch.nn.functional.layer_norm(x, (D,), g, b, EPS)
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), g, b, EPS)
 
 
-def mha(p, k, q_in, kv_in, key_ok):
+def mha(p, k, q_in, kv_in, key_ok, heads=HEADS):
     """Causal multi-head attention; padded keys never receive weight."""
+    B, L, D = q_in.shape
     w, bias = p["attn.w_in"][k], p["attn.b_in"][k]
     q = q_in @ w[:D].T + bias[:D]
     kk = kv_in @ w[D:2 * D].T + bias[D:2 * D]
     v = kv_in @ w[2 * D:].T + bias[2 * D:]
-    dh = D // HEADS
+    dh = D // heads
 
     def split(t):
-        return t.view(B, L, HEADS, dh).transpose(1, 2)  # B H L dh
+        return t.view(B, L, heads, dh).transpose(1, 2)  # B H L dh
 
     q, kk, v = split(q), split(kk), split(v)
     scores = q @ kk.transpose(-1, -2) / math.sqrt(dh)
@@ -94,9 +95,11 @@ def ffn(p, k, x):
     return h @ p["ffn.w2"][k].T + p["ffn.b2"][k]
 
 
-def forward(p, seq, norm):
+def forward(p, seq, norm, heads=HEADS):
+    B, L = seq.shape
+    D = p["item_emb"].shape[1]
     nonpad = seq != 0
-    mask = nonpad.double().unsqueeze(-1)
+    mask = nonpad.to(p["item_emb"].dtype).unsqueeze(-1)
     positions = torch.arange(1, L + 1).expand(B, L) * nonpad  # pad -> row 0
     e = p["item_emb"][seq] * math.sqrt(D) + p["pos_emb"][positions]
     e = e * mask
@@ -105,18 +108,74 @@ def forward(p, seq, norm):
         g2, b2 = p["ffn_ln.gamma"][k], p["ffn_ln.beta"][k]
         if norm == "original":
             q = layer_norm(e, g1, b1)
-            e = q + mha(p, k, q, e, nonpad)
+            e = q + mha(p, k, q, e, nonpad, heads)
             n = layer_norm(e, g2, b2)
             e = n + ffn(p, k, n)
         elif norm == "post":
-            e = layer_norm(e + mha(p, k, e, e, nonpad), g1, b1)
+            e = layer_norm(e + mha(p, k, e, e, nonpad, heads), g1, b1)
             e = layer_norm(e + ffn(p, k, e), g2, b2)
         else:
             x = layer_norm(e, g1, b1)
-            e = e + mha(p, k, x, x, nonpad)
+            e = e + mha(p, k, x, x, nonpad, heads)
             e = e + ffn(p, k, layer_norm(e, g2, b2))
         e = e * mask
     return layer_norm(e, p["final_ln.gamma"], p["final_ln.beta"]) * mask
+
+
+def tensor_specs(n_items, max_len, dim, blocks, ffn_dim):
+    """(name, full shape) of every tensor, as recsys_model_tensor_info gives them."""
+    per = {"attn_ln.gamma": (dim,), "attn_ln.beta": (dim,), "attn.w_in": (3 * dim, dim),
+           "attn.b_in": (3 * dim,), "attn.w_out": (dim, dim), "attn.b_out": (dim,),
+           "ffn_ln.gamma": (dim,), "ffn_ln.beta": (dim,), "ffn.w1": (ffn_dim, dim),
+           "ffn.b1": (ffn_dim,), "ffn.w2": (dim, ffn_dim), "ffn.b2": (dim,)}
+    out = []
+    for name, _, stacked in TENSORS:
+        if name == "item_emb":
+            out.append((name, (n_items + 1, dim)))
+        elif name == "pos_emb":
+            out.append((name, (max_len + 1, dim)))
+        elif stacked:
+            out.append((name, (blocks,) + per[name]))
+        else:
+            out.append((name, (dim,)))
+    return out
+
+
+def _register(module, name, param):
+    """Register a parameter under a dotted name ("attn_ln.gamma") so that
+    state_dict() keys are librecsys's tensor names."""
+    parts = name.split(".")
+    for part in parts[:-1]:
+        if not hasattr(module, part):
+            module.add_module(part, torch.nn.Module())
+        module = getattr(module, part)
+    module.register_parameter(parts[-1], param)
+
+
+class SASRecFixture(torch.nn.Module):
+    """This file's SASRec as a torch module: its state_dict() has
+    librecsys's tensor names and shapes (what `recsys export --to
+    safetensors` writes and `recsys import` reads), forward() gives the
+    hidden states of left-padded rows and scores() the serving scores (last
+    position · item table). Used by tests/test_pytorch_roundtrip.py."""
+
+    def __init__(self, n_items, max_len, dim, blocks, heads, ffn_dim=None, norm="original",
+                 dtype=torch.float64):
+        super().__init__()
+        self.cfg = dict(n_items=n_items, max_len=max_len, dim=dim, blocks=blocks, heads=heads,
+                        ffn_dim=ffn_dim or dim, norm=norm)
+        self.p = {}
+        for name, shape in tensor_specs(n_items, max_len, dim, blocks, ffn_dim or dim):
+            t = torch.nn.Parameter(torch.zeros(shape, dtype=dtype))
+            _register(self, name, t)
+            self.p[name] = t
+
+    def forward(self, seq):
+        return forward(self.p, seq, self.cfg["norm"], self.cfg["heads"])
+
+    def scores(self, seq):
+        """[B, n_items+1]: the last position's hidden state · every item row."""
+        return self.forward(seq)[:, -1] @ self.p["item_emb"].T
 
 
 def bce(p, f, pos, neg):

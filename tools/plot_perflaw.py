@@ -26,7 +26,7 @@ def g(x, w):
 
 
 def law(p, n, h, d):
-    """P(N, h, D) of MODELS.md section 5."""
+    """P(N, h, D) of docs/MODELS.md §5."""
     return p["w1"] * g(n, p["w3"]) + p["w2"] * g(h, p["w4"]) + g(d, p["w5"]) + p["b"]
 
 

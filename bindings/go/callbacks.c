@@ -13,3 +13,13 @@ recsys_status recsys_go_set_progress(recsys_trainer *t, uintptr_t handle)
 {
     return recsys_trainer_set_progress(t, handle ? progress_tramp : NULL, (void *)handle);
 }
+
+static void log_tramp(void *user, int level, const char *msg)
+{
+    goLog((uintptr_t)user, level, (char *)msg);
+}
+
+recsys_status recsys_go_set_log(recsys_ctx *c, uintptr_t handle)
+{
+    return recsys_ctx_set_log(c, handle ? log_tramp : NULL, (void *)handle);
+}

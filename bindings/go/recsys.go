@@ -21,6 +21,7 @@ package librecsys
 #include <stdlib.h>
 #include <librecsys/recsys.h>
 recsys_status recsys_go_set_progress(recsys_trainer *t, uintptr_t handle);
+recsys_status recsys_go_set_log(recsys_ctx *c, uintptr_t handle);
 */
 import "C"
 
@@ -105,7 +106,10 @@ func Version() string { return C.GoString(C.recsys_version_string()) }
 // ------------------------------------------------------------------ Context
 
 // Context holds the worker pool, seed, kernel table and error state.
-type Context struct{ p *C.recsys_ctx }
+type Context struct {
+	p   *C.recsys_ctx
+	log cgo.Handle
+}
 
 // NewContext makes a context with threads workers (0 = online CPUs) and a seed.
 func NewContext(threads int, seed uint64) (*Context, error) {
@@ -113,7 +117,7 @@ func NewContext(threads int, seed uint64) (*Context, error) {
 	if err := call(nil, func() C.recsys_status { return C.recsys_ctx_new(&p) }); err != nil {
 		return nil, err
 	}
-	c := &Context{p}
+	c := &Context{p: p}
 	runtime.SetFinalizer(c, (*Context).Close)
 	if err := c.SetThreads(threads); err != nil {
 		c.Close()
@@ -132,6 +136,10 @@ func (c *Context) Close() {
 	if c.p != nil {
 		C.recsys_ctx_free(c.p)
 		c.p = nil
+	}
+	if c.log != 0 {
+		c.log.Delete()
+		c.log = 0
 	}
 }
 
@@ -233,7 +241,7 @@ func (o *Options) Get(key string) (string, error) {
 	return C.GoString(v), nil
 }
 
-// Keys lists every known key. TODO(options-describe): add Describe once recsys.h has it.
+// Keys lists every known key (Describe gives types, defaults and docs).
 func (o *Options) Keys() []string {
 	defer runtime.KeepAlive(o)
 	n := int(C.recsys_opts_count(o.p))

@@ -195,8 +195,12 @@ def _rust_type(t, api):
         r = base
     else:
         raise ValueError(f"no Rust mapping for {t!r}")
+    # Star i points at the base (i == 0) or at pointer i-1: "*const" when that
+    # pointee is const ("const T *const *" -> *const *const T).
+    star_const = [bool(c) for c in re.findall(r"\*\s*(const)?", t)]
     for i in range(stars):
-        r = ("*const " if (i == 0 and const) else "*mut ") + r
+        pointee_const = const if i == 0 else star_const[i - 1]
+        r = ("*const " if pointee_const else "*mut ") + r
     return r
 
 

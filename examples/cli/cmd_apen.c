@@ -1,5 +1,5 @@
 /* recsys apen: Approximate Entropy of a dataset's user sequences
- * (MODELS.md §5). A summary of the per-user values goes to stderr; stdout
+ * (docs/MODELS.md §5). A summary of the per-user values goes to stderr; stdout
  * gets exactly one JSON line. */
 #include "cli.h"
 #include "commands.h"

@@ -1,4 +1,4 @@
-/* recsys perflaw fit RUNS.csv: fit the Performance Law (MODELS.md §5) to
+/* recsys perflaw fit RUNS.csv: fit the Performance Law (docs/MODELS.md §5) to
  * sweep results, print the parameters, predictions and held-out errors, and
  * optionally draw an SVG. stdout ends with one JSON line. */
 #include "cli.h"

@@ -1,4 +1,4 @@
-/* recsys sweep: the scaling grid of the Performance Law (MODELS.md §5):
+/* recsys sweep: the scaling grid of the Performance Law (docs/MODELS.md §5):
  * model sizes (blocks x dim) trained on nested user subsets; one CSV row per
  * run with its size, data volume, ApEn and test metrics. */
 #include "cli.h"

@@ -10,6 +10,22 @@ int cmd_recommend(int argc, char **argv)
     fprintf(stderr, "recsys recommend: unavailable: built without jansson (libjansson-dev)\n");
     return 1;
 }
+
+int cmd_import(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "recsys import: unavailable: built without jansson (libjansson-dev)\n");
+    return 1;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "recsys export: unavailable: built without jansson (libjansson-dev)\n");
+    return 1;
+}
 #endif
 
 #ifndef RECSYS_CLI_HAVE_HTTP

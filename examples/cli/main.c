@@ -17,6 +17,8 @@ static const struct {
     {"bench", cmd_bench, "time training steps and kernels on this machine"},
     {"recommend", cmd_recommend, "top-K items for JSON-line histories (stdin or --input)"},
     {"serve", cmd_serve, "HTTP server: POST /v1/recommend, /healthz, /metrics, reload"},
+    {"import", cmd_import, "model from a safetensors file (PyTorch weights; --from safetensors)"},
+    {"export", cmd_export, "write a model's weights as safetensors (--to safetensors)"},
     {"info", cmd_info, "library version, CPU features and chosen kernels"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -1,6 +1,6 @@
 // One example, four languages (C++ here; Python, Rust and Go ship the same):
 // train SASRec on the embedded synthetic data, evaluate, save, reload and
-// recommend the top 5 items for user 0. With the same seed every language
+// recommend the top 5 items for users 0 and 1 (one batch call). With the same seed every language
 // prints the same lines (tests/bindings/compare_examples.sh checks it).
 //     c++ -std=c++17 example.cpp $(pkg-config --cflags --libs librecsys)
 //     ./a.out [checkpoint path]
@@ -34,11 +34,17 @@ int main(int argc, char **argv)
         auto loaded = recsys::model::load(ctx, path);
         auto m2 = recsys::evaluate(ctx, loaded, ds, opts);
         std::printf("reloaded HR@10 %.6f NDCG@10 %.6f\n", m2["HR@10"], m2["NDCG@10"]);
+        // One batch call for several users (recsys_session_topk_batch).
         recsys::session session(ctx, loaded);
-        auto top = session.topk(ds.user_items(0), 5);
-        std::printf("top5 user 0:");
-        for (size_t i = 0; i < top.items.size(); i++) std::printf(" %d:%.4f", top.items[i], top.scores[i]);
-        std::printf("\n");
+        std::vector<recsys::request> reqs{recsys::request(ds.user_items(0), 5, true),
+                                          recsys::request(ds.user_items(1), 5, true)};
+        auto top = session.topk_batch(recsys::span<const recsys::request>(reqs));
+        for (size_t u = 0; u < reqs.size(); u++) {
+            std::printf("top5 user %zu:", u);
+            for (size_t i = 0; i < top.counts[u]; i++)
+                std::printf(" %d:%.4f", top.row_items(u)[i], top.row_scores(u)[i]);
+            std::printf("\n");
+        }
     } catch (const recsys::error &e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

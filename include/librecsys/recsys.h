@@ -576,6 +576,42 @@ RECSYS_API recsys_status recsys_model_item_table(const recsys_model *model, cons
 RECSYS_API recsys_status recsys_model_item_vectors(recsys_model *model, const float **vectors,
                                                    int32_t *n_rows, int *dim);
 
+/* Tensors by name: import and export of weights trained elsewhere (the
+ * safetensors files and foreign names are handled by `recsys import` /
+ * `recsys export`, docs/SERVING.md). float32 only, the library's layout:
+ * per-block tensors stacked over blocks, linear weights [out x in]. */
+#define RECSYS_TENSOR_MAX_DIMS 4
+/**
+ * A model with the config of opts (model.* keys) for a catalogue of n_items
+ * items (ids "1".."n_items"), parameters initialised as recsys_model_new
+ * does, no dataset needed. Without data, model.time_bias auto means off.
+ */
+RECSYS_API recsys_status recsys_model_new_blank(recsys_ctx *ctx, const recsys_opts *opts,
+                                                int32_t n_items, recsys_model **out);
+/** Number of named parameter tensors. Thread-safe. */
+RECSYS_API recsys_status recsys_model_tensor_count(const recsys_model *model, int *n);
+/**
+ * Name, shape and size of tensor i (0 <= i < count): *name is static, shape
+ * (may be NULL) receives RECSYS_TENSOR_MAX_DIMS values (unused dims 0),
+ * *numel (may be NULL) the float count. Thread-safe.
+ */
+RECSYS_API recsys_status recsys_model_tensor_info(const recsys_model *model, int i,
+                                                  const char **name, int *ndim, int64_t *shape,
+                                                  int64_t *numel);
+/** Copy tensor `name` (n must be its numel) into data. @return RECSYS_E_NOT_FOUND for an unknown name. */
+RECSYS_API recsys_status recsys_model_get_tensor(recsys_ctx *ctx, const recsys_model *model,
+                                                 const char *name, float *data, size_t n);
+/**
+ * Overwrite tensor `name` with n floats (n must be its numel; values must be
+ * finite). Only on a model nothing else holds (no session, no trainer):
+ * RECSYS_E_INVALID otherwise.
+ */
+RECSYS_API recsys_status recsys_model_set_tensor(recsys_ctx *ctx, recsys_model *model,
+                                                 const char *name, const float *data, size_t n);
+/** Set the external item ids (ids[0] is item 1; n == n_items; unique, non-empty). */
+RECSYS_API recsys_status recsys_model_set_item_ids(recsys_ctx *ctx, recsys_model *model,
+                                                   const char *const *ids, int32_t n);
+
 /* ------------------------------------------------------------------------ */
 /* Training                                                                  */
 
@@ -758,6 +794,33 @@ RECSYS_API recsys_status recsys_session_topk_batch(recsys_session *s,
 RECSYS_API recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req,
                                                     float *vec, size_t dim);
 
+/**
+ * A user's recent events, appended one at a time by a server that keeps
+ * users in memory (docs/SERVING.md, "Incremental scoring"): the last
+ * max_len items and times of the model. Re-rank with
+ * recsys_user_state_request + recsys_session_topk_request; the scores are
+ * those of a request carrying the whole history. The state holds the
+ * input window, not per-block keys/values: both model families position
+ * items from the end of the window, so an append changes every position.
+ * Not thread-safe per state; states are independent of sessions.
+ */
+typedef struct recsys_user_state recsys_user_state;
+RECSYS_API recsys_status recsys_user_state_new(const recsys_model *model, recsys_user_state **out);
+RECSYS_API void recsys_user_state_free(recsys_user_state *u);
+/** Append one event (item 1..n_items; time non-decreasing, 0 when unused). */
+RECSYS_API recsys_status recsys_user_state_append(recsys_user_state *u, int32_t item, int64_t time);
+/** Forget all events. */
+RECSYS_API recsys_status recsys_user_state_clear(recsys_user_state *u);
+/**
+ * Point req->history, req->times and req->n_history at the state's window
+ * (borrowed until the next append); other fields of req are left as they
+ * are (k, exclusions, candidates). exclude_history then excludes the window's items.
+ */
+RECSYS_API recsys_status recsys_user_state_request(const recsys_user_state *u,
+                                                   recsys_request *req);
+/** Bytes the state occupies (its struct and buffers). */
+RECSYS_API recsys_status recsys_user_state_bytes(const recsys_user_state *u, size_t *bytes);
+
 /* ------------------------------------------------------------------------ */
 /* Per-user LoRA adapters (docs/ADAPTERS.md)                                 */
 
@@ -884,7 +947,7 @@ RECSYS_API recsys_status recsys_apen_dataset(recsys_apen *a, const recsys_datase
 /* Performance Law fitter                                                    */
 
 /**
- * A Performance Law fitter (MODELS.md §5): add observations, fit, predict.
+ * A Performance Law fitter (docs/MODELS.md §5): add observations, fit, predict.
  * Errors are recorded in ctx, which must outlive the fitter.
  */
 RECSYS_API recsys_status recsys_perflaw_new(recsys_ctx *ctx, recsys_perflaw **out);
@@ -898,7 +961,7 @@ RECSYS_API void recsys_perflaw_free(recsys_perflaw *p);
 RECSYS_API recsys_status recsys_perflaw_add(recsys_perflaw *p, double layers, double hidden,
                                             double data, double metric);
 /**
- * Fit P(N,h,D) of MODELS.md §5 by bounded Levenberg–Marquardt. Fails with
+ * Fit P(N,h,D) of docs/MODELS.md §5 by bounded Levenberg–Marquardt. Fails with
  * RECSYS_E_NUMERIC when the observations cannot determine the parameters.
  */
 RECSYS_API recsys_status recsys_perflaw_fit(recsys_perflaw *p);

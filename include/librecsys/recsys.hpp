@@ -41,7 +41,9 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <algorithm>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -92,7 +94,13 @@ template <class T, void (*Free)(T *)> using owned = std::unique_ptr<T, deleter<T
 } // namespace detail
 
 /** Throws recsys::error when the loaded library cannot serve this header. */
-inline void check_version() { detail::check(RECSYS_CHECK_VERSION()); }
+inline void check_version() { detail::check(recsys_check_version(RECSYS_VERSION_NUMBER)); }
+/** Version of the loaded library: number (MAJOR*10000+MINOR*100+PATCH) and string. */
+inline int version_number() noexcept { return recsys_version_number(); }
+inline std::string version_string() { return recsys_version_string(); }
+/** Status and message of the calling thread's last failing call (RECSYS_OK, "" if none). */
+inline std::pair<recsys_status, std::string> last_error()
+{ return {recsys_last_error(), recsys_last_errmsg()}; }
 
 /* ------------------------------------------------------------------- span */
 
@@ -120,11 +128,50 @@ private:
 };
 template <class C> span(C &) -> span<std::remove_pointer_t<decltype(std::declval<C &>().data())>>;
 
+/* ------------------------------------------------------------- threadpool */
+
+/** A worker pool shared by several contexts (context(pool)); reference-counted
+ *  in C: contexts keep it alive, so it may be destroyed before them. */
+class threadpool {
+public:
+    explicit threadpool(int n_threads)
+    { recsys_threadpool *p = nullptr; detail::check(recsys_threadpool_new(n_threads, &p)); h_.reset(p); }
+    recsys_threadpool *get() const noexcept { return h_.get(); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    detail::owned<recsys_threadpool, recsys_threadpool_free> h_;
+};
+
 /* ---------------------------------------------------------------- context */
+
+/** Where the last error was in an input file (context::error_location). */
+struct error_location {
+    std::string file;
+    int line = 0, column = 0;
+};
 
 class context {
 public:
     context() { recsys_ctx *c = nullptr; detail::check(recsys_ctx_new(&c)); h_.reset(c); }
+    /** A context on a pool shared with other contexts (set_threads then throws RECSYS_E_STATE). */
+    explicit context(const threadpool &pool)
+    { recsys_ctx *c = nullptr; detail::check(recsys_ctx_new_shared(pool.get(), &c)); h_.reset(c); }
+    /** A context whose pool never has more than n_threads threads (caller included). */
+    static context with_max_threads(int n_threads)
+    {
+        recsys_ctx *c = nullptr;
+        detail::check(recsys_ctx_new_with_threads(n_threads, &c));
+        return context(c);
+    }
+    /** The last error's file, line and column when it was in an input file. */
+    bool error_location(recsys::error_location &out) const
+    {
+        const char *f = nullptr;
+        if (recsys_ctx_error_location(get(), &f, &out.line, &out.column) != RECSYS_OK) return false;
+        out.file = f ? f : "";
+        return true;
+    }
     explicit context(int threads, uint64_t seed = 42) : context() { set_threads(threads); set_seed(seed); }
     recsys_ctx *get() const noexcept { return h_.get(); }
     explicit operator bool() const noexcept { return h_ != nullptr; }
@@ -155,6 +202,7 @@ public:
     }
 
 private:
+    explicit context(recsys_ctx *c) noexcept : h_(c) {}
     static void log_tramp(void *user, int level, const char *msg) noexcept
     {
         try { (*static_cast<log_fn *>(user))(level, msg); } catch (...) {}
@@ -164,6 +212,49 @@ private:
 };
 
 /* ---------------------------------------------------------------- options */
+
+/** One option key (recsys_opts_describe); strings are static. */
+struct option_info {
+    std::string key;
+    int type = RECSYS_OPT_STRING;       /* RECSYS_OPT_STRING, _INT, _FLOAT, _ENUM, _BOOL */
+    std::string type_name;              /* "string", "int", "float", "enum", "bool" */
+    std::string default_value;
+    std::vector<std::string> choices;   /* enum: the allowed words */
+    double min = 0, max = 0;            /* int and float: inclusive bounds */
+    std::string allowed;                /* a phrase on allowed values, or "" */
+    std::string doc;
+};
+
+/** Every option key with type, default, bounds or choices and doc. Needs no context. */
+inline std::vector<option_info> describe_options()
+{
+    std::vector<option_info> out;
+    for (int i = 0, n = recsys_opts_count(nullptr); i < n; i++) {
+        recsys_opt_info c{};
+        c.struct_size = sizeof c;
+        detail::check(recsys_opts_describe(i, &c));
+        option_info o;
+        o.key = c.key ? c.key : "";
+        o.type = c.type;
+        o.type_name = c.type_name ? c.type_name : "";
+        o.default_value = c.default_value ? c.default_value : "";
+        if (c.choices) {
+            std::string_view all(c.choices);
+            for (size_t a = 0;;) {
+                size_t b = all.find('|', a);
+                o.choices.emplace_back(all.substr(a, b == std::string_view::npos ? all.npos : b - a));
+                if (b == std::string_view::npos) break;
+                a = b + 1;
+            }
+        }
+        o.min = c.min;
+        o.max = c.max;
+        o.allowed = c.allowed ? c.allowed : "";
+        o.doc = c.doc ? c.doc : "";
+        out.push_back(std::move(o));
+    }
+    return out;
+}
 
 class options {
 public:
@@ -198,7 +289,9 @@ public:
     { int64_t v = 0; check(recsys_opts_get_int(get(), key.c_str(), &v)); return v; }
     double get_float(const std::string &key) const
     { double v = 0; check(recsys_opts_get_float(get(), key.c_str(), &v)); return v; }
-    /** Every known key. TODO(options-describe): add describe() once recsys.h has it. */
+    /** Every key described (the same for every options set): see describe_options(). */
+    std::vector<option_info> describe() const { return describe_options(); }
+    /** Every known key. */
     std::vector<std::string> keys() const
     {
         std::vector<std::string> out;
@@ -226,6 +319,23 @@ public:
         recsys_dataset *d = nullptr;
         ctx.check(recsys_dataset_open(ctx.get(), path.c_str(), opts.get(), &d));
         h_.reset(d);
+    }
+    /** An interaction file (`user item [timestamp] [rating]` lines, .gz too). */
+    static dataset load(const context &ctx, const std::string &path, const options *opts = nullptr)
+    {
+        recsys_dataset *d = nullptr;
+        ctx.check(recsys_dataset_load(ctx.get(), path.c_str(), opts_ptr(opts), &d));
+        return dataset(d);
+    }
+    /** A sequence file (`user i1 i2 ...` lines) and an optional timestamp file ("" = none). */
+    static dataset load_sequences(const context &ctx, const std::string &path,
+                                  const std::string &times_path = "", const options *opts = nullptr)
+    {
+        recsys_dataset *d = nullptr;
+        ctx.check(recsys_dataset_load_sequences(ctx.get(), path.c_str(),
+                                                times_path.empty() ? nullptr : times_path.c_str(),
+                                                opts_ptr(opts), &d));
+        return dataset(d);
     }
     static dataset synthetic(const context &ctx, const options &opts)
     {
@@ -257,6 +367,15 @@ public:
         detail::check(recsys_dataset_user_items(get(), user, &items, nullptr, &n));
         return {items, n};
     }
+    /** The user's timestamps (a view; empty when the data has none). */
+    span<const int64_t> user_times(int64_t user) const
+    {
+        const int32_t *items = nullptr;
+        const int64_t *times = nullptr;
+        size_t n = 0;
+        detail::check(recsys_dataset_user_items(get(), user, &items, &times, &n));
+        return times ? span<const int64_t>{times, n} : span<const int64_t>{};
+    }
     std::string item_name(int32_t item) const
     { const char *n = nullptr; detail::check(recsys_dataset_item_name(get(), item, &n)); return n; }
     std::string user_name(int64_t user) const
@@ -267,6 +386,7 @@ public:
     { int64_t v = 0; detail::check(recsys_dataset_user_id(get(), name.c_str(), &v)); return v; }
 
 private:
+    static const recsys_opts *opts_ptr(const options *o) { return o ? o->get() : nullptr; }
     explicit dataset(recsys_dataset *d) : h_(d) {}
     detail::owned<recsys_dataset, recsys_dataset_free> h_;
 };
@@ -295,6 +415,46 @@ public:
     int32_t n_items() const { int32_t n = 0; detail::check(recsys_model_n_items(get(), &n)); return n; }
     std::string get(const std::string &key) const
     { const char *v = nullptr; detail::check(recsys_model_get(get(), key.c_str(), &v)); return v; }
+
+    /** Type, sizes and flags (recsys_model_info_get). */
+    recsys_model_info info() const
+    {
+        recsys_model_info i{};
+        i.struct_size = sizeof i;
+        detail::check(recsys_model_info_get(get(), &i));
+        return i;
+    }
+    /** Dense id of an external item id (throws RECSYS_E_NOT_FOUND when unknown). */
+    int32_t item_id(const std::string &external_id) const
+    { int32_t v = 0; detail::check(recsys_model_item_id(get(), external_id.c_str(), &v)); return v; }
+    std::string item_name(int32_t item) const
+    { const char *n = nullptr; detail::check(recsys_model_item_name(get(), item, &n)); return n; }
+
+    /** A borrowed rows x dim float matrix (row-major), valid while the model lives. */
+    struct matrix_view {
+        span<const float> data;
+        int32_t rows = 0;
+        int dim = 0;
+        span<const float> row(int32_t i) const { return {data.data() + static_cast<size_t>(i) * dim, static_cast<size_t>(dim)}; }
+    };
+    /** The item embedding table, n_items+1 rows (row 0: padding), without a copy. */
+    matrix_view item_table() const
+    {
+        const float *t = nullptr;
+        matrix_view v;
+        detail::check(recsys_model_item_table(get(), &t, &v.rows, &v.dim));
+        v.data = {t, static_cast<size_t>(v.rows) * static_cast<size_t>(v.dim)};
+        return v;
+    }
+    /** The vectors scores are dot products with (normalised for l2norm models). */
+    matrix_view item_vectors() const
+    {
+        const float *t = nullptr;
+        matrix_view v;
+        detail::check(recsys_model_item_vectors(get(), &t, &v.rows, &v.dim));
+        v.data = {t, static_cast<size_t>(v.rows) * static_cast<size_t>(v.dim)};
+        return v;
+    }
 
 private:
     explicit model(recsys_model *m) : h_(m) {}
@@ -334,6 +494,8 @@ public:
         return loss;
     }
     int epoch() const noexcept { return recsys_trainer_epoch(get()); }
+    /** trainer.eval_every says to evaluate after the epochs run so far. */
+    bool eval_due() const noexcept { return recsys_trainer_eval_due(get()) != 0; }
     void save_checkpoint(const std::string &path) { check(recsys_trainer_save_checkpoint(get(), path.c_str())); }
     void resume(const std::string &path) { check(recsys_trainer_resume(get(), path.c_str())); }
 
@@ -365,6 +527,56 @@ struct topk_result {
     std::vector<float> scores;
 };
 
+/** One scoring request: spans borrowed for the call (recsys_request). */
+struct request {
+    span<const int32_t> history;     /* dense ids, oldest first */
+    span<const int64_t> times;       /* empty, or one per history item */
+    int k = 10;
+    bool exclude_history = false;
+    span<const int32_t> exclude;     /* more items never to recommend */
+    span<const uint8_t> exclude_mask; /* empty, or n_items+1 bytes */
+    span<const int32_t> candidates;  /* empty: the whole catalogue */
+    bool has_candidates = false;     /* set by with_candidates (an empty set is allowed) */
+
+    request() = default;
+    request(span<const int32_t> h, int k_ = 10, bool exclude_history_ = false)
+        : history(h), k(k_), exclude_history(exclude_history_) {}
+    request &with_times(span<const int64_t> t) { times = t; return *this; }
+    request &with_exclude(span<const int32_t> e) { exclude = e; return *this; }
+    request &with_exclude_mask(span<const uint8_t> m) { exclude_mask = m; return *this; }
+    request &with_candidates(span<const int32_t> c) { candidates = c; has_candidates = true; return *this; }
+
+    recsys_request c(int32_t n_items) const
+    {
+        if (!times.empty() && times.size() != history.size())
+            throw error(RECSYS_E_INVALID, "times must have one entry per history item");
+        if (!exclude_mask.empty() && exclude_mask.size() != static_cast<size_t>(n_items) + 1)
+            throw error(RECSYS_E_INVALID, "exclude_mask must have n_items+1 entries");
+        recsys_request r = RECSYS_REQUEST_INIT;
+        r.history = history.data();
+        r.n_history = history.size();
+        r.times = times.empty() ? nullptr : times.data();
+        r.k = k;
+        r.exclude_history = exclude_history ? 1 : 0;
+        r.exclude = exclude.empty() ? nullptr : exclude.data();
+        r.n_exclude = exclude.size();
+        r.exclude_mask = exclude_mask.empty() ? nullptr : exclude_mask.data();
+        r.candidates = has_candidates || !candidates.empty() ? candidates.data() : nullptr;
+        r.n_candidates = candidates.size();
+        return r;
+    }
+};
+
+/** Results of session::topk_batch: row i holds counts[i] items at items[i*stride]. */
+struct batch_result {
+    size_t stride = 0;
+    std::vector<int32_t> items;
+    std::vector<float> scores;
+    std::vector<size_t> counts;
+    span<const int32_t> row_items(size_t i) const { return {items.data() + i * stride, counts[i]}; }
+    span<const float> row_scores(size_t i) const { return {scores.data() + i * stride, counts[i]}; }
+};
+
 class session {
 public:
     /** Uses ctx (one per thread; must outlive it); holds a reference to the model. */
@@ -373,7 +585,9 @@ public:
         recsys_session *s = nullptr;
         ctx.check(recsys_session_new(ctx.get(), m.get(), &s));
         h_.reset(s);
-        n_items_ = m.n_items();
+        recsys_model_info i = m.info();
+        n_items_ = i.n_items;
+        dim_ = i.dim;
     }
     recsys_session *get() const noexcept { return h_.get(); }
     explicit operator bool() const noexcept { return h_ != nullptr; }
@@ -404,11 +618,81 @@ public:
         return r;
     }
 
+    /** Scores of a request into out: n_items+1 floats, or one per candidate. */
+    void score(const request &req, span<float> out)
+    {
+        recsys_request r = req.c(n_items_);
+        check(recsys_session_score_request(get(), &r, out.data(), out.size()));
+    }
+    std::vector<float> score(const request &req)
+    {
+        size_t n = req.has_candidates || !req.candidates.empty() ? req.candidates.size()
+                                                                  : static_cast<size_t>(n_items_) + 1;
+        std::vector<float> out(n);
+        score(req, span<float>(out));
+        return out;
+    }
+    /** Top-k of a request (req.k), best first; fewer only when fewer are eligible. */
+    topk_result topk(const request &req)
+    {
+        size_t k = req.k > 0 ? static_cast<size_t>(req.k) : 0, n = 0;
+        topk_result res{std::vector<int32_t>(k), std::vector<float>(k)};
+        recsys_request r = req.c(n_items_);
+        check(recsys_session_topk_request(get(), &r, res.items.data(), res.scores.data(), &n));
+        res.items.resize(n);
+        res.scores.resize(n);
+        return res;
+    }
+    /** Top-k of many requests in one call (batched encoding, one GEMM per
+     *  batch); identical to topk(request) for each. stride 0 = the largest k. */
+    batch_result topk_batch(span<const request> reqs, size_t stride = 0)
+    {
+        std::vector<recsys_request> cs;
+        std::vector<const recsys_request *> ptrs;
+        cs.reserve(reqs.size());
+        for (const request &q : reqs) {
+            cs.push_back(q.c(n_items_));
+        }
+        if (stride == 0)
+            for (const request &q : reqs) stride = std::max(stride, static_cast<size_t>(q.k > 0 ? q.k : 0));
+        for (const recsys_request &c : cs) ptrs.push_back(&c);
+        batch_result b;
+        b.stride = stride;
+        b.items.assign(reqs.size() * stride, 0);
+        b.scores.assign(reqs.size() * stride, -std::numeric_limits<float>::infinity());
+        b.counts.assign(reqs.size(), 0);
+        if (!reqs.empty())
+            check(recsys_session_topk_batch(get(), ptrs.data(), ptrs.size(), stride, b.items.data(),
+                                            b.scores.data(), b.counts.data()));
+        return b;
+    }
+    /** Same histories, one k and exclude_history for all. */
+    batch_result topk_batch(span<const span<const int32_t>> histories, int k, bool exclude_history = true)
+    {
+        std::vector<request> rs;
+        rs.reserve(histories.size());
+        for (auto h : histories) rs.emplace_back(h, k, exclude_history);
+        return topk_batch(span<const request>(rs), static_cast<size_t>(k > 0 ? k : 0));
+    }
+    /** The user vector (dim floats): score(i) = dot(user_vector, model.item_vectors().row(i)). */
+    void user_vector(const request &req, span<float> out)
+    {
+        recsys_request r = req.c(n_items_);
+        check(recsys_session_user_vector(get(), &r, out.data(), out.size()));
+    }
+    std::vector<float> user_vector(const request &req)
+    {
+        std::vector<float> v(static_cast<size_t>(dim_));
+        user_vector(req, span<float>(v));
+        return v;
+    }
+
 private:
     void check(recsys_status st) const { detail::check(st, ctx_); }
     recsys_ctx *ctx_;
     detail::owned<recsys_session, recsys_session_free> h_;
     int32_t n_items_ = 0;
+    int dim_ = 0;
 };
 
 /* ------------------------------------------------------------- evaluation */
@@ -456,6 +740,20 @@ public:
     { double v = 0; detail::check(recsys_apen_sequence(h_.get(), s.data(), s.size(), &v), ctx_); return v; }
     double numeric(span<const double> s)
     { double v = 0; detail::check(recsys_apen_numeric(h_.get(), s.data(), s.size(), &v), ctx_); return v; }
+    struct dataset_result {
+        double apen = 0;
+        std::vector<double> per_user; /* NaN for users too short */
+        int64_t users_used = 0;
+    };
+    /** Dataset ApEn: mean over users, per-user values and the users averaged. */
+    dataset_result dataset(const recsys::dataset &ds)
+    {
+        dataset_result r;
+        r.per_user.resize(static_cast<size_t>(ds.n_users()));
+        detail::check(recsys_apen_dataset(h_.get(), ds.get(), &r.apen, r.per_user.data(), r.per_user.size(),
+                                          &r.users_used), ctx_);
+        return r;
+    }
 
 private:
     recsys_ctx *ctx_;
@@ -471,11 +769,23 @@ public:
     void fit() { detail::check(recsys_perflaw_fit(h_.get()), ctx_); }
     double predict(double layers, double hidden, double data) const
     { double v = 0; detail::check(recsys_perflaw_predict(h_.get(), layers, hidden, data, &v), ctx_); return v; }
-    std::array<double, RECSYS_PERFLAW_N_PARAMS> params(double *r2 = nullptr) const
+    /** Fitted parameters; standard errors (RECSYS_PERFLAW_N_PARAMS doubles) and R² if asked. */
+    std::array<double, RECSYS_PERFLAW_N_PARAMS> params(double *r2 = nullptr, double *stderrs = nullptr) const
     {
         std::array<double, RECSYS_PERFLAW_N_PARAMS> p{};
-        detail::check(recsys_perflaw_params(h_.get(), p.data(), nullptr, r2), ctx_);
+        detail::check(recsys_perflaw_params(h_.get(), p.data(), stderrs, r2), ctx_);
         return p;
+    }
+    struct best {
+        double layers = 0, hidden = 0, metric = 0;
+    };
+    /** The (layers, hidden) among the candidates that maximises the prediction for data. */
+    best best_size(double data, span<const double> layers, span<const double> hidden) const
+    {
+        best b;
+        detail::check(recsys_perflaw_best_size(h_.get(), data, layers.data(), layers.size(), hidden.data(),
+                                               hidden.size(), &b.layers, &b.hidden, &b.metric), ctx_);
+        return b;
     }
 
 private:

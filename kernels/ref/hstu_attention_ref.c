@@ -1,4 +1,4 @@
-/* Scalar reference for HSTU pointwise attention (MODELS.md §3): SiLU of
+/* Scalar reference for HSTU pointwise attention (docs/MODELS.md §3): SiLU of
  * the biased scores instead of a softmax, so every (i, j) pair is
  * independent and the backward needs no row statistics. Per-pair products
  * are formed in double; the SIMD variants are tested against this. */

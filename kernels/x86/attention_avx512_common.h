@@ -1,12 +1,14 @@
 /* Pieces shared by the AVX-512 softmax-attention kernels (fp32 in
- * attention_avx512.c, bf16 in attention_bf16.c): the argument block, the
- * lane-wise exp and dropout decisions, tile transposes, the P·V style
- * accumulations that stay fp32 in both, and the tile loop. Include only
- * from translation units built with the AVX-512 flags. */
+ * attention_avx512.c, bf16 in attention_bf16.c): the vector vocabulary and
+ * dropout decisions that attention_tiles.h (the tile driver, which each of
+ * them includes) is written in, tile transposes, and the P·V style
+ * accumulations that stay fp32 in both. Include only from translation units
+ * built with the AVX-512 flags. */
 #ifndef RS_ATTENTION_AVX512_COMMON_H
 #define RS_ATTENTION_AVX512_COMMON_H
 
 #include "kernels_isa.h"
+#include "simd_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -15,90 +17,57 @@
 #define W 16  /* query rows per tile = lanes */
 #define BC 64 /* keys per block of the online softmax */
 
-typedef struct attn_args {
-    int L, start, dh, ld;
-    float scale, keep_scale;
-    int drop;
-    const float *Q, *K, *V, *O, *dO, *lse;
-    float *Oout, *lse_out, *dQ, *dK, *dV;
-    /* dropout hash constants, one per 64-bit lane; rofs_*: r*L for rows 0-7, 8-15 */
-    __m512i seed, c1, c2, c3, c4, thr, rofs_lo, rofs_hi;
-} attn_args;
+/* ---- the vector vocabulary of attention_tiles.h: masks are opmasks ---- */
+typedef __m512 vf;
+typedef __mmask16 vmask;
+static inline vf v_load(const float *p) { return _mm512_load_ps(p); }
+static inline void v_store(float *p, vf v) { _mm512_store_ps(p, v); }
+static inline vf v_set1(float x) { return _mm512_set1_ps(x); }
+static inline vf v_zero(void) { return _mm512_setzero_ps(); }
+static inline vf v_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf v_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+static inline vf v_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf v_div(vf a, vf b) { return _mm512_div_ps(a, b); }
+static inline vf v_max(vf a, vf b) { return _mm512_max_ps(a, b); }
+static inline vf v_fmadd(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vf v_fmsub(vf a, vf b, vf c) { return _mm512_fmsub_ps(a, b, c); }
+static inline vf v_exp(vf x) { return rs_exp16(x); }
+static inline float v_hsum(vf v) { return _mm512_reduce_add_ps(v); }
+static inline vf v_select(vmask m, vf a, vf b) { return _mm512_mask_mov_ps(b, m, a); }
+static inline vf v_maskz(vmask m, vf a) { return _mm512_maskz_mov_ps(m, a); }
+static inline vf v_maskz_mul(vmask m, vf a, vf b) { return _mm512_maskz_mul_ps(m, a, b); }
+static inline vf v_load_part(const float *p, int n) { return _mm512_maskz_loadu_ps(rs_mask16(n), p); }
+static inline vmask m_and(vmask a, vmask b) { return (vmask)(a & b); }
+static inline vmask row_mask(int n) { return rs_mask16(n); }
 
-/* e^x, ~1 ulp for x in [-87, 88]; below -87 (and -inf) gives exactly 0.
- * Cody-Waite reduction to |r| <= ln2/2, then a degree-7 Taylor polynomial. */
-static inline __m512 exp16(__m512 x)
+/* Lanes of key j (relative offset off = j - i0) that are on or below the
+ * diagonal: row r sees key j iff r >= off. */
+static inline vmask causal_mask(int off)
 {
-    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(live, p, n);
+    return off <= 0 ? (__mmask16)0xFFFF : (__mmask16)(0xFFFFu << off);
 }
 
-/* rs_dropout_keep for 8 counters at once. keep <=> (x>>40)*2^-24 >= p
- * <=> x >= ceil(p*2^24) << 40, exact in integers (see init_args). */
-static inline __mmask8 keep8(const attn_args *a, __m512i ctr)
+/* Dropout: the seed, the threshold T, r*L for rows 0-7 and 8-15. */
+typedef struct attn_drop {
+    __m512i seed, thr, rofs_lo, rofs_hi;
+} attn_drop;
+
+static inline void drop_init(attn_drop *d, int L, uint64_t seed, long long T)
 {
-    __m512i x = _mm512_xor_si512(a->seed, _mm512_mullo_epi64(ctr, a->c1));
-    x = _mm512_add_epi64(x, a->c2);
-    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 30)), a->c3);
-    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)), a->c4);
-    x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
-    return _mm512_cmpgt_epu64_mask(x, a->thr);
+    d->thr = _mm512_set1_epi64(T);
+    d->seed = _mm512_set1_epi64((long long)seed);
+    long long Ll = L;
+    d->rofs_lo = _mm512_set_epi64(7 * Ll, 6 * Ll, 5 * Ll, 4 * Ll, 3 * Ll, 2 * Ll, Ll, 0);
+    d->rofs_hi = _mm512_add_epi64(d->rofs_lo, _mm512_set1_epi64(8 * Ll));
 }
 
-/* Keep mask of rows i0..i0+15 for key j: counters (i0+r)*L + j. */
-static inline __mmask16 keep16(const attn_args *a, int i0, int j)
+/* Keep lanes of rows i0..i0+15 for key j: counters (i0+r)*L + j. */
+static inline vmask keep_mask(const attn_drop *d, int L, int i0, int j)
 {
-    __m512i base = _mm512_set1_epi64((long long)i0 * a->L + j);
-    __mmask8 lo = keep8(a, _mm512_add_epi64(base, a->rofs_lo));
-    __mmask8 hi = keep8(a, _mm512_add_epi64(base, a->rofs_hi));
+    __m512i base = _mm512_set1_epi64((long long)i0 * L + j);
+    __mmask8 lo = rs_dropout_keep8(d->seed, _mm512_add_epi64(base, d->rofs_lo), d->thr);
+    __mmask8 hi = rs_dropout_keep8(d->seed, _mm512_add_epi64(base, d->rofs_hi), d->thr);
     return (__mmask16)(lo | ((unsigned)hi << 8));
-}
-
-static inline void init_args(attn_args *a, int L, int start, int dh, float scale, int ld, float drop_p,
-                      uint64_t seed)
-{
-    memset(a, 0, sizeof *a);
-    a->L = L;
-    a->start = start < 0 ? 0 : start;
-    a->dh = dh;
-    a->ld = ld;
-    a->scale = scale;
-    a->drop = drop_p > 0.0f;
-    a->keep_scale = a->drop ? 1.0f / (1.0f - drop_p) : 1.0f;
-    if (a->drop) {
-        /* p*2^24 is exact in float, so ceil gives the integer threshold T;
-         * keep <=> x > (T<<40) - 1, which also covers T = 2^24 (never keep). */
-        uint64_t T = (uint64_t)ceilf(drop_p * 16777216.0f);
-        if (T > (1ULL << 24)) T = 1ULL << 24;
-        a->thr = _mm512_set1_epi64((long long)((T << 40) - 1));
-        a->seed = _mm512_set1_epi64((long long)seed);
-        a->c1 = _mm512_set1_epi64((long long)0xd1342543de82ef95ULL);
-        a->c2 = _mm512_set1_epi64((long long)0x9e3779b97f4a7c15ULL);
-        a->c3 = _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ULL);
-        a->c4 = _mm512_set1_epi64((long long)0x94d049bb133111ebULL);
-        long long Ll = L;
-        a->rofs_lo = _mm512_set_epi64(7 * Ll, 6 * Ll, 5 * Ll, 4 * Ll, 3 * Ll, 2 * Ll, Ll, 0);
-        a->rofs_hi = _mm512_add_epi64(a->rofs_lo, _mm512_set1_epi64(8 * Ll));
-    }
-}
-
-/* Lanes < n set (n clamped to [0, 16]). */
-static inline __mmask16 row_mask(int n)
-{
-    return (__mmask16)(n >= W ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
 }
 
 /* In-register transpose of a 16 x 16 block: v[i][j] -> v[j][i]. */
@@ -283,78 +252,6 @@ static inline void accum_rows(const float *w, const float *X, int nr, int dh, in
         j += 2;
     }
     if (j < nk) rows_keys(w + (size_t)j * W, X, s, off0 + j > 0 ? off0 + j : 0, nr, dh, Y + j * s, 1);
-}
-
-/* Lanes of key j (relative offset off = j - i0) that are on or below the
- * diagonal: row r sees key j iff r >= off. */
-static inline __mmask16 causal_mask(int off)
-{
-    return off <= 0 ? (__mmask16)0xFFFF : (__mmask16)(0xFFFFu << off);
-}
-
-/* Row tiles of W rows from `start`; the partial tile (if any) goes first,
- * where it has the fewest keys to visit. */
-static inline void for_each_tile(const attn_args *a, void (*tile)(const attn_args *, int, int))
-{
-    int rows = a->L - a->start;
-    if (rows <= 0) return;
-    int first = rows % W ? rows % W : W;
-    tile(a, a->start, first);
-    for (int i0 = a->start + first; i0 < a->L; i0 += W) tile(a, i0, W);
-}
-
-/* The public entry points of both kernels: the reference for head sizes
- * beyond the tile buffers, zeroed padding rows, then the tiles. */
-static inline void attn_fwd_run(void (*fwd_tile)(const attn_args *, int, int), int L, int start,
-                                int dh, float scale, const float *Q, const float *K,
-                                const float *V, int ld, float drop_p, uint64_t seed, float *O,
-                                float *lse)
-{
-    if (dh > RS_ATTN_DH_MAX) {
-        rs_attn_fwd_ref(L, start, dh, scale, Q, K, V, ld, drop_p, seed, O, lse);
-        return;
-    }
-    attn_args a;
-    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
-    a.Q = Q;
-    a.K = K;
-    a.V = V;
-    a.Oout = O;
-    a.lse_out = lse;
-    for (int i = 0; i < a.start && i < L; i++) {
-        memset(O + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
-        lse[i] = 0.0f;
-    }
-    for_each_tile(&a, fwd_tile);
-}
-
-static inline void attn_bwd_run(void (*bwd_tile)(const attn_args *, int, int), int L, int start,
-                                int dh, float scale, const float *Q, const float *K,
-                                const float *V, const float *O, const float *dO,
-                                const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
-                                float *dK, float *dV)
-{
-    if (dh > RS_ATTN_DH_MAX) {
-        rs_attn_bwd_ref(L, start, dh, scale, Q, K, V, O, dO, lse, ld, drop_p, seed, dQ, dK, dV);
-        return;
-    }
-    attn_args a;
-    init_args(&a, L, start, dh, scale, ld, drop_p, seed);
-    a.Q = Q;
-    a.K = K;
-    a.V = V;
-    a.O = O;
-    a.dO = dO;
-    a.lse = lse;
-    a.dQ = dQ;
-    a.dK = dK;
-    a.dV = dV;
-    for (int i = 0; i < L; i++) {
-        if (i < a.start) memset(dQ + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
-        memset(dK + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
-        memset(dV + (size_t)i * ld, 0, sizeof(float) * (size_t)dh);
-    }
-    for_each_tile(&a, bwd_tile);
 }
 
 #endif

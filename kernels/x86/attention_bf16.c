@@ -155,124 +155,77 @@ static void accum_pv_bf(const uint32_t *pp, const uint32_t *vp, int sw, int dh, 
     }
 }
 
-static void fwd_tile(const attn_args *a, int i0, int nr)
-{
-    _Alignas(64) uint32_t qp[HP_MAX * W];          /* Q of the tile, lane-per-row pairs */
-    _Alignas(64) uint32_t kp[BC * HP_MAX];         /* K block, pairs along channels */
+/* ---- the products of attention_tiles.h in bf16 ---- */
+#define ATTN_CUSTOM_PRODUCTS
+#define ATTN_SCORES_SCALED 0 /* the bf16 scores are scaled in fp32 afterwards */
+typedef struct fwd_ws {
+    _Alignas(64) uint32_t qp[HP_MAX * W];              /* Q of the tile, lane-per-row pairs */
+    _Alignas(64) uint32_t kp[BC * HP_MAX];             /* K block, pairs along channels */
     _Alignas(64) uint32_t vp[BC / 2 * RS_ATTN_DH_MAX]; /* V block, pairs along keys */
-    _Alignas(64) uint32_t pp[BC / 2 * W];          /* weights, pairs along keys */
-    _Alignas(64) float ot[RS_ATTN_DH_MAX * W];
-    _Alignas(64) float st[BC * W];
-    const int ld = a->ld, dh = a->dh, hp = (dh + 1) / 2, sw = (dh + W - 1) / W * W;
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), ks = _mm512_set1_ps(a->keep_scale),
-                 sc = _mm512_set1_ps(a->scale);
+    _Alignas(64) uint32_t pp[BC / 2 * W];              /* weights, pairs along keys */
+} fwd_ws;
+typedef struct bwd_ws {
+    _Alignas(64) uint32_t qp[HP_MAX * W];  /* Q of the tile, lane-per-row pairs */
+    _Alignas(64) uint32_t gp[HP_MAX * W];  /* dO of the tile, same layout */
+    _Alignas(64) uint32_t kp[BC * HP_MAX]; /* K block, pairs along channels */
+    _Alignas(64) uint32_t vp[BC * HP_MAX]; /* V block, same */
+} bwd_ws;
+struct attn_args;
+static inline void fwd_prepare(fwd_ws *w, const struct attn_args *a, int i0, int nr);
+static inline void fwd_scores(fwd_ws *w, const struct attn_args *a, int j0, int nk, float *st);
+static inline void fwd_accum(fwd_ws *w, const struct attn_args *a, const float *p, int j0, int nk,
+                             vf alpha, float *ot);
+static inline void bwd_prepare(bwd_ws *w, const struct attn_args *a, int i0, int nr);
+static inline void bwd_scores(bwd_ws *w, const struct attn_args *a, int j0, int nk, float *pt,
+                              float *dt);
+/* D_i = dO_i · O_i is summed in fp32 but with dO rounded to bf16 like in
+ * dO·V, so that dP - D still cancels (rows of dS sum to ~0). */
+static inline vf bwd_dO_part(const float *p, int n) { return bf_round(v_load_part(p, n)); }
 
-    pack_tile(a->Q + (size_t)i0 * ld, ld, nr, dh, qp);
-    memset(ot, 0, sizeof(float) * (size_t)dh * W);
-    __m512 m = ninf, l = _mm512_setzero_ps();
-    const int jend = i0 + nr; /* keys up to the tile's last row */
-    for (int j0 = a->start; j0 < jend; j0 += BC) {
-        const int nk = jend - j0 < BC ? jend - j0 : BC;
-        pack_rows(a->K + (size_t)j0 * ld, (size_t)ld, nk, dh, kp, hp);
-        scores_bf(qp, kp, hp, nk, st);
-        __m512 bm = ninf;
-        for (int j = 0; j < nk; j++) {
-            __m512 s = _mm512_mul_ps(_mm512_load_ps(st + j * W), sc);
-            int off = j0 + j - i0;
-            if (off > 0) s = _mm512_mask_mov_ps(ninf, causal_mask(off), s);
-            _mm512_store_ps(st + j * W, s);
-            bm = _mm512_max_ps(bm, s);
-        }
-        const __m512 mn = _mm512_max_ps(m, bm);
-        const __m512 alpha = exp16(_mm512_sub_ps(m, mn));
-        __m512 sum = _mm512_setzero_ps();
-        for (int j = 0; j < nk; j++) {
-            __m512 p = exp16(_mm512_sub_ps(_mm512_load_ps(st + j * W), mn));
-            sum = _mm512_add_ps(sum, p);
-            if (a->drop) p = _mm512_maskz_mul_ps(keep16(a, i0, j0 + j), p, ks);
-            _mm512_store_ps(st + j * W, p);
-        }
-        l = _mm512_fmadd_ps(l, alpha, sum);
-        m = mn;
-        pack_cols(st, W, nk, W, pp, W);
-        pack_cols(a->V + (size_t)j0 * ld, (size_t)ld, nk, dh, vp, sw);
-        accum_pv_bf(pp, vp, sw, dh, (nk + 1) / 2, alpha, ot);
-    }
-    _Alignas(64) float mv[W], lv[W], inv[W];
-    _mm512_store_ps(mv, m);
-    _mm512_store_ps(lv, l);
-    _mm512_store_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.0f), l));
-    for (int r = 0; r < nr; r++) a->lse_out[i0 + r] = mv[r] + logf(lv[r]);
-    store_transposed(ot, inv, nr, dh, a->Oout + (size_t)i0 * ld, ld);
+#include "attention_tiles.h"
+
+static inline void fwd_prepare(fwd_ws *w, const attn_args *a, int i0, int nr)
+{
+    pack_tile(a->Q + (size_t)i0 * a->ld, a->ld, nr, a->dh, w->qp);
+}
+
+static inline void fwd_scores(fwd_ws *w, const attn_args *a, int j0, int nk, float *st)
+{
+    const int hp = (a->dh + 1) / 2;
+    pack_rows(a->K + (size_t)j0 * a->ld, (size_t)a->ld, nk, a->dh, w->kp, hp);
+    scores_bf(w->qp, w->kp, hp, nk, st);
+}
+
+static inline void fwd_accum(fwd_ws *w, const attn_args *a, const float *p, int j0, int nk,
+                             vf alpha, float *ot)
+{
+    const int sw = (a->dh + W - 1) / W * W;
+    pack_cols(p, W, nk, W, w->pp, W);
+    pack_cols(a->V + (size_t)j0 * a->ld, (size_t)a->ld, nk, a->dh, w->vp, sw);
+    accum_pv_bf(w->pp, w->vp, sw, a->dh, (nk + 1) / 2, alpha, ot);
+}
+
+static inline void bwd_prepare(bwd_ws *w, const attn_args *a, int i0, int nr)
+{
+    pack_tile(a->Q + (size_t)i0 * a->ld, a->ld, nr, a->dh, w->qp);
+    pack_tile(a->dO + (size_t)i0 * a->ld, a->ld, nr, a->dh, w->gp);
+}
+
+static inline void bwd_scores(bwd_ws *w, const attn_args *a, int j0, int nk, float *pt,
+                              float *dt)
+{
+    const int hp = (a->dh + 1) / 2;
+    pack_rows(a->K + (size_t)j0 * a->ld, (size_t)a->ld, nk, a->dh, w->kp, hp);
+    pack_rows(a->V + (size_t)j0 * a->ld, (size_t)a->ld, nk, a->dh, w->vp, hp);
+    scores_bf(w->qp, w->kp, hp, nk, pt);
+    scores_bf(w->gp, w->vp, hp, nk, dt);
 }
 
 void rs_attn_fwd_avx512_bf16(int L, int start, int dh, float scale, const float *Q,
                              const float *K, const float *V, int ld, float drop_p,
                              uint64_t seed, float *O, float *lse)
 {
-    attn_fwd_run(fwd_tile, L, start, dh, scale, Q, K, V, ld, drop_p, seed, O, lse);
-}
-
-static void bwd_tile(const attn_args *a, int i0, int nr)
-{
-    _Alignas(64) uint32_t qp[HP_MAX * W];      /* Q of the tile, lane-per-row pairs */
-    _Alignas(64) uint32_t gp[HP_MAX * W];      /* dO of the tile, same layout */
-    _Alignas(64) uint32_t kp[BC * HP_MAX];     /* K block, pairs along channels */
-    _Alignas(64) uint32_t vp[BC * HP_MAX];     /* V block, same */
-    _Alignas(64) float dqt[RS_ATTN_DH_MAX * W]; /* dQ^T accumulator */
-    _Alignas(64) float pt[BC * W];              /* scores, then dropped weights */
-    _Alignas(64) float dt[BC * W];              /* dO·V, then dS */
-    _Alignas(64) float dv[W];
-    const int ld = a->ld, dh = a->dh, hp = (dh + 1) / 2;
-    const __mmask16 rows = row_mask(nr);
-    const __m512 ks = _mm512_set1_ps(a->keep_scale), sc = _mm512_set1_ps(a->scale);
-
-    pack_tile(a->Q + (size_t)i0 * ld, ld, nr, dh, qp);
-    pack_tile(a->dO + (size_t)i0 * ld, ld, nr, dh, gp);
-    memset(dqt, 0, sizeof(float) * (size_t)dh * W);
-    /* D_i = dO_i · O_i = sum_j A_ij dA_ij, summed in fp32 but with dO rounded
-     * to bf16 like in dO·V, so that dP - D still cancels (rows of dS sum to ~0). */
-    memset(dv, 0, sizeof dv);
-    for (int r = 0; r < nr; r++) {
-        const float *g = a->dO + (size_t)(i0 + r) * ld, *o = a->O + (size_t)(i0 + r) * ld;
-        __m512 acc = _mm512_setzero_ps();
-        for (int c = 0; c < dh; c += W) {
-            __mmask16 cm = row_mask(dh - c);
-            acc = _mm512_fmadd_ps(bf_round(_mm512_maskz_loadu_ps(cm, g + c)),
-                                  _mm512_maskz_loadu_ps(cm, o + c), acc);
-        }
-        dv[r] = _mm512_reduce_add_ps(acc);
-    }
-    const __m512 D = _mm512_load_ps(dv);
-    const __m512 lse = _mm512_maskz_loadu_ps(rows, a->lse + i0);
-
-    const int jend = i0 + nr;
-    for (int j0 = a->start; j0 < jend; j0 += BC) {
-        const int nk = jend - j0 < BC ? jend - j0 : BC;
-        pack_rows(a->K + (size_t)j0 * ld, (size_t)ld, nk, dh, kp, hp);
-        pack_rows(a->V + (size_t)j0 * ld, (size_t)ld, nk, dh, vp, hp);
-        scores_bf(qp, kp, hp, nk, pt);
-        scores_bf(gp, vp, hp, nk, dt);
-        for (int j = 0; j < nk; j++) {
-            __mmask16 valid = rows & causal_mask(j0 + j - i0);
-            __m512 s = _mm512_load_ps(pt + j * W), dp = _mm512_load_ps(dt + j * W);
-            __m512 p = _mm512_maskz_mov_ps(valid, exp16(_mm512_fmsub_ps(s, sc, lse)));
-            __m512 pd = p;
-            if (a->drop) {
-                __mmask16 keep = keep16(a, i0, j0 + j);
-                pd = _mm512_maskz_mul_ps(keep, p, ks);
-                dp = _mm512_maskz_mul_ps(keep, dp, ks);
-            }
-            __m512 ds = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_sub_ps(dp, D)), sc);
-            _mm512_store_ps(pt + j * W, pd);
-            _mm512_store_ps(dt + j * W, ds);
-        }
-        accum_transposed(dt, a->K + (size_t)j0 * ld, ld, dh, nk, _mm512_set1_ps(1.0f), dqt);
-        accum_rows(dt, a->Q + (size_t)i0 * ld, nr, dh, nk, j0 - i0, a->dK + (size_t)j0 * ld, ld);
-        accum_rows(pt, a->dO + (size_t)i0 * ld, nr, dh, nk, j0 - i0, a->dV + (size_t)j0 * ld, ld);
-    }
-    static const float ones[W] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    store_transposed(dqt, ones, nr, dh, a->dQ + (size_t)i0 * ld, ld);
+    attn_fwd_run(L, start, dh, scale, Q, K, V, ld, drop_p, seed, O, lse);
 }
 
 void rs_attn_bwd_avx512_bf16(int L, int start, int dh, float scale, const float *Q,
@@ -280,6 +233,5 @@ void rs_attn_bwd_avx512_bf16(int L, int start, int dh, float scale, const float 
                              const float *lse, int ld, float drop_p, uint64_t seed, float *dQ,
                              float *dK, float *dV)
 {
-    attn_bwd_run(bwd_tile, L, start, dh, scale, Q, K, V, O, dO, lse, ld, drop_p, seed, dQ, dK,
-                 dV);
+    attn_bwd_run(L, start, dh, scale, Q, K, V, O, dO, lse, ld, drop_p, seed, dQ, dK, dV);
 }

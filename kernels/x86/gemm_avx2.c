@@ -130,10 +130,7 @@ void rs_gemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, co
                   int lda, const float *B, int ldb, float beta, float *C, int ldc,
                   float *scratch)
 {
-    /* Without a caller buffer: small blocks in a 28 KB stack buffer. */
-    float local[64 * 64 + 48 * 64 + 8 * 16] __attribute__((aligned(64)));
-    float *buf = scratch ? scratch : local;
-    int kc = scratch ? KC : 64, nc = scratch ? NC : 64, mc = scratch ? MC : 48;
-    rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,
-                  mc, VW, VW * NVMAX, MR, AT_PACK_LDA, trans_a ? ukr_t : ukr_n);
+    _Static_assert(MR == RS_GEMM_STACK_MR, "the stack buffer's A tiles");
+    rs_gemm_run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, scratch, KC, NC,
+                MC, VW, VW * NVMAX, MR, AT_PACK_LDA, ukr_n, ukr_t);
 }

@@ -183,10 +183,13 @@ void rs_gemm_avx512_bf16(int trans_a, int trans_b, int M, int N, int K, float al
         rs_gemm_scale_c(M, N, beta, C, ldc);
         return;
     }
-    /* Without a caller buffer: small blocks on the stack (14 KB). */
-    uint32_t local[32 * 64 + 48 * 32] __attribute__((aligned(64)));
+    /* Without a caller buffer: the small blocks of gemm_blocked.h on the
+     * stack, as bf16 pairs: kc/2 x nc words of B, mc x kc/2 of A (14 KB). */
+    _Alignas(64) uint32_t local[RS_GEMM_STACK_KC / 2 * RS_GEMM_STACK_NC +
+                                RS_GEMM_STACK_MC * RS_GEMM_STACK_KC / 2];
     uint32_t *buf = scratch ? (uint32_t *)scratch : local;
-    int kc_max = scratch ? KC : 64, nc_max = scratch ? NC : 64, mc_max = scratch ? MC : 48;
+    int kc_max = scratch ? KC : RS_GEMM_STACK_KC, nc_max = scratch ? NC : RS_GEMM_STACK_NC;
+    int mc_max = scratch ? MC : RS_GEMM_STACK_MC;
     int kc_step = rs_gemm_block(K, kc_max, 2); /* even blocks: pairs never straddle */
     int nc_step = rs_gemm_block(N, nc_max, VW * NVMAX);
     size_t rsa = trans_a ? 1 : (size_t)lda, csa = trans_a ? (size_t)lda : 1;

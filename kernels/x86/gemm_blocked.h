@@ -24,6 +24,18 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Blocks used when the caller passes no scratch buffer (kernels.h): the
+ * kernels then pack through a buffer on their own stack, small enough for
+ * any thread stack: kc x nc floats of packed B, then the packed A tiles of
+ * Aᵀ·B, mc/mr tiles of rs_gemm_at_tile(kc, mr) floats (mr = 6). 28 KB. */
+#define RS_GEMM_STACK_KC 64
+#define RS_GEMM_STACK_NC 64
+#define RS_GEMM_STACK_MC 48
+#define RS_GEMM_STACK_MR 6
+#define RS_GEMM_STACK_FLOATS                                                        \
+    (RS_GEMM_STACK_KC * RS_GEMM_STACK_NC +                                          \
+     RS_GEMM_STACK_MC / RS_GEMM_STACK_MR * (RS_GEMM_STACK_KC * RS_GEMM_STACK_MR + 16))
+
 /* One micro-tile: C[mr x ncols] (=|+=) alpha * A-panel · B panel.
  * a[r*rsa + k*csa] is op(A)[r,k]; the B panel holds kc rows of nv vectors,
  * row k at bp + k*rsb (packed: rsb = nv*vw; read in place: rsb = ldb, the
@@ -175,6 +187,22 @@ rs_gemm_drive(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
             }
         }
     }
+}
+
+/* The fp32 entry point of each ISA: the caller's scratch with the full
+ * blocks, or the stack buffer with the small ones, then the blocked driver. */
+static inline __attribute__((always_inline)) void
+rs_gemm_run(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+            const float *B, int ldb, float beta, float *C, int ldc, float *scratch, int kc_max,
+            int nc_max, int mc_max, int vw, int nr, int mr_max, int at_pack_lda,
+            rs_gemm_ukr ukr_n, rs_gemm_ukr ukr_t)
+{
+    _Alignas(64) float local[RS_GEMM_STACK_FLOATS];
+    float *buf = scratch ? scratch : local;
+    int kc = scratch ? kc_max : RS_GEMM_STACK_KC, nc = scratch ? nc_max : RS_GEMM_STACK_NC;
+    int mc = scratch ? mc_max : RS_GEMM_STACK_MC;
+    rs_gemm_drive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, kc, nc,
+                  mc, vw, nr, mr_max, at_pack_lda, trans_a ? ukr_t : ukr_n);
 }
 
 #endif

@@ -5,61 +5,16 @@
 #include "kernels.h"
 #include "kernels_isa.h"
 #include "hstu_bucket.h"
+#include "hstu_tiles.h"
+#include "simd_avx2.h"
 
 #include <immintrin.h>
 #include <string.h>
 
 #define TW 8         /* key columns per tile */
 #define RB 4         /* query rows per block */
-#define STACK_FLOATS (32 * 128 + 512)
-
-static inline __m256 exp8(__m256 x)
-{
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-static inline __m256 sigmoid8(__m256 x)
-{
-    __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-
-static inline __m256i tail_mask(int n) /* first n lanes set, n clamped to [0, 8] */
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 static inline __m256 and_mask(__m256 x, __m256i m) { return _mm256_and_ps(x, _mm256_castsi256_ps(m)); }
-
-static void pack_tile(const float *x, int ld, int j0, int nj, int w, float *t)
-{
-    memset(t, 0, sizeof(float) * (size_t)w * TW);
-    for (int jj = 0; jj < nj; jj++) {
-        const float *row = x + (size_t)(j0 + jj) * ld;
-        for (int c = 0; c < w; c++) t[c * TW + jj] = row[c];
-    }
-}
-
-static void unpack_tile(const float *t, int nj, int w, float *x, int ld, int j0)
-{
-    for (int jj = 0; jj < nj; jj++) {
-        float *row = x + (size_t)(j0 + jj) * ld;
-        for (int c = 0; c < w; c++) row[c] = t[c * TW + jj];
-    }
-}
 
 static inline void tile_scores(const float *const *qr, const float *kt, int dqk, __m256 *s)
 {
@@ -98,7 +53,7 @@ tile_accumulate(int NV, const float *w, int njj, const float *x, int ld, int j0,
     __m256 acc[RB][2];
     __m256i mk[2];
     for (int v = 0; v < 2; v++) {
-        mk[v] = tail_mask(width - c0 - 8 * v);
+        mk[v] = rs_tail8(width - c0 - 8 * v);
         for (int r = 0; r < RB; r++) acc[r][v] = _mm256_setzero_ps();
     }
     for (int jj = 0; jj < njj; jj++) {
@@ -129,16 +84,10 @@ static void accumulate_rows(const float *w, int njj, const float *x, int ld, int
     }
 }
 
-static float *pick_scratch(float *scratch, float *stack, int dqk, int dv)
-{
-    if (scratch) return scratch;
-    return rs_hstu_scratch_floats(dqk, dv) <= STACK_FLOATS ? stack : NULL;
-}
-
 void rs_hstu_fwd_avx2(const rs_hstu_attn *a, float *o, int ld_o, float *scratch)
 {
-    _Alignas(64) float stack[STACK_FLOATS];
-    float *ws = pick_scratch(scratch, stack, a->dqk, a->dv);
+    _Alignas(64) float stack[RS_HSTU_STACK_FLOATS];
+    float *ws = rs_hstu_pick_scratch(scratch, stack, a->dqk, a->dv);
     if (!ws) { rs_hstu_fwd_ref(a, o, ld_o, NULL); return; }
     const int L = a->L, dqk = a->dqk, dv = a->dv, ld = a->ld;
     const __m256 inv_n = _mm256_set1_ps(1.0f / (float)a->N);
@@ -147,7 +96,7 @@ void rs_hstu_fwd_avx2(const rs_hstu_attn *a, float *o, int ld_o, float *scratch)
     for (int i = 0; i < L; i++) memset(o + (size_t)i * ld_o, 0, sizeof(float) * (size_t)dv);
     for (int j0 = a->start; j0 < L; j0 += TW) {
         int nj = L - j0 < TW ? L - j0 : TW;
-        pack_tile(a->k, ld, j0, nj, dqk, kt);
+        rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
         for (int i0 = j0; i0 < L; i0 += RB) {
             const float *qr[RB];
             float *orow[RB];
@@ -162,9 +111,9 @@ void rs_hstu_fwd_avx2(const rs_hstu_attn *a, float *o, int ld_o, float *scratch)
                 int i = i0 + r, nvalid = i < L ? (i - j0 + 1 < nj ? i - j0 + 1 : nj) : 0;
                 __m256 w = _mm256_setzero_ps();
                 if (nvalid > 0) {
-                    __m256i m = tail_mask(nvalid);
+                    __m256i m = rs_tail8(nvalid);
                     __m256 x = _mm256_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, bucket));
-                    w = and_mask(_mm256_mul_ps(_mm256_mul_ps(x, sigmoid8(x)), inv_n), m);
+                    w = and_mask(_mm256_mul_ps(_mm256_mul_ps(x, rs_sigmoid8(x)), inv_n), m);
                 }
                 _mm256_store_ps(wt + r * TW, w);
             }
@@ -178,8 +127,8 @@ void rs_hstu_fwd_avx2(const rs_hstu_attn *a, float *o, int ld_o, float *scratch)
 void rs_hstu_bwd_avx2(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
                       float *dv, float *d_rab_pos, float *d_rab_time, float *scratch)
 {
-    _Alignas(64) float stack[STACK_FLOATS];
-    float *ws = pick_scratch(scratch, stack, a->dqk, a->dv);
+    _Alignas(64) float stack[RS_HSTU_STACK_FLOATS];
+    float *ws = rs_hstu_pick_scratch(scratch, stack, a->dqk, a->dv);
     if (!ws) { rs_hstu_bwd_ref(a, d_o, ld_o, dq, dk, dv, d_rab_pos, d_rab_time, NULL); return; }
     const int L = a->L, dqk = a->dqk, dvw = a->dv, ld = a->ld;
     const __m256 inv_n = _mm256_set1_ps(1.0f / (float)a->N), one = _mm256_set1_ps(1.0f);
@@ -195,8 +144,8 @@ void rs_hstu_bwd_avx2(const rs_hstu_attn *a, const float *d_o, int ld_o, float *
     }
     for (int j0 = a->start; j0 < L; j0 += TW) {
         int nj = L - j0 < TW ? L - j0 : TW;
-        pack_tile(a->k, ld, j0, nj, dqk, kt);
-        pack_tile(a->v, ld, j0, nj, dvw, vt);
+        rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
+        rs_hstu_pack_tile(a->v, ld, j0, nj, dvw, TW, vt);
         memset(dkt, 0, sizeof(float) * (size_t)dqk * TW);
         memset(dvt, 0, sizeof(float) * (size_t)dvw * TW);
         for (int i0 = j0; i0 < L; i0 += RB) {
@@ -215,9 +164,9 @@ void rs_hstu_bwd_avx2(const rs_hstu_attn *a, const float *d_o, int ld_o, float *
                 int i = i0 + r, nvalid = i < L ? (i - j0 + 1 < nj ? i - j0 + 1 : nj) : 0;
                 w[r] = ds[r] = _mm256_setzero_ps();
                 if (nvalid > 0) {
-                    __m256i m = tail_mask(nvalid);
+                    __m256i m = rs_tail8(nvalid);
                     __m256 x = _mm256_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, bucket[r]));
-                    __m256 sg = sigmoid8(x);
+                    __m256 sg = rs_sigmoid8(x);
                     w[r] = and_mask(_mm256_mul_ps(_mm256_mul_ps(x, sg), inv_n), m);
                     __m256 dsilu = _mm256_mul_ps(sg, _mm256_fmadd_ps(x, _mm256_sub_ps(one, sg), one));
                     ds[r] = and_mask(_mm256_mul_ps(_mm256_mul_ps(g[r], dsilu), inv_n), m);
@@ -242,7 +191,7 @@ void rs_hstu_bwd_avx2(const rs_hstu_attn *a, const float *d_o, int ld_o, float *
             int njj = last - j0 + 1 < nj ? last - j0 + 1 : nj;
             accumulate_rows(dst, njj, a->k, ld, j0, dqk, dqrow);
         }
-        unpack_tile(dkt, nj, dqk, dk, ld, j0);
-        unpack_tile(dvt, nj, dvw, dv, ld, j0);
+        rs_hstu_unpack_tile(dkt, nj, dqk, TW, dk, ld, j0);
+        rs_hstu_unpack_tile(dvt, nj, dvw, TW, dv, ld, j0);
     }
 }

@@ -8,60 +8,14 @@
 #include "kernels.h"
 #include "kernels_isa.h"
 #include "hstu_bucket.h"
+#include "hstu_tiles.h"
+#include "simd_avx512.h"
 
 #include <immintrin.h>
 #include <string.h>
 
 #define TW 16        /* key columns per tile */
 #define RB 4         /* query rows per block */
-#define STACK_FLOATS (32 * 128 + 512)
-
-static inline __m512 exp16(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-static inline __m512 sigmoid16(__m512 x)
-{
-    __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-}
-
-static inline __mmask16 tail_mask(int n) /* first n lanes, n in [0, 16] */
-{
-    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
-}
-
-/* Transpose rows j0..j0+nj-1 (width w, stride ld) into t[c*TW + jj]; lanes
- * past nj are zero. */
-static void pack_tile(const float *x, int ld, int j0, int nj, int w, float *t)
-{
-    memset(t, 0, sizeof(float) * (size_t)w * TW);
-    for (int jj = 0; jj < nj; jj++) {
-        const float *row = x + (size_t)(j0 + jj) * ld;
-        for (int c = 0; c < w; c++) t[c * TW + jj] = row[c];
-    }
-}
-
-static void unpack_tile(const float *t, int nj, int w, float *x, int ld, int j0)
-{
-    for (int jj = 0; jj < nj; jj++) {
-        float *row = x + (size_t)(j0 + jj) * ld;
-        for (int c = 0; c < w; c++) row[c] = t[c * TW + jj];
-    }
-}
 
 /* Scores of RB rows against the packed key tile: s[r][jj] = q_r · k_jj. */
 static inline void tile_scores(const float *const *qr, const float *kt, int dqk, __m512 *s)
@@ -128,7 +82,7 @@ tile_accumulate(int NV, const float *w, int njj, const float *x, int ld, int j0,
     __m512 acc[RB][4];
     __mmask16 mk[4];
     for (int v = 0; v < 4; v++) {
-        mk[v] = tail_mask(width - c0 - 16 * v);
+        mk[v] = rs_mask16(width - c0 - 16 * v);
         for (int r = 0; r < RB; r++) acc[r][v] = _mm512_setzero_ps();
     }
     for (int jj = 0; jj < njj; jj++) {
@@ -164,16 +118,10 @@ static void accumulate_rows(const float *w, int njj, const float *x, int ld, int
     }
 }
 
-static float *pick_scratch(float *scratch, float *stack, int dqk, int dv)
-{
-    if (scratch) return scratch;
-    return rs_hstu_scratch_floats(dqk, dv) <= STACK_FLOATS ? stack : NULL;
-}
-
 void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratch)
 {
-    _Alignas(64) float stack[STACK_FLOATS];
-    float *ws = pick_scratch(scratch, stack, a->dqk, a->dv);
+    _Alignas(64) float stack[RS_HSTU_STACK_FLOATS];
+    float *ws = rs_hstu_pick_scratch(scratch, stack, a->dqk, a->dv);
     if (!ws) { rs_hstu_fwd_ref(a, o, ld_o, NULL); return; }
     const int L = a->L, dqk = a->dqk, dv = a->dv, ld = a->ld;
     const __m512 inv_n = _mm512_set1_ps(1.0f / (float)a->N);
@@ -181,7 +129,7 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
     for (int i = 0; i < L; i++) memset(o + (size_t)i * ld_o, 0, sizeof(float) * (size_t)dv);
     for (int j0 = a->start; j0 < L; j0 += TW) {
         int nj = L - j0 < TW ? L - j0 : TW;
-        pack_tile(a->k, ld, j0, nj, dqk, kt);
+        rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
         for (int i0 = j0; i0 < L; i0 += RB) {
             const float *qr[RB];
             float *orow[RB];
@@ -196,9 +144,9 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
                 int i = i0 + r, nvalid = i < L ? (i - j0 + 1 < nj ? i - j0 + 1 : nj) : 0;
                 __m512 w = _mm512_setzero_ps();
                 if (nvalid > 0) {
-                    __mmask16 m = tail_mask(nvalid);
+                    __mmask16 m = rs_mask16(nvalid);
                     __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, NULL));
-                    w = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, sigmoid16(x)), inv_n);
+                    w = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, rs_sigmoid16(x)), inv_n);
                 }
                 _mm512_store_ps(wt + r * TW, w);
             }
@@ -212,8 +160,8 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
 void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float *dq, float *dk,
                         float *dv, float *d_rab_pos, float *d_rab_time, float *scratch)
 {
-    _Alignas(64) float stack[STACK_FLOATS];
-    float *ws = pick_scratch(scratch, stack, a->dqk, a->dv);
+    _Alignas(64) float stack[RS_HSTU_STACK_FLOATS];
+    float *ws = rs_hstu_pick_scratch(scratch, stack, a->dqk, a->dv);
     if (!ws) { rs_hstu_bwd_ref(a, d_o, ld_o, dq, dk, dv, d_rab_pos, d_rab_time, NULL); return; }
     const int L = a->L, dqk = a->dqk, dvw = a->dv, ld = a->ld;
     const __m512 inv_n = _mm512_set1_ps(1.0f / (float)a->N), one = _mm512_set1_ps(1.0f);
@@ -229,8 +177,8 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
     }
     for (int j0 = a->start; j0 < L; j0 += TW) {
         int nj = L - j0 < TW ? L - j0 : TW;
-        pack_tile(a->k, ld, j0, nj, dqk, kt);
-        pack_tile(a->v, ld, j0, nj, dvw, vt);
+        rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
+        rs_hstu_pack_tile(a->v, ld, j0, nj, dvw, TW, vt);
         memset(dkt, 0, sizeof(float) * (size_t)dqk * TW);
         memset(dvt, 0, sizeof(float) * (size_t)dvw * TW);
         for (int i0 = j0; i0 < L; i0 += RB) {
@@ -249,9 +197,9 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
                 int i = i0 + r, nvalid = i < L ? (i - j0 + 1 < nj ? i - j0 + 1 : nj) : 0;
                 w[r] = ds[r] = _mm512_setzero_ps();
                 if (nvalid > 0) {
-                    __mmask16 m = tail_mask(nvalid);
+                    __mmask16 m = rs_mask16(nvalid);
                     __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, bucket[r]));
-                    __m512 sg = sigmoid16(x);
+                    __m512 sg = rs_sigmoid16(x);
                     w[r] = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, sg), inv_n);
                     /* SiLU'(x) = σ(x) (1 + x (1 - σ(x))) */
                     __m512 dsilu = _mm512_mul_ps(sg, _mm512_fmadd_ps(x, _mm512_sub_ps(one, sg), one));
@@ -279,7 +227,7 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
             int njj = last - j0 + 1 < nj ? last - j0 + 1 : nj;
             accumulate_rows(dst, njj, a->k, ld, j0, dqk, dqrow);
         }
-        unpack_tile(dkt, nj, dqk, dk, ld, j0);
-        unpack_tile(dvt, nj, dvw, dv, ld, j0);
+        rs_hstu_unpack_tile(dkt, nj, dqk, TW, dk, ld, j0);
+        rs_hstu_unpack_tile(dvt, nj, dvw, TW, dv, ld, j0);
     }
 }

@@ -7,36 +7,15 @@
 #include <immintrin.h>
 
 #include "kernels_isa.h"
-#include "pointwise_hash.h"
-
-
-static inline __m256i mul64c(__m256i a, uint64_t k)
-{
-    const __m256i klo = _mm256_set1_epi64x((long long)(k & 0xffffffffu));
-    const __m256i khi = _mm256_set1_epi64x((long long)(k >> 32));
-    __m256i lo = _mm256_mul_epu32(a, klo);
-    __m256i c1 = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), klo);
-    __m256i c2 = _mm256_mul_epu32(a, khi);
-    return _mm256_add_epi64(lo, _mm256_slli_epi64(_mm256_add_epi64(c1, c2), 32));
-}
-
-/* Top 24 bits of the rs_dropout_keep hash of 4 counters. */
-static inline __m256i hash24(__m256i seed, __m256i ctr)
-{
-    __m256i x = _mm256_xor_si256(seed, mul64c(ctr, RS_DROP_K1));
-    x = _mm256_add_epi64(x, _mm256_set1_epi64x((long long)RS_DROP_K2));
-    x = mul64c(_mm256_xor_si256(x, _mm256_srli_epi64(x, 30)), RS_DROP_K3);
-    x = mul64c(_mm256_xor_si256(x, _mm256_srli_epi64(x, 27)), RS_DROP_K4);
-    return _mm256_srli_epi64(x, 40); /* the final x ^= x >> 31 leaves these bits alone */
-}
+#include "simd_avx2.h"
 
 /* Keep mask of counters ctr..ctr+7 as 8 x 32-bit all-ones/zero lanes. */
 static inline __m256i keep8(__m256i seed, __m256i ctr, __m256i thr_m1)
 {
     const __m256i four = _mm256_set1_epi64x(4);
     const __m256i lows = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    __m256i k0 = _mm256_cmpgt_epi64(hash24(seed, ctr), thr_m1);
-    __m256i k1 = _mm256_cmpgt_epi64(hash24(seed, _mm256_add_epi64(ctr, four)), thr_m1);
+    __m256i k0 = _mm256_cmpgt_epi64(rs_dropout_bits4(seed, ctr), thr_m1);
+    __m256i k1 = _mm256_cmpgt_epi64(rs_dropout_bits4(seed, _mm256_add_epi64(ctr, four)), thr_m1);
     __m128i a = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(k0, lows));
     __m128i b = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(k1, lows));
     return _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
@@ -46,7 +25,7 @@ void rs_dropout_fwd_avx2(size_t m, uint64_t seed, uint64_t base, float p, float 
                          const float *x, float *y, uint8_t *mask)
 {
     const __m256i vseed = _mm256_set1_epi64x((long long)seed);
-    const __m256i thr_m1 = _mm256_set1_epi64x(rs_drop_threshold(p) - 1);
+    const __m256i thr_m1 = _mm256_set1_epi64x(rs_dropout_threshold(p) - 1);
     const __m256i eight = _mm256_set1_epi64x(8);
     const __m256 vs = _mm256_set1_ps(scale);
     __m256i ctr = _mm256_add_epi64(_mm256_set1_epi64x((long long)base),
@@ -105,32 +84,12 @@ void rs_relu_bwd_avx2(size_t m, const float *y, float scale, float *d)
     if (c < m) rs_relu_bwd_ref(m - c, y + c, scale, d + c);
 }
 
-/* e^x, x clamped to [-87, 88]: Cody-Waite reduction + degree-6 polynomial. */
-static inline __m256 exp8(__m256 x)
-{
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-    __m256 q = _mm256_set1_ps(1.0f / 720);
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 6));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(q, _mm256_castsi256_ps(e));
-}
-
 void rs_silu_fwd_avx2(size_t m, float *a, float *s)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), z = _mm256_setzero_ps();
     size_t c = 0;
     for (; c + 8 <= m; c += 8) {
         __m256 h = _mm256_loadu_ps(a + c);
-        __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(z, h))));
+        __m256 sg = rs_sigmoid8(h);
         _mm256_storeu_ps(s + c, sg);
         _mm256_storeu_ps(a + c, _mm256_mul_ps(h, sg));
     }
@@ -178,5 +137,15 @@ void rs_embed_scatter_avx2(int n, int d, int c0, int c1, const int32_t *ids, flo
     for (int i = 0; i < n; i++) {
         if (ids[i] < 0) continue;
         scaled_row(c1 - c0, dy + (size_t)i * d + c0, scale, 1, table + (size_t)ids[i] * d + c0);
+    }
+}
+
+void rs_exp_row_avx2(size_t m, const float *x, float *y)
+{
+    size_t c = 0;
+    for (; c + 8 <= m; c += 8) _mm256_storeu_ps(y + c, rs_exp8(_mm256_loadu_ps(x + c)));
+    if (c < m) {
+        __m256i t = rs_tail8((int)(m - c));
+        _mm256_maskstore_ps(y + c, t, rs_exp8(_mm256_maskload_ps(x + c, t)));
     }
 }

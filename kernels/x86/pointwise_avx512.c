@@ -5,38 +5,23 @@
 #include <immintrin.h>
 
 #include "kernels_isa.h"
-#include "pointwise_hash.h"
-
-static inline __mmask16 tail16(size_t r) { return r >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << r) - 1u); }
-
-/* Keep mask of counters ctr..ctr+7 (rs_dropout_keep, integer threshold). */
-static inline __mmask8 keep8(__m512i seed, __m512i ctr, __m512i thr)
-{
-    __m512i x = _mm512_xor_si512(seed, _mm512_mullo_epi64(ctr, _mm512_set1_epi64((long long)RS_DROP_K1)));
-    x = _mm512_add_epi64(x, _mm512_set1_epi64((long long)RS_DROP_K2));
-    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 30)),
-                           _mm512_set1_epi64((long long)RS_DROP_K3));
-    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)),
-                           _mm512_set1_epi64((long long)RS_DROP_K4));
-    /* top 24 bits; the final x ^= x >> 31 leaves them alone */
-    return _mm512_cmpge_epu64_mask(_mm512_srli_epi64(x, 40), thr);
-}
+#include "simd_avx512.h"
 
 void rs_dropout_fwd_avx512(size_t m, uint64_t seed, uint64_t base, float p, float scale,
                            const float *x, float *y, uint8_t *mask)
 {
     const __m512i vseed = _mm512_set1_epi64((long long)seed);
-    const __m512i thr = _mm512_set1_epi64(rs_drop_threshold(p));
+    const __m512i thr = _mm512_set1_epi64(rs_dropout_threshold(p));
     const __m512i eight = _mm512_set1_epi64(8);
     const __m512 vs = _mm512_set1_ps(scale);
     const __m128i ones = _mm_set1_epi8(1);
     __m512i ctr = _mm512_add_epi64(_mm512_set1_epi64((long long)base),
                                    _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
     for (size_t c = 0; c < m; c += 16) {
-        __mmask16 t = tail16(m - c);
-        __mmask16 k0 = keep8(vseed, ctr, thr);
+        __mmask16 t = rs_tail16(m - c);
+        __mmask16 k0 = rs_dropout_keep8(vseed, ctr, thr);
         ctr = _mm512_add_epi64(ctr, eight);
-        __mmask16 k1 = keep8(vseed, ctr, thr);
+        __mmask16 k1 = rs_dropout_keep8(vseed, ctr, thr);
         ctr = _mm512_add_epi64(ctr, eight);
         __mmask16 k = (__mmask16)(k0 | (k1 << 8));
         __m512 v = _mm512_maskz_loadu_ps(t, x + c);
@@ -49,7 +34,7 @@ void rs_dropout_apply_avx512(size_t m, const uint8_t *mask, float scale, const f
 {
     const __m512 vs = _mm512_set1_ps(scale);
     for (size_t c = 0; c < m; c += 16) {
-        __mmask16 t = tail16(m - c);
+        __mmask16 t = rs_tail16(m - c);
         __m128i b = _mm_maskz_loadu_epi8(t, mask + c);
         __mmask16 k = _mm_test_epi8_mask(b, b);
         _mm512_mask_storeu_ps(y + c, t, _mm512_maskz_mul_ps(k, _mm512_maskz_loadu_ps(t, x + c), vs));
@@ -59,7 +44,7 @@ void rs_dropout_apply_avx512(size_t m, const uint8_t *mask, float scale, const f
 void rs_vadd_avx512(size_t m, const float *x, float *y)
 {
     for (size_t c = 0; c < m; c += 16) {
-        __mmask16 t = tail16(m - c);
+        __mmask16 t = rs_tail16(m - c);
         _mm512_mask_storeu_ps(y + c, t, _mm512_add_ps(_mm512_maskz_loadu_ps(t, y + c),
                                                       _mm512_maskz_loadu_ps(t, x + c)));
     }
@@ -70,7 +55,7 @@ void rs_relu_avx512(size_t m, float *y)
     const __m512 z = _mm512_setzero_ps();
     /* max(y, 0) returns its second operand for NaN and -0, as y > 0 ? y : 0 */
     for (size_t c = 0; c < m; c += 16) {
-        __mmask16 t = tail16(m - c);
+        __mmask16 t = rs_tail16(m - c);
         _mm512_mask_storeu_ps(y + c, t, _mm512_max_ps(_mm512_maskz_loadu_ps(t, y + c), z));
     }
 }
@@ -79,37 +64,18 @@ void rs_relu_bwd_avx512(size_t m, const float *y, float scale, float *d)
 {
     const __m512 z = _mm512_setzero_ps(), vs = _mm512_set1_ps(scale);
     for (size_t c = 0; c < m; c += 16) {
-        __mmask16 t = tail16(m - c);
+        __mmask16 t = rs_tail16(m - c);
         __mmask16 k = _mm512_mask_cmp_ps_mask(t, _mm512_maskz_loadu_ps(t, y + c), z, _CMP_GT_OQ);
         _mm512_mask_storeu_ps(d + c, t, _mm512_maskz_mul_ps(k, _mm512_maskz_loadu_ps(t, d + c), vs));
     }
 }
 
-/* e^x, x clamped to [-87, 88]: Cody-Waite reduction + degree-6 polynomial. */
-static inline __m512 exp16(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 q = _mm512_set1_ps(1.0f / 720);
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(q, n);
-}
-
 void rs_silu_fwd_avx512(size_t m, float *a, float *s)
 {
-    const __m512 one = _mm512_set1_ps(1.0f), z = _mm512_setzero_ps();
     for (size_t c = 0; c < m; c += 16) {
-        __mmask16 t = tail16(m - c);
+        __mmask16 t = rs_tail16(m - c);
         __m512 h = _mm512_maskz_loadu_ps(t, a + c);
-        __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(z, h))));
+        __m512 sg = rs_sigmoid16(h);
         _mm512_mask_storeu_ps(s + c, t, sg);
         _mm512_mask_storeu_ps(a + c, t, _mm512_mul_ps(h, sg));
     }
@@ -119,7 +85,7 @@ void rs_silu_bwd_avx512(size_t m, const float *s, const float *g, float *d)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (size_t c = 0; c < m; c += 16) {
-        __mmask16 t = tail16(m - c);
+        __mmask16 t = rs_tail16(m - c);
         __m512 sv = _mm512_maskz_loadu_ps(t, s + c);
         __m512 f = _mm512_add_ps(sv, _mm512_mul_ps(_mm512_maskz_loadu_ps(t, g + c), _mm512_sub_ps(one, sv)));
         _mm512_mask_storeu_ps(d + c, t, _mm512_mul_ps(_mm512_maskz_loadu_ps(t, d + c), f));
@@ -131,7 +97,7 @@ static inline void scaled_row(int d, const float *t, float scale, int accumulate
 {
     const __m512 vs = _mm512_set1_ps(scale);
     for (int c = 0; c < d; c += 16) {
-        __mmask16 k = tail16((size_t)(d - c));
+        __mmask16 k = rs_tail16((size_t)(d - c));
         __m512 v = _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(k, t + c));
         if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, y + c), v);
         _mm512_mask_storeu_ps(y + c, k, v);
@@ -151,5 +117,13 @@ void rs_embed_scatter_avx512(int n, int d, int c0, int c1, const int32_t *ids, f
     for (int i = 0; i < n; i++) {
         if (ids[i] < 0) continue;
         scaled_row(c1 - c0, dy + (size_t)i * d + c0, scale, 1, table + (size_t)ids[i] * d + c0);
+    }
+}
+
+void rs_exp_row_avx512(size_t m, const float *x, float *y)
+{
+    for (size_t c = 0; c < m; c += 16) {
+        __mmask16 t = rs_tail16(m - c);
+        _mm512_mask_storeu_ps(y + c, t, rs_exp16(_mm512_maskz_loadu_ps(t, x + c)));
     }
 }

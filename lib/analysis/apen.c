@@ -1,4 +1,4 @@
-/* Approximate Entropy (Pincus) of item sequences, as MODELS.md §5 defines it:
+/* Approximate Entropy (Pincus) of item sequences, as docs/MODELS.md §5 defines it:
  *   Phi^L = (1/M_L) Σ_i ln( #{j : max_k |x_i[k]-x_j[k]| <= r} / M_L ),  M_L = N-L+1
  *   ApEn  = | Phi^{m+1} - Phi^m |   (self-matches counted)
  *

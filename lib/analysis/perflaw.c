@@ -1,4 +1,4 @@
-/* The Performance Law of MODELS.md §5:
+/* The Performance Law of docs/MODELS.md §5:
  *   P(N,h,D) = w1·g(N,w3) + w2·g(h,w4) + g(D,w5) + b,  g(x,w) = -1/(2·x^w) - w·ln x
  * fitted by bounded Levenberg–Marquardt. Parameters are (w1 w2 w3 w4 w5 b);
  * the exponents w3, w4 live in [1e-6, 10] and w5 in [-1, 10], the rest are

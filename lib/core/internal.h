@@ -178,7 +178,7 @@ struct recsys_dataset {
     int holdout;        /* data.split: 2 = "loo" (valid + test), 1 = "last" (test only) */
 };
 
-/* Leave-one-out split of user u (MODELS.md §1). With holdout 2 ("loo"),
+/* Leave-one-out split of user u (docs/MODELS.md §1). With holdout 2 ("loo"),
  * users with >= 4 events have a validation target at n-2 and a test target
  * at n-1, and train on [0, n-2). With holdout 1 ("last", the HSTU reference
  * protocol), users with >= 3 events have only a test target at n-1 (the

@@ -1,4 +1,4 @@
-/* Evaluation (MODELS.md §1): the user state is the encoder output at the
+/* Evaluation (docs/MODELS.md §1): the user state is the encoder output at the
  * last input position; the held-out item is ranked either against sampled
  * unseen items or against the whole catalogue (streamed in item chunks, so
  * memory grows with the catalogue, not catalogue x users). */
@@ -28,7 +28,7 @@ typedef struct eval_state {
     int32_t chunk_first, chunk_len;
     uint32_t *seen;           /* n_threads x (n_items+1) stamps */
     uint32_t *stamp;          /* per thread */
-    rs_rank_acc *acc;         /* per thread */
+    rs_rank_acc *acc;         /* one: ranks are added in user order (deterministic) */
     int64_t *bad_user;        /* per thread: 1 + first user with a non-finite score, or 0 */
     int64_t *no_negatives;    /* per thread: users who interacted with every item */
     double *ranks;            /* rs_evaluate_ranks: per user of the range, or NULL */
@@ -107,6 +107,7 @@ static void sampled_task(void *arg, int r, int thread)
     int64_t n_in = input_len(e, u);
     int32_t target = e->ds->items[e->ds->offsets[u] + n_in];
     int64_t distinct = 0;
+    e->greater[r] = -1; /* no rank unless one is found below */
     uint32_t *seen = mark_history(e, thread, u, rs_user_len(e->ds, u), &distinct);
     uint32_t stamp = e->stamp[thread];
     int32_t n = e->ds->n_items;
@@ -127,7 +128,8 @@ static void sampled_task(void *arg, int r, int thread)
         greater += s > ts;
         ties += s == ts;
     }
-    put_rank(e, thread, r, greater + 0.5 * ties);
+    e->greater[r] = greater;
+    e->ties[r] = ties;
 }
 
 static void target_task(void *arg, int r, int thread)
@@ -166,10 +168,12 @@ static void chunk_task(void *arg, int r, int thread)
     e->ties[r] += ties;
 }
 
-static void finish_task(void *arg, int r, int thread)
+/* The ranks of a batch go into the accumulator in row (= user) order, so
+ * the metrics do not depend on which thread ranked which user. */
+static void add_ranks(eval_state *e, int rows)
 {
-    eval_state *e = arg;
-    put_rank(e, thread, r, e->greater[r] + 0.5 * e->ties[r]);
+    for (int r = 0; r < rows; r++)
+        if (e->greater[r] >= 0) put_rank(e, 0, r, e->greater[r] + 0.5 * e->ties[r]);
 }
 
 /* Rank the targets of one batch of users whose states are in e->F. */
@@ -178,6 +182,7 @@ static void rank_batch(eval_state *e, int rows, float *chunk_buf)
     recsys_ctx *ctx = e->ctx;
     if (!e->full) {
         rs_pool_run(ctx->pool, rows, sampled_task, e);
+        add_ranks(e, rows);
         return;
     }
     rs_pool_run(ctx->pool, rows, target_task, e);
@@ -194,7 +199,7 @@ static void rank_batch(eval_state *e, int rows, float *chunk_buf)
         }
         rs_pool_run(ctx->pool, rows, chunk_task, e);
     }
-    rs_pool_run(ctx->pool, rows, finish_task, e);
+    add_ranks(e, rows);
 }
 
 /* ranks == NULL: metrics of all evaluated users into *out. Otherwise
@@ -247,11 +252,11 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
     }
     rs_batch_buf bb = {0};
     rs_workspace *ws = NULL;
-    float *owned_table = NULL, *chunk_buf = NULL, *F = NULL;
+    float *owned_table = NULL, *chunk_buf = NULL, *F = NULL, *last = NULL;
     int64_t *users = malloc(sizeof(int64_t) * (size_t)B);
     e.seen = calloc((size_t)nt * ((size_t)ds->n_items + 1), sizeof *e.seen);
     e.stamp = calloc((size_t)nt, sizeof *e.stamp);
-    e.acc = calloc((size_t)nt, sizeof *e.acc);
+    e.acc = calloc(1, sizeof *e.acc);
     e.bad_user = calloc((size_t)nt, sizeof *e.bad_user);
     e.no_negatives = calloc((size_t)nt, sizeof *e.no_negatives);
     e.target_score = malloc(sizeof(float) * (size_t)B);
@@ -262,17 +267,20 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
         st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for evaluation");
         goto done;
     }
-    for (int i = 0; i < nt; i++) e.acc[i] = proto;
+    e.acc[0] = proto;
     if (model) {
         st = rs_batch_buf_init(ctx, &bb, B, e.L, 0, ds->times != NULL);
         if (st) goto done;
         ws = model->ops->ws_new(cfg, B);
         F = rs_calloc((size_t)B * e.L, (size_t)e.d * sizeof(float));
+        /* Only the last position is ranked: the last-position forward
+         * (lib/models/last_block.c), as sessions use. */
+        last = rs_malloc(sizeof(float) * rs_last_scratch_floats(cfg, B));
         const float *table = rs_model_items(model);
         if (cfg->l2norm) table = owned_table = rs_normalised_table(table, ds->n_items, e.d);
         e.table = table;
         if (e.full) chunk_buf = rs_malloc(sizeof(float) * (size_t)B * ITEM_CHUNK);
-        if (!ws || !F || !table || (e.full && !chunk_buf)) {
+        if (!ws || !F || !last || !table || (e.full && !chunk_buf)) {
             st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for evaluation buffers");
             goto done;
         }
@@ -297,6 +305,7 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
         if (rows == B || (u == ds->n_users && rows > 0)) {
             if (model) {
                 rs_batch b = rs_batch_view(&bb, rows, 0, 0);
+                b.last_scratch = last;
                 st = model->ops->forward(ctx, cfg, model->params, ws, &b, F);
                 if (st) goto done;
             }
@@ -304,7 +313,6 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
             rows = 0;
         }
     }
-    for (int i = 1; i < nt; i++) rs_rank_acc_merge(&e.acc[0], &e.acc[i]);
     int64_t bad = 0, skipped = 0;
     for (int i = 0; i < nt; i++) {
         if (!bad && e.bad_user[i]) bad = e.bad_user[i];
@@ -335,6 +343,7 @@ done:
     rs_free(owned_table);
     rs_free(chunk_buf);
     rs_free(F);
+    rs_free(last);
     free(users);
     free(e.seen);
     free(e.stamp);

@@ -1,4 +1,4 @@
-/* Ranking metrics (MODELS.md §1): HR@K = [r < K], NDCG@K = 1/log2(r+2) when
+/* Ranking metrics (docs/MODELS.md §1): HR@K = [r < K], NDCG@K = 1/log2(r+2) when
  * r < K, MRR = 1/(r+1), averaged over users; r counts strictly better items
  * plus half of the ties. */
 #include "eval/metrics.h"

@@ -86,30 +86,26 @@ int rs_batch_fill_train_row(rs_batch_buf *bb, int r, const recsys_dataset *ds, i
 void rs_batch_fill_input_row(rs_batch_buf *bb, int r, const recsys_dataset *ds, int64_t u,
                              int64_t n_input)
 {
-    clear_row(bb, r);
-    int64_t n = n_input < bb->L ? n_input : bb->L;
-    const int32_t *items = ds->items + ds->offsets[u] + (n_input - n);
-    const int64_t *times = ds->times ? ds->times + ds->offsets[u] + (n_input - n) : NULL;
-    int start = bb->L - (int)n;
-    size_t o = (size_t)r * bb->L;
-    for (int64_t k = 0; k < n; k++) {
-        bb->seq[o + start + k] = items[k];
-        if (bb->times && times) {
-            bb->times[o + start + k] = times[k];
-            /* the next event of the last input is unknown: its own time */
-            bb->next_times[o + start + k] = k + 1 < n ? times[k + 1] : times[k];
-        }
-    }
-    bb->start[r] = start;
+    const int64_t *times = ds->times ? ds->times + ds->offsets[u] : NULL;
+    rs_batch_fill_history_row(bb, r, ds->items + ds->offsets[u], times, (size_t)n_input);
 }
 
-void rs_batch_fill_history_row(rs_batch_buf *bb, int r, const int32_t *items, size_t n_items)
+void rs_batch_fill_history_row(rs_batch_buf *bb, int r, const int32_t *items,
+                               const int64_t *times, size_t n_items)
 {
     clear_row(bb, r);
     size_t n = n_items < (size_t)bb->L ? n_items : (size_t)bb->L;
-    const int32_t *src = items + (n_items - n);
+    const int32_t *src = items ? items + (n_items - n) : NULL;
+    const int64_t *ts = times ? times + (n_items - n) : NULL;
     int start = bb->L - (int)n;
     size_t o = (size_t)r * bb->L;
-    for (size_t k = 0; k < n; k++) bb->seq[o + start + k] = src[k];
+    for (size_t k = 0; k < n; k++) {
+        bb->seq[o + start + k] = src[k];
+        if (bb->times && ts) {
+            bb->times[o + start + k] = ts[k];
+            /* the next event of the last input is unknown: its own time */
+            bb->next_times[o + start + k] = k + 1 < n ? ts[k + 1] : ts[k];
+        }
+    }
     bb->start[r] = start;
 }

@@ -25,7 +25,10 @@ int rs_batch_fill_train_row(rs_batch_buf *bb, int r, const recsys_dataset *ds, i
  * no targets. */
 void rs_batch_fill_input_row(rs_batch_buf *bb, int r, const recsys_dataset *ds, int64_t u,
                              int64_t n_input);
-/* Row r <- an arbitrary history of dense item ids (no times). */
-void rs_batch_fill_history_row(rs_batch_buf *bb, int r, const int32_t *items, size_t n);
+/* Row r <- the last L items of a history of dense item ids with optional
+ * times (NULL), exactly as rs_batch_fill_input_row fills a dataset user's
+ * input (which calls it): the last input's next time is its own. */
+void rs_batch_fill_history_row(rs_batch_buf *bb, int r, const int32_t *items,
+                               const int64_t *times, size_t n);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * HSTU (MODELS.md §3) with a hand-written backward pass.
+ * HSTU (docs/MODELS.md §3) with a hand-written backward pass.
  *
  * Like SASRec (sasrec.c), forward packs the non-pad positions of the batch
  * into contiguous rows (row b's items are rows base[b] .. base[b]+len[b]-1)
@@ -11,7 +11,7 @@
  * Per block, on packed rows X:
  *   Xn = LN(X)                      (no affine, eps 1e-6)
  *   H  = Xn · W_uvqkᵀ,  G = SiLU(H) = [U | V | Q | K]   (heads side by side)
- *   O  = HSTU attention per head    (kernels/hstu_attention_*.c)
+ *   O  = HSTU attention per head    (kernels/ref/, kernels/x86/hstu_attention_*.c)
  *   M  = Dropout(U ⊙ LN(O))         (LN over all heads, no affine, eps 1e-6)
  *   Y  = X + M · W_oᵀ + b_o
  * then F = Y / max(‖Y‖, 1e-6) per position (when cfg->l2norm, the default).
@@ -393,7 +393,13 @@ static recsys_status hstu_forward(recsys_ctx *ctx, const rs_model_config *c, con
     float *X0 = w->x[0];
     rs_embed_edge_fwd(&a.r, w, X0);
     rs_dropout(ctx, n, d, X0, d, w->p, stream(w->seed, 0, S_EMB), w->src, X0);
-    for (int k = 0; k < c->blocks; k++) block_fwd(&a, k, w->x[k], w->x[k + 1]);
+    int last_only = !b->train && b->last_scratch; /* serving: see last_block.c */
+    for (int k = 0; k < c->blocks - last_only; k++) block_fwd(&a, k, w->x[k], w->x[k + 1]);
+    if (last_only) {
+        rs_hstu_last_fwd(&a.r, &a.pj.uvqk, &a.pj.o, w->x[c->blocks - 1], n, b->B, w->base, w->len,
+                         b, ws->time_on, b->last_scratch, out);
+        return RECSYS_OK;
+    }
     hstu_out ho = {ws, &ctx->kern, w->x[c->blocks], NULL};
     rs_padded_edge_fwd(ctx, w, out, out_fwd_rows, &ho);
     w->kept = b->train != 0;

@@ -47,7 +47,17 @@ typedef struct rs_batch {
     uint64_t seed;             /* dropout stream of this step */
     int row0;                  /* index of row 0 in the global batch (a rank's share in
                                   distributed training; else 0): dropout follows global rows */
+    /* Inference for scoring: when last_scratch is non-NULL (and train 0),
+     * forward writes only slot L-1 of each output row (other slots are left
+     * as they are) and runs the last block for that position only
+     * (lib/models/last_block.c). last_scratch holds
+     * rs_last_scratch_floats(cfg, B) floats. */
+    float *last_scratch;
 } rs_batch;
+
+/* Floats of rs_batch.last_scratch for batches of up to B rows
+ * (lib/models/last_block.c). */
+size_t rs_last_scratch_floats(const rs_model_config *c, int B);
 
 typedef struct rs_workspace rs_workspace; /* model-family specific */
 typedef struct rs_tensor_table rs_tensor_table; /* lib/models/scaffold.h */

@@ -1,5 +1,5 @@
 /*
- * SASRec (MODELS.md §2) with a hand-written backward pass.
+ * SASRec (docs/MODELS.md §2) with a hand-written backward pass.
  *
  * Padding never costs compute: forward packs the non-pad positions of the
  * batch into contiguous rows (row b's items are rows base[b] .. base[b] +
@@ -323,9 +323,16 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
     /* Inference keeps nothing for a backward: every block reuses block 0's
      * buffers and the hidden state ping-pongs between x[0] and x[1]. */
     int keep = b->train != 0;
-    for (int k = 0; k < c->blocks; k++) {
+    int last_only = !keep && b->last_scratch; /* serving: see last_block.c */
+    for (int k = 0; k < c->blocks - last_only; k++) {
         const sblock *s = sblk(ws, keep ? k : 0);
         block_fwd(&m, k, s, w->x[keep ? k : (k & 1)], w->x[keep ? k + 1 : ((k + 1) & 1)]);
+    }
+    if (last_only) {
+        rs_last_sasrec_projs lp = {&m.pj.q, &m.pj.kv, &m.pj.out, &m.pj.ffn1, &m.pj.ffn2};
+        rs_sasrec_last_fwd(&m.r, &lp, w->x[(c->blocks - 1) & 1], N, b->B, w->base, w->len,
+                           b->last_scratch, out);
+        return RECSYS_OK;
     }
     int last = keep ? c->blocks : (c->blocks & 1);
     final_ln fl = {&ctx->kern, ws, w->x[last], rs_param(&m.r, T_LNF_G, 0),

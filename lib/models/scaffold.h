@@ -129,6 +129,22 @@ void rs_proj_fwd(const rs_model_run *r, const rs_proj *p, int k, int n, const fl
 void rs_proj_bwd(const rs_model_run *r, const rs_proj *p, int k, int n, const float *x, int ldx,
                  const float *dy, int lddy, float *dx, int lddx, int accumulate_dx);
 
+/* ------------------------------------------------ last-position forward */
+
+/* The serving forward's last block for each row's last position only
+ * (lib/models/last_block.c), called by a model's forward when
+ * rs_batch.last_scratch is set: X holds the last block's input on N packed
+ * rows; out receives slot L-1 of each of the B rows. Projections go
+ * through rs_proj_fwd like the model's own. */
+typedef struct rs_last_sasrec_projs {
+    const rs_proj *q, *kv, *out, *ffn1, *ffn2;
+} rs_last_sasrec_projs;
+void rs_sasrec_last_fwd(const rs_model_run *r, const rs_last_sasrec_projs *pj, const float *X,
+                        int N, int B, const int *base, const int *len, float *scratch, float *out);
+void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk, const rs_proj *o,
+                      const float *X, int N, int B, const int *base, const int *len,
+                      const rs_batch *batch, int time_on, float *scratch, float *out);
+
 /* -------------------------------------------------------------- workspace */
 
 /* Arena pieces are multiples of this many floats (64 bytes). */

@@ -8,10 +8,8 @@
 #include "models/batch.h"
 
 
-/* Row r <- the last L items of a history with optional times, exactly as
- * rs_batch_fill_input_row fills a dataset user's input (the last input's
- * next time is its own). */
-void rs_batch_fill_request_row(rs_batch_buf *bb, int r, const int32_t *items,
-                               const int64_t *times, size_t n);
+/* Tests: 0 makes the session run the full forward (all positions, every
+ * block) instead of the last-position one. */
+void rs_session_set_last_only(recsys_session *s, int on);
 
 #endif

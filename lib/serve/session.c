@@ -23,36 +23,14 @@ struct recsys_session {
     int rows;               /* capacity of ws / bb / F (grown on demand) */
     rs_workspace *ws;
     rs_batch_buf bb;
-    float *F;               /* rows x L x d */
+    float *F;               /* rows x L x d (only slot L-1 of each row is written) */
+    float *last;            /* rs_last_scratch_floats(cfg, rows): the last-position forward */
     float *chunk;           /* rows x SCORE_CHUNK */
     scored *heaps;          /* heap_rows x heap_k */
     int heap_k, heap_rows;
     float *all;             /* n_items+1, for candidate scores */
+    int last_only;          /* 1: the last-position forward (default; 0 for tests) */
 };
-
-void rs_batch_fill_request_row(rs_batch_buf *bb, int r, const int32_t *items,
-                               const int64_t *times, size_t n_items)
-{
-    size_t o = (size_t)r * bb->L;
-    memset(bb->seq + o, 0, sizeof(int32_t) * bb->L);
-    memset(bb->pos + o, 0, sizeof(int32_t) * bb->L);
-    if (bb->times) {
-        memset(bb->times + o, 0, sizeof(int64_t) * bb->L);
-        memset(bb->next_times + o, 0, sizeof(int64_t) * bb->L);
-    }
-    size_t n = n_items < (size_t)bb->L ? n_items : (size_t)bb->L;
-    const int32_t *src = items ? items + (n_items - n) : NULL;
-    const int64_t *ts = times ? times + (n_items - n) : NULL;
-    int start = bb->L - (int)n;
-    for (size_t k = 0; k < n; k++) {
-        bb->seq[o + start + k] = src[k];
-        if (bb->times && ts) {
-            bb->times[o + start + k] = ts[k];
-            bb->next_times[o + start + k] = k + 1 < n ? ts[k + 1] : ts[k];
-        }
-    }
-    bb->start[r] = start;
-}
 
 static void release_buffers(recsys_session *s)
 {
@@ -61,7 +39,8 @@ static void release_buffers(recsys_session *s)
     rs_batch_buf_free(&s->bb);
     rs_free(s->F);
     rs_free(s->chunk);
-    s->F = s->chunk = NULL;
+    rs_free(s->last);
+    s->F = s->chunk = s->last = NULL;
     s->rows = 0;
 }
 
@@ -88,7 +67,8 @@ static recsys_status reserve_rows(recsys_session *s, int rows)
     s->F = rs_calloc((size_t)rows * cfg->max_len, (size_t)cfg->dim * sizeof(float));
     int chunk = cfg->n_items < SCORE_CHUNK ? cfg->n_items : SCORE_CHUNK;
     s->chunk = rs_malloc(sizeof(float) * (size_t)rows * chunk);
-    if (!s->ws || !s->F || !s->chunk) {
+    s->last = rs_malloc(sizeof(float) * rs_last_scratch_floats(cfg, rows));
+    if (!s->ws || !s->F || !s->chunk || !s->last) {
         release_buffers(s);
         return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for a session batch of %d rows",
                         rows);
@@ -120,6 +100,7 @@ recsys_status recsys_session_new(recsys_ctx *ctx, recsys_model *model, recsys_se
     if (!s) return rs_error(ctx, RECSYS_E_NOMEM, "out of memory");
     s->ctx = ctx;
     s->model = rs_model_ref(model);
+    s->last_only = 1;
     recsys_status st = rs_score_table_get(ctx, model, &s->table);
     if (!st) st = reserve_rows(s, 1);
     if (st) { recsys_session_free(s); return st; }
@@ -171,14 +152,30 @@ static recsys_status read_request(recsys_session *s, size_t ri, const recsys_req
 
 /* ------------------------------------------------------------ scoring */
 
+/* One request is too little work per layer to split across threads: each
+ * layer would be a pool round trip (measured: 2.5x slower on two threads
+ * than on one). Its forward and scoring run on the caller's thread, with
+ * the ctx's pool detached for the call; results do not depend on the
+ * thread count. */
+static rs_pool *pool_for_rows(recsys_session *s, int n)
+{
+    rs_pool *p = s->ctx->pool;
+    if (n == 1) s->ctx->pool = NULL;
+    return p;
+}
+
 /* Encode rows [0, n) of the batch into s->F. */
 static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n)
 {
     const recsys_model *m = s->model;
     for (int r = 0; r < n; r++)
-        rs_batch_fill_request_row(&s->bb, r, reqs[r].history, reqs[r].times, reqs[r].n_history);
+        rs_batch_fill_history_row(&s->bb, r, reqs[r].history, reqs[r].times, reqs[r].n_history);
     rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
-    return m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
+    b.last_scratch = s->last_only ? s->last : NULL;
+    rs_pool *p = pool_for_rows(s, n);
+    recsys_status st = m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
+    s->ctx->pool = p;
+    return st;
 }
 
 static int worse(scored a, scored b) { return a.s < b.s || (a.s == b.s && a.item > b.item); }
@@ -219,15 +216,20 @@ typedef struct topk_job {
     int *sizes;             /* heap fill per row */
 } topk_job;
 
+/* 1 when ids[0..n) holds it: a branch-free scan the compiler vectorises
+ * (histories are scanned once per candidate that enters the top-k). */
+static int holds(const int32_t *ids, size_t n, int32_t it)
+{
+    int hit = 0;
+    for (size_t i = 0; i < n; i++) hit |= ids[i] == it;
+    return hit;
+}
+
 static int excluded(const recsys_request *r, int32_t it)
 {
     if (r->exclude_mask && r->exclude_mask[it]) return 1;
-    if (r->exclude_history)
-        for (size_t i = 0; i < r->n_history; i++)
-            if (r->history[i] == it) return 1;
-    for (size_t i = 0; i < r->n_exclude; i++)
-        if (r->exclude[i] == it) return 1;
-    return 0;
+    if (r->exclude_history && holds(r->history, r->n_history, it)) return 1;
+    return holds(r->exclude, r->n_exclude, it);
 }
 
 static void topk_task(void *arg, int row, int thread)
@@ -264,8 +266,15 @@ static recsys_status score_chunk(recsys_session *s, int n, int32_t first, int32_
 {
     const rs_model_config *cfg = &s->model->cfg;
     int d = cfg->dim, L = cfg->max_len;
-    rs_gemm(s->ctx, 0, 1, n, len, d, 1.0f, s->F + (size_t)(L - 1) * d, L * d,
-            s->table->rows + (size_t)first * d, d, 0.0f, s->chunk, len);
+    rs_pool *p = pool_for_rows(s, n);
+    if (n == 1 && !s->ctx->gemm_onednn) /* one row: C^T = table · f, the same layout; packs
+                 * only f, not the item table (same bits with our kernels) */
+        rs_gemm(s->ctx, 0, 1, len, 1, d, 1.0f, s->table->rows + (size_t)first * d, d,
+                s->F + (size_t)(L - 1) * d, d, 0.0f, s->chunk, 1);
+    else
+        rs_gemm(s->ctx, 0, 1, n, len, d, 1.0f, s->F + (size_t)(L - 1) * d, L * d,
+                s->table->rows + (size_t)first * d, d, 0.0f, s->chunk, len);
+    s->ctx->pool = p;
     for (size_t i = 0; i < (size_t)n * (size_t)len; i++)
         if (!isfinite(s->chunk[i]))
             return rs_error(s->ctx, RECSYS_E_NUMERIC,
@@ -442,4 +451,9 @@ recsys_status recsys_session_topk(recsys_session *s, const int32_t *history, siz
         if (scores) scores[i] = -INFINITY;
     }
     return st;
+}
+
+void rs_session_set_last_only(recsys_session *s, int on)
+{
+    if (s) s->last_only = on != 0;
 }

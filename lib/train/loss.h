@@ -5,7 +5,7 @@
 #include "models/model.h"
 
 /*
- * Binary cross-entropy with sampled negatives (MODELS.md §2), over the
+ * Binary cross-entropy with sampled negatives (docs/MODELS.md §2), over the
  * positions t of the batch with b->pos[t] != 0:
  *   loss = -Σ_t [ log σ(F_t·I[pos_t]) + Σ_k log(1 - σ(F_t·I[neg_t,k])) ] / #positions
  * with k over the b->n_neg negatives of position t (b->neg[t*n_neg + k]).

@@ -1,4 +1,4 @@
-/* Sampled softmax loss (MODELS.md §3, the HSTU reference recipe). */
+/* Sampled softmax loss (docs/MODELS.md §3, the HSTU reference recipe). */
 #ifndef RS_LOSS_SOFTMAX_H
 #define RS_LOSS_SOFTMAX_H
 

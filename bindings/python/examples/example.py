@@ -1,5 +1,5 @@
 """One example, four languages (Python here): train on the embedded synthetic
-data, evaluate, save, reload, recommend the top 5 for user 0.
+data, evaluate, save, reload, recommend the top 5 for users 0 and 1 in one batch call.
 
     /usr/bin/python3 bindings/python/examples/example.py [checkpoint path]
 """
@@ -29,8 +29,12 @@ def main(path: str) -> None:
         loaded = rs.Model.load(ctx, path)
         m2 = rs.evaluate(ctx, loaded, ds, opts)
         print(f"reloaded HR@10 {m2['HR@10']:.6f} NDCG@10 {m2['NDCG@10']:.6f}")
-        items, scores = rs.Session(ctx, loaded).topk(ds.user_items(0), k=5)
-        print("top5 user 0:" + "".join(f" {i}:{s:.4f}" for i, s in zip(items, scores)))
+        # One batch call for several users (recsys_session_topk_batch).
+        session = rs.Session(ctx, loaded)
+        items, scores = session.topk_batch([ds.user_items(u) for u in (0, 1)], k=5,
+                                           exclude_history=True)
+        for u in (0, 1):
+            print(f"top5 user {u}:" + "".join(f" {i}:{s:.4f}" for i, s in zip(items[u], scores[u])))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ from ._capi import TYPES, lib
 __all__ = [
     "lib", "Status", "RecsysError", "Context", "Options", "Dataset", "Model", "Trainer",
     "Progress", "Session", "ApEn", "PerfLaw", "evaluate", "evaluate_popularity",
-    "version", "HEADER_VERSION", "Stat",
+    "version", "HEADER_VERSION", "Stat", "ThreadPool", "ModelInfo", "Request", "OptionInfo",
+    "describe_options", "ModelType", "OptType", "version_number", "last_error",
 ]
 
 HEADER_VERSION = _capi.HEADER_VERSION
@@ -51,7 +52,13 @@ Stat = enum.IntEnum("Stat", {k[len("RECSYS_STAT_"):]: v for k, v in _decls.DEFIN
                              if k.startswith("RECSYS_STAT_") and k != "RECSYS_STAT_COUNT"})
 STAT_USERS, STAT_ITEMS, STAT_EVENTS = Stat.USERS, Stat.ITEMS, Stat.EVENTS  # older names
 
+ModelType = enum.IntEnum("ModelType", {k[len("RECSYS_MODEL_"):]: v for k, v in _decls.DEFINES.items()
+                                       if k.startswith("RECSYS_MODEL_")})
+OptType = enum.IntEnum("OptType", {k[len("RECSYS_OPT_"):]: v for k, v in _decls.DEFINES.items()
+                                   if k.startswith("RECSYS_OPT_")})
+
 _P_I32 = ctypes.POINTER(ctypes.c_int32)
+_P_U8 = ctypes.POINTER(ctypes.c_uint8)
 _P_I64 = ctypes.POINTER(ctypes.c_int64)
 _P_F32 = ctypes.POINTER(ctypes.c_float)
 _P_F64 = ctypes.POINTER(ctypes.c_double)
@@ -60,6 +67,22 @@ _P_F64 = ctypes.POINTER(ctypes.c_double)
 def version() -> str:
     """Version string of the loaded C library."""
     return lib.recsys_version_string().decode()
+
+
+def version_number() -> int:
+    """Version of the loaded C library as MAJOR*10000 + MINOR*100 + PATCH."""
+    return lib.recsys_version_number()
+
+
+def last_error() -> Tuple["Status", str]:
+    """(status, message) of the calling thread's last failing call, or
+    (Status.OK, "") when its last call that can fail succeeded."""
+    st = lib.recsys_last_error()
+    try:
+        st = Status(st)
+    except ValueError:
+        pass
+    return st, (lib.recsys_last_errmsg() or b"").decode("utf-8", "replace")
 
 
 class RecsysError(Exception):
@@ -142,10 +165,20 @@ class Context(_Object):
     """Thread pool, RNG seed, kernel table and error state (recsys_ctx).
     Use from one thread at a time."""
 
-    def __init__(self, threads: int = 0, seed: int = 42, max_isa: Optional[str] = None):
+    def __init__(self, threads: int = 0, seed: int = 42, max_isa: Optional[str] = None, *,
+                 max_threads: Optional[int] = None, pool: Optional["ThreadPool"] = None):
+        """threads: workers inside calls (0 = online CPUs). max_threads: a pool
+        that never has more threads (recsys_ctx_new_with_threads; the caller
+        counts as one). pool: run on a ThreadPool shared with other contexts
+        (recsys_ctx_new_shared; set_threads then raises E_STATE)."""
         out = ctypes.c_void_p()
-        _check(lib.recsys_ctx_new(ctypes.byref(out)))
-        self._adopt(out, lib.recsys_ctx_free)
+        if pool is not None:
+            _check(lib.recsys_ctx_new_shared(pool._ptr(), ctypes.byref(out)))
+        elif max_threads is not None:
+            _check(lib.recsys_ctx_new_with_threads(int(max_threads), ctypes.byref(out)))
+        else:
+            _check(lib.recsys_ctx_new(ctypes.byref(out)))
+        self._adopt(out, lib.recsys_ctx_free)  # the C ctx holds its own pool reference
         self._log_cb = None
         if threads:
             self.set_threads(threads)
@@ -160,6 +193,15 @@ class Context(_Object):
     @property
     def errmsg(self) -> str:
         return lib.recsys_ctx_errmsg(self._ptr()).decode("utf-8", "replace")
+
+    def error_location(self) -> Optional[Tuple[str, int, int]]:
+        """(file, line, column) of the last error when it was in an input file, else None."""
+        f, line, col = ctypes.c_char_p(), ctypes.c_int(), ctypes.c_int()
+        st = lib.recsys_ctx_error_location(self._ptr(), ctypes.byref(f), ctypes.byref(line),
+                                           ctypes.byref(col))
+        if st != 0:
+            return None
+        return (f.value or b"").decode("utf-8", "replace"), line.value, col.value
 
     def set_threads(self, n: int) -> None:
         self.check(lib.recsys_ctx_set_threads(self._ptr(), n))
@@ -207,6 +249,55 @@ class Context(_Object):
     def close(self) -> None:
         """Release the ctx; objects still using it keep it alive until they go."""
         self._h = None
+
+
+class ThreadPool(_Object):
+    """A worker pool shared by several contexts (recsys_threadpool):
+    Context(pool=p). Reference-counted in C: contexts keep it alive, so it
+    may be closed before them. The process never has more than n_threads - 1
+    workers however many contexts share it."""
+
+    def __init__(self, n_threads: int):
+        out = ctypes.c_void_p()
+        _check(lib.recsys_threadpool_new(int(n_threads), ctypes.byref(out)))
+        self._adopt(out, lib.recsys_threadpool_free)
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option key as recsys_opts_describe gives it. Also readable as a
+    mapping (info["default"])."""
+    key: str
+    type: str                      # "string", "int", "float", "enum", "bool", "int list"
+    default: str
+    choices: Optional[List[str]]   # enum: the allowed words
+    min: Optional[float]           # int and float: inclusive bounds
+    max: Optional[float]
+    allowed: Optional[str]         # a phrase on the allowed values, when bounds do not say it
+    doc: str
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+
+def _opt_info(i: int) -> OptionInfo:
+    info = TYPES["recsys_opt_info"]()
+    info.struct_size = ctypes.sizeof(info)
+    _check(lib.recsys_opts_describe(i, ctypes.byref(info)))
+
+    def s(b):
+        return None if b is None else b.decode("utf-8", "replace")
+    numeric = info.type in (OptType.INT, OptType.FLOAT, OptType.INT_LIST)
+    return OptionInfo(key=s(info.key), type=s(info.type_name), default=s(info.default_value) or "",
+                      choices=s(info.choices).split("|") if info.choices else None,
+                      min=info.min if numeric else None, max=info.max if numeric else None,
+                      allowed=s(info.allowed), doc=s(info.doc) or "")
+
+
+def describe_options() -> Dict[str, OptionInfo]:
+    """Every option key -> OptionInfo (type, default, bounds or choices, doc).
+    Needs no context."""
+    return {info.key: info for info in (_opt_info(i) for i in range(lib.recsys_opts_count(None)))}
 
 
 class Options(_Object):
@@ -260,13 +351,10 @@ class Options(_Object):
     def to_dict(self) -> Dict[str, str]:
         return {k: self.get(k) for k in self.keys()}
 
-    def describe(self) -> Dict[str, Dict[str, Any]]:
-        """key -> {type, default, range, doc}.
-        TODO(options-describe): bind recsys_opts_describe (or however the
-        options work names it) once it is in recsys.h: rerun gen_bindings.py,
-        then fill the dicts from it here. Until then only the default is known."""
-        fresh = Options(self.ctx)
-        return {k: {"default": fresh.get(k)} for k in self.keys()}
+    def describe(self) -> Dict[str, OptionInfo]:
+        """key -> OptionInfo (type, default, choices, min, max, allowed, doc);
+        see describe_options()."""
+        return describe_options()
 
     def load_yaml(self, path: str) -> None:
         self._check(lib.recsys_opts_load_yaml(self._ptr(), _enc(path)))
@@ -430,6 +518,76 @@ class Model(_Object):
         _check(lib.recsys_model_get(self._ptr(), _enc(key), ctypes.byref(v)))
         return v.value.decode()
 
+    def info(self) -> "ModelInfo":
+        """Type, sizes, flags and data fingerprint (recsys_model_info_get)."""
+        return _model_info(self)
+
+    def item_id(self, external_id: Any) -> int:
+        """Dense id (1..n_items) of an external item id, without the dataset
+        (checkpoints store the ids); RecsysError E_NOT_FOUND when unknown."""
+        v = ctypes.c_int32()
+        _check(lib.recsys_model_item_id(self._ptr(), _enc(external_id), ctypes.byref(v)))
+        return v.value
+
+    def item_ids(self, external_ids: Iterable[Any]) -> np.ndarray:
+        """item_id of each external id, as an int32 array."""
+        return np.array([self.item_id(e) for e in external_ids], dtype=np.int32)
+
+    def item_name(self, item: int) -> str:
+        """External id of a dense item id."""
+        v = ctypes.c_char_p()
+        _check(lib.recsys_model_item_name(self._ptr(), int(item), ctypes.byref(v)))
+        return v.value.decode()
+
+    def _table(self, fn) -> np.ndarray:
+        p, rows, dim = _P_F32(), ctypes.c_int32(), ctypes.c_int()
+        _check(fn(self._ptr(), ctypes.byref(p), ctypes.byref(rows), ctypes.byref(dim)))
+        n = rows.value * dim.value
+        return _readonly_view(p, n, ctypes.c_float, np.float32, self._h).reshape(rows.value, dim.value)
+
+    def item_table(self) -> np.ndarray:
+        """The item embedding table as a read-only (n_items+1, dim) float32
+        view, without a copy (row 0: padding). The view keeps the model alive;
+        it shows the weights as they are (training changes them)."""
+        return self._table(lib.recsys_model_item_table)
+
+    def item_vectors(self) -> np.ndarray:
+        """The vectors scores are dot products with (the item table, or its
+        L2-normalised copy for l2norm models): a read-only (n_items+1, dim)
+        float32 view that keeps the model alive. score = user_vector @ row."""
+        return self._table(lib.recsys_model_item_vectors)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model says about itself (recsys_model_info)."""
+    type: "ModelType"
+    n_items: int          # dense item ids 1..n_items
+    max_len: int
+    dim: int              # user and item vectors have dim floats
+    blocks: int
+    heads: int
+    time_bias: bool       # pass times in requests
+    l2norm: bool          # scores are cosine
+    has_item_ids: bool    # external item ids stored (else "1".."n_items")
+    data_has_time: bool
+    n_params: int
+    n_users: int          # -1 when unknown
+    data_fingerprint: int  # 0 when unknown
+
+
+def _model_info(model: "Model") -> ModelInfo:
+    c = TYPES["recsys_model_info"]()
+    c.struct_size = ctypes.sizeof(c)
+    _check(lib.recsys_model_info_get(model._ptr(), ctypes.byref(c)))
+    try:
+        t = ModelType(c.type)
+    except ValueError:
+        t = c.type
+    return ModelInfo(t, c.n_items, c.max_len, c.dim, c.blocks, c.heads, bool(c.time_bias),
+                     bool(c.l2norm), bool(c.has_item_ids), bool(c.data_has_time), c.n_params,
+                     c.n_users, c.data_fingerprint)
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -491,11 +649,71 @@ class Trainer(_Object):
     def epoch(self) -> int:
         return lib.recsys_trainer_epoch(self._ptr())
 
+    @property
+    def eval_due(self) -> bool:
+        """Whether trainer.eval_every says to evaluate after the epochs run so far."""
+        return bool(lib.recsys_trainer_eval_due(self._ptr()))
+
     def save_checkpoint(self, path: str) -> None:
         self._check(lib.recsys_trainer_save_checkpoint(self._ptr(), _enc(path)))
 
     def resume(self, path: str) -> None:
         self._check(lib.recsys_trainer_resume(self._ptr(), _enc(path)))
+
+
+def _i32(a, what: str) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.int32)
+    if a.ndim != 1:
+        raise RecsysError(Status.E_INVALID, f"{what} must be 1-D")
+    return a
+
+
+class Request:
+    """One scoring request (recsys_request): a history of dense item ids
+    (oldest first) and optionally its timestamps, the top-k size, items never
+    to recommend (exclude_history, exclude ids, exclude_mask of n_items+1
+    bytes) and candidates to rank instead of the whole catalogue. Arrays of
+    the right dtype and layout (int32 / int64 / uint8, C-contiguous) are
+    used in place. Note: exclude_history defaults to False here, as in C."""
+    __slots__ = ("history", "times", "k", "exclude_history", "exclude", "exclude_mask",
+                 "candidates")
+
+    def __init__(self, history: Sequence[int] = (), *, times: Optional[Sequence[int]] = None,
+                 k: int = 10, exclude_history: bool = False,
+                 exclude: Optional[Sequence[int]] = None,
+                 exclude_mask: Optional[Sequence[int]] = None,
+                 candidates: Optional[Sequence[int]] = None):
+        self.history = _i32(history, "history")
+        self.times = None if times is None else np.ascontiguousarray(times, dtype=np.int64)
+        if self.times is not None and self.times.shape != self.history.shape:
+            raise RecsysError(Status.E_INVALID, "times must have one entry per history item")
+        self.k = int(k)
+        self.exclude_history = bool(exclude_history)
+        self.exclude = None if exclude is None else _i32(exclude, "exclude")
+        self.exclude_mask = (None if exclude_mask is None else
+                             np.ascontiguousarray(exclude_mask).astype(np.uint8, copy=False))
+        self.candidates = None if candidates is None else _i32(candidates, "candidates")
+
+    def _fill(self, c, n_items: int):
+        """Fill the C struct c (pointers borrowed from this object's arrays)."""
+        if self.exclude_mask is not None and self.exclude_mask.shape != (n_items + 1,):
+            raise RecsysError(Status.E_INVALID, f"exclude_mask must have n_items+1 = {n_items + 1} entries")
+        c.struct_size = ctypes.sizeof(c)
+        c.history = self.history.ctypes.data_as(_P_I32) if self.history.size else None
+        c.n_history = self.history.size
+        c.times = self.times.ctypes.data_as(_P_I64) if self.times is not None else None
+        c.k = self.k
+        c.exclude_history = int(self.exclude_history)
+        c.exclude = self.exclude.ctypes.data_as(_P_I32) if self.exclude is not None else None
+        c.n_exclude = 0 if self.exclude is None else self.exclude.size
+        c.exclude_mask = (self.exclude_mask.ctypes.data_as(_P_U8)
+                          if self.exclude_mask is not None else None)
+        c.candidates = self.candidates.ctypes.data_as(_P_I32) if self.candidates is not None else None
+        c.n_candidates = 0 if self.candidates is None else self.candidates.size
+        return c
+
+    def _c(self, n_items: int):
+        return self._fill(TYPES["recsys_request"](), n_items)
 
 
 class Session(_Object):
@@ -536,16 +754,123 @@ class Session(_Object):
                                             scores.ctypes.data_as(_P_F32)))
         return items, scores
 
-    def topk_batch(self, histories: Iterable[Sequence[int]], k: int = 10,
-                   exclude_history: bool = True) -> Tuple[np.ndarray, np.ndarray]:
-        """topk for many histories: (n, k) int32 ids and float32 scores.
-        TODO(serving): call the C batch-scoring API once it exists."""
-        hs = list(histories)
-        items = np.empty((len(hs), k), np.int32)
-        scores = np.empty((len(hs), k), np.float32)
-        for r, h in enumerate(hs):
-            items[r], scores[r] = self.topk(h, k, exclude_history)
-        return items, scores
+    def _request(self, req, kw) -> Request:
+        if isinstance(req, Request):
+            if kw:
+                raise TypeError("pass either a Request or keyword arguments, not both")
+            return req
+        return Request(req, **kw)
+
+    def score_request(self, req: Any, *, out: Optional[np.ndarray] = None, **kw) -> np.ndarray:
+        """Scores of a Request (or a history plus Request keywords: times,
+        exclude_history, exclude, exclude_mask, candidates). Without
+        candidates: n_items+1 floats (index = dense id, excluded items and 0
+        are -inf); with candidates, one per candidate in their order. Writes
+        into `out` (float32, C-contiguous) without a copy when given."""
+        r = self._request(req, kw)
+        n = self.n_items + 1 if r.candidates is None else r.candidates.size
+        if out is None:
+            out = np.empty(n, np.float32)
+        elif out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+            raise RecsysError(Status.E_INVALID, "out must be a writable C-contiguous float32 array")
+        c = r._c(self.n_items)
+        self._check(lib.recsys_session_score_request(self._ptr(), ctypes.byref(c),
+                                                     out.ctypes.data_as(_P_F32), out.size))
+        return out
+
+    def topk_request(self, req: Any, **kw) -> Tuple[np.ndarray, np.ndarray]:
+        """Top-k of a Request (or a history plus Request keywords, k included),
+        best first (ties: lower id first): (int32 ids, float32 scores), shorter
+        than k only when fewer items are eligible."""
+        r = self._request(req, kw)
+        k = max(r.k, 0)
+        items = np.empty(k, np.int32)
+        scores = np.empty(k, np.float32)
+        n = ctypes.c_size_t()
+        c = r._c(self.n_items)
+        self._check(lib.recsys_session_topk_request(self._ptr(), ctypes.byref(c),
+                                                    items.ctypes.data_as(_P_I32),
+                                                    scores.ctypes.data_as(_P_F32), ctypes.byref(n)))
+        return items[:n.value], scores[:n.value]
+
+    def topk_batch(self, histories: Any, k: int = 10, exclude_history: bool = True, *,
+                   offsets: Optional[Sequence[int]] = None, times: Any = None,
+                   return_counts: bool = False):
+        """Top-k for many requests in one C call (recsys_session_topk_batch:
+        histories encoded in batches, one matrix product per batch, over the
+        ctx's threads; results equal single topk_request calls).
+
+        histories: a list of histories (sequences of dense ids) or of Request
+        objects (their own k and exclusions; the width is the largest k), or,
+        with offsets (n+1 ascending ints), one flat int32 array where request
+        i is histories[offsets[i]:offsets[i+1]] (used in place, no copies).
+        times: like histories (a list, or a flat int64 array with offsets).
+        Returns (items (n, width) int32, scores (n, width) float32) and with
+        return_counts also the int64 counts written per row; unused slots hold
+        item 0 and score -inf."""
+        n_items = self.n_items
+        keep: List[Any] = []
+        if offsets is not None:
+            off = np.ascontiguousarray(offsets, dtype=np.int64)
+            flat = _i32(histories, "histories")
+            if off.ndim != 1 or off.size < 1 or off[0] < 0 or off[-1] > flat.size or np.any(np.diff(off) < 0):
+                raise RecsysError(Status.E_INVALID, "offsets must ascend within the flat histories")
+            tflat = None if times is None else np.ascontiguousarray(times, dtype=np.int64)
+            if tflat is not None and tflat.shape != flat.shape:
+                raise RecsysError(Status.E_INVALID, "times must match the flat histories")
+            n = off.size - 1
+            reqs = (TYPES["recsys_request"] * n)()
+            base = flat.ctypes.data
+            tbase = None if tflat is None else tflat.ctypes.data
+            for i in range(n):
+                c = reqs[i]
+                c.struct_size = ctypes.sizeof(c)
+                a, b = int(off[i]), int(off[i + 1])
+                c.history = ctypes.cast(base + 4 * a, _P_I32)
+                c.n_history = b - a
+                c.times = None if tbase is None else ctypes.cast(tbase + 8 * a, _P_I64)
+                c.k = int(k)
+                c.exclude_history = int(bool(exclude_history))
+            keep += [flat, tflat]
+            width = int(k)
+        else:
+            hs = list(histories)
+            ts = [None] * len(hs) if times is None else list(times)
+            if len(ts) != len(hs):
+                raise RecsysError(Status.E_INVALID, "times must have one entry per history")
+            rs_ = [h if isinstance(h, Request) else
+                   Request(h, times=t, k=k, exclude_history=exclude_history) for h, t in zip(hs, ts)]
+            n = len(rs_)
+            reqs = (TYPES["recsys_request"] * n)()
+            for i, r in enumerate(rs_):
+                r._fill(reqs[i], n_items)
+            keep += rs_
+            width = max((r.k for r in rs_), default=int(k))
+        width = max(width, 0)
+        items = np.zeros((n, width), np.int32)
+        scores = np.full((n, width), -np.inf, np.float32)
+        counts = np.zeros(n, np.uintp)
+        if n:
+            ptrs = (ctypes.POINTER(TYPES["recsys_request"]) * n)(
+                *[ctypes.pointer(reqs[i]) for i in range(n)])
+            self._check(lib.recsys_session_topk_batch(
+                self._ptr(), ptrs, n, width, items.ctypes.data_as(_P_I32),
+                scores.ctypes.data_as(_P_F32), counts.ctypes.data_as(ctypes.POINTER(ctypes.c_size_t))))
+        del keep
+        counts = counts.astype(np.int64)
+        return (items, scores, counts) if return_counts else (items, scores)
+
+    def user_vector(self, req: Any, **kw) -> np.ndarray:
+        """The user vector of a Request's history (dim float32):
+        score(item) = user_vector @ model.item_vectors()[item]."""
+        r = self._request(req, kw)
+        if not hasattr(self, "_dim"):
+            self._dim = self.model.info().dim
+        out = np.empty(self._dim, np.float32)
+        c = r._c(self.n_items)
+        self._check(lib.recsys_session_user_vector(self._ptr(), ctypes.byref(c),
+                                                   out.ctypes.data_as(_P_F32), out.size))
+        return out
 
 
 def _metrics(ctx: Context, fn, *args) -> Dict[str, float]:

@@ -36,6 +36,7 @@
 #define RECSYS_STAT_COUNT 9
 #define RECSYS_MODEL_SASREC 0
 #define RECSYS_MODEL_HSTU 1
+#define RECSYS_TENSOR_MAX_DIMS 4
 #define RECSYS_ADAPTER_USER 0
 #define RECSYS_ADAPTER_SHARED 1
 #define RECSYS_ADAPTER_BANK 2
@@ -68,6 +69,7 @@ typedef struct recsys_perflaw recsys_perflaw;
 typedef struct recsys_adapter recsys_adapter;
 typedef struct recsys_adapter_store recsys_adapter_store;
 typedef struct recsys_threadpool recsys_threadpool;
+typedef struct recsys_user_state recsys_user_state;
 typedef struct recsys_opt_info {
     int struct_size;
     int type;
@@ -183,6 +185,12 @@ recsys_status recsys_model_item_id(const recsys_model *model, const char *extern
 recsys_status recsys_model_item_name(const recsys_model *model, int32_t item, const char **name);
 recsys_status recsys_model_item_table(const recsys_model *model, const float **table, int32_t *n_rows, int *dim);
 recsys_status recsys_model_item_vectors(recsys_model *model, const float **vectors, int32_t *n_rows, int *dim);
+recsys_status recsys_model_new_blank(recsys_ctx *ctx, const recsys_opts *opts, int32_t n_items, recsys_model **out);
+recsys_status recsys_model_tensor_count(const recsys_model *model, int *n);
+recsys_status recsys_model_tensor_info(const recsys_model *model, int i, const char **name, int *ndim, int64_t *shape, int64_t *numel);
+recsys_status recsys_model_get_tensor(recsys_ctx *ctx, const recsys_model *model, const char *name, float *data, size_t n);
+recsys_status recsys_model_set_tensor(recsys_ctx *ctx, recsys_model *model, const char *name, const float *data, size_t n);
+recsys_status recsys_model_set_item_ids(recsys_ctx *ctx, recsys_model *model, const char *const *ids, int32_t n);
 recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model, const recsys_dataset *ds, const recsys_opts *opts, recsys_trainer **out);
 void recsys_trainer_free(recsys_trainer *t);
 recsys_status recsys_trainer_set_progress(recsys_trainer *t, recsys_progress_fn fn, void *user_data);
@@ -206,6 +214,12 @@ recsys_status recsys_session_score_request(recsys_session *s, const recsys_reque
 recsys_status recsys_session_topk_request(recsys_session *s, const recsys_request *req, int32_t *items, float *scores, size_t *n_out);
 recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request *const *reqs, size_t n_reqs, size_t stride, int32_t *items, float *scores, size_t *n_out);
 recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req, float *vec, size_t dim);
+recsys_status recsys_user_state_new(const recsys_model *model, recsys_user_state **out);
+void recsys_user_state_free(recsys_user_state *u);
+recsys_status recsys_user_state_append(recsys_user_state *u, int32_t item, int64_t time);
+recsys_status recsys_user_state_clear(recsys_user_state *u);
+recsys_status recsys_user_state_request(const recsys_user_state *u, recsys_request *req);
+recsys_status recsys_user_state_bytes(const recsys_user_state *u, size_t *bytes);
 recsys_status recsys_adapter_new(recsys_ctx *ctx, recsys_model *model, const recsys_opts *opts, int kind, recsys_adapter **out);
 void recsys_adapter_free(recsys_adapter *a);
 recsys_status recsys_adapter_info(const recsys_adapter *a, int *kind, int *rank, int64_t *n_params);

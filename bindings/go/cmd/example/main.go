@@ -1,5 +1,6 @@
 // One example, four languages (Go here): train on the embedded synthetic
-// data, evaluate, save, reload, recommend the top 5 for user 0.
+// data, evaluate, save, reload, recommend the top 5 for users 0 and 1
+// in one batch call.
 //
 //	go run ./cmd/example [checkpoint path]
 package main
@@ -59,16 +60,24 @@ func main() {
 	m2, err := recsys.Evaluate(ctx, loaded, ds, opts)
 	must(err)
 	fmt.Printf("reloaded HR@10 %.6f NDCG@10 %.6f\n", m2["HR@10"], m2["NDCG@10"])
+	// One batch call for several users (recsys_session_topk_batch).
 	session, err := recsys.NewSession(ctx, loaded)
 	must(err)
 	defer session.Close()
-	hist, err := ds.UserItems(0)
-	must(err)
-	items, scores, err := session.TopK(hist, 5, true)
-	must(err)
-	fmt.Print("top5 user 0:")
-	for i := range items {
-		fmt.Printf(" %d:%.4f", items[i], scores[i])
+	var reqs []recsys.Request
+	for u := int64(0); u < 2; u++ {
+		hist, err := ds.UserItems(u)
+		must(err)
+		reqs = append(reqs, recsys.Request{History: hist, K: 5, ExcludeHistory: true})
 	}
-	fmt.Println()
+	top, err := session.TopKBatch(reqs)
+	must(err)
+	for u := range reqs {
+		items, scores := top.Row(u)
+		fmt.Printf("top5 user %d:", u)
+		for i := range items {
+			fmt.Printf(" %d:%.4f", items[i], scores[i])
+		}
+		fmt.Println()
+	}
 }

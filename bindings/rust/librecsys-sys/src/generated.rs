@@ -38,6 +38,7 @@ pub const RECSYS_STAT_EVAL_USERS: c_int = 8;
 pub const RECSYS_STAT_COUNT: c_int = 9;
 pub const RECSYS_MODEL_SASREC: c_int = 0;
 pub const RECSYS_MODEL_HSTU: c_int = 1;
+pub const RECSYS_TENSOR_MAX_DIMS: c_int = 4;
 pub const RECSYS_ADAPTER_USER: c_int = 0;
 pub const RECSYS_ADAPTER_SHARED: c_int = 1;
 pub const RECSYS_ADAPTER_BANK: c_int = 2;
@@ -101,6 +102,10 @@ pub struct recsys_adapter_store {
 }
 #[repr(C)]
 pub struct recsys_threadpool {
+    _private: [u8; 0],
+}
+#[repr(C)]
+pub struct recsys_user_state {
     _private: [u8; 0],
 }
 #[repr(C)]
@@ -227,6 +232,12 @@ extern "C" {
     pub fn recsys_model_item_name(model: *const recsys_model, item: i32, name: *mut *const c_char) -> recsys_status;
     pub fn recsys_model_item_table(model: *const recsys_model, table: *mut *const f32, n_rows: *mut i32, dim: *mut c_int) -> recsys_status;
     pub fn recsys_model_item_vectors(model: *mut recsys_model, vectors: *mut *const f32, n_rows: *mut i32, dim: *mut c_int) -> recsys_status;
+    pub fn recsys_model_new_blank(ctx: *mut recsys_ctx, opts: *const recsys_opts, n_items: i32, out: *mut *mut recsys_model) -> recsys_status;
+    pub fn recsys_model_tensor_count(model: *const recsys_model, n: *mut c_int) -> recsys_status;
+    pub fn recsys_model_tensor_info(model: *const recsys_model, i: c_int, name: *mut *const c_char, ndim: *mut c_int, shape: *mut i64, numel: *mut i64) -> recsys_status;
+    pub fn recsys_model_get_tensor(ctx: *mut recsys_ctx, model: *const recsys_model, name: *const c_char, data: *mut f32, n: usize) -> recsys_status;
+    pub fn recsys_model_set_tensor(ctx: *mut recsys_ctx, model: *mut recsys_model, name: *const c_char, data: *const f32, n: usize) -> recsys_status;
+    pub fn recsys_model_set_item_ids(ctx: *mut recsys_ctx, model: *mut recsys_model, ids: *const *const c_char, n: i32) -> recsys_status;
     pub fn recsys_trainer_new(ctx: *mut recsys_ctx, model: *mut recsys_model, ds: *const recsys_dataset, opts: *const recsys_opts, out: *mut *mut recsys_trainer) -> recsys_status;
     pub fn recsys_trainer_free(t: *mut recsys_trainer);
     pub fn recsys_trainer_set_progress(t: *mut recsys_trainer, r#fn: recsys_progress_fn, user_data: *mut c_void) -> recsys_status;
@@ -248,8 +259,14 @@ extern "C" {
     pub fn recsys_session_topk(s: *mut recsys_session, history: *const i32, n_history: usize, k: c_int, exclude_history: c_int, items: *mut i32, scores: *mut f32) -> recsys_status;
     pub fn recsys_session_score_request(s: *mut recsys_session, req: *const recsys_request, scores: *mut f32, n_scores: usize) -> recsys_status;
     pub fn recsys_session_topk_request(s: *mut recsys_session, req: *const recsys_request, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
-    pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *mut *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
+    pub fn recsys_session_topk_batch(s: *mut recsys_session, reqs: *const *const recsys_request, n_reqs: usize, stride: usize, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
     pub fn recsys_session_user_vector(s: *mut recsys_session, req: *const recsys_request, vec: *mut f32, dim: usize) -> recsys_status;
+    pub fn recsys_user_state_new(model: *const recsys_model, out: *mut *mut recsys_user_state) -> recsys_status;
+    pub fn recsys_user_state_free(u: *mut recsys_user_state);
+    pub fn recsys_user_state_append(u: *mut recsys_user_state, item: i32, time: i64) -> recsys_status;
+    pub fn recsys_user_state_clear(u: *mut recsys_user_state) -> recsys_status;
+    pub fn recsys_user_state_request(u: *const recsys_user_state, req: *mut recsys_request) -> recsys_status;
+    pub fn recsys_user_state_bytes(u: *const recsys_user_state, bytes: *mut usize) -> recsys_status;
     pub fn recsys_adapter_new(ctx: *mut recsys_ctx, model: *mut recsys_model, opts: *const recsys_opts, kind: c_int, out: *mut *mut recsys_adapter) -> recsys_status;
     pub fn recsys_adapter_free(a: *mut recsys_adapter);
     pub fn recsys_adapter_info(a: *const recsys_adapter, kind: *mut c_int, rank: *mut c_int, n_params: *mut i64) -> recsys_status;
@@ -257,7 +274,7 @@ extern "C" {
     pub fn recsys_adapter_set_params(a: *mut recsys_adapter, r#in: *const f32, n: usize) -> recsys_status;
     pub fn recsys_adapter_to_buffer(a: *const recsys_adapter, buf: *mut *mut c_void, len: *mut usize) -> recsys_status;
     pub fn recsys_adapter_from_buffer(ctx: *mut recsys_ctx, model: *mut recsys_model, buf: *const c_void, len: usize, out: *mut *mut recsys_adapter) -> recsys_status;
-    pub fn recsys_adapter_merge(ctx: *mut recsys_ctx, adapters: *mut *const recsys_adapter, weights: *const f32, n: usize, opts: *const recsys_opts, out: *mut *mut recsys_adapter) -> recsys_status;
+    pub fn recsys_adapter_merge(ctx: *mut recsys_ctx, adapters: *const *const recsys_adapter, weights: *const f32, n: usize, opts: *const recsys_opts, out: *mut *mut recsys_adapter) -> recsys_status;
     pub fn recsys_adapter_fold(a: *const recsys_adapter, out: *mut *mut recsys_model) -> recsys_status;
     pub fn recsys_adapter_store_create(ctx: *mut recsys_ctx, model: *mut recsys_model, opts: *const recsys_opts, path: *const c_char, n_users: i64) -> recsys_status;
     pub fn recsys_adapter_store_open(ctx: *mut recsys_ctx, model: *mut recsys_model, path: *const c_char, writable: c_int, opts: *const recsys_opts, out: *mut *mut recsys_adapter_store) -> recsys_status;

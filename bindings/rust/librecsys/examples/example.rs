@@ -1,7 +1,7 @@
 //! One example, four languages (Rust here): train on the embedded synthetic
-//! data, evaluate, save, reload, recommend the top 5 for user 0.
+//! data, evaluate, save, reload, recommend the top 5 for users 0 and 1 in one batch call.
 //!     cargo run --offline --example example -- [checkpoint path]
-use librecsys::{evaluate, Context, Dataset, Model, Options, Session, Trainer};
+use librecsys::{evaluate, Context, Dataset, Model, Options, Request, Session, Trainer};
 
 fn main() -> Result<(), librecsys::Error> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "example_model.ckpt".to_string());
@@ -41,12 +41,19 @@ fn main() -> Result<(), librecsys::Error> {
     let loaded = Model::load(&ctx, &path)?;
     let m2 = evaluate(&ctx, &loaded, &ds, &opts)?;
     println!("reloaded HR@10 {:.6} NDCG@10 {:.6}", m2.get("HR@10")?, m2.get("NDCG@10")?);
+    // One batch call for several users (recsys_session_topk_batch).
     let mut session = Session::new(&ctx, &loaded)?;
-    let (items, scores) = session.topk(ds.user_items(0)?, 5, true)?;
-    print!("top5 user 0:");
-    for (i, s) in items.iter().zip(scores.iter()) {
-        print!(" {}:{:.4}", i, s);
+    let reqs = [
+        Request::new(ds.user_items(0)?, 5).exclude_history(true),
+        Request::new(ds.user_items(1)?, 5).exclude_history(true),
+    ];
+    let top = session.topk_batch(&reqs)?;
+    for u in 0..reqs.len() {
+        print!("top5 user {}:", u);
+        for (i, s) in top.items(u).iter().zip(top.scores(u)) {
+            print!(" {}:{:.4}", i, s);
+        }
+        println!();
     }
-    println!();
     Ok(())
 }

@@ -64,6 +64,7 @@ use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
+pub use sys::recsys_model_info as ModelInfo;
 pub use sys::recsys_progress as Progress;
 
 /// A failed librecsys call: status code and the C message.
@@ -148,7 +149,17 @@ fn nonnull<T>(p: *mut T) -> Result<NonNull<T>> {
 
 /// Check that the loaded library serves the header these bindings were made from.
 pub fn check_version() -> Result<()> {
-    check(sys::check_version(), ptr::null())
+    check(unsafe { sys::recsys_check_version(sys::RECSYS_VERSION_NUMBER) }, ptr::null())
+}
+
+/// Version of the loaded library as MAJOR*10000 + MINOR*100 + PATCH.
+pub fn version_number() -> i32 {
+    unsafe { sys::recsys_version_number() }
+}
+
+/// Status and message of this thread's last failing call (`RECSYS_OK`, "" when none).
+pub fn last_error() -> (i32, String) {
+    unsafe { (sys::recsys_last_error(), owned_str(sys::recsys_last_errmsg())) }
 }
 
 /// Version string of the loaded library.
@@ -182,11 +193,35 @@ impl Context {
         c.set_seed(seed)?;
         Ok(c)
     }
+    /// A context whose pool never has more than `n_threads` threads (the caller counts as one).
+    pub fn with_max_threads(n_threads: i32) -> Result<Context> {
+        let mut p = ptr::null_mut();
+        check(unsafe { sys::recsys_ctx_new_with_threads(n_threads, &mut p) }, ptr::null())?;
+        Ok(Context { raw: nonnull(p)?, log: None })
+    }
+    /// A context on a pool shared with other contexts (`set_threads` then fails with
+    /// `RECSYS_E_STATE`). The context keeps the pool alive.
+    pub fn shared(pool: &ThreadPool) -> Result<Context> {
+        let mut p = ptr::null_mut();
+        check(unsafe { sys::recsys_ctx_new_shared(pool.raw.as_ptr(), &mut p) }, ptr::null())?;
+        Ok(Context { raw: nonnull(p)?, log: None })
+    }
     pub fn as_ptr(&self) -> *mut sys::recsys_ctx {
         self.raw.as_ptr()
     }
     fn check(&self, st: sys::recsys_status) -> Result<()> {
         check(st, self.as_ptr())
+    }
+    /// File, line and column of the last error when it was in an input file.
+    pub fn error_location(&self) -> Option<(String, i32, i32)> {
+        let mut f: *const c_char = ptr::null();
+        let (mut line, mut col) = (0, 0);
+        let st = unsafe { sys::recsys_ctx_error_location(self.as_ptr(), &mut f, &mut line, &mut col) };
+        if st == sys::RECSYS_OK {
+            Some((unsafe { owned_str(f) }, line, col))
+        } else {
+            None
+        }
     }
     pub fn set_threads(&self, n: i32) -> Result<()> {
         self.check(unsafe { sys::recsys_ctx_set_threads(self.as_ptr(), n) })
@@ -252,7 +287,76 @@ impl Drop for Context {
     }
 }
 
+// --------------------------------------------------------------- ThreadPool
+
+/// A worker pool shared by several contexts (`Context::shared`). Reference-counted
+/// in C: contexts keep it alive, so it may be dropped before them.
+pub struct ThreadPool {
+    raw: NonNull<sys::recsys_threadpool>,
+}
+
+// The pool is made for sharing between contexts used on different threads.
+unsafe impl Send for ThreadPool {}
+unsafe impl Sync for ThreadPool {}
+
+impl ThreadPool {
+    pub fn new(n_threads: i32) -> Result<ThreadPool> {
+        let mut p = ptr::null_mut();
+        check(unsafe { sys::recsys_threadpool_new(n_threads, &mut p) }, ptr::null())?;
+        Ok(ThreadPool { raw: nonnull(p)? })
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        unsafe { sys::recsys_threadpool_free(self.raw.as_ptr()) }
+    }
+}
+
 // ------------------------------------------------------------------ Options
+
+/// One option key as `recsys_opts_describe` gives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptionInfo {
+    pub key: String,
+    /// `sys::RECSYS_OPT_STRING`, `_INT`, `_FLOAT`, `_ENUM`, `_BOOL`, `_INT_LIST`.
+    pub kind: i32,
+    /// "string", "int", "float", "enum", "bool", "int list".
+    pub type_name: String,
+    pub default: String,
+    /// enum: the allowed words.
+    pub choices: Vec<String>,
+    /// int, float and int list: inclusive bounds (else 0).
+    pub min: f64,
+    pub max: f64,
+    /// A phrase on the allowed values where type and bounds do not say it all.
+    pub allowed: Option<String>,
+    pub doc: String,
+}
+
+/// Every option key with its type, default, bounds or choices and doc. Needs no ctx.
+pub fn describe_options() -> Result<Vec<OptionInfo>> {
+    let n = unsafe { sys::recsys_opts_count(ptr::null()) };
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    for i in 0..n {
+        let mut c: sys::recsys_opt_info = unsafe { std::mem::zeroed() };
+        c.struct_size = std::mem::size_of::<sys::recsys_opt_info>() as c_int;
+        check(unsafe { sys::recsys_opts_describe(i, &mut c) }, ptr::null())?;
+        let choices = unsafe { owned_str(c.choices) };
+        out.push(OptionInfo {
+            key: unsafe { owned_str(c.key) },
+            kind: c.r#type,
+            type_name: unsafe { owned_str(c.type_name) },
+            default: unsafe { owned_str(c.default_value) },
+            choices: if c.choices.is_null() { Vec::new() } else { choices.split('|').map(String::from).collect() },
+            min: c.min,
+            max: c.max,
+            allowed: if c.allowed.is_null() { None } else { Some(unsafe { owned_str(c.allowed) }) },
+            doc: unsafe { owned_str(c.doc) },
+        });
+    }
+    Ok(out)
+}
 
 /// `section.key` settings; keeps a pointer to its ctx, hence the borrow.
 pub struct Options<'c> {
@@ -300,7 +404,22 @@ impl<'c> Options<'c> {
         self.ctx.check(unsafe { sys::recsys_opts_get_int(self.as_ptr(), k.as_ptr(), &mut v) })?;
         Ok(v)
     }
-    /// Every known key. TODO(options-describe): add describe() when recsys.h has it.
+    pub fn get_float(&self, key: &str) -> Result<f64> {
+        let k = cstring(key)?;
+        let mut v = 0f64;
+        self.ctx.check(unsafe { sys::recsys_opts_get_float(self.as_ptr(), k.as_ptr(), &mut v) })?;
+        Ok(v)
+    }
+    /// Every key described: see `describe_options`.
+    pub fn describe(&self) -> Result<Vec<OptionInfo>> {
+        describe_options()
+    }
+    /// Load a YAML config file (errors carry file:line:column).
+    pub fn load_yaml(&self, path: &str) -> Result<()> {
+        let p = cstring(path)?;
+        self.ctx.check(unsafe { sys::recsys_opts_load_yaml(self.as_ptr(), p.as_ptr()) })
+    }
+    /// Every known key.
     pub fn keys(&self) -> Vec<String> {
         let n = unsafe { sys::recsys_opts_count(self.as_ptr()) };
         (0..n).map(|i| unsafe { owned_str(sys::recsys_opts_key(self.as_ptr(), i)) }).collect()
@@ -338,6 +457,27 @@ impl Dataset {
     pub fn synthetic(ctx: &Context, opts: &Options) -> Result<Dataset> {
         let mut p = ptr::null_mut();
         let st = unsafe { sys::recsys_dataset_synthetic(ctx.as_ptr(), opts.as_ptr(), &mut p) };
+        Dataset::make(ctx, st, p)
+    }
+    /// An interaction file: `user item [timestamp] [rating]` lines (`.gz` too).
+    pub fn load(ctx: &Context, path: &str, opts: Option<&Options>) -> Result<Dataset> {
+        let s = cstring(path)?;
+        let mut p = ptr::null_mut();
+        let o = opts.map_or(ptr::null(), |o| o.as_ptr() as *const _);
+        let st = unsafe { sys::recsys_dataset_load(ctx.as_ptr(), s.as_ptr(), o, &mut p) };
+        Dataset::make(ctx, st, p)
+    }
+    /// A sequence file (`user i1 i2 ...` lines) with an optional timestamp file.
+    pub fn load_sequences(ctx: &Context, path: &str, times_path: Option<&str>, opts: Option<&Options>) -> Result<Dataset> {
+        let s = cstring(path)?;
+        let t = match times_path {
+            Some(t) => Some(cstring(t)?),
+            None => None,
+        };
+        let mut p = ptr::null_mut();
+        let o = opts.map_or(ptr::null(), |o| o.as_ptr() as *const _);
+        let tp = t.as_ref().map_or(ptr::null(), |t| t.as_ptr());
+        let st = unsafe { sys::recsys_dataset_load_sequences(ctx.as_ptr(), s.as_ptr(), tp, o, &mut p) };
         Dataset::make(ctx, st, p)
     }
     /// Open by path as the CLI does ("synthetic" for the embedded data).
@@ -386,6 +526,31 @@ impl Dataset {
         let mut v: *const c_char = ptr::null();
         check(unsafe { sys::recsys_dataset_item_name(self.as_ptr(), item, &mut v) }, ptr::null())?;
         Ok(unsafe { CStr::from_ptr(v) }.to_str().unwrap_or(""))
+    }
+    /// The user's timestamps, borrowed (None when the data has none).
+    pub fn user_times(&self, user: i64) -> Result<Option<&[i64]>> {
+        let mut items: *const i32 = ptr::null();
+        let mut times: *const i64 = ptr::null();
+        let mut n = 0usize;
+        check(unsafe { sys::recsys_dataset_user_items(self.as_ptr(), user, &mut items, &mut times, &mut n) }, ptr::null())?;
+        Ok(if times.is_null() {
+            None
+        } else if n == 0 {
+            Some(&[][..])
+        } else {
+            Some(unsafe { std::slice::from_raw_parts(times, n) })
+        })
+    }
+    pub fn user_name(&self, user: i64) -> Result<&str> {
+        let mut v: *const c_char = ptr::null();
+        check(unsafe { sys::recsys_dataset_user_name(self.as_ptr(), user, &mut v) }, ptr::null())?;
+        Ok(unsafe { CStr::from_ptr(v) }.to_str().unwrap_or(""))
+    }
+    pub fn user_id(&self, name: &str) -> Result<i64> {
+        let s = cstring(name)?;
+        let mut v = 0i64;
+        check(unsafe { sys::recsys_dataset_user_id(self.as_ptr(), s.as_ptr(), &mut v) }, ptr::null())?;
+        Ok(v)
     }
     pub fn item_id(&self, name: &str) -> Result<i32> {
         let s = cstring(name)?;
@@ -446,6 +611,62 @@ impl Model {
         let mut v: *const c_char = ptr::null();
         check(unsafe { sys::recsys_model_get(self.as_ptr(), k.as_ptr(), &mut v) }, ptr::null())?;
         Ok(unsafe { owned_str(v) })
+    }
+}
+
+/// A borrowed rows x dim row-major matrix of the model (valid while it is borrowed).
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'m> {
+    pub data: &'m [f32],
+    pub rows: usize,
+    pub dim: usize,
+}
+
+impl<'m> Matrix<'m> {
+    pub fn row(&self, i: usize) -> &'m [f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+impl Model {
+    /// Type, sizes and flags (`recsys_model_info_get`).
+    pub fn info(&self) -> Result<ModelInfo> {
+        let mut i: sys::recsys_model_info = unsafe { std::mem::zeroed() };
+        i.struct_size = std::mem::size_of::<sys::recsys_model_info>();
+        check(unsafe { sys::recsys_model_info_get(self.as_ptr(), &mut i) }, ptr::null())?;
+        Ok(i)
+    }
+    /// Dense id of an external item id, without the dataset.
+    pub fn item_id(&self, external_id: &str) -> Result<i32> {
+        let s = cstring(external_id)?;
+        let mut v = 0i32;
+        check(unsafe { sys::recsys_model_item_id(self.as_ptr(), s.as_ptr(), &mut v) }, ptr::null())?;
+        Ok(v)
+    }
+    /// External id of a dense item id (borrowed from the model).
+    pub fn item_name(&self, item: i32) -> Result<&str> {
+        let mut v: *const c_char = ptr::null();
+        check(unsafe { sys::recsys_model_item_name(self.as_ptr(), item, &mut v) }, ptr::null())?;
+        Ok(unsafe { CStr::from_ptr(v) }.to_str().unwrap_or(""))
+    }
+    fn matrix(&self, st: sys::recsys_status, p: *const f32, rows: i32, dim: c_int) -> Result<Matrix<'_>> {
+        check(st, ptr::null())?;
+        let (rows, dim) = (rows.max(0) as usize, dim.max(0) as usize);
+        let data = if rows * dim == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(p, rows * dim) } };
+        Ok(Matrix { data, rows, dim })
+    }
+    /// The item embedding table (n_items+1 rows, row 0 padding), without a copy.
+    /// The borrow of the model keeps it valid (no `Trainer` can take `&mut Model` meanwhile).
+    pub fn item_table(&self) -> Result<Matrix<'_>> {
+        let (mut p, mut rows, mut dim) = (ptr::null(), 0i32, 0 as c_int);
+        let st = unsafe { sys::recsys_model_item_table(self.as_ptr(), &mut p, &mut rows, &mut dim) };
+        self.matrix(st, p, rows, dim)
+    }
+    /// The vectors scores are dot products with (normalised for l2norm models).
+    pub fn item_vectors(&self) -> Result<Matrix<'_>> {
+        let (mut p, mut rows, mut dim) = (ptr::null(), 0i32, 0 as c_int);
+        let st = unsafe { sys::recsys_model_item_vectors(self.as_ptr(), &mut p, &mut rows, &mut dim) };
+        self.matrix(st, p, rows, dim)
     }
 }
 
@@ -519,6 +740,20 @@ impl<'a> Trainer<'a> {
     pub fn epoch(&self) -> i32 {
         unsafe { sys::recsys_trainer_epoch(self.raw.as_ptr()) }
     }
+    /// Whether trainer.eval_every says to evaluate after the epochs run so far.
+    pub fn eval_due(&self) -> bool {
+        unsafe { sys::recsys_trainer_eval_due(self.raw.as_ptr()) != 0 }
+    }
+    /// Save model, optimiser state, epoch and RNG, atomically.
+    pub fn save_checkpoint(&mut self, path: &str) -> Result<()> {
+        let p = cstring(path)?;
+        self.ctx.check(unsafe { sys::recsys_trainer_save_checkpoint(self.raw.as_ptr(), p.as_ptr()) })
+    }
+    /// Continue from a training checkpoint.
+    pub fn resume(&mut self, path: &str) -> Result<()> {
+        let p = cstring(path)?;
+        self.ctx.check(unsafe { sys::recsys_trainer_resume(self.raw.as_ptr(), p.as_ptr()) })
+    }
 }
 
 impl Drop for Trainer<'_> {
@@ -529,20 +764,113 @@ impl Drop for Trainer<'_> {
 
 // ------------------------------------------------------------------ Session
 
+/// One scoring request (`recsys_request`): slices borrowed for the call.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'r> {
+    /// Dense item ids, oldest first.
+    pub history: &'r [i32],
+    /// One timestamp per history item, or None.
+    pub times: Option<&'r [i64]>,
+    pub k: usize,
+    pub exclude_history: bool,
+    /// More items never to recommend.
+    pub exclude: &'r [i32],
+    /// n_items+1 bytes, non-zero = excluded.
+    pub exclude_mask: Option<&'r [u8]>,
+    /// Rank only these items (None: the whole catalogue).
+    pub candidates: Option<&'r [i32]>,
+}
+
+impl<'r> Request<'r> {
+    /// A request for the top `k` after `history` (exclude_history off, as in C).
+    pub fn new(history: &'r [i32], k: usize) -> Request<'r> {
+        Request { history, times: None, k, exclude_history: false, exclude: &[], exclude_mask: None, candidates: None }
+    }
+    pub fn times(mut self, t: &'r [i64]) -> Self {
+        self.times = Some(t);
+        self
+    }
+    pub fn exclude_history(mut self, on: bool) -> Self {
+        self.exclude_history = on;
+        self
+    }
+    pub fn exclude(mut self, items: &'r [i32]) -> Self {
+        self.exclude = items;
+        self
+    }
+    pub fn exclude_mask(mut self, mask: &'r [u8]) -> Self {
+        self.exclude_mask = Some(mask);
+        self
+    }
+    pub fn candidates(mut self, items: &'r [i32]) -> Self {
+        self.candidates = Some(items);
+        self
+    }
+    fn to_c(&self, n_items: i32) -> Result<sys::recsys_request> {
+        if self.times.map_or(false, |t| t.len() != self.history.len()) {
+            return Err(Error::new(sys::RECSYS_E_INVALID, "times must have one entry per history item".into()));
+        }
+        if self.exclude_mask.map_or(false, |m| m.len() != n_items as usize + 1) {
+            return Err(Error::new(sys::RECSYS_E_INVALID, "exclude_mask must have n_items+1 entries".into()));
+        }
+        if self.k > c_int::MAX as usize {
+            return Err(Error::new(sys::RECSYS_E_INVALID, "k too large".into()));
+        }
+        let mut r: sys::recsys_request = unsafe { std::mem::zeroed() };
+        r.struct_size = std::mem::size_of::<sys::recsys_request>();
+        r.history = self.history.as_ptr();
+        r.n_history = self.history.len();
+        r.times = self.times.map_or(ptr::null(), |t| t.as_ptr());
+        r.k = self.k as c_int;
+        r.exclude_history = self.exclude_history as c_int;
+        r.exclude = if self.exclude.is_empty() { ptr::null() } else { self.exclude.as_ptr() };
+        r.n_exclude = self.exclude.len();
+        r.exclude_mask = self.exclude_mask.map_or(ptr::null(), |m| m.as_ptr());
+        r.candidates = self.candidates.map_or(ptr::null(), |c| c.as_ptr());
+        r.n_candidates = self.candidates.map_or(0, |c| c.len());
+        Ok(r)
+    }
+}
+
+/// Results of `Session::topk_batch`: row i holds `counts[i]` items at `i * stride`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub stride: usize,
+    pub items: Vec<i32>,
+    pub scores: Vec<f32>,
+    pub counts: Vec<usize>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+    pub fn items(&self, i: usize) -> &[i32] {
+        &self.items[i * self.stride..i * self.stride + self.counts[i]]
+    }
+    pub fn scores(&self, i: usize) -> &[f32] {
+        &self.scores[i * self.stride..i * self.stride + self.counts[i]]
+    }
+}
+
 /// Scoring scratch for one thread: borrows its ctx and the model.
 pub struct Session<'a> {
     raw: NonNull<sys::recsys_session>,
     ctx: &'a Context,
     n_items: i32,
+    dim: usize,
     _model: PhantomData<&'a Model>,
 }
 
 impl<'a> Session<'a> {
     pub fn new(ctx: &'a Context, model: &'a Model) -> Result<Session<'a>> {
-        let n_items = model.n_items()?;
+        let info = model.info()?;
         let mut p = ptr::null_mut();
         ctx.check(unsafe { sys::recsys_session_new(ctx.as_ptr(), model.as_ptr(), &mut p) })?;
-        Ok(Session { raw: nonnull(p)?, ctx, n_items, _model: PhantomData })
+        Ok(Session { raw: nonnull(p)?, ctx, n_items: info.n_items, dim: info.dim.max(0) as usize, _model: PhantomData })
     }
     pub fn n_items(&self) -> i32 {
         self.n_items
@@ -580,6 +908,67 @@ impl<'a> Session<'a> {
         let mut scores = vec![0f32; k];
         self.topk_into(history, &mut items, &mut scores, exclude_history)?;
         Ok((items, scores))
+    }
+
+    /// Scores of a request into `out`: n_items+1 floats, or one per candidate.
+    pub fn score_request_into(&mut self, req: &Request, out: &mut [f32]) -> Result<()> {
+        let r = req.to_c(self.n_items)?;
+        self.ctx.check(unsafe { sys::recsys_session_score_request(self.raw.as_ptr(), &r, out.as_mut_ptr(), out.len()) })
+    }
+    pub fn score_request(&mut self, req: &Request) -> Result<Vec<f32>> {
+        let n = req.candidates.map_or(self.n_items as usize + 1, |c| c.len());
+        let mut out = vec![0f32; n];
+        self.score_request_into(req, &mut out)?;
+        Ok(out)
+    }
+    /// Top-k of a request, best first (ties: lower id); fewer than k only when
+    /// fewer items are eligible.
+    pub fn topk_request(&mut self, req: &Request) -> Result<(Vec<i32>, Vec<f32>)> {
+        let r = req.to_c(self.n_items)?;
+        let mut items = vec![0i32; req.k];
+        let mut scores = vec![0f32; req.k];
+        let mut n = 0usize;
+        self.ctx.check(unsafe {
+            sys::recsys_session_topk_request(self.raw.as_ptr(), &r, items.as_mut_ptr(), scores.as_mut_ptr(), &mut n)
+        })?;
+        items.truncate(n);
+        scores.truncate(n);
+        Ok((items, scores))
+    }
+    /// Top-k of many requests in one call (histories encoded in batches, one
+    /// matrix product per batch); identical to `topk_request` for each. The
+    /// row width is the largest k; unused slots hold item 0 and -inf.
+    pub fn topk_batch(&mut self, reqs: &[Request]) -> Result<Batch> {
+        let cs = reqs.iter().map(|q| q.to_c(self.n_items)).collect::<Result<Vec<_>>>()?;
+        let ptrs: Vec<*const sys::recsys_request> = cs.iter().map(|c| c as *const _).collect();
+        let stride = reqs.iter().map(|q| q.k).max().unwrap_or(0);
+        let mut b = Batch {
+            stride,
+            items: vec![0; reqs.len() * stride],
+            scores: vec![f32::NEG_INFINITY; reqs.len() * stride],
+            counts: vec![0; reqs.len()],
+        };
+        if !reqs.is_empty() {
+            self.ctx.check(unsafe {
+                sys::recsys_session_topk_batch(
+                    self.raw.as_ptr(),
+                    ptrs.as_ptr(),
+                    ptrs.len(),
+                    stride,
+                    b.items.as_mut_ptr(),
+                    b.scores.as_mut_ptr(),
+                    b.counts.as_mut_ptr(),
+                )
+            })?;
+        }
+        Ok(b)
+    }
+    /// The user vector (dim floats): score(i) = user_vector . model.item_vectors().row(i).
+    pub fn user_vector(&mut self, req: &Request) -> Result<Vec<f32>> {
+        let r = req.to_c(self.n_items)?;
+        let mut v = vec![0f32; self.dim];
+        self.ctx.check(unsafe { sys::recsys_session_user_vector(self.raw.as_ptr(), &r, v.as_mut_ptr(), v.len()) })?;
+        Ok(v)
     }
 }
 
@@ -652,6 +1041,21 @@ impl<'c> ApEn<'c> {
         self.ctx.check(unsafe { sys::recsys_apen_sequence(self.raw.as_ptr(), seq.as_ptr(), seq.len(), &mut v) })?;
         Ok(v)
     }
+    /// ApEn of a numeric sequence (tolerance apen.r).
+    pub fn numeric(&mut self, seq: &[f64]) -> Result<f64> {
+        let mut v = 0.0;
+        self.ctx.check(unsafe { sys::recsys_apen_numeric(self.raw.as_ptr(), seq.as_ptr(), seq.len(), &mut v) })?;
+        Ok(v)
+    }
+    /// Dataset ApEn: (mean over users, per-user values (NaN: too short), users averaged).
+    pub fn dataset(&mut self, ds: &Dataset) -> Result<(f64, Vec<f64>, i64)> {
+        let mut per_user = vec![0f64; ds.n_users().max(0) as usize];
+        let (mut v, mut used) = (0.0, 0i64);
+        self.ctx.check(unsafe {
+            sys::recsys_apen_dataset(self.raw.as_ptr(), ds.as_ptr(), &mut v, per_user.as_mut_ptr(), per_user.len(), &mut used)
+        })?;
+        Ok((v, per_user, used))
+    }
 }
 
 impl Drop for ApEn<'_> {
@@ -678,6 +1082,35 @@ impl<'c> PerfLaw<'c> {
     pub fn fit(&mut self) -> Result<()> {
         self.ctx.check(unsafe { sys::recsys_perflaw_fit(self.raw.as_ptr()) })
     }
+    /// (parameters w1..w5 b, their standard errors, R²).
+    pub fn params(&self) -> Result<([f64; 6], [f64; 6], f64)> {
+        let (mut p, mut e, mut r2) = ([0f64; 6], [0f64; 6], 0.0);
+        self.ctx.check(unsafe { sys::recsys_perflaw_params(self.raw.as_ptr(), p.as_mut_ptr(), e.as_mut_ptr(), &mut r2) })?;
+        Ok((p, e, r2))
+    }
+    pub fn predict(&self, layers: f64, hidden: f64, data: f64) -> Result<f64> {
+        let mut v = 0.0;
+        self.ctx.check(unsafe { sys::recsys_perflaw_predict(self.raw.as_ptr(), layers, hidden, data, &mut v) })?;
+        Ok(v)
+    }
+    /// The (layers, hidden, predicted metric) among the candidates that maximises the prediction.
+    pub fn best_size(&self, data: f64, layers: &[f64], hidden: &[f64]) -> Result<(f64, f64, f64)> {
+        let (mut l, mut h, mut m) = (0.0, 0.0, 0.0);
+        self.ctx.check(unsafe {
+            sys::recsys_perflaw_best_size(
+                self.raw.as_ptr(),
+                data,
+                layers.as_ptr(),
+                layers.len(),
+                hidden.as_ptr(),
+                hidden.len(),
+                &mut l,
+                &mut h,
+                &mut m,
+            )
+        })?;
+        Ok((l, h, m))
+    }
 }
 
 impl Drop for PerfLaw<'_> {
@@ -687,6 +1120,7 @@ impl Drop for PerfLaw<'_> {
 }
 
 pub use sys::{
-    RECSYS_E_ABORTED, RECSYS_E_FORMAT, RECSYS_E_INVALID, RECSYS_E_IO, RECSYS_E_NOT_FOUND, RECSYS_E_PARSE,
+    RECSYS_MODEL_HSTU, RECSYS_MODEL_SASREC, RECSYS_OPT_BOOL, RECSYS_OPT_ENUM, RECSYS_OPT_FLOAT, RECSYS_OPT_INT,
+    RECSYS_OPT_INT_LIST, RECSYS_OPT_STRING, RECSYS_PERFLAW_N_PARAMS, RECSYS_E_ABORTED, RECSYS_E_NUMERIC, RECSYS_E_FORMAT, RECSYS_E_INVALID, RECSYS_E_IO, RECSYS_E_NOT_FOUND, RECSYS_E_PARSE,
     RECSYS_E_STATE, RECSYS_E_UNSUPPORTED, RECSYS_OK,
 };

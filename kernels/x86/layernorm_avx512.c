@@ -1,21 +1,13 @@
-/*
- * Row-wise and elementwise kernels, AVX-512: layer norm fused with the
- * residual add (forward and backward), the Adam/AdamW update, the dot
- * product. Remainders use opmask loads/stores, so any size works with no
- * scalar tail. elementwise_avx2.c is the same with 8-lane vectors.
- */
+/* Layer norm fused with the residual add, forward and backward, AVX-512.
+ * Remainders use opmask loads/stores, so any size works with no
+ * scalar tail. */
 #include "kernels_isa.h"
+#include "simd_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
 
 #define W 16
-
-/* Lanes < n set (n clamped to [0, 16]). */
-static inline __mmask16 tail_mask(int n)
-{
-    return (__mmask16)(n >= W ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
-}
 
 void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const float *gamma,
                              const float *beta, float eps, float *y, float *mean, float *rstd)
@@ -27,7 +19,7 @@ void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const
          * L1): re-reading a masked store of h would defeat store forwarding. */
         __m512 s0 = _mm512_setzero_ps(), s1 = s0;
         for (int c = 0; c < d; c += W) {
-            __mmask16 m = tail_mask(d - c);
+            __mmask16 m = rs_mask16(d - c);
             __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
             if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
             if ((c / W) & 1) s1 = _mm512_add_ps(s1, h);
@@ -38,7 +30,7 @@ void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const
         /* pass 2: variance around the mean (two-pass, no cancellation) */
         __m512 v0 = _mm512_setzero_ps();
         for (int c = 0; c < d; c += W) {
-            __mmask16 m = tail_mask(d - c);
+            __mmask16 m = rs_mask16(d - c);
             __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
             if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
             __m512 t = _mm512_maskz_sub_ps(m, h, muv);
@@ -51,7 +43,7 @@ void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const
         const __m512 rsv = _mm512_set1_ps(rs);
         /* pass 3: normalise and apply the affine map */
         for (int c = 0; c < d; c += W) {
-            __mmask16 m = tail_mask(d - c);
+            __mmask16 m = rs_mask16(d - c);
             __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
             if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
             h = _mm512_mul_ps(_mm512_sub_ps(h, muv), rsv);
@@ -74,7 +66,7 @@ void rs_layernorm_bwd_avx512(int n, int d, const float *x, const float *r, const
         __m512 sg = _mm512_setzero_ps(), sgh = sg;
         /* pass 1: the two row sums; gamma/beta gradients accumulate */
         for (int c = 0; c < d; c += W) {
-            __mmask16 m = tail_mask(d - c);
+            __mmask16 m = rs_mask16(d - c);
             __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
             if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
             h = _mm512_maskz_mul_ps(m, _mm512_sub_ps(h, muv), rsv);
@@ -93,7 +85,7 @@ void rs_layernorm_bwd_avx512(int n, int d, const float *x, const float *r, const
         const __m512 mgh = _mm512_set1_ps(_mm512_reduce_add_ps(sgh) / (float)d);
         /* pass 2: dx = rstd * (g - mean(g) - h * mean(g h)) */
         for (int c = 0; c < d; c += W) {
-            __mmask16 m = tail_mask(d - c);
+            __mmask16 m = rs_mask16(d - c);
             __m512 h = _mm512_maskz_loadu_ps(m, xi + c);
             if (ri) h = _mm512_add_ps(h, _mm512_maskz_loadu_ps(m, ri + c));
             h = _mm512_mul_ps(_mm512_sub_ps(h, muv), rsv);
@@ -103,47 +95,4 @@ void rs_layernorm_bwd_avx512(int n, int d, const float *x, const float *r, const
             _mm512_mask_storeu_ps(dxi + c, m, _mm512_mul_ps(t, rsv));
         }
     }
-}
-
-/* Plain mul/add in the reference's order (no FMA): the update then matches
- * rs_adam_ref bit for bit, and it is memory bound anyway. */
-void rs_adam_avx512(size_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
-                    float b2, float eps, float wd, float bc1, float bc2)
-{
-    const __m512 vb1 = _mm512_set1_ps(b1), vb2 = _mm512_set1_ps(b2);
-    const __m512 ob1 = _mm512_set1_ps(1.0f - b1), ob2 = _mm512_set1_ps(1.0f - b2);
-    const __m512 vlr = _mm512_set1_ps(lr), veps = _mm512_set1_ps(eps), vwd = _mm512_set1_ps(wd);
-    const __m512 vbc1 = _mm512_set1_ps(bc1), vbc2 = _mm512_set1_ps(bc2);
-    for (size_t i = 0; i < n; i += W) {
-        __mmask16 k = n - i >= W ? (__mmask16)0xFFFF : tail_mask((int)(n - i));
-        __m512 gi = _mm512_maskz_loadu_ps(k, g + i);
-        __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_maskz_loadu_ps(k, m + i)),
-                                  _mm512_mul_ps(ob1, gi));
-        __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_maskz_loadu_ps(k, v + i)),
-                                  _mm512_mul_ps(_mm512_mul_ps(ob2, gi), gi));
-        __m512 pi = _mm512_maskz_loadu_ps(k, p + i);
-        __m512 mh = _mm512_div_ps(mi, vbc1), vh = _mm512_div_ps(vi, vbc2);
-        __m512 step = _mm512_add_ps(_mm512_div_ps(mh, _mm512_add_ps(_mm512_sqrt_ps(vh), veps)),
-                                    _mm512_mul_ps(vwd, pi));
-        _mm512_mask_storeu_ps(m + i, k, mi);
-        _mm512_mask_storeu_ps(v + i, k, vi);
-        _mm512_mask_storeu_ps(p + i, k, _mm512_sub_ps(pi, _mm512_mul_ps(vlr, step)));
-    }
-}
-
-float rs_dot_avx512(size_t n, const float *a, const float *b)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + W), _mm512_loadu_ps(b + i + W), s1);
-        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 2 * W), _mm512_loadu_ps(b + i + 2 * W), s2);
-        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 3 * W), _mm512_loadu_ps(b + i + 3 * W), s3);
-    }
-    for (; i < n; i += W) {
-        __mmask16 k = n - i >= W ? (__mmask16)0xFFFF : tail_mask((int)(n - i));
-        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), s0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }

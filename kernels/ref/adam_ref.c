@@ -1,4 +1,4 @@
-/* Scalar references for the optimiser update and the dot product. */
+/* Scalar reference of the Adam/AdamW update. */
 #include "kernels.h"
 
 #include <math.h>
@@ -12,11 +12,4 @@ void rs_adam_ref(size_t n, float *p, const float *g, float *m, float *v, float l
         float mh = m[i] / bc1, vh = v[i] / bc2;
         p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
     }
-}
-
-float rs_dot_ref(size_t n, const float *a, const float *b)
-{
-    double acc = 0.0;
-    for (size_t i = 0; i < n; i++) acc += (double)a[i] * b[i];
-    return (float)acc;
 }
