@@ -1003,29 +1003,41 @@ RECSYS_API void recsys_free(void *p);
  * allreduce_f32 and broadcast, which work in place.
  * The library calls these only from the thread that called it.
  */
+/* The operations' types (one per member of recsys_collective). */
+typedef int (*recsys_coll_int_fn)(void *user_data);
+typedef int (*recsys_coll_allreduce_fn)(void *user_data, float *buf, size_t n);
+typedef int (*recsys_coll_allgather_fn)(void *user_data, const void *send, size_t bytes,
+                                        void *recv);
+typedef int (*recsys_coll_allgatherv_fn)(void *user_data, const void *send, size_t bytes,
+                                         void *recv, const size_t *counts,
+                                         const size_t *displs);
+typedef int (*recsys_coll_alltoallv_fn)(void *user_data, const void *send,
+                                        const size_t *scounts, const size_t *sdispls,
+                                        void *recv, const size_t *rcounts,
+                                        const size_t *rdispls);
+typedef int (*recsys_coll_broadcast_fn)(void *user_data, void *buf, size_t bytes, int root);
+typedef const char *(*recsys_coll_errmsg_fn)(void *user_data);
+
 typedef struct recsys_collective {
     int struct_size;  /* sizeof(recsys_collective) of the caller's header */
     void *user_data;  /* passed to every operation */
-    int (*rank)(void *user_data);
-    int (*size)(void *user_data);
+    recsys_coll_int_fn rank;
+    recsys_coll_int_fn size;
     /* In place: buf[0..n) <- the element-wise sum over ranks. */
-    int (*allreduce_f32)(void *user_data, float *buf, size_t n);
+    recsys_coll_allreduce_fn allreduce_f32;
     /* recv[r*bytes .. (r+1)*bytes) <- rank r's send (size*bytes bytes). */
-    int (*allgather)(void *user_data, const void *send, size_t bytes, void *recv);
+    recsys_coll_allgather_fn allgather;
     /* recv + displs[r] <- rank r's send of counts[r] bytes (counts known to all).
      * In place when send == recv + displs[rank] (MPI_IN_PLACE). */
-    int (*allgatherv)(void *user_data, const void *send, size_t bytes, void *recv,
-                      const size_t *counts, const size_t *displs);
+    recsys_coll_allgatherv_fn allgatherv;
     /* Rank r's bytes send+sdispls[j] (scounts[j]) land at rank j's
      * recv+rdispls[r] (rcounts[r] there). */
-    int (*alltoallv)(void *user_data, const void *send, const size_t *scounts,
-                     const size_t *sdispls, void *recv, const size_t *rcounts,
-                     const size_t *rdispls);
+    recsys_coll_alltoallv_fn alltoallv;
     /* buf (bytes) <- root's buf on every rank. */
-    int (*broadcast)(void *user_data, void *buf, size_t bytes, int root);
-    int (*barrier)(void *user_data);
+    recsys_coll_broadcast_fn broadcast;
+    recsys_coll_int_fn barrier;
     /* Optional (may be NULL): text of the last failure, owned by the table. */
-    const char *(*errmsg)(void *user_data);
+    recsys_coll_errmsg_fn errmsg;
 } recsys_collective;
 
 /**

@@ -150,14 +150,17 @@ static void log_trainer(const recsys_trainer *t)
  * gradients and Adam moments, activations kept for backward, the batch and
  * the loss scratch). */
 static double trainer_bytes(const recsys_model *m, const recsys_dataset *ds, int B, int n_neg,
-                            int softmax)
+                            int softmax, int shard)
 {
     const rs_model_config *c = &m->cfg;
     double R = (double)B * c->max_len, d = c->dim, blocks = c->blocks;
     double ffn = c->ffn_dim > 0 ? c->ffn_dim : d;
     double dqk = c->dqk > 0 ? c->dqk : d, dv = c->dv > 0 ? c->dv : d;
     double per_row = (blocks + 1) * d + blocks * (6 * d + 2 * dqk + 2 * dv + ffn + c->heads + 8);
-    double floats = 3.0 * (double)m->n_params + 2 * R * d + R * per_row;
+    /* dist.shard_items: the table's gradient and moments are the shard's
+     * (3/N of the table, allocated by recsys_trainer_set_collective) */
+    double own = shard ? (double)m->n_params - ((double)c->n_items + 1) * d : (double)m->n_params;
+    double floats = 3.0 * own + 2 * R * d + R * per_row;
     floats += softmax ? R * (2 * d + 2 * (n_neg + 1.0)) + 2.0 * n_neg * d + 2.0 * c->n_items
                       : R * (1.0 + n_neg);
     double ints = R * (4.0 + n_neg) + (double)ds->n_users * 2 + (double)c->n_items;
@@ -216,7 +219,8 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
                                     : (int)(neg_opt < cfg->n_items ? neg_opt : cfg->n_items);
     size_t rows = (size_t)t->batch_size * cfg->max_len;
     if (!st) st = rs_check_memory(ctx, opts, trainer_bytes(model, ds, t->batch_size, n_neg,
-                                                             t->loss == LOSS_SOFTMAX),
+                                                             t->loss == LOSS_SOFTMAX,
+                                                             t->shard_items),
                                   "training (trainer.batch_size, model.max_len, model.dim, "
                                   "trainer.negatives)");
     if (!st) st = rs_batch_buf_init(ctx, &t->bb, t->batch_size, cfg->max_len, n_neg,
