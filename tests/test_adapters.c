@@ -12,6 +12,7 @@
 #include "adapters/store.h"
 #include "adapters/merge.h"
 #include "adapters/adapter.h"
+#include "adapters/hook.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 
 #define FD_H 1e-5
 
@@ -760,6 +762,434 @@ static recsys_model *small_model(recsys_ctx *ctx, const char *type)
     return m;
 }
 
+/* ------------------------------------------- LoRA through a whole model */
+
+typedef struct model_lora {
+    recsys_ctx *ctx;
+    recsys_model *m;
+    rs_workspace *ws;
+    rs_batch b;
+    rs_lora_hook hook;
+    float *out, *dout, *G;
+    double *wout; /* loss = Σ wout · out */
+} model_lora;
+
+static double model_lora_loss(model_lora *s, int grads)
+{
+    const rs_model_config *c = &s->m->cfg;
+    assert_int_equal(s->m->ops->forward(s->ctx, c, s->m->params, s->ws, &s->b, s->out), RECSYS_OK);
+    size_t nd = (size_t)s->b.B * c->max_len * c->dim;
+    double L = 0.0;
+    for (size_t i = 0; i < nd; i++) L += s->wout[i] * s->out[i];
+    if (grads) {
+        for (size_t i = 0; i < nd; i++) s->dout[i] = (float)s->wout[i];
+        assert_int_equal(s->m->ops->backward(s->ctx, c, s->m->params, s->ws, &s->b, s->dout, s->G),
+                         RECSYS_OK);
+    }
+    return L;
+}
+
+/* Rows 0-1 use adapter X, row 2 none, row 3 adapter Y; every adapter
+ * parameter's gradient (a sample) and the item and position tables' (through
+ * the LoRA's dx) against central differences. */
+static void model_lora_grad(const char *type)
+{
+    model_lora s;
+    memset(&s, 0, sizeof s);
+    s.ctx = new_ctx(2);
+    s.m = small_model(s.ctx, type);
+    s.m->cfg.dropout = 0.0f;
+    const rs_model_config *c = &s.m->cfg;
+    recsys_opts *o = NULL;
+    assert_int_equal(recsys_opts_new(s.ctx, &o), RECSYS_OK);
+    assert_int_equal(recsys_opts_set(o, "adapter.rank", "3"), RECSYS_OK);
+    assert_int_equal(recsys_opts_set(o, "adapter.targets",
+                                     strcmp(type, "hstu") ? "q,k,v,o,ffn1,ffn2" : "u,v,q,k,o"),
+                     RECSYS_OK);
+    recsys_adapter *X = NULL, *Y = NULL;
+    assert_int_equal(recsys_adapter_new(s.ctx, s.m, o, RECSYS_ADAPTER_USER, &X), RECSYS_OK);
+    assert_int_equal(recsys_adapter_new(s.ctx, s.m, o, RECSYS_ADAPTER_USER, &Y), RECSYS_OK);
+    recsys_opts_free(o);
+    rs_rng rng;
+    rs_rng_seed(&rng, 77);
+    size_t P = X->P;
+    for (size_t i = 0; i < P; i++) {
+        X->params[i] = (float)(0.3 * urand(&rng));
+        Y->params[i] = (float)(0.3 * urand(&rng));
+    }
+    enum { NB = 4 };
+    int L = c->max_len, starts[NB] = {0, 3, 1, 5};
+    int32_t *seq = calloc((size_t)NB * L, sizeof(int32_t));
+    for (int r = 0; r < NB; r++)
+        for (int t = starts[r]; t < L; t++) seq[(size_t)r * L + t] = 1 + (int32_t)rs_rng_below(&rng, 30);
+    s.b.B = NB;
+    s.b.L = L;
+    s.b.seq = seq;
+    s.b.start = starts;
+    s.b.train = 1;
+    s.b.seed = 5;
+    s.ws = s.m->ops->ws_new(c, NB);
+    assert_non_null(s.ws);
+    size_t nd = (size_t)NB * L * c->dim;
+    s.out = malloc(sizeof(float) * nd);
+    s.dout = malloc(sizeof(float) * nd);
+    s.wout = malloc(sizeof(double) * nd);
+    s.G = calloc(s.m->n_params, sizeof(float));
+    for (size_t i = 0; i < nd; i++) s.wout[i] = urand(&rng);
+
+    /* base run without a hook, then with a hook of no adapters: bit-identical */
+    float *base = malloc(sizeof(float) * nd);
+    model_lora_loss(&s, 0);
+    memcpy(base, s.out, sizeof(float) * nd);
+    assert_int_equal(rs_lora_hook_init(s.ctx, &s.hook, X, NB), RECSYS_OK);
+    s.b.hook = &s.hook.h;
+    model_lora_loss(&s, 0);
+    assert_memory_equal(base, s.out, sizeof(float) * nd);
+
+    float *gX = calloc(P, sizeof(float)), *gY = calloc(P, sizeof(float));
+    s.hook.vec[0] = s.hook.vec[1] = X->params;
+    s.hook.grad[0] = s.hook.grad[1] = gX;
+    s.hook.vec[3] = Y->params;
+    s.hook.grad[3] = gY;
+    model_lora_loss(&s, 1);
+    /* row 2 has no adapter: its output is the base's */
+    size_t r2 = (size_t)2 * L * c->dim, rn = (size_t)L * c->dim;
+    for (size_t i = 0; i < rn; i++) assert_true(s.out[r2 + i] == base[r2 + i]);
+
+    const double h = 2e-3;
+    struct { float *p, *g; size_t n; const char *what; } chk[] = {
+        {X->params, gX, P, "adapter X"},
+        {Y->params, gY, P, "adapter Y"},
+        {s.m->params, s.G, ((size_t)c->n_items + 1) * c->dim, "item_emb"},
+    };
+    float *gcopy = malloc(sizeof(float) * s.m->n_params);
+    memcpy(gcopy, s.G, sizeof(float) * s.m->n_params);
+    for (size_t q = 0; q < sizeof chk / sizeof chk[0]; q++) {
+        const float *ga = q == 2 ? gcopy : chk[q].g;
+        double num2 = 0.0, err2 = 0.0;
+        int checked = 0;
+        for (size_t i = (q == 2 ? (size_t)c->dim : 0); i < chk[q].n && checked < 60;
+             i += 1 + chk[q].n / 97) {
+            float save = chk[q].p[i];
+            chk[q].p[i] = save + (float)h;
+            double lp = model_lora_loss(&s, 0);
+            chk[q].p[i] = save - (float)h;
+            double lm = model_lora_loss(&s, 0);
+            chk[q].p[i] = save;
+            double num = (lp - lm) / (2 * h);
+            num2 += num * num;
+            err2 += (num - ga[i]) * (num - ga[i]);
+            checked++;
+        }
+        if (!(sqrt(err2) <= 2e-2 * sqrt(num2) + 2e-4))
+            fail_msg("%s %s: |fd - analytic| = %.3g, |fd| = %.3g", type, chk[q].what, sqrt(err2),
+                     sqrt(num2));
+    }
+    free(gcopy);
+    free(gX);
+    free(gY);
+    free(base);
+    rs_lora_hook_release(&s.hook);
+    free(seq);
+    free(s.out);
+    free(s.dout);
+    free(s.wout);
+    free(s.G);
+    s.m->ops->ws_free(s.ws);
+    recsys_adapter_free(X);
+    recsys_adapter_free(Y);
+    recsys_model_free(s.m);
+    recsys_ctx_free(s.ctx);
+}
+
+static void test_model_lora_grad_sasrec(void **state)
+{
+    (void)state;
+    model_lora_grad("sasrec");
+}
+
+static void test_model_lora_grad_hstu(void **state)
+{
+    (void)state;
+    model_lora_grad("hstu");
+}
+
+/* ------------------------------------- training on a frozen base, scoring */
+
+typedef struct synth {
+    recsys_ctx *ctx;
+    recsys_opts *o;
+    recsys_dataset *ds;
+    recsys_model *m;
+} synth;
+
+static void synth_new(synth *s, const char *type)
+{
+    s->ctx = new_ctx(2);
+    assert_int_equal(recsys_opts_new(s->ctx, &s->o), RECSYS_OK);
+    const char *kv[][2] = {{"data.synthetic_users", "120"}, {"data.synthetic_items", "60"},
+                           {"data.synthetic_length", "24"}, {"model.type", type},
+                           {"model.dim", "16"}, {"model.max_len", "16"}, {"model.heads", "2"},
+                           {"adapter.rank", "4"}, {"adapter.epochs", "2"},
+                           {"adapter.user_steps", "5"}, {"adapter.lr", "0.01"},
+                           {"adapter.gate_window", "12"}, {"adapter.bank_size", "3"},
+                           {"adapter.gate_hidden", "8"}, {"trainer.batch_size", "32"},
+                           {"eval.batch_size", "32"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        assert_int_equal(recsys_opts_set(s->o, kv[i][0], kv[i][1]), RECSYS_OK);
+    assert_int_equal(recsys_opts_set(s->o, "adapter.targets",
+                                     strcmp(type, "hstu") ? "q,v,o,ffn1" : "u,v,o"), RECSYS_OK);
+    assert_int_equal(recsys_dataset_synthetic(s->ctx, s->o, &s->ds), RECSYS_OK);
+    assert_int_equal(recsys_model_new(s->ctx, s->o, s->ds, &s->m), RECSYS_OK);
+}
+
+static void synth_free(synth *s)
+{
+    recsys_model_free(s->m);
+    recsys_dataset_free(s->ds);
+    recsys_opts_free(s->o);
+    recsys_ctx_free(s->ctx);
+}
+
+static double metric(recsys_metrics *r, const char *k)
+{
+    double v = NAN;
+    assert_int_equal(recsys_metrics_get(r, k, &v), RECSYS_OK);
+    return v;
+}
+
+/* Every kind trains with the base bit-for-bit unchanged, moves off zero and
+ * changes the scores; a USER adapter trains on one user only. */
+static void frozen_training(const char *type)
+{
+    synth s;
+    synth_new(&s, type);
+    size_t np = s.m->n_params;
+    float *before = malloc(sizeof(float) * np);
+    memcpy(before, s.m->params, sizeof(float) * np);
+    for (int kind = 0; kind < 3; kind++) {
+        recsys_adapter *a = NULL;
+        assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, kind, &a), RECSYS_OK);
+        double loss = -1;
+        assert_int_equal(recsys_adapter_train(a, s.ds, kind == RECSYS_ADAPTER_USER ? 7 : -1, s.o,
+                                              &loss),
+                         RECSYS_OK);
+        assert_true(loss > 0 && isfinite(loss));
+        assert_memory_equal(before, s.m->params, sizeof(float) * np);
+        double bsum = 0; /* B moved off zero */
+        for (int i = 0; i < a->n_sites; i++) {
+            const rs_lora_site *st = &a->sites[i];
+            const float *B = a->params + st->off + (size_t)a->rank * st->in;
+            for (size_t j = 0; j < (size_t)a->rank * st->out; j++) bsum += fabs(B[j]);
+        }
+        assert_true(bsum > 0);
+        recsys_metrics *r0 = NULL, *r1 = NULL;
+        assert_int_equal(recsys_evaluate(s.ctx, s.m, s.ds, s.o, &r0), RECSYS_OK);
+        assert_int_equal(recsys_evaluate_adapters(s.ctx, s.m, a, NULL, s.ds, s.o, NULL, &r1),
+                         RECSYS_OK);
+        assert_true(isfinite(metric(r1, "NDCG@10")));
+        recsys_metrics_free(r0);
+        recsys_metrics_free(r1);
+        /* wrong user arguments */
+        assert_int_equal(recsys_adapter_train(a, s.ds, kind == RECSYS_ADAPTER_USER ? -1 : 3, s.o,
+                                              NULL),
+                         RECSYS_E_INVALID);
+        recsys_adapter_free(a);
+    }
+    /* no adapter: recsys_evaluate_adapters == recsys_evaluate, ranks per user */
+    recsys_metrics *r0 = NULL, *r1 = NULL;
+    double *rank = malloc(sizeof(double) * (size_t)s.ds->n_users);
+    assert_int_equal(recsys_evaluate(s.ctx, s.m, s.ds, s.o, &r0), RECSYS_OK);
+    assert_int_equal(recsys_evaluate_adapters(s.ctx, s.m, NULL, NULL, s.ds, s.o, rank, &r1),
+                     RECSYS_OK);
+    assert_true(metric(r0, "NDCG@10") == metric(r1, "NDCG@10"));
+    double nd = 0;
+    int64_t nu = 0;
+    for (int64_t u = 0; u < s.ds->n_users; u++)
+        if (!isnan(rank[u])) {
+            nd += rank[u] < 10 ? 1.0 / log2(rank[u] + 2.0) : 0.0;
+            nu++;
+        }
+    assert_true(fabs(nd / (double)nu - metric(r0, "NDCG@10")) < 1e-9);
+    free(rank);
+    recsys_metrics_free(r0);
+    recsys_metrics_free(r1);
+    free(before);
+    synth_free(&s);
+}
+
+static void test_frozen_training_sasrec(void **state)
+{
+    (void)state;
+    frozen_training("sasrec");
+}
+
+static void test_frozen_training_hstu(void **state)
+{
+    (void)state;
+    frozen_training("hstu");
+}
+
+/* Forward of batch rows seq (B x L, starts) with per-row adapters (NULL:
+ * none) into out. */
+static void forward_rows(recsys_ctx *ctx, const recsys_model *m, const recsys_adapter *shape,
+                         int B, const int32_t *seq, const int *start,
+                         const recsys_adapter *const *per_row, float *out)
+{
+    const rs_model_config *c = &m->cfg;
+    rs_workspace *ws = m->ops->ws_new(c, B);
+    assert_non_null(ws);
+    rs_lora_hook h;
+    rs_batch b = {0};
+    b.B = B;
+    b.L = c->max_len;
+    b.seq = seq;
+    b.start = start;
+    if (shape) {
+        assert_int_equal(rs_lora_hook_init(ctx, &h, shape, B), RECSYS_OK);
+        for (int r = 0; r < B; r++) h.vec[r] = per_row[r] ? per_row[r]->params : NULL;
+        b.hook = &h.h;
+    }
+    assert_int_equal(m->ops->forward(ctx, c, m->params, ws, &b, out), RECSYS_OK);
+    if (shape) rs_lora_hook_release(&h);
+    m->ops->ws_free(ws);
+}
+
+/* Folded == unmerged (whole model, 1e-5); a batch where every row has its
+ * own adapter == one call per row. */
+static void scoring_equivalence(const char *type)
+{
+    synth s;
+    synth_new(&s, type);
+    const rs_model_config *c = &s.m->cfg;
+    enum { NB = 6 };
+    recsys_adapter *ad[NB];
+    rs_rng rng;
+    rs_rng_seed(&rng, 3);
+    for (int i = 0; i < NB; i++) {
+        assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, RECSYS_ADAPTER_USER, &ad[i]), RECSYS_OK);
+        for (size_t j = 0; j < ad[i]->n_params; j++) ad[i]->params[j] = (float)(0.2 * urand(&rng));
+    }
+    int L = c->max_len, start[NB];
+    int32_t *seq = calloc((size_t)NB * L, sizeof(int32_t));
+    for (int r = 0; r < NB; r++) {
+        start[r] = r % 3 == 2 ? 0 : 1 + r;
+        for (int t = start[r]; t < L; t++)
+            seq[(size_t)r * L + t] = 1 + (int32_t)rs_rng_below(&rng, (uint64_t)c->n_items);
+    }
+    size_t rowf = (size_t)L * c->dim;
+    float *mixed = malloc(sizeof(float) * NB * rowf), *one = malloc(sizeof(float) * rowf);
+    float *folded = malloc(sizeof(float) * rowf);
+    const recsys_adapter *per_row[NB];
+    for (int r = 0; r < NB; r++) per_row[r] = r == 4 ? NULL : ad[r];
+    forward_rows(s.ctx, s.m, ad[0], NB, seq, start, per_row, mixed);
+    for (int r = 0; r < NB; r++) {
+        forward_rows(s.ctx, s.m, ad[0], 1, seq + (size_t)r * L, start + r, per_row + r, one);
+        for (size_t i = 0; i < rowf; i++)
+            assert_true(fabsf(one[i] - mixed[(size_t)r * rowf + i]) <= 1e-5f * (1 + fabsf(one[i])));
+        if (!per_row[r]) continue;
+        recsys_model *f = NULL;
+        assert_int_equal(recsys_adapter_fold(ad[r], &f), RECSYS_OK);
+        forward_rows(s.ctx, f, NULL, 1, seq + (size_t)r * L, start + r, NULL, folded);
+        double md = 0;
+        for (size_t i = 0; i < rowf; i++) md = fmax(md, fabs(folded[i] - one[i]));
+        if (md > 1e-5) fail_msg("%s row %d: folded vs unmerged max diff %.3g", type, r, md);
+        recsys_model_free(f);
+    }
+    free(mixed);
+    free(one);
+    free(folded);
+    free(seq);
+    for (int i = 0; i < NB; i++) recsys_adapter_free(ad[i]);
+    synth_free(&s);
+}
+
+static void test_scoring_equivalence(void **state)
+{
+    (void)state;
+    scoring_equivalence("sasrec");
+    scoring_equivalence("hstu");
+}
+
+/* Several threads evaluating with different adapters (each its own ctx, one
+ * shared model and store) == the same evaluations run one after another. */
+typedef struct conc_job {
+    recsys_model *m;
+    const recsys_dataset *ds;
+    const recsys_opts *o;
+    recsys_adapter_store *store;
+    const float *params;
+    double ndcg;
+    double *rank; /* per user: compared exactly (the NDCG sum's order follows the pool) */
+    int rc;
+} conc_job;
+
+static void *conc_run(void *arg)
+{
+    conc_job *j = arg;
+    recsys_ctx *ctx = NULL;
+    j->rc = recsys_ctx_new(&ctx);
+    recsys_adapter *a = NULL;
+    if (!j->rc) j->rc = recsys_adapter_new(ctx, j->m, j->o, RECSYS_ADAPTER_SHARED, &a);
+    if (!j->rc) j->rc = recsys_adapter_set_params(a, j->params, a->n_params);
+    recsys_metrics *r = NULL;
+    if (!j->rc) j->rc = recsys_evaluate_adapters(ctx, j->m, a, j->store, j->ds, j->o, j->rank, &r);
+    if (!j->rc) j->rc = recsys_metrics_get(r, "NDCG@10", &j->ndcg);
+    recsys_metrics_free(r);
+    recsys_adapter_free(a);
+    recsys_ctx_free(ctx);
+    return NULL;
+}
+
+static void test_concurrent_scoring(void **state)
+{
+    (void)state;
+    synth s;
+    synth_new(&s, "sasrec");
+    char path[256];
+    tmp_path(path, sizeof path, "conc.adapters");
+    assert_int_equal(recsys_adapter_store_create(s.ctx, s.m, s.o, path, s.ds->n_users), RECSYS_OK);
+    recsys_adapter_store *st = NULL;
+    assert_int_equal(recsys_adapter_store_open(s.ctx, s.m, path, 1, s.o, &st), RECSYS_OK);
+    rs_rng rng;
+    rs_rng_seed(&rng, 11);
+    recsys_adapter *u = NULL;
+    assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, RECSYS_ADAPTER_USER, &u), RECSYS_OK);
+    for (int64_t user = 0; user < s.ds->n_users; user += 3) {
+        for (size_t j = 0; j < u->n_params; j++) u->params[j] = (float)(0.2 * urand(&rng));
+        assert_int_equal(recsys_adapter_store_put(st, user, u, 0), RECSYS_OK);
+    }
+    enum { NT = 4 };
+    float *params[NT];
+    conc_job jobs[NT], serial[NT];
+    for (int i = 0; i < NT; i++) {
+        params[i] = malloc(sizeof(float) * u->n_params);
+        for (size_t j = 0; j < u->n_params; j++) params[i][j] = (float)(0.2 * urand(&rng));
+        conc_job j0 = {s.m, s.ds, s.o, i % 2 ? st : NULL, params[i], 0, NULL, 0};
+        jobs[i] = serial[i] = j0;
+        jobs[i].rank = malloc(sizeof(double) * (size_t)s.ds->n_users);
+        serial[i].rank = malloc(sizeof(double) * (size_t)s.ds->n_users);
+    }
+    for (int i = 0; i < NT; i++) conc_run(&serial[i]);
+    pthread_t th[NT];
+    for (int i = 0; i < NT; i++) assert_int_equal(pthread_create(&th[i], NULL, conc_run, &jobs[i]), 0);
+    for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NT; i++) {
+        assert_int_equal(serial[i].rc, RECSYS_OK);
+        assert_int_equal(jobs[i].rc, RECSYS_OK);
+        assert_true(fabs(jobs[i].ndcg - serial[i].ndcg) <= 1e-12);
+        assert_memory_equal(jobs[i].rank, serial[i].rank, sizeof(double) * (size_t)s.ds->n_users);
+        free(jobs[i].rank);
+        free(serial[i].rank);
+        free(params[i]);
+    }
+    assert_true(serial[0].ndcg != serial[1].ndcg); /* the store's adapters count */
+    recsys_adapter_free(u);
+    recsys_adapter_store_close(st);
+    unlink(path);
+    synth_free(&s);
+}
+
 static void test_adapter_api(void **state)
 {
     (void)state;
@@ -863,6 +1293,12 @@ int main(void)
         cmocka_unit_test(test_svd),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_adapter_api),
+        cmocka_unit_test(test_model_lora_grad_sasrec),
+        cmocka_unit_test(test_model_lora_grad_hstu),
+        cmocka_unit_test(test_frozen_training_sasrec),
+        cmocka_unit_test(test_frozen_training_hstu),
+        cmocka_unit_test(test_scoring_equivalence),
+        cmocka_unit_test(test_concurrent_scoring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

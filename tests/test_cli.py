@@ -201,8 +201,41 @@ def hardening():
     assert "No space left" in p.stderr, p.stderr
 
 
+def adapters():
+    """adapt (shared, bank, per-user) on a frozen model; eval --adapters keeps
+    eval's JSON; --per-user ranks agree with the NDCG; the model is unchanged."""
+    before = open(model_path, "rb").read()
+    common = ["--model", model_path, "--data", "synthetic", "--config", config] + TINY + [
+        "--set", "adapter.epochs=1", "--set", "adapter.user_steps=3",
+        "--set", "adapter.min_history=8", "--set", "adapter.rank=2"]
+    outs = {}
+    for mode in ("shared", "bank", "per-user"):
+        out = os.path.join(tmp, mode + ".adapters")
+        p = run(["adapt", "--out", out, "--mode", mode] + common)
+        last = json_lines(p.stdout)[-1]
+        assert last["mode"] == mode and last["adapters"] >= 1, last
+        assert os.path.getsize(out) > 0
+        outs[mode] = out
+    assert open(model_path, "rb").read() == before
+    plain = json_lines(run(["eval", "--split", "test"] + common).stdout)[-1]
+    for extra in (["--adapters", outs["shared"]], ["--adapters", outs["bank"]],
+                  ["--adapters", outs["per-user"], "--adapters", outs["bank"]]):
+        ranks = os.path.join(tmp, "ranks.txt")
+        p = run(["eval", "--split", "test", "--per-user", ranks] + extra + common)
+        last = json_lines(p.stdout)[-1]
+        assert set(plain) - {"seconds"} <= set(last), (plain, last)
+        rows = [line.split() for line in open(ranks)]
+        assert len(rows) == last["users"], (len(rows), last["users"])
+        import math
+        nd = sum(1 / math.log2(float(r) + 2) for _, r in rows if float(r) < 10) / len(rows)
+        assert abs(nd - last["NDCG@10"]) < 1e-5, (nd, last["NDCG@10"])
+    p = run(["eval", "--adapters", os.path.join(tmp, "missing")] + common, ok=False)
+    assert "adapters" in p.stderr, p.stderr
+
+
 for name, fn in [("train", train), ("eval", evaluate), ("errors", errors), ("apen", apen),
-                 ("sweep_and_fit", sweep_and_fit), ("hardening", hardening)]:
+                 ("sweep_and_fit", sweep_and_fit), ("hardening", hardening),
+                 ("adapters", adapters)]:
     check(name, fn)
 import shutil  # noqa: E402
 shutil.rmtree(tmp, ignore_errors=True)

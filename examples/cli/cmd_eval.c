@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "commands.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -11,12 +12,21 @@ static void usage(void)
             "usage: recsys eval --model MODEL --data PATH [--protocol sampled|full]\n"
             "                   [--split valid|test] [--config FILE] [--set key=value]...\n"
             "                   [--threads N] [--baseline]\n"
+            "                   [--adapters ADAPTERS]... [--per-user FILE]\n"
+            "--adapters: an adapter file or store from recsys adapt (give a store and a\n"
+            "shared/bank file: users without a stored adapter use the file's).\n"
+            "--per-user: write 'user rank' lines (0-based rank of each user's target).\n"
             "Pass the training config (or the same data.* keys) so ids and split match.\n");
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *model_path = NULL, *config = NULL;
+    const char *model_path = NULL, *config = NULL, *per_user = NULL;
+    const char *adapter_paths[2] = {NULL, NULL};
+    int n_adapter_paths = 0;
+    recsys_adapter *adapter = NULL;
+    recsys_adapter_store *store = NULL;
+    double *ranks = NULL;
     int baseline = 0;
     recsys_ctx *ctx = NULL;
     recsys_opts *opts = NULL;
@@ -40,6 +50,12 @@ int cmd_eval(int argc, char **argv)
         if (!strcmp(a, "--baseline")) { baseline = 1; continue; }
         if (i + 1 >= argc) { usage(); goto done; }
         if (!strcmp(a, "--model")) { model_path = argv[++i]; continue; }
+        if (!strcmp(a, "--per-user")) { per_user = argv[++i]; continue; }
+        if (!strcmp(a, "--adapters")) {
+            if (n_adapter_paths == 2) { usage(); goto done; }
+            adapter_paths[n_adapter_paths++] = argv[++i];
+            continue;
+        }
         if (!strcmp(a, "--set")) {
             if ((st = cli_set_kv(opts, argv[++i]))) { rc = cli_fail("eval", ctx, st, NULL); goto done; }
             continue;
@@ -69,9 +85,25 @@ int cmd_eval(int argc, char **argv)
         rc = cli_fail("eval", ctx, st, "cannot load the data");
         goto done;
     }
+    for (int i = 0; i < n_adapter_paths; i++) {
+        recsys_adapter *a1 = NULL;
+        recsys_adapter_store *s1 = NULL;
+        if (!model || cli_load_adapters(ctx, model, adapter_paths[i], opts, 0, &a1, &s1) ||
+            (a1 && adapter) || (s1 && store)) {
+            recsys_adapter_free(a1);
+            recsys_adapter_store_close(s1);
+            rc = cli_fail("eval", ctx, RECSYS_E_INVALID, "cannot load the adapters");
+            goto done;
+        }
+        if (a1) adapter = a1;
+        if (s1) store = s1;
+    }
+    double nusers = 0;
+    recsys_dataset_stat(ds, RECSYS_STAT_USERS, &nusers);
+    if (per_user && !(ranks = malloc(sizeof(double) * ((size_t)nusers + 1)))) goto done;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    st = model ? recsys_evaluate(ctx, model, ds, opts, &met)
+    st = model ? recsys_evaluate_adapters(ctx, model, adapter, store, ds, opts, ranks, &met)
                : recsys_evaluate_popularity(ctx, ds, opts, &met);
     if (st) { rc = cli_fail("eval", ctx, st, "evaluation failed"); goto done; }
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -82,8 +114,18 @@ int cmd_eval(int argc, char **argv)
     cli_json_metrics(stdout, met, NULL);
     printf(", \"seconds\": %.3f}\n",
            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    if (per_user && ranks) {
+        FILE *f = fopen(per_user, "w");
+        if (!f) { fprintf(stderr, "recsys eval: cannot write %s\n", per_user); goto done; }
+        for (int64_t u = 0; u < (int64_t)nusers; u++)
+            if (ranks[u] == ranks[u]) fprintf(f, "%lld %.1f\n", (long long)u, ranks[u]);
+        fclose(f);
+    }
     rc = 0;
 done:
+    free(ranks);
+    recsys_adapter_free(adapter);
+    recsys_adapter_store_close(store);
     recsys_metrics_free(met);
     recsys_model_free(model);
     recsys_dataset_free(ds);

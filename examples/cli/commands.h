@@ -14,5 +14,11 @@ int cmd_recommend(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_adapt(int argc, char **argv);
+
+#include <librecsys/recsys.h>
+/* ADAPTERS: a store (RSADAPTS) -> *st, else one adapter file -> *a; -1 on failure. */
+int cli_load_adapters(recsys_ctx *ctx, recsys_model *m, const char *path, const recsys_opts *opts,
+                      int writable, recsys_adapter **a, recsys_adapter_store **st);
 
 #endif

@@ -917,6 +917,35 @@ RECSYS_API recsys_status recsys_adapter_store_stats(recsys_adapter_store *s, int
                                                     int64_t *cached, int64_t *cache_bytes,
                                                     int64_t *hits, int64_t *misses);
 
+/**
+ * Train adapter `a` on ds with a's model frozen (its parameters are never
+ * written): SHARED and BANK adapters on every user's training history
+ * (user = -1; adapter.epochs epochs of trainer.batch_size users; a bank's
+ * gate reads the base model's state over the last adapter.gate_window
+ * events, the adapted model the last adapter.window), a USER adapter on
+ * user `user`'s history only (adapter.user_steps steps). BCE with one
+ * sampled unseen negative per position, Adam at adapter.lr. *loss (may be
+ * NULL): the mean loss of the last epoch (or of all steps for a user).
+ * @return RECSYS_OK, RECSYS_E_INVALID, RECSYS_E_NUMERIC (diverged), RECSYS_E_NOMEM.
+ */
+RECSYS_API recsys_status recsys_adapter_train(recsys_adapter *a, const recsys_dataset *ds,
+                                              int64_t user, const recsys_opts *opts,
+                                              double *loss);
+/**
+ * recsys_evaluate with adapters: each user is scored with their adapter in
+ * `store` when it holds one, else with `adapter` (a SHARED or USER LoRA for
+ * everyone, or a BANK mixed per user by its gate), else with the base
+ * model. Both may be NULL (= recsys_evaluate). user_rank (may be NULL):
+ * ds's user count of doubles receiving each user's 0-based target rank
+ * (ties count half; NaN: the user is not evaluated) for paired comparisons.
+ */
+RECSYS_API recsys_status recsys_evaluate_adapters(recsys_ctx *ctx, const recsys_model *model,
+                                                  const recsys_adapter *adapter,
+                                                  recsys_adapter_store *store,
+                                                  const recsys_dataset *ds,
+                                                  const recsys_opts *opts, double *user_rank,
+                                                  recsys_metrics **out);
+
 /* ------------------------------------------------------------------------ */
 /* Approximate Entropy                                                       */
 

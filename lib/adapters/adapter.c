@@ -14,7 +14,7 @@ static const char *TARGET_NAMES[RS_TGT_COUNT] = {"q", "k", "v", "o", "u", "ffn1"
 
 /* Where target t of block k lives in the model: weight tensor name, first
  * row, in and out (0 when the model family has no such projection). */
-static int target_geometry(const rs_model_config *c, int t, const char **tensor, int *row0,
+int rs_target_geometry(const rs_model_config *c, int t, const char **tensor, int *row0,
                            int *in, int *out)
 {
     int d = c->dim;
@@ -60,7 +60,7 @@ static recsys_status parse_targets(recsys_ctx *ctx, const rs_model_config *c, co
                 if (strlen(TARGET_NAMES[i]) == n && !strncmp(p, TARGET_NAMES[i], n)) t = i;
             const char *tn;
             int r0, in, out;
-            if (t < 0 || !target_geometry(c, t, &tn, &r0, &in, &out))
+            if (t < 0 || !rs_target_geometry(c, t, &tn, &r0, &in, &out))
                 return rs_error(ctx, RECSYS_E_INVALID,
                                 "adapter.targets: '%.*s' is not a projection of %s", (int)n, p,
                                 c->type == RS_MODEL_SASREC ? "SASRec (q, k, v, o, ffn1, ffn2)"
@@ -85,7 +85,7 @@ static recsys_status layout_sites(recsys_ctx *ctx, recsys_adapter *a)
             if (!(a->targets & (1u << t))) continue;
             const char *tn;
             int r0, in, out;
-            target_geometry(c, t, &tn, &r0, &in, &out);
+            rs_target_geometry(c, t, &tn, &r0, &in, &out);
             if (a->n_sites == RS_ADAPTER_MAX_SITES)
                 return rs_error(ctx, RECSYS_E_INVALID, "adapter: more than %d adapted projections",
                                 RS_ADAPTER_MAX_SITES);
@@ -378,12 +378,6 @@ recsys_status recsys_adapter_from_buffer(recsys_ctx *ctx, recsys_model *model, c
 
 /* ----------------------------------------------------------------- store */
 
-struct recsys_adapter_store {
-    recsys_ctx *ctx;
-    recsys_model *model;
-    recsys_adapter shape; /* USER kind: one record = one LoRA vector */
-    rs_store *st;
-};
 
 recsys_status recsys_adapter_store_create(recsys_ctx *ctx, recsys_model *model,
                                           const recsys_opts *opts, const char *path,
@@ -590,7 +584,7 @@ recsys_status recsys_adapter_fold(const recsys_adapter *a, recsys_model **out)
         const rs_lora_site *st = &a->sites[s];
         const char *tn;
         int r0, in, outd;
-        target_geometry(&m->cfg, st->target, &tn, &r0, &in, &outd);
+        rs_target_geometry(&m->cfg, st->target, &tn, &r0, &in, &outd);
         int ti = -1;
         for (int i = 0; i < nt; i++)
             if (!strcmp(names[i], tn)) ti = i;

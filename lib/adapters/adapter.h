@@ -34,6 +34,19 @@ struct recsys_adapter {
     size_t n_params;
 };
 
+/* Where target t (RS_TGT_*) of a block lives in c's model: weight tensor
+ * name, first row, in and out; 0 when the family has no such projection. */
+int rs_target_geometry(const rs_model_config *c, int t, const char **tensor, int *row0, int *in,
+                       int *out);
+
+struct rs_store;
+struct recsys_adapter_store {
+    recsys_ctx *ctx;
+    recsys_model *model;
+    recsys_adapter shape; /* USER kind: one record = one LoRA vector */
+    struct rs_store *st;
+};
+
 /* The shape of an adapter for model from opts (adapter.*); params NULL. */
 recsys_status rs_adapter_shape(recsys_ctx *ctx, recsys_model *model, const recsys_opts *opts,
                                int kind, recsys_adapter *a);

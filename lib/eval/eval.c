@@ -7,6 +7,7 @@
 #include "models/model.h"
 #include "models/model_meta.h"
 #include "eval/eval_dist.h"
+#include "eval/eval_hook.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ typedef struct eval_state {
     int64_t *no_negatives;    /* per thread: users who interacted with every item */
     double *ranks;            /* rs_evaluate_ranks: per user of the range, or NULL */
     int64_t rank_base;        /* index in ranks of the batch's row 0 */
+    double *user_rank;        /* n_users: 0-based rank of each user's target, or NULL */
 } eval_state;
 
 /* A user's 0-based rank: into the thread's accumulator, or into ranks[]. */
@@ -173,7 +175,10 @@ static void chunk_task(void *arg, int r, int thread)
 static void add_ranks(eval_state *e, int rows)
 {
     for (int r = 0; r < rows; r++)
-        if (e->greater[r] >= 0) put_rank(e, 0, r, e->greater[r] + 0.5 * e->ties[r]);
+        if (e->greater[r] >= 0) {
+            put_rank(e, 0, r, e->greater[r] + 0.5 * e->ties[r]);
+            if (e->user_rank) e->user_rank[e->users[r]] = e->greater[r] + 0.5 * e->ties[r];
+        }
 }
 
 /* Rank the targets of one batch of users whose states are in e->F. */
@@ -207,7 +212,8 @@ static void rank_batch(eval_state *e, int rows, float *chunk_buf)
  * user is left out), and *out is untouched. */
 static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
                               const recsys_dataset *ds, const recsys_opts *opts,
-                              recsys_metrics **out, int64_t first, int64_t count, double *ranks)
+                              const rs_eval_hook *eh, recsys_metrics **out, int64_t first,
+                              int64_t count, double *ranks)
 {
     if (!ctx) return RS_BAD_ARGS();
     if (!ds || (!out && !ranks))
@@ -224,6 +230,9 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
     e.n_neg = (int)rs_opt_int(opts, RS_OPT_EVAL_NEGATIVES);
     e.exclude_history = rs_opt_bool(opts, RS_OPT_EVAL_EXCLUDE_HISTORY);
     e.seed = (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED) ^ 0x5eed0e7a1ULL;
+    e.user_rank = eh ? eh->user_rank : NULL;
+    if (e.user_rank)
+        for (int64_t u = 0; u < ds->n_users; u++) e.user_rank[u] = NAN;
     rs_rank_acc proto;
     recsys_status st = rs_rank_acc_init(ctx, &proto, rs_opt_list(opts, RS_OPT_EVAL_KS));
     if (st) return st;
@@ -306,6 +315,9 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
             if (model) {
                 rs_batch b = rs_batch_view(&bb, rows, 0, 0);
                 b.last_scratch = last;
+                if (eh && eh->before &&
+                    (st = eh->before(eh->self, ws, F, &bb, &b, users, rows)))
+                    goto done;
                 st = model->ops->forward(ctx, cfg, model->params, ws, &b, F);
                 if (st) goto done;
             }
@@ -362,19 +374,26 @@ recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *model,
 {
     rs_enter(ctx);
     if (ctx && !model) return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: model is NULL");
-    return evaluate(ctx, model, ds, opts, out, 0, 0, NULL);
+    return evaluate(ctx, model, ds, opts, NULL, out, 0, 0, NULL);
+}
+
+recsys_status rs_evaluate_with(recsys_ctx *ctx, const recsys_model *model,
+                               const recsys_dataset *ds, const recsys_opts *opts,
+                               const rs_eval_hook *eh, recsys_metrics **out)
+{
+    return evaluate(ctx, model, ds, opts, eh, out, 0, 0, NULL);
 }
 
 recsys_status recsys_evaluate_popularity(recsys_ctx *ctx, const recsys_dataset *ds,
                                          const recsys_opts *opts, recsys_metrics **out)
 {
     rs_enter(ctx);
-    return evaluate(ctx, NULL, ds, opts, out, 0, 0, NULL);
+    return evaluate(ctx, NULL, ds, opts, NULL, out, 0, 0, NULL);
 }
 
 recsys_status rs_evaluate_ranks(recsys_ctx *ctx, const recsys_model *model,
                                 const recsys_dataset *ds, const recsys_opts *opts, int64_t first,
                                 int64_t count, double *ranks)
 {
-    return evaluate(ctx, model, ds, opts, NULL, first, count, ranks);
+    return evaluate(ctx, model, ds, opts, NULL, NULL, first, count, ranks);
 }

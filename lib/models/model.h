@@ -53,6 +53,9 @@ typedef struct rs_batch {
      * (lib/models/last_block.c). last_scratch holds
      * rs_last_scratch_floats(cfg, B) floats. */
     float *last_scratch;
+    /* Per-projection extras (low-rank adapters, docs/ADAPTERS.md), or NULL:
+     * the base path, untouched. See rs_proj_hook in models/scaffold.h. */
+    const struct rs_proj_hook *hook;
 } rs_batch;
 
 /* Floats of rs_batch.last_scratch for batches of up to B rows

@@ -73,15 +73,18 @@ void rs_proj_fwd(const rs_model_run *r, const rs_proj *p, int k, int n, const fl
 {
     rs_linear_fwd(r->ctx, n, p->in, p->out, x, ldx, rs_proj_weight(r, p, k),
                   p->bias_fused ? NULL : rs_proj_bias(r, p, k), y, ldy);
+    if (r->hook) r->hook->fwd(r->hook, r, p, k, n, x, ldx, y, ldy);
 }
 
 void rs_proj_bwd(const rs_model_run *r, const rs_proj *p, int k, int n, const float *x, int ldx,
                  const float *dy, int lddy, float *dx, int lddx, int accumulate_dx)
 {
-    float *dW = rs_grad(r, p->w, k) + (size_t)p->row0 * (size_t)p->in;
-    float *db = p->b < 0 ? NULL : rs_grad(r, p->b, k) + p->row0;
+    int frozen = r->hook && r->hook->frozen_base;
+    float *dW = frozen ? NULL : rs_grad(r, p->w, k) + (size_t)p->row0 * (size_t)p->in;
+    float *db = frozen || p->b < 0 ? NULL : rs_grad(r, p->b, k) + p->row0;
     rs_linear_bwd(r->ctx, n, p->in, p->out, x, ldx, rs_proj_weight(r, p, k), dy, lddy, dx, lddx,
                   accumulate_dx, dW, db, r->partial);
+    if (r->hook) r->hook->bwd(r->hook, r, p, k, n, x, ldx, dy, lddy, dx, lddx);
 }
 
 /* -------------------------------------------------------------- workspace */

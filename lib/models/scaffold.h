@@ -67,6 +67,8 @@ static inline size_t rs_tensor_at(const rs_tensor_table *t, int kind, int k)
 /* What a forward or backward pass reads and writes: the parameters are
  * read-only all the way down; G (the gradients, same layout) is NULL in a
  * forward. partial is the scratch of the bias and gain reductions. */
+typedef struct rs_ws_common rs_ws_common;
+typedef struct rs_proj_hook rs_proj_hook;
 typedef struct rs_model_run {
     recsys_ctx *ctx;
     const rs_model_config *cfg;
@@ -74,7 +76,18 @@ typedef struct rs_model_run {
     const float *P;
     float *G;
     float *partial;
+    /* From the batch (rs_model_run_hook): the projection hook (NULL: none)
+     * and the workspace whose packed spans (base/len per batch row) it reads. */
+    const rs_proj_hook *hook;
+    const rs_ws_common *w;
 } rs_model_run;
+
+/* Attach the batch's hook to a run over workspace w. */
+static inline void rs_model_run_hook(rs_model_run *r, const rs_batch *b, const rs_ws_common *w)
+{
+    r->hook = b ? b->hook : NULL;
+    r->w = w;
+}
 
 static inline const float *rs_param(const rs_model_run *r, int kind, int k)
 {
@@ -121,11 +134,25 @@ static inline const float *rs_proj_bias(const rs_model_run *r, const rs_proj *p,
     return p->b < 0 ? NULL : rs_param(r, p->b, k) + p->row0;
 }
 
+/* Per-projection extras, called by rs_proj_fwd / rs_proj_bwd after the base
+ * map on the same arguments (n = the packed rows of r->w, in batch-row
+ * order). fwd adds to y; bwd adds to dx (after the base wrote or added it)
+ * and accumulates its own parameters' gradients. An implementation embeds
+ * this struct as its first member (lib/adapters/hook.c: LoRA). */
+struct rs_proj_hook {
+    int frozen_base; /* 1: rs_proj_bwd skips the base weights' gradients */
+    void (*fwd)(const rs_proj_hook *h, const rs_model_run *r, const rs_proj *p, int k, int n,
+                const float *x, int ldx, float *y, int ldy);
+    void (*bwd)(const rs_proj_hook *h, const rs_model_run *r, const rs_proj *p, int k, int n,
+                const float *x, int ldx, const float *dy, int lddy, float *dx, int lddx);
+};
+
 /* y[n x out] (row stride ldy) = x[n x in] · Wᵀ (+ b unless bias_fused). */
 void rs_proj_fwd(const rs_model_run *r, const rs_proj *p, int k, int n, const float *x, int ldx,
                  float *y, int ldy);
 /* dW += dyᵀ·x, db += Σ dy (into r->G), dx = (or += when accumulate_dx)
- * dy·W; dx may be NULL. */
+ * dy·W; dx may be NULL. With a hook whose frozen_base is set, dW and db
+ * are skipped (adapter training on a frozen base). */
 void rs_proj_bwd(const rs_model_run *r, const rs_proj *p, int k, int n, const float *x, int ldx,
                  const float *dy, int lddy, float *dx, int lddx, int accumulate_dx);
 
@@ -187,7 +214,7 @@ static inline uint8_t *rs_plan_bytes(rs_plan *p, size_t n)
 }
 
 /* The first member of every model's struct rs_workspace. */
-typedef struct rs_ws_common {
+struct rs_ws_common {
     rs_model_config cfg;
     int cap_B, R;          /* capacity: rows, packed rows (cap_B * max_len) */
     /* the batch of the last forward */
@@ -201,7 +228,7 @@ typedef struct rs_ws_common {
     float **x;             /* blocks+1 block inputs/outputs, R x d each */
     void *blocks;          /* the model's per-block records */
     float *arena;
-} rs_ws_common;
+};
 
 static inline rs_ws_common *rs_ws(rs_workspace *ws) { return (rs_ws_common *)(void *)ws; }
 

@@ -262,6 +262,8 @@ recsys_status recsys_adapter_store_get(recsys_adapter_store *s, int64_t user, re
 recsys_status recsys_adapter_store_put(recsys_adapter_store *s, int64_t user, const recsys_adapter *a, int sync);
 recsys_status recsys_adapter_store_pin(recsys_adapter_store *s, int64_t user, int pin);
 recsys_status recsys_adapter_store_stats(recsys_adapter_store *s, int64_t *n_users, int64_t *cached, int64_t *cache_bytes, int64_t *hits, int64_t *misses);
+recsys_status recsys_adapter_train(recsys_adapter *a, const recsys_dataset *ds, int64_t user, const recsys_opts *opts, double *loss);
+recsys_status recsys_evaluate_adapters(recsys_ctx *ctx, const recsys_model *model, const recsys_adapter *adapter, recsys_adapter_store *store, const recsys_dataset *ds, const recsys_opts *opts, double *user_rank, recsys_metrics **out);
 recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts, recsys_apen **out);
 void recsys_apen_free(recsys_apen *a);
 recsys_status recsys_apen_sequence(recsys_apen *a, const int32_t *seq, size_t n, double *apen);

@@ -306,6 +306,8 @@ extern "C" {
     pub fn recsys_adapter_store_put(s: *mut recsys_adapter_store, user: i64, a: *const recsys_adapter, sync: c_int) -> recsys_status;
     pub fn recsys_adapter_store_pin(s: *mut recsys_adapter_store, user: i64, pin: c_int) -> recsys_status;
     pub fn recsys_adapter_store_stats(s: *mut recsys_adapter_store, n_users: *mut i64, cached: *mut i64, cache_bytes: *mut i64, hits: *mut i64, misses: *mut i64) -> recsys_status;
+    pub fn recsys_adapter_train(a: *mut recsys_adapter, ds: *const recsys_dataset, user: i64, opts: *const recsys_opts, loss: *mut f64) -> recsys_status;
+    pub fn recsys_evaluate_adapters(ctx: *mut recsys_ctx, model: *const recsys_model, adapter: *const recsys_adapter, store: *mut recsys_adapter_store, ds: *const recsys_dataset, opts: *const recsys_opts, user_rank: *mut f64, out: *mut *mut recsys_metrics) -> recsys_status;
     pub fn recsys_apen_new(ctx: *mut recsys_ctx, opts: *const recsys_opts, out: *mut *mut recsys_apen) -> recsys_status;
     pub fn recsys_apen_free(a: *mut recsys_apen);
     pub fn recsys_apen_sequence(a: *mut recsys_apen, seq: *const i32, n: usize, apen: *mut f64) -> recsys_status;

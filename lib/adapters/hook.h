@@ -1,0 +1,48 @@
+/*
+ * LoRA in the models: the rs_proj_hook behind adapters (docs/ADAPTERS.md,
+ * "Model integration").
+ *
+ * A hook is made for an adapter shape (its sites, rank and scale) and a
+ * batch capacity. Before each pass the caller says, for every batch row,
+ * which LoRA vector (P floats, the layout of recsys_adapter) applies to it
+ * (NULL: none) and where that row's gradients go (NULL: none). Consecutive
+ * rows with the same vector and gradient form one segment (one shared
+ * adapter: one pooled pair of GEMMs per site; every row its own adapter: one
+ * pool task per row, the CPU BGMV). For each projection rs_proj_fwd calls,
+ * the hook adds scale·B(Ax) to the output columns of every adapted target
+ * whose weight rows the projection covers; t = Ax of every site is kept for
+ * the backward.
+ *
+ * Put it in rs_batch.hook; a batch without a hook runs the base path
+ * unchanged. A hook serves one pass at a time (one workspace).
+ */
+#ifndef RS_HOOK_H
+#define RS_HOOK_H
+
+#include "adapters/adapter.h"
+#include "models/scaffold.h"
+
+typedef struct rs_lora_hook {
+    rs_proj_hook h;          /* first: what the batch points at */
+    const recsys_adapter *a; /* the shape (sites, rank, scale); its params unused */
+    int cap_B;
+    size_t cap_R;
+    const float **vec;       /* cap_B: LoRA vector of each batch row, or NULL */
+    float **grad;            /* cap_B: gradient vector of each batch row, or NULL */
+    float *t;                /* n_sites x cap_R x rank: kept A·x */
+    float *u;                /* cap_R x rank: backward scratch */
+    rs_lora_seg *seg;        /* cap_B */
+    const float **sv;        /* cap_B: each segment's vector and gradient base */
+    float **sg;
+    const char *tensor[RS_ADAPTER_MAX_SITES];
+    int row0[RS_ADAPTER_MAX_SITES];
+} rs_lora_hook;
+
+/* For batches of up to cap_B rows of the model's max_len. */
+recsys_status rs_lora_hook_init(recsys_ctx *ctx, rs_lora_hook *h, const recsys_adapter *shape,
+                                int cap_B);
+void rs_lora_hook_release(rs_lora_hook *h);
+/* Every row: vector v (may be NULL), gradient g (may be NULL). */
+void rs_lora_hook_set_all(rs_lora_hook *h, const float *v, float *g);
+
+#endif
