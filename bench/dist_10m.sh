@@ -8,7 +8,7 @@
 # log that trains in minutes).
 set -uo pipefail
 build=${1:-build}
-cap=${2:-7864320}   # ulimit -v, KiB per process (7.5 GiB)
+cap=${2:-5767168}   # ulimit -v, KiB per process (5.5 GiB)
 dir=${3:-/tmp}
 data=$dir/seq10m.txt
 [ -f "$data" ] || awk 'BEGIN{N=10000000; U=170000; L=60; for(u=0;u<U;u++){s="u" u;

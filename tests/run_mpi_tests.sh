@@ -7,9 +7,15 @@ bin=$1
 command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
-# Under ASan (tools/test.sh's sanitizer build): Open MPI's own allocations
-# live until exit; they are suppressed, librecsys's are not.
+# Under ASan (tools/test.sh's sanitizer build): Open MPI keeps allocations
+# until exit, many from plugins it has unloaded by then, which LeakSanitizer
+# cannot attribute (so lsan_mpi.supp cannot name them). Leak checking is
+# off for these runs only; address and UB checks stay on, and the same
+# library code is leak-checked by the thread-backed test (meson test dist).
 export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$(dirname "$0")/lsan_mpi.supp"
+if ldd "$bin" 2>/dev/null | grep -q libasan; then
+  export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+fi
 mpi=(mpirun -np 2 --oversubscribe --mca btl self,vader)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
