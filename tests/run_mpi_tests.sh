@@ -14,7 +14,8 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversub
 # library code is leak-checked by the thread-backed test (meson test dist).
 export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$(dirname "$0")/lsan_mpi.supp"
 if ldd "$bin" 2>/dev/null | grep -q libasan; then
-  export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+  opts=$(echo "${ASAN_OPTIONS:-}" | tr ':' '\n' | grep -v '^detect_leaks=' | paste -sd: -)
+  export ASAN_OPTIONS="${opts:+$opts:}detect_leaks=0"
 fi
 mpi=(mpirun -np 2 --oversubscribe --mca btl self,vader)
 dir=$(mktemp -d)
