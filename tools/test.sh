@@ -71,7 +71,7 @@ fi
 if [ "${RECSYS_SKIP_FUZZ:-0}" != 1 ]; then
   if command -v clang >/dev/null; then
     fuzz/run.sh "${RECSYS_FUZZ_SECONDS:-10}"
-    summary+=("fuzz: 6 harnesses, ${RECSYS_FUZZ_SECONDS:-10} s each, nothing found")
+    summary+=("fuzz: $(ls fuzz/fuzz_*.c | wc -l) harnesses, ${RECSYS_FUZZ_SECONDS:-10} s each, nothing found")
   else
     summary+=("fuzz: skipped (clang is not installed)")
   fi
