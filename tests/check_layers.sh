@@ -6,6 +6,8 @@
 #   core, data  <-  analysis
 #   core, data, nn, models, checkpoint, train, eval  <-  adapters (LoRA, bank, store)
 #   everything but analysis  <-  serve (sessions, batch scoring, thread pools)
+#   core, data, nn, models, checkpoint  <-  dist (collectives, data-parallel
+#   steps; used by train and eval)
 #
 # (core: ctx, options, config, pool, GEMM; data: datasets; nn: layers;
 # models: SASRec/HSTU; checkpoint: model files; train: trainer, losses,
@@ -19,8 +21,9 @@ declare -A allowed=(
   [nn]="core models"   # nn.h uses rs_model_config: a known back edge, to be removed
   [models]="core data nn"
   [checkpoint]="core models"
-  [train]="core data nn models checkpoint"
-  [eval]="core data nn models"
+  [train]="core data nn models checkpoint dist"
+  [eval]="core data nn models dist"
+  [dist]="core data nn models checkpoint"
   [analysis]="core data"
   [adapters]="core data nn models checkpoint train eval"
   [serve]="core data nn models checkpoint eval adapters"

@@ -164,7 +164,7 @@ static const bad_case BAD[] = {
     /* Unknown names, with suggestions. */
     {"modle:\n  dim: 5\n", 1, 1, "unknown section 'modle'", "did you mean 'model'"},
     {"data:\n  path: x\nevaluation:\n  ks: 1\n", 3, 1, "unknown section 'evaluation'",
-     "data, model, trainer, eval, apen, resources or adapter"},
+     "data, model, trainer, eval, apen, resources, adapter or dist"},
     {"model:\n  dimm: 5\n", 2, 3, "unknown key 'model.dimm'", "did you mean 'model.dim'"},
     {"trainer:\n  dim: 5\n", 2, 3, "unknown key 'trainer.dim'", "did you mean 'model.dim'"},
     {"trainer:\n  batchsize: 5\n", 2, 3, "'trainer.batchsize'", "'trainer.batch_size'"},

@@ -323,7 +323,7 @@ static void run_attention(int heads, int dh, float p, int packed)
     fill_sym(&rng, R, nf, 1.0);
     rs_attn_layout a = {2, heads, dh, ld, rows, packed ? base_pk : base_pad,
                         packed ? len_pk : len_pad, packed ? NULL : start_pad,
-                        1.0f / sqrtf((float)dh), p, 0x1234abcdULL};
+                        1.0f / sqrtf((float)dh), p, 0x1234abcdULL, 0};
     att_state s = {2, heads, dh, ld, a.base, a.len, a.start, a.scale, p, a.seed,
                    to_double(Q, nf), to_double(K, nf), to_double(V, nf), to_double(R, nf),
                    calloc(nf, sizeof(double))};

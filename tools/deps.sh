@@ -11,6 +11,7 @@ apt-get install -y -qq --no-install-recommends \
   libopenblas-dev libopenblas0 libmicrohttpd-dev libjansson-dev wrk \
   g++ python3-numpy python3-pytest python3-cffi python3-pip python3-setuptools \
   cargo rustc golang-go \
+  openmpi-bin libopenmpi-dev \
   clang \
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
   libyaml-dev:arm64 zlib1g-dev:arm64 libcmocka-dev:arm64 >/dev/null

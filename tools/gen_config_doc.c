@@ -32,6 +32,7 @@ static const struct {
     {"apen", "Approximate Entropy (MODELS.md §5)"},
     {"resources", "limits"},
     {"adapter", "per-user LoRA adapters (ADAPTERS.md)"},
+    {"dist", "distributed training"},
 };
 #define N_SECTIONS (sizeof SECTIONS / sizeof SECTIONS[0])
 

@@ -164,13 +164,18 @@ def render_cdef(api):
         lines.append(f"typedef {t} {name};")
     for name in api["opaque"]:
         lines.append(f"typedef struct {name} {name};")
-    for name, fields in api["structs"].items():
-        lines.append(f"typedef struct {name} {{")
-        lines += [f"    {_c_param(t, n)};" for n, t in fields]
-        lines.append(f"}} {name};")
+    # Structs declared first, callbacks next, struct bodies last: callbacks
+    # take structs (recsys_progress_fn) and structs hold callbacks
+    # (recsys_collective).
+    for name in api["structs"]:
+        lines.append(f"typedef struct {name} {name};")
     for name, (ret, params) in api["callbacks"].items():
         ps = ", ".join(_c_param(t, n) for t, n in params) or "void"
         lines.append(f"typedef {ret} (*{name})({ps});")
+    for name, fields in api["structs"].items():
+        lines.append(f"struct {name} {{")
+        lines += [f"    {_c_param(t, n)};" for n, t in fields]
+        lines.append("};")
     lines.append("")
     for name, (ret, params) in api["functions"].items():
         ps = ", ".join(_c_param(t, n) for t, n in params) or "void"

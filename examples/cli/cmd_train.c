@@ -1,6 +1,7 @@
 /* recsys train: config -> dataset -> model -> epochs (JSON line each) ->
  * final test metrics next to the popularity baseline -> saved model. */
 #include "cli.h"
+#include "cli_dist.h"
 #include "commands.h"
 
 #include <stdlib.h>
@@ -11,9 +12,11 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: recsys train [--config FILE] [--data PATH] [--out MODEL] [--set key=value]...\n"
-            "                    [--threads N] [--resume CHECKPOINT]\n"
+            "                    [--threads N] [--resume CHECKPOINT] [--distributed mpi|none]\n"
             "Trains the model described by the config (default: the embedded demo) and writes\n"
-            "one JSON object per epoch to stdout; progress goes to stderr on a terminal.\n");
+            "one JSON object per epoch to stdout; progress goes to stderr on a terminal.\n"
+            "Under mpirun, --distributed mpi trains data-parallel over the ranks (see\n"
+            "docs/DISTRIBUTED.md); only rank 0 writes stdout and --out.\n");
 }
 
 static void print_dataset(const recsys_dataset *ds, const char *path)
@@ -30,6 +33,8 @@ static void print_dataset(const recsys_dataset *ds, const char *path)
 int cmd_train(int argc, char **argv)
 {
     const char *config = NULL, *data = NULL, *out_path = NULL, *resume = NULL;
+    const char *distributed = NULL;
+    cli_dist dist = {0};
     recsys_ctx *ctx = NULL;
     recsys_opts *opts = NULL;
     recsys_dataset *ds = NULL;
@@ -57,6 +62,7 @@ int cmd_train(int argc, char **argv)
         if (!strcmp(a, "--data")) data = argv[++i];
         else if (!strcmp(a, "--out")) out_path = argv[++i];
         else if (!strcmp(a, "--resume")) resume = argv[++i];
+        else if (!strcmp(a, "--distributed")) distributed = argv[++i];
         else if (!strcmp(a, "--threads")) {
             if ((st = recsys_opts_set(opts, "trainer.threads", argv[++i]))) {
                 rc = cli_fail("train", ctx, st, NULL);
@@ -74,6 +80,11 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail("train", ctx, st, NULL);
         goto done;
     }
+    double dist_timeout = 0;
+    recsys_opts_get_float(opts, "dist.timeout", &dist_timeout);
+    if (cli_dist_start(distributed, dist_timeout, &dist)) goto done;
+    /* The same JSON lines as single-process training, from rank 0 only. */
+    if (dist.rank != 0 && !freopen("/dev/null", "w", stdout)) goto done;
     int64_t seed = 0, threads = 0, epochs = 0, bf16 = 0;
     recsys_opts_get_int(opts, "trainer.seed", &seed);
     recsys_opts_get_int(opts, "trainer.threads", &threads);
@@ -116,12 +127,17 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail("train", ctx, st, NULL);
         goto done;
     }
+    if (dist.c && (st = recsys_trainer_set_collective(tr, dist.c))) {
+        rc = cli_fail("train", ctx, st, "cannot start distributed training");
+        goto done;
+    }
     if (resume && (st = recsys_trainer_resume(tr, resume))) {
         rc = cli_fail("train", ctx, st, "cannot resume");
         goto done;
     }
     cli_progress prog;
     cli_progress_init(&prog);
+    if (dist.rank != 0) prog.enabled = 0;
     recsys_trainer_set_progress(tr, cli_progress_train, &prog);
     double t_train = cli_now();
     for (int e = recsys_trainer_epoch(tr); e < epochs; e++) {
@@ -137,7 +153,8 @@ int cmd_train(int argc, char **argv)
         if (recsys_trainer_eval_due(tr)) { /* trainer.eval_every */
             recsys_opts_set(opts, "eval.split", "valid");
             double t1 = cli_now();
-            if ((st = recsys_evaluate(ctx, model, ds, opts, &met))) {
+            if ((st = dist.c ? recsys_evaluate_distributed(ctx, model, ds, opts, dist.c, &met)
+                             : recsys_evaluate(ctx, model, ds, opts, &met))) {
                 printf("}\n");
                 rc = cli_fail("train", ctx, st, "evaluation failed");
                 goto done;
@@ -148,17 +165,25 @@ int cmd_train(int argc, char **argv)
             recsys_metrics_free(met);
             met = NULL;
         }
+        if (dist.c) {
+            double bytes = 0, comm = 0;
+            int64_t steps = 0;
+            recsys_trainer_comm_stats(tr, &bytes, &comm, NULL, &steps);
+            printf(", \"ranks\": %d, \"comm_seconds\": %.3f, \"comm_bytes_per_step\": %.0f",
+                   dist.size, comm, steps ? bytes / (double)steps : 0.0);
+        }
         printf("}\n");
         fflush(stdout);
     }
     double train_seconds = cli_now() - t_train;
-    if (out_path && (st = recsys_model_save(ctx, model, out_path))) {
+    if (out_path && dist.rank == 0 && (st = recsys_model_save(ctx, model, out_path))) {
         rc = cli_fail("train", ctx, st, "cannot save the model");
         goto done;
     }
     /* Final test-split report, next to the popularity baseline. */
     recsys_opts_set(opts, "eval.split", "test");
-    if ((st = recsys_evaluate(ctx, model, ds, opts, &met)) ||
+    if ((st = dist.c ? recsys_evaluate_distributed(ctx, model, ds, opts, dist.c, &met)
+                     : recsys_evaluate(ctx, model, ds, opts, &met)) ||
         (st = recsys_evaluate_popularity(ctx, ds, opts, &pop))) {
         rc = cli_fail("train", ctx, st, "evaluation failed");
         goto done;
@@ -168,7 +193,8 @@ int cmd_train(int argc, char **argv)
     double hr = 0, phr = 0;
     recsys_metrics_get(met, "HR@10", &hr);
     recsys_metrics_get(pop, "HR@10", &phr);
-    fprintf(stderr, "test (%s): HR@10 %.4f vs popularity %.4f\n", protocol, hr, phr);
+    if (dist.rank == 0)
+        fprintf(stderr, "test (%s): HR@10 %.4f vs popularity %.4f\n", protocol, hr, phr);
     printf("{\"final\": true, \"split\": \"test\", \"protocol\": \"%s\", \"epochs\": %d, "
            "\"train_seconds\": %.3f, ", protocol, recsys_trainer_epoch(tr), train_seconds);
     cli_json_metrics(stdout, met, NULL);
@@ -178,6 +204,7 @@ int cmd_train(int argc, char **argv)
     printf("}\n");
     rc = 0;
 done:
+    if (rc) cli_dist_abort(&dist, rc); /* no rank waits for a failed one */
     recsys_metrics_free(met);
     recsys_metrics_free(pop);
     recsys_trainer_free(tr);
@@ -185,5 +212,6 @@ done:
     recsys_dataset_free(ds);
     recsys_opts_free(opts);
     recsys_ctx_free(ctx);
+    cli_dist_end(&dist);
     return rc;
 }

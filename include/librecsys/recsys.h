@@ -1015,6 +1015,103 @@ RECSYS_API recsys_status recsys_perflaw_best_size(const recsys_perflaw *p, doubl
 /** Free memory the library allocated for the caller (none of the calls above do). */
 RECSYS_API void recsys_free(void *p);
 
+/* ======================================================================== */
+/* Distributed training (docs/DISTRIBUTED.md). Appended section.            */
+/*                                                                          */
+/* librecsys.so never links MPI: the program supplies a table of collective */
+/* operations. librecsys-mpi (include/librecsys/recsys_mpi.h, a separate    */
+/* library built when meson finds MPI) supplies one backed by Open MPI.     */
+
+/**
+ * Collective operations over a fixed group of `size` ranks. Every rank calls
+ * every operation in the same order with matching sizes (SPMD). Each
+ * returns 0 on success or non-zero on failure (a timeout, a dead peer); the
+ * library then fails the call with RECSYS_E_IO and, when errmsg is set, its
+ * text. Counts and displacements are in BYTES unless said otherwise; all
+ * buffers are distinct (no aliasing between send and receive) except for
+ * allreduce_f32 and broadcast, which work in place.
+ * The library calls these only from the thread that called it.
+ */
+/* The operations' types (one per member of recsys_collective). */
+typedef int (*recsys_coll_int_fn)(void *user_data);
+typedef int (*recsys_coll_allreduce_fn)(void *user_data, float *buf, size_t n);
+typedef int (*recsys_coll_allgather_fn)(void *user_data, const void *send, size_t bytes,
+                                        void *recv);
+typedef int (*recsys_coll_allgatherv_fn)(void *user_data, const void *send, size_t bytes,
+                                         void *recv, const size_t *counts,
+                                         const size_t *displs);
+typedef int (*recsys_coll_alltoallv_fn)(void *user_data, const void *send,
+                                        const size_t *scounts, const size_t *sdispls,
+                                        void *recv, const size_t *rcounts,
+                                        const size_t *rdispls);
+typedef int (*recsys_coll_broadcast_fn)(void *user_data, void *buf, size_t bytes, int root);
+typedef const char *(*recsys_coll_errmsg_fn)(void *user_data);
+
+typedef struct recsys_collective {
+    int struct_size;  /* sizeof(recsys_collective) of the caller's header */
+    void *user_data;  /* passed to every operation */
+    recsys_coll_int_fn rank;
+    recsys_coll_int_fn size;
+    /* In place: buf[0..n) <- the element-wise sum over ranks. */
+    recsys_coll_allreduce_fn allreduce_f32;
+    /* recv[r*bytes .. (r+1)*bytes) <- rank r's send (size*bytes bytes). */
+    recsys_coll_allgather_fn allgather;
+    /* recv + displs[r] <- rank r's send of counts[r] bytes (counts known to all).
+     * In place when send == recv + displs[rank] (MPI_IN_PLACE). */
+    recsys_coll_allgatherv_fn allgatherv;
+    /* Rank r's bytes send+sdispls[j] (scounts[j]) land at rank j's
+     * recv+rdispls[r] (rcounts[r] there). */
+    recsys_coll_alltoallv_fn alltoallv;
+    /* buf (bytes) <- root's buf on every rank. */
+    recsys_coll_broadcast_fn broadcast;
+    recsys_coll_int_fn barrier;
+    /* Optional (may be NULL): text of the last failure, owned by the table. */
+    recsys_coll_errmsg_fn errmsg;
+} recsys_collective;
+
+/**
+ * Make t train data-parallel over the ranks of c (the table is copied;
+ * user_data must outlive t; NULL returns to single-process training). Every
+ * rank must have created t from the same model weights, dataset and
+ * options: each rank fills the whole global batch with the common RNG and
+ * takes its contiguous share of the rows, dense gradients are summed in
+ * rank order (reduce-scatter by alltoallv, then allgatherv), item-table
+ * gradients travel as the rows the rank's batch touched, and every rank
+ * applies the same optimiser step. With one rank the result is
+ * bit-identical to plain training. recsys_trainer_save_checkpoint writes
+ * from rank 0 only; recsys_trainer_resume reads on rank 0 and broadcasts,
+ * so a checkpoint written by any number of ranks resumes on any number.
+ * dist.shard_items (read by recsys_trainer_new) splits the item table's
+ * gradient and Adam moments by item id over the ranks: each step fetches
+ * the rows its batch touches from their owners and returns their gradients
+ * by all-to-all; the whole model is gathered on every rank after each
+ * epoch, so evaluation, saving and sessions see an ordinary model. With
+ * sharding, call this before recsys_trainer_resume.
+ * @return RECSYS_OK, RECSYS_E_INVALID (bad table or rank/size),
+ *         RECSYS_E_IO (a collective failed).
+ */
+RECSYS_API recsys_status recsys_trainer_set_collective(recsys_trainer *t,
+                                                       const recsys_collective *c);
+/**
+ * Communication counters of t since creation: bytes this rank sent through
+ * collectives, seconds spent inside them, collective calls made, and
+ * optimiser steps. Any out pointer may be NULL.
+ */
+RECSYS_API recsys_status recsys_trainer_comm_stats(const recsys_trainer *t, double *bytes_sent,
+                                                   double *seconds, int64_t *calls,
+                                                   int64_t *steps);
+/**
+ * recsys_evaluate with the evaluated users split into contiguous shares
+ * over the ranks of c; per-user ranks are gathered in user order, so every
+ * rank gets the same metrics, equal to recsys_evaluate up to the order of
+ * floating-point sums (exactly equal to a run on one rank).
+ */
+RECSYS_API recsys_status recsys_evaluate_distributed(recsys_ctx *ctx, const recsys_model *model,
+                                                     const recsys_dataset *ds,
+                                                     const recsys_opts *opts,
+                                                     const recsys_collective *c,
+                                                     recsys_metrics **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #include "eval/metrics.h"
 #include "models/model.h"
 #include "models/model_meta.h"
+#include "eval/eval_dist.h"
 #include "eval/eval_hook.h"
 
 #include <math.h>
@@ -31,8 +32,17 @@ typedef struct eval_state {
     rs_rank_acc *acc;         /* one: ranks are added in user order (deterministic) */
     int64_t *bad_user;        /* per thread: 1 + first user with a non-finite score, or 0 */
     int64_t *no_negatives;    /* per thread: users who interacted with every item */
+    double *ranks;            /* rs_evaluate_ranks: per user of the range, or NULL */
+    int64_t rank_base;        /* index in ranks of the batch's row 0 */
     double *user_rank;        /* n_users: 0-based rank of each user's target, or NULL */
 } eval_state;
+
+/* A user's 0-based rank: into the thread's accumulator, or into ranks[]. */
+static void put_rank(eval_state *e, int thread, int r, double rank)
+{
+    if (e->ranks) e->ranks[e->rank_base + r] = rank;
+    else rs_rank_acc_add(&e->acc[thread], rank);
+}
 
 static int64_t input_len(const eval_state *e, int64_t u)
 {
@@ -166,7 +176,7 @@ static void add_ranks(eval_state *e, int rows)
 {
     for (int r = 0; r < rows; r++)
         if (e->greater[r] >= 0) {
-            rs_rank_acc_add(&e->acc[0], e->greater[r] + 0.5 * e->ties[r]);
+            put_rank(e, 0, r, e->greater[r] + 0.5 * e->ties[r]);
             if (e->user_rank) e->user_rank[e->users[r]] = e->greater[r] + 0.5 * e->ties[r];
         }
 }
@@ -197,14 +207,18 @@ static void rank_batch(eval_state *e, int rows, float *chunk_buf)
     add_ranks(e, rows);
 }
 
+/* ranks == NULL: metrics of all evaluated users into *out. Otherwise
+ * ranks[i] <- the rank of evaluated user first + i, i < count (NaN when the
+ * user is left out), and *out is untouched. */
 static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
                               const recsys_dataset *ds, const recsys_opts *opts,
-                              const rs_eval_hook *eh, recsys_metrics **out)
+                              const rs_eval_hook *eh, recsys_metrics **out, int64_t first,
+                              int64_t count, double *ranks)
 {
     if (!ctx) return RS_BAD_ARGS();
-    if (!ds || !out)
+    if (!ds || (!out && !ranks))
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: NULL argument");
-    *out = NULL;
+    if (out) *out = NULL;
     if (model && model->cfg.n_items != ds->n_items)
         return rs_error(ctx, RECSYS_E_INVALID, "model has %d items but the dataset has %d",
                         model->cfg.n_items, ds->n_items);
@@ -282,10 +296,17 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
         e.F = F;
     }
     e.users = users;
+    e.ranks = ranks;
+    if (ranks)
+        for (int64_t i = 0; i < count; i++) ranks[i] = NAN;
     int rows = 0;
+    int64_t idx = -1; /* index of u among the evaluated users */
     for (int64_t u = 0; u <= ds->n_users; u++) {
         if (u < ds->n_users) {
             if (!rs_user_evaluated(ds, u)) continue;
+            idx++;
+            if (ranks && (idx < first || idx >= first + count)) continue;
+            if (rows == 0) e.rank_base = idx - first;
             users[rows] = u;
             if (model) rs_batch_fill_input_row(&bb, rows, ds, u, input_len(&e, u));
             rows++;
@@ -316,6 +337,7 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
                       ds->user_names[bad - 1]);
         goto done;
     }
+    if (ranks) goto done; /* the caller merges */
     if (skipped)
         rs_log(ctx, RECSYS_LOG_WARN, "%lld users interacted with every item: no negatives to "
                "sample, left out of the sampled evaluation", (long long)skipped);
@@ -352,19 +374,26 @@ recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *model,
 {
     rs_enter(ctx);
     if (ctx && !model) return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: model is NULL");
-    return evaluate(ctx, model, ds, opts, NULL, out);
+    return evaluate(ctx, model, ds, opts, NULL, out, 0, 0, NULL);
 }
 
 recsys_status rs_evaluate_with(recsys_ctx *ctx, const recsys_model *model,
                                const recsys_dataset *ds, const recsys_opts *opts,
                                const rs_eval_hook *eh, recsys_metrics **out)
 {
-    return evaluate(ctx, model, ds, opts, eh, out);
+    return evaluate(ctx, model, ds, opts, eh, out, 0, 0, NULL);
 }
 
 recsys_status recsys_evaluate_popularity(recsys_ctx *ctx, const recsys_dataset *ds,
                                          const recsys_opts *opts, recsys_metrics **out)
 {
     rs_enter(ctx);
-    return evaluate(ctx, NULL, ds, opts, NULL, out);
+    return evaluate(ctx, NULL, ds, opts, NULL, out, 0, 0, NULL);
+}
+
+recsys_status rs_evaluate_ranks(recsys_ctx *ctx, const recsys_model *model,
+                                const recsys_dataset *ds, const recsys_opts *opts, int64_t first,
+                                int64_t count, double *ranks)
+{
+    return evaluate(ctx, model, ds, opts, NULL, NULL, first, count, ranks);
 }

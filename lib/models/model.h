@@ -45,6 +45,8 @@ typedef struct rs_batch {
     const int *start;          /* B: index of the first non-pad position per row */
     int train;                 /* 1: dropout on */
     uint64_t seed;             /* dropout stream of this step */
+    int row0;                  /* index of row 0 in the global batch (a rank's share in
+                                  distributed training; else 0): dropout follows global rows */
     /* Inference for scoring: when last_scratch is non-NULL (and train 0),
      * forward writes only slot L-1 of each output row (other slots are left
      * as they are) and runs the last block for that position only

@@ -191,6 +191,7 @@ static rs_attn_layout attn_layout(const rs_workspace *ws, int block)
     a.scale = 1.0f / sqrtf((float)a.dh);
     a.drop_p = w->p;
     a.seed = stream(w->seed, block, S_ATTN);
+    a.seq0 = w->row0;
     return a;
 }
 

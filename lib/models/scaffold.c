@@ -187,7 +187,7 @@ static recsys_status pack_positions(recsys_ctx *ctx, const char *model, const rs
                 return rs_error(ctx, RECSYS_E_INVALID,
                                 "%s: row %d position %d holds item %d, not in 1..%d", model, r,
                                 t, (int)it, c->n_items);
-            w->src[n] = r * L + t;
+            w->src[n] = (b->row0 + r) * L + t;
             w->items[n] = it;
             w->pos[n] = t + 1;
             n++;
@@ -211,6 +211,7 @@ recsys_status rs_model_begin_fwd(recsys_ctx *ctx, const rs_ws_spec *spec,
     if (st) return st;
     w->B = b->B;
     w->seed = b->seed;
+    w->row0 = b->row0;
     w->p = b->train ? c->dropout : 0.0f;
     return RECSYS_OK;
 }

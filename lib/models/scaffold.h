@@ -220,6 +220,7 @@ struct rs_ws_common {
     /* the batch of the last forward */
     int B, n, kept;        /* rows, packed rows, 1: kept for a backward */
     uint64_t seed;
+    int row0;              /* rs_batch.row0 */
     float p;               /* dropout rate in effect (0 at inference) */
     int *base, *len;       /* cap_B: packed segment of each row */
     int32_t *src;          /* R: packed row -> b*L + t (dropout counters) */

@@ -23,7 +23,7 @@ static void attn_task(void *arg, int task, int thread)
     if (len <= 0) return;
     size_t off = (size_t)a->base[s] * a->ld + (size_t)h * a->dh;
     int start = a->start ? a->start[s] : 0;
-    uint64_t seed = rs_attn_seed(a->seed, s, h, a->heads);
+    uint64_t seed = rs_attn_seed(a->seed, a->seq0 + s, h, a->heads);
     if (j->fwd)
         j->fwd(len, start, a->dh, a->scale, j->Q + off, j->K + off, j->V + off, a->ld, a->drop_p,
                seed, j->out + off, j->lse_out + (size_t)h * a->lse_stride + a->base[s]);

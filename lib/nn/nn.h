@@ -149,6 +149,7 @@ typedef struct rs_attn_layout {
     const int *base, *len, *start;
     float scale, drop_p;
     uint64_t seed;
+    int seq0;  /* dropout stream of sequence s is that of seq0 + s (a rank's share of a batch) */
 } rs_attn_layout;
 
 static inline uint64_t rs_attn_seed(uint64_t seed, int s, int h, int heads)

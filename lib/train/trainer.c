@@ -10,6 +10,8 @@
 #include "train/loss.h"
 #include "train/loss_softmax.h"
 #include "train/optimizer.h"
+#include "dist/dist_train.h"
+#include "train/shard.h"
 #include "models/model.h"
 
 #include <math.h>
@@ -56,6 +58,9 @@ struct recsys_trainer {
     int bf16;             /* trainer.bf16 */
     recsys_progress_fn progress;
     void *progress_user;
+    rs_dist_train *dist;  /* data-parallel over a recsys_collective; NULL = alone */
+    int shard_items;      /* dist.shard_items */
+    rs_shard *shard;      /* the item-table shard when shard_items and distributed */
 };
 
 /* ------------------------------------------------- the trainer's settings */
@@ -120,6 +125,8 @@ void recsys_trainer_free(recsys_trainer *t)
     free(t->users);
     free(t->seen);
     rs_pool_free(t->pool);
+    rs_shard_free(t->shard);
+    rs_dist_train_free(t->dist);
     free(t->checkpoint_path);
     recsys_model_free(t->model);
     free(t);
@@ -143,14 +150,17 @@ static void log_trainer(const recsys_trainer *t)
  * gradients and Adam moments, activations kept for backward, the batch and
  * the loss scratch). */
 static double trainer_bytes(const recsys_model *m, const recsys_dataset *ds, int B, int n_neg,
-                            int softmax)
+                            int softmax, int shard)
 {
     const rs_model_config *c = &m->cfg;
     double R = (double)B * c->max_len, d = c->dim, blocks = c->blocks;
     double ffn = c->ffn_dim > 0 ? c->ffn_dim : d;
     double dqk = c->dqk > 0 ? c->dqk : d, dv = c->dv > 0 ? c->dv : d;
     double per_row = (blocks + 1) * d + blocks * (6 * d + 2 * dqk + 2 * dv + ffn + c->heads + 8);
-    double floats = 3.0 * (double)m->n_params + 2 * R * d + R * per_row;
+    /* dist.shard_items: the table's gradient and moments are the shard's
+     * (3/N of the table, allocated by recsys_trainer_set_collective) */
+    double own = shard ? (double)m->n_params - ((double)c->n_items + 1) * d : (double)m->n_params;
+    double floats = 3.0 * own + 2 * R * d + R * per_row;
     floats += softmax ? R * (2 * d + 2 * (n_neg + 1.0)) + 2.0 * n_neg * d + 2.0 * c->n_items
                       : R * (1.0 + n_neg);
     double ints = R * (4.0 + n_neg) + (double)ds->n_users * 2 + (double)c->n_items;
@@ -185,6 +195,7 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
     rs_rng_seed(&t->rng, (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED));
     t->threads = (int)rs_opt_int(opts, RS_OPT_TRAINER_THREADS);
     t->bf16 = rs_opt_bool(opts, RS_OPT_TRAINER_BF16);
+    t->shard_items = rs_opt_bool(opts, RS_OPT_DIST_SHARD_ITEMS);
     recsys_status st = own_pool(t);
     if (!st && t->bf16 && !bf16_supported(ctx))
         st = rs_error(ctx, RECSYS_E_UNSUPPORTED,
@@ -208,7 +219,8 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
                                     : (int)(neg_opt < cfg->n_items ? neg_opt : cfg->n_items);
     size_t rows = (size_t)t->batch_size * cfg->max_len;
     if (!st) st = rs_check_memory(ctx, opts, trainer_bytes(model, ds, t->batch_size, n_neg,
-                                                             t->loss == LOSS_SOFTMAX),
+                                                             t->loss == LOSS_SOFTMAX,
+                                                             t->shard_items),
                                   "training (trainer.batch_size, model.max_len, model.dim, "
                                   "trainer.negatives)");
     if (!st) st = rs_batch_buf_init(ctx, &t->bb, t->batch_size, cfg->max_len, n_neg,
@@ -217,17 +229,19 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
         t->ws = model->ops->ws_new(cfg, t->batch_size);
         t->F = rs_calloc(rows, (size_t)cfg->dim * sizeof(float));
         t->dF = rs_calloc(rows, (size_t)cfg->dim * sizeof(float));
-        t->grads = rs_calloc(model->n_params, sizeof(float));
-        recsys_status adam_st = rs_adam_init(&t->adam, opts, model->n_params);
+        /* sharded: the gradient and moments live in the shard (train/shard.c) */
+        size_t n_full = t->shard_items ? 1 : model->n_params;
+        t->grads = rs_calloc(n_full, sizeof(float));
+        recsys_status adam_st = rs_adam_init(&t->adam, opts, n_full);
         t->users = malloc(sizeof(int64_t) * (size_t)(ds->n_users ? ds->n_users : 1));
         t->seen = calloc((size_t)ds->n_items + 1, sizeof *t->seen);
-        if (t->loss == LOSS_SOFTMAX)
+        if (t->loss == LOSS_SOFTMAX && !t->shard_items)
             t->ssm = rs_ssm_workspace_new(cfg->n_items, cfg->dim, (int)rows, n_neg);
         else
             t->bce_scratch = rs_malloc(
                 sizeof(float) * rs_loss_bce_scratch_floats(t->batch_size, cfg->max_len, n_neg));
         if (!t->ws || !t->F || !t->dF || !t->grads || adam_st || !t->users || !t->seen ||
-            (t->loss == LOSS_SOFTMAX ? !t->ssm : !t->bce_scratch))
+            (t->loss == LOSS_SOFTMAX ? !t->ssm && !t->shard_items : !t->bce_scratch))
             st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for training buffers");
     }
     if (!st)
@@ -310,27 +324,41 @@ static int64_t fill_batch(recsys_trainer *t, int64_t b0, int rows)
 static recsys_status train_step(recsys_trainer *t, int rows, double *loss)
 {
     recsys_model *m = t->model;
-    const rs_model_config *cfg = &m->cfg;
     uint64_t seed = rs_rng_next(&t->rng);
     rs_batch b = rs_batch_view(&t->bb, rows, 1, seed);
+    if (t->shard_items && !t->shard)
+        return rs_error(t->ctx, RECSYS_E_STATE,
+                        "dist.shard_items: call recsys_trainer_set_collective before training");
+    if (t->dist) rs_dist_train_slice(t->dist, &b, t->shared_negatives); /* this rank's rows */
+    /* Sharded: the working model holds the rows this step touches. */
+    rs_shard *sh = t->shard;
+    const rs_model_config *cfg = sh ? &sh->cfg : &m->cfg;
+    float *P = sh ? sh->W : m->params, *G = sh ? sh->G : t->grads;
+    rs_ssm_workspace *ssm = sh ? sh->ssm : t->ssm;
     size_t item_off = RS_ITEM_TABLE_OFFSET;
-    memset(t->grads, 0, sizeof(float) * m->n_params);
-    recsys_status st = m->ops->forward(t->ctx, cfg, m->params, t->ws, &b, t->F);
+    recsys_status st = sh ? rs_shard_begin(sh, &b, t->shared_negatives) : RECSYS_OK;
     if (st) return st;
-    if (t->loss == LOSS_BCE)
-        st = rs_loss_bce_ws(t->ctx, cfg, m->params + item_off, &b, t->F, t->dF,
-                            t->grads + item_off, t->bce_scratch, loss);
+    if (!sh) memset(G, 0, sizeof(float) * m->n_params);
+    *loss = 0.0;
+    st = b.B ? m->ops->forward(t->ctx, cfg, P, t->ws, &b, t->F) : RECSYS_OK;
+    if (st || !b.B) {
+    } else if (t->loss == LOSS_BCE)
+        st = rs_loss_bce_ws(t->ctx, cfg, P + item_off, &b, t->F, t->dF, G + item_off,
+                            t->bce_scratch, loss);
     else
-        st = rs_loss_sampled_softmax_ws(t->ctx, cfg, m->params + item_off, &b, t->F,
-                                        t->temperature, cfg->l2norm, t->shared_negatives,
-                                        t->ssm, t->dF, t->grads + item_off, loss);
+        st = rs_loss_sampled_softmax_ws(t->ctx, cfg, P + item_off, &b, t->F, t->temperature,
+                                        cfg->l2norm, t->shared_negatives, ssm, t->dF,
+                                        G + item_off, loss);
+    if (!st && !isfinite(*loss))
+        st = rs_error(t->ctx, RECSYS_E_NUMERIC, "training loss became %g at epoch %d",
+                      *loss, t->epoch + 1);
+    if (!st && t->dist)
+        st = rs_dist_train_scale(t->dist, &b, t->shared_negatives, t->dF, G + item_off);
+    if (!st && b.B) st = m->ops->backward(t->ctx, cfg, P, t->ws, &b, t->dF, G);
+    if (sh) return rs_shard_end(sh, t->ctx, st, loss); /* exchange and optimiser step */
+    if (t->dist) st = rs_dist_train_reduce(t->dist, st, G, loss); /* all ranks' sum */
     if (st) return st;
-    if (!isfinite(*loss))
-        return rs_error(t->ctx, RECSYS_E_NUMERIC, "training loss became %g at epoch %d",
-                        *loss, t->epoch + 1);
-    st = m->ops->backward(t->ctx, cfg, m->params, t->ws, &b, t->dF, t->grads);
-    if (st) return st;
-    rs_adam_step(t->ctx, &t->adam, m->params, t->grads);
+    rs_adam_step(t->ctx, &t->adam, m->params, G);
     return RECSYS_OK;
 }
 
@@ -381,6 +409,11 @@ static recsys_status run_epoch(recsys_trainer *t, ctx_saved *saved, double *mean
     }
     t->epoch++;
     if (mean_loss) *mean_loss = loss_sum / (double)steps;
+    if (t->shard) { /* the whole model again on every rank */
+        recsys_status st = rs_shard_sync_model(t->shard, t->model);
+        if (st) return st;
+        t->adam.step = t->shard->adam_rows.step;
+    }
     if (t->checkpoint_path && t->epoch % t->checkpoint_every == 0)
         return recsys_trainer_save_checkpoint(t, t->checkpoint_path);
     return RECSYS_OK;
@@ -397,6 +430,46 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
     return st;
 }
 
+/* Sharded checkpoints: the moments are gathered into full-size arrays on
+ * every rank for the save (rank 0 writes), and taken back from them after
+ * rank 0 read and broadcast the file. */
+static recsys_status shard_save(recsys_trainer *t, const char *path, rs_train_state *s)
+{
+    size_t n = t->model->n_params;
+    float *m = rs_malloc(sizeof(float) * n), *v = rs_malloc(sizeof(float) * n);
+    recsys_status st = m && v ? RECSYS_OK
+                              : rs_error(t->ctx, RECSYS_E_NOMEM, "out of memory for a checkpoint");
+    st = rs_dist_agree(&t->dist->d, st);
+    if (!st) st = rs_shard_sync_model(t->shard, t->model);
+    if (!st) st = rs_shard_gather_state(t->shard, m, v, RS_ITEM_TABLE_OFFSET);
+    s->m = m;
+    s->v = v;
+    s->step = t->shard->adam_rows.step;
+    if (!st) st = rs_dist_save_train(t->dist, t->ctx, t->model, path, s);
+    rs_free(m);
+    rs_free(v);
+    return st;
+}
+
+static recsys_status shard_resume(recsys_trainer *t, const char *path, rs_train_state *s)
+{
+    size_t n = t->model->n_params;
+    float *m = rs_malloc(sizeof(float) * n), *v = rs_malloc(sizeof(float) * n);
+    recsys_status st = m && v ? RECSYS_OK
+                              : rs_error(t->ctx, RECSYS_E_NOMEM, "out of memory for a checkpoint");
+    st = rs_dist_agree(&t->dist->d, st);
+    s->m = m;
+    s->v = v;
+    if (!st) st = rs_dist_load_train(t->dist, t->ctx, path, t->model, s);
+    if (!st) {
+        rs_shard_scatter_state(t->shard, t->model, m, v);
+        t->shard->adam_rows.step = t->shard->adam_dense.step = s->step;
+    }
+    rs_free(m);
+    rs_free(v);
+    return st;
+}
+
 recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path)
 {
     rs_enter(t ? t->ctx : NULL);
@@ -404,6 +477,8 @@ recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {t->epoch, t->adam.step, {0}, t->adam.m, t->adam.v};
     memcpy(s.rng, t->rng.s, sizeof s.rng);
+    if (t->shard) return shard_save(t, path, &s);
+    if (t->dist) return rs_dist_save_train(t->dist, t->ctx, t->model, path, &s);
     return rs_checkpoint_save_train(t->ctx, t->model, path, &s);
 }
 
@@ -413,10 +488,64 @@ recsys_status recsys_trainer_resume(recsys_trainer *t, const char *path)
     if (!t) return RS_BAD_ARGS();
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {0, 0, {0}, t->adam.m, t->adam.v};
-    recsys_status st = rs_checkpoint_load_train(t->ctx, path, t->model, &s);
+    if (t->shard_items && !t->shard)
+        return rs_error(t->ctx, RECSYS_E_STATE,
+                        "dist.shard_items: call recsys_trainer_set_collective before resuming");
+    recsys_status st = t->shard  ? shard_resume(t, path, &s)
+                       : t->dist ? rs_dist_load_train(t->dist, t->ctx, path, t->model, &s)
+                                 : rs_checkpoint_load_train(t->ctx, path, t->model, &s);
     if (st) return st;
     t->epoch = (int)s.epoch;
     t->adam.step = s.step;
     memcpy(t->rng.s, s.rng, sizeof s.rng);
+    return RECSYS_OK;
+}
+
+/* ------------------------------------------------ distributed (lib/dist) */
+
+recsys_status recsys_trainer_set_collective(recsys_trainer *t, const recsys_collective *c)
+{
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
+    rs_shard_free(t->shard);
+    t->shard = NULL;
+    rs_dist_train_free(t->dist);
+    t->dist = NULL;
+    if (!c) return RECSYS_OK;
+    rs_train_state s = {t->epoch, t->adam.step, {0}, t->shard_items ? NULL : t->adam.m,
+                        t->shard_items ? NULL : t->adam.v};
+    memcpy(s.rng, t->rng.s, sizeof s.rng);
+    recsys_status st = rs_dist_train_new(t->ctx, c, t->model, &t->dist);
+    /* Every rank starts from rank 0's weights, optimiser state and RNG
+     * (sharded: fresh moments; resume after this call). */
+    if (!st) st = rs_dist_sync_train(t->dist, t->model, &s);
+    if (!st && t->shard_items) {
+        st = rs_shard_new(t->dist, t->ctx, t->model, &t->adam, t->batch_size, t->bb.n_neg,
+                          t->shared_negatives, t->loss == LOSS_SOFTMAX, &t->shard);
+        st = rs_dist_agree(&t->dist->d, st);
+    }
+    if (st) {
+        rs_shard_free(t->shard);
+        t->shard = NULL;
+        rs_dist_train_free(t->dist);
+        t->dist = NULL;
+        return st;
+    }
+    t->epoch = (int)s.epoch;
+    t->adam.step = s.step;
+    memcpy(t->rng.s, s.rng, sizeof s.rng);
+    return RECSYS_OK;
+}
+
+recsys_status recsys_trainer_comm_stats(const recsys_trainer *t, double *bytes_sent,
+                                        double *seconds, int64_t *calls, int64_t *steps)
+{
+    rs_enter(t ? t->ctx : NULL);
+    if (!t) return RS_BAD_ARGS();
+    const rs_dist_train *d = t->dist;
+    if (bytes_sent) *bytes_sent = d ? d->d.bytes_sent : 0.0;
+    if (seconds) *seconds = d ? d->d.seconds : 0.0;
+    if (calls) *calls = d ? d->d.calls : 0;
+    if (steps) *steps = d ? d->steps : 0;
     return RECSYS_OK;
 }

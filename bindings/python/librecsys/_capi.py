@@ -73,12 +73,26 @@ def _ctype(t, types):
 
 def _build_types():
     types = {name: _ctype(t, {}) for name, t in _decls.TYPEDEFS.items()}
-    for name, fields in _decls.STRUCTS.items():
-        cls = type(name, (ctypes.Structure,), {})
-        cls._fields_ = [(f, _ctype(t, types)) for f, t in fields]
-        types[name] = cls
-    for name, (ret, params) in _decls.CALLBACKS.items():
-        types[name] = ctypes.CFUNCTYPE(_ctype(ret, types), *[_ctype(t, types) for t, _ in params])
+    # Structs and callbacks may refer to each other (recsys_progress_fn takes
+    # a struct; recsys_collective holds callbacks): resolve until done.
+    todo = [("s", n, v) for n, v in _decls.STRUCTS.items()] + \
+           [("c", n, v) for n, v in _decls.CALLBACKS.items()]
+    while todo:
+        left = []
+        for kind, name, v in todo:
+            try:
+                if kind == "s":
+                    fields = [(f, _ctype(t, types)) for f, t in v]
+                    types[name] = type(name, (ctypes.Structure,), {"_fields_": fields})
+                else:
+                    ret, params = v
+                    types[name] = ctypes.CFUNCTYPE(_ctype(ret, types),
+                                                   *[_ctype(t, types) for t, _ in params])
+            except TypeError:
+                left.append((kind, name, v))
+        if len(left) == len(todo):
+            _ctype(left[0][2][0][1] if left[0][0] == "s" else left[0][2][0], types)  # raises
+        todo = left
     return types
 
 

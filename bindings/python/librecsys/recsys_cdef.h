@@ -70,7 +70,21 @@ typedef struct recsys_adapter recsys_adapter;
 typedef struct recsys_adapter_store recsys_adapter_store;
 typedef struct recsys_threadpool recsys_threadpool;
 typedef struct recsys_user_state recsys_user_state;
-typedef struct recsys_opt_info {
+typedef struct recsys_opt_info recsys_opt_info;
+typedef struct recsys_model_info recsys_model_info;
+typedef struct recsys_progress recsys_progress;
+typedef struct recsys_request recsys_request;
+typedef struct recsys_collective recsys_collective;
+typedef void (*recsys_log_fn)(void *user_data, int level, const char *message);
+typedef int (*recsys_progress_fn)(void *user_data, const recsys_progress *p);
+typedef int (*recsys_coll_int_fn)(void *user_data);
+typedef int (*recsys_coll_allreduce_fn)(void *user_data, float *buf, size_t n);
+typedef int (*recsys_coll_allgather_fn)(void *user_data, const void *send, size_t bytes, void *recv);
+typedef int (*recsys_coll_allgatherv_fn)(void *user_data, const void *send, size_t bytes, void *recv, const size_t *counts, const size_t *displs);
+typedef int (*recsys_coll_alltoallv_fn)(void *user_data, const void *send, const size_t *scounts, const size_t *sdispls, void *recv, const size_t *rcounts, const size_t *rdispls);
+typedef int (*recsys_coll_broadcast_fn)(void *user_data, void *buf, size_t bytes, int root);
+typedef const char * (*recsys_coll_errmsg_fn)(void *user_data);
+struct recsys_opt_info {
     int struct_size;
     int type;
     const char *key;
@@ -81,8 +95,8 @@ typedef struct recsys_opt_info {
     double max;
     const char *allowed;
     const char *doc;
-} recsys_opt_info;
-typedef struct recsys_model_info {
+};
+struct recsys_model_info {
     size_t struct_size;
     int type;
     int32_t n_items;
@@ -97,8 +111,8 @@ typedef struct recsys_model_info {
     int64_t n_params;
     int64_t n_users;
     uint64_t data_fingerprint;
-} recsys_model_info;
-typedef struct recsys_progress {
+};
+struct recsys_progress {
     int struct_size;
     int epoch;
     int epochs;
@@ -107,8 +121,8 @@ typedef struct recsys_progress {
     double loss;
     double elapsed_seconds;
     double samples_per_second;
-} recsys_progress;
-typedef struct recsys_request {
+};
+struct recsys_request {
     size_t struct_size;
     const int32_t *history;
     size_t n_history;
@@ -120,9 +134,20 @@ typedef struct recsys_request {
     const uint8_t *exclude_mask;
     const int32_t *candidates;
     size_t n_candidates;
-} recsys_request;
-typedef void (*recsys_log_fn)(void *user_data, int level, const char *message);
-typedef int (*recsys_progress_fn)(void *user_data, const recsys_progress *p);
+};
+struct recsys_collective {
+    int struct_size;
+    void *user_data;
+    recsys_coll_int_fn rank;
+    recsys_coll_int_fn size;
+    recsys_coll_allreduce_fn allreduce_f32;
+    recsys_coll_allgather_fn allgather;
+    recsys_coll_allgatherv_fn allgatherv;
+    recsys_coll_alltoallv_fn alltoallv;
+    recsys_coll_broadcast_fn broadcast;
+    recsys_coll_int_fn barrier;
+    recsys_coll_errmsg_fn errmsg;
+};
 
 int recsys_version_number(void);
 const char *recsys_version_string(void);
@@ -252,3 +277,6 @@ recsys_status recsys_perflaw_params(const recsys_perflaw *p, double *params, dou
 recsys_status recsys_perflaw_predict(const recsys_perflaw *p, double layers, double hidden, double data, double *metric);
 recsys_status recsys_perflaw_best_size(const recsys_perflaw *p, double data, const double *layers, size_t n_layers, const double *hidden, size_t n_hidden, double *best_layers, double *best_hidden, double *best_metric);
 void recsys_free(void *p);
+recsys_status recsys_trainer_set_collective(recsys_trainer *t, const recsys_collective *c);
+recsys_status recsys_trainer_comm_stats(const recsys_trainer *t, double *bytes_sent, double *seconds, int64_t *calls, int64_t *steps);
+recsys_status recsys_evaluate_distributed(recsys_ctx *ctx, const recsys_model *model, const recsys_dataset *ds, const recsys_opts *opts, const recsys_collective *c, recsys_metrics **out);

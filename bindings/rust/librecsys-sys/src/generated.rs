@@ -167,8 +167,30 @@ pub struct recsys_request {
     pub candidates: *const i32,
     pub n_candidates: usize,
 }
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct recsys_collective {
+    pub struct_size: c_int,
+    pub user_data: *mut c_void,
+    pub rank: recsys_coll_int_fn,
+    pub size: recsys_coll_int_fn,
+    pub allreduce_f32: recsys_coll_allreduce_fn,
+    pub allgather: recsys_coll_allgather_fn,
+    pub allgatherv: recsys_coll_allgatherv_fn,
+    pub alltoallv: recsys_coll_alltoallv_fn,
+    pub broadcast: recsys_coll_broadcast_fn,
+    pub barrier: recsys_coll_int_fn,
+    pub errmsg: recsys_coll_errmsg_fn,
+}
 pub type recsys_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, level: c_int, message: *const c_char)>;
 pub type recsys_progress_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, p: *const recsys_progress) -> c_int>;
+pub type recsys_coll_int_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) -> c_int>;
+pub type recsys_coll_allreduce_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, buf: *mut f32, n: usize) -> c_int>;
+pub type recsys_coll_allgather_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, send: *const c_void, bytes: usize, recv: *mut c_void) -> c_int>;
+pub type recsys_coll_allgatherv_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, send: *const c_void, bytes: usize, recv: *mut c_void, counts: *const usize, displs: *const usize) -> c_int>;
+pub type recsys_coll_alltoallv_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, send: *const c_void, scounts: *const usize, sdispls: *const usize, recv: *mut c_void, rcounts: *const usize, rdispls: *const usize) -> c_int>;
+pub type recsys_coll_broadcast_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, buf: *mut c_void, bytes: usize, root: c_int) -> c_int>;
+pub type recsys_coll_errmsg_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) -> *const c_char>;
 
 extern "C" {
     pub fn recsys_version_number() -> c_int;
@@ -299,4 +321,7 @@ extern "C" {
     pub fn recsys_perflaw_predict(p: *const recsys_perflaw, layers: f64, hidden: f64, data: f64, metric: *mut f64) -> recsys_status;
     pub fn recsys_perflaw_best_size(p: *const recsys_perflaw, data: f64, layers: *const f64, n_layers: usize, hidden: *const f64, n_hidden: usize, best_layers: *mut f64, best_hidden: *mut f64, best_metric: *mut f64) -> recsys_status;
     pub fn recsys_free(p: *mut c_void);
+    pub fn recsys_trainer_set_collective(t: *mut recsys_trainer, c: *const recsys_collective) -> recsys_status;
+    pub fn recsys_trainer_comm_stats(t: *const recsys_trainer, bytes_sent: *mut f64, seconds: *mut f64, calls: *mut i64, steps: *mut i64) -> recsys_status;
+    pub fn recsys_evaluate_distributed(ctx: *mut recsys_ctx, model: *const recsys_model, ds: *const recsys_dataset, opts: *const recsys_opts, c: *const recsys_collective, out: *mut *mut recsys_metrics) -> recsys_status;
 }
