@@ -111,11 +111,11 @@ extern "C" {
 /* Versions                                                                  */
 
 #define RECSYS_VERSION_MAJOR 0
-#define RECSYS_VERSION_MINOR 1
+#define RECSYS_VERSION_MINOR 2
 #define RECSYS_VERSION_PATCH 0
 #define RECSYS_VERSION_NUMBER \
     (RECSYS_VERSION_MAJOR * 10000 + RECSYS_VERSION_MINOR * 100 + RECSYS_VERSION_PATCH)
-#define RECSYS_VERSION_STRING "0.1.0"
+#define RECSYS_VERSION_STRING "0.2.0"
 
 /** Version of the loaded library, as RECSYS_VERSION_NUMBER. Thread-safe. */
 RECSYS_API int recsys_version_number(void);

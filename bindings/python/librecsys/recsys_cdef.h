@@ -3,9 +3,9 @@
  * cdef() parses (ABI mode: ffi.dlopen). */
 
 #define RECSYS_VERSION_MAJOR 0
-#define RECSYS_VERSION_MINOR 1
+#define RECSYS_VERSION_MINOR 2
 #define RECSYS_VERSION_PATCH 0
-#define RECSYS_VERSION_NUMBER 100
+#define RECSYS_VERSION_NUMBER 200
 #define RECSYS_LOG_ERROR 0
 #define RECSYS_LOG_WARN 1
 #define RECSYS_LOG_INFO 2

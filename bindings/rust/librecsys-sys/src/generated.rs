@@ -5,9 +5,9 @@ use std::os::raw::{c_char, c_int, c_uint, c_void};
 
 pub type recsys_status = c_int;
 pub const RECSYS_VERSION_MAJOR: c_int = 0;
-pub const RECSYS_VERSION_MINOR: c_int = 1;
+pub const RECSYS_VERSION_MINOR: c_int = 2;
 pub const RECSYS_VERSION_PATCH: c_int = 0;
-pub const RECSYS_VERSION_NUMBER: c_int = 100;
+pub const RECSYS_VERSION_NUMBER: c_int = 200;
 pub const RECSYS_LOG_ERROR: c_int = 0;
 pub const RECSYS_LOG_WARN: c_int = 1;
 pub const RECSYS_LOG_INFO: c_int = 2;
