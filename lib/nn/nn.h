@@ -15,7 +15,7 @@
 #ifndef RS_NN_H
 #define RS_NN_H
 
-#include "models/model.h"
+#include "core/internal.h"
 
 /* Rows per chunk for row-parallel element-wise work and partial sums. */
 #define RS_NN_CHUNK_ROWS 64
