@@ -18,46 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FD_H 1e-5
-
-static double *to_double(const float *x, size_t n)
-{
-    double *y = malloc(sizeof(double) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) y[i] = x[i];
-    return y;
-}
-
-/* max |a - n| relative to max |n| must stay below rtol. */
-static void expect_close(const char *what, const float *a, const double *num, size_t n, double rtol)
-{
-    double maxn = 0.0, maxd = 0.0;
-    size_t worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (fabs(num[i]) > maxn) maxn = fabs(num[i]);
-        double e = fabs((double)a[i] - num[i]);
-        if (e > maxd) { maxd = e; worst = i; }
-    }
-    double rel = maxd / (maxn > 1e-12 ? maxn : 1e-12);
-    if (rel > rtol)
-        fail_msg("%s: relative error %.3g > %.3g (worst at %zu: analytic %.9g, numeric %.9g)", what,
-                 rel, rtol, worst, (double)a[worst], num[worst]);
-}
-
-/* Central differences of f with respect to every entry of p[0..n). */
-typedef double (*loss_fn)(void *state);
-static void numeric_grad(loss_fn f, void *state, double *p, size_t n, double *g)
-{
-    for (size_t i = 0; i < n; i++) {
-        double s = p[i];
-        p[i] = s + FD_H;
-        double lp = f(state);
-        p[i] = s - FD_H;
-        double lm = f(state);
-        p[i] = s;
-        g[i] = (lp - lm) / (2 * FD_H);
-    }
-}
-
 /* ------------------------------------------------------------------ linear */
 
 typedef struct lin_state {

@@ -14,40 +14,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "test_util.h"
 #include <unistd.h>
 
-typedef struct fixture {
-    recsys_ctx *ctx;
-    recsys_opts *opts;
-    recsys_dataset *ds;
-} fixture;
+typedef syn_fixture fixture;
 
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
-    assert_int_equal(recsys_ctx_new(&f->ctx), RECSYS_OK);
-    assert_int_equal(recsys_ctx_set_threads(f->ctx, 2), RECSYS_OK);
-    assert_int_equal(recsys_opts_new(f->ctx, &f->opts), RECSYS_OK);
-    static const char *kv[][2] = {
+    static const char *const kv[][2] = {
         {"data.synthetic_users", "300"}, {"data.synthetic_items", "60"},
         {"data.synthetic_length", "20"}, {"model.max_len", "12"}, {"model.dim", "8"},
         {"model.blocks", "1"}, {"model.heads", "2"}, {"trainer.batch_size", "32"},
         {"trainer.lr", "0.01"}, {"eval.batch_size", "7"},
     };
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        assert_int_equal(recsys_opts_set(f->opts, kv[i][0], kv[i][1]), RECSYS_OK);
-    assert_int_equal(recsys_dataset_synthetic(f->ctx, f->opts, &f->ds), RECSYS_OK);
-    *state = f;
+    *state = syn_fixture_new(kv, sizeof kv / sizeof kv[0]);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture *f = *state;
-    recsys_dataset_free(f->ds);
-    recsys_opts_free(f->opts);
-    recsys_ctx_free(f->ctx);
-    free(f);
+    syn_fixture_free(*state);
     return 0;
 }
 

@@ -99,4 +99,76 @@ static inline float bf16_round(float x)
     return x;
 }
 
+/* ---- finite-difference gradient checks (double precision) ---- */
+
+#define FD_H 1e-5
+
+static inline double *to_double(const float *x, size_t n)
+{
+    double *y = malloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) y[i] = x[i];
+    return y;
+}
+
+/* max |a - num| relative to max |num| must stay below rtol (NaN fails). */
+static inline void expect_close(const char *what, const float *a, const double *num, size_t n,
+                                double rtol)
+{
+    double maxn = 0.0, maxd = 0.0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(num[i]) > maxn) maxn = fabs(num[i]);
+        double e = fabs((double)a[i] - num[i]);
+        if (!(e <= maxd)) { maxd = e; worst = i; }
+    }
+    double rel = maxd / (maxn > 1e-12 ? maxn : 1e-12);
+    if (!(rel <= rtol))
+        fail_msg("%s: relative error %.3g > %.3g (worst at %zu: analytic %.9g, numeric %.9g)", what,
+                 rel, rtol, worst, (double)a[worst], num[worst]);
+}
+
+/* Central differences of f with respect to every entry of p[0..n). */
+typedef double (*loss_fn)(void *state);
+static inline void numeric_grad(loss_fn f, void *state, double *p, size_t n, double *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        double s = p[i];
+        p[i] = s + FD_H;
+        double lp = f(state);
+        p[i] = s - FD_H;
+        double lm = f(state);
+        p[i] = s;
+        g[i] = (lp - lm) / (2 * FD_H);
+    }
+}
+
+/* ---- a ctx (2 threads), opts with the given keys and their synthetic data ---- */
+
+typedef struct syn_fixture {
+    recsys_ctx *ctx;
+    recsys_opts *opts;
+    recsys_dataset *ds;
+} syn_fixture;
+
+static inline syn_fixture *syn_fixture_new(const char *const kv[][2], size_t n)
+{
+    syn_fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    assert_int_equal(recsys_ctx_new(&f->ctx), RECSYS_OK);
+    assert_int_equal(recsys_ctx_set_threads(f->ctx, 2), RECSYS_OK);
+    assert_int_equal(recsys_opts_new(f->ctx, &f->opts), RECSYS_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(recsys_opts_set(f->opts, kv[i][0], kv[i][1]), RECSYS_OK);
+    assert_int_equal(recsys_dataset_synthetic(f->ctx, f->opts, &f->ds), RECSYS_OK);
+    return f;
+}
+
+static inline void syn_fixture_free(syn_fixture *f)
+{
+    recsys_dataset_free(f->ds);
+    recsys_opts_free(f->opts);
+    recsys_ctx_free(f->ctx);
+    free(f);
+}
+
 #endif
