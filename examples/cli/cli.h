@@ -8,6 +8,10 @@
 /* Print "recsys <cmd>: <message>" (with the ctx's error) to stderr; returns 1. */
 int cli_fail(const char *cmd, recsys_ctx *ctx, recsys_status st, const char *what);
 /* Apply "key=value" to opts. */
+/* Load the YAML named by --config (the last one given) into opts, before the
+ * --set overrides; 0, or 1 after printing the error. *config: the path or NULL. */
+int cli_load_config(const char *cmd, recsys_ctx *ctx, recsys_opts *opts, int argc,
+                    char **argv, const char **config);
 recsys_status cli_set_kv(recsys_opts *opts, const char *kv);
 /* Write a metrics object as JSON members ("HR@10": 0.5, ...) without braces. */
 void cli_json_metrics(FILE *f, const recsys_metrics *m, const char *prefix);

@@ -13,6 +13,17 @@ int cli_fail(const char *cmd, recsys_ctx *ctx, recsys_status st, const char *wha
     return 1;
 }
 
+int cli_load_config(const char *cmd, recsys_ctx *ctx, recsys_opts *opts, int argc,
+                    char **argv, const char **config)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) path = argv[++i];
+    if (config) *config = path;
+    recsys_status st = path ? recsys_opts_load_yaml(opts, path) : RECSYS_OK;
+    return st ? cli_fail(cmd, ctx, st, "bad config") : 0;
+}
+
 recsys_status cli_set_kv(recsys_opts *opts, const char *kv)
 {
     const char *eq = strchr(kv, '=');

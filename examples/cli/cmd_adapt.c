@@ -73,12 +73,7 @@ int cmd_adapt(int argc, char **argv)
     recsys_status st;
     int rc = 1;
     if (recsys_ctx_new(&ctx) || recsys_opts_new(ctx, &opts)) goto done;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
-    if (config && (st = recsys_opts_load_yaml(opts, config))) {
-        rc = cli_fail("adapt", ctx, st, "bad config");
-        goto done;
-    }
+    if (cli_load_config("adapt", ctx, opts, argc, argv, &config)) goto done;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *key = NULL;
         if (!strcmp(k, "--config")) { i++; continue; }

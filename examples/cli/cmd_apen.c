@@ -80,12 +80,7 @@ int cmd_apen(int argc, char **argv)
         fprintf(stderr, "recsys apen: out of memory\n");
         goto done;
     }
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
-    if (config && (st = recsys_opts_load_yaml(opts, config))) {
-        rc = cli_fail("apen", ctx, st, "bad config");
-        goto done;
-    }
+    if (cli_load_config("apen", ctx, opts, argc, argv, &config)) goto done;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *key = NULL, *val;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); rc = 0; goto done; }

@@ -27,9 +27,7 @@ int cmd_bench(int argc, char **argv)
     recsys_status st = RECSYS_OK;
     int rc = 1;
     if (recsys_ctx_new(&ctx) || recsys_opts_new(ctx, &opts)) goto done;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
-    if (config && (st = recsys_opts_load_yaml(opts, config))) { rc = cli_fail("bench", ctx, st, "bad config"); goto done; }
+    if (cli_load_config("bench", ctx, opts, argc, argv, &config)) goto done;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--config")) { i++; continue; }

@@ -36,12 +36,7 @@ int cmd_eval(int argc, char **argv)
     recsys_status st;
     int rc = 1;
     if (recsys_ctx_new(&ctx) || recsys_opts_new(ctx, &opts)) goto done;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
-    if (config && (st = recsys_opts_load_yaml(opts, config))) {
-        rc = cli_fail("eval", ctx, st, "bad config");
-        goto done;
-    }
+    if (cli_load_config("eval", ctx, opts, argc, argv, &config)) goto done;
     recsys_opts_set(opts, "eval.split", "test");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *key = NULL;

@@ -81,9 +81,7 @@ int cmd_sweep(int argc, char **argv)
     int rc = 1;
     recsys_status st;
     if (recsys_ctx_new(&ctx) || recsys_opts_new(ctx, &opts)) goto done;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
-    if (config && (st = recsys_opts_load_yaml(opts, config))) { rc = cli_fail("sweep", ctx, st, "bad config"); goto done; }
+    if (cli_load_config("sweep", ctx, opts, argc, argv, &config)) goto done;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--config")) { i++; continue; }

@@ -48,12 +48,7 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     /* The config is applied first, then the --set overrides in order. */
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
-    if (config && (st = recsys_opts_load_yaml(opts, config))) {
-        rc = cli_fail("train", ctx, st, "bad config");
-        goto done;
-    }
+    if (cli_load_config("train", ctx, opts, argc, argv, &config)) goto done;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--config")) { i++; continue; }

@@ -51,20 +51,27 @@ static void at_site(const rs_lora_hook *h, int ns, const rs_lora_site *s, const 
         }                                                                                   \
     } while (0)
 
+/* The row segments of this call (0: nothing to adapt), with the per-segment
+ * A / dA pointer arrays that at_site re-points for each site. */
+static int begin_call(const rs_lora_hook *h, const rs_ws_common *w, int n)
+{
+    if (!w || n != w->n || (size_t)n > h->cap_R || w->B > h->cap_B) return 0;
+    int ns = build_segments(h, w);
+    for (int i = 0; i < ns; i++) {
+        h->sv[i] = h->seg[i].A;
+        h->sg[i] = h->seg[i].dA;
+    }
+    return ns;
+}
+
 static void hook_fwd(const rs_proj_hook *ph, const rs_model_run *r, const rs_proj *p, int k,
                      int n, const float *x, int ldx, float *y, int ldy)
 {
     const rs_lora_hook *h = (const rs_lora_hook *)(const void *)ph;
-    const rs_ws_common *w = r->w;
-    if (!w || n != w->n || (size_t)n > h->cap_R || w->B > h->cap_B) return;
-    int ns = build_segments(h, w);
+    int ns = begin_call(h, r->w, n);
     if (!ns) return;
     const float **vb = h->sv;
     float **gb = h->sg;
-    for (int i = 0; i < ns; i++) {
-        vb[i] = h->seg[i].A;
-        gb[i] = h->seg[i].dA;
-    }
     int rk = h->a->rank;
     FOR_SITES(h, r, p, k, {
         at_site(h, ns, s, vb, gb);
@@ -78,16 +85,10 @@ static void hook_bwd(const rs_proj_hook *ph, const rs_model_run *r, const rs_pro
                      int lddx)
 {
     const rs_lora_hook *h = (const rs_lora_hook *)(const void *)ph;
-    const rs_ws_common *w = r->w;
-    if (!w || n != w->n || (size_t)n > h->cap_R || w->B > h->cap_B) return;
-    int ns = build_segments(h, w);
+    int ns = begin_call(h, r->w, n);
     if (!ns) return;
     const float **vb = h->sv;
     float **gb = h->sg;
-    for (int i = 0; i < ns; i++) {
-        vb[i] = h->seg[i].A;
-        gb[i] = h->seg[i].dA;
-    }
     int rk = h->a->rank;
     FOR_SITES(h, r, p, k, {
         at_site(h, ns, s, vb, gb);
