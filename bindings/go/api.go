@@ -575,12 +575,7 @@ func EvaluatePopularity(ctx *Context, ds *Dataset, opts *Options) (map[string]fl
 	if err != nil {
 		return nil, err
 	}
-	defer C.recsys_metrics_free(m)
-	out := map[string]float64{}
-	for i := C.int(0); i < C.recsys_metrics_count(m); i++ {
-		out[C.GoString(C.recsys_metrics_name(m, i))] = float64(C.recsys_metrics_value(m, i))
-	}
-	return out, nil
+	return takeMetrics(m), nil
 }
 
 // ---------------------------------------------------------------- Serving

@@ -613,10 +613,15 @@ func Evaluate(ctx *Context, model *Model, ds *Dataset, opts *Options) (map[strin
 	if err != nil {
 		return nil, err
 	}
+	return takeMetrics(m), nil
+}
+
+// takeMetrics copies every metric of m into a map and frees m.
+func takeMetrics(m *C.recsys_metrics) map[string]float64 {
 	defer C.recsys_metrics_free(m)
 	out := map[string]float64{}
 	for i := C.int(0); i < C.recsys_metrics_count(m); i++ {
 		out[C.GoString(C.recsys_metrics_name(m, i))] = float64(C.recsys_metrics_value(m, i))
 	}
-	return out, nil
+	return out
 }

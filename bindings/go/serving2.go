@@ -563,10 +563,5 @@ func EvaluateAdapters(ctx *Context, model *Model, adapter *Adapter, store *Adapt
 	if err != nil {
 		return nil, err
 	}
-	defer C.recsys_metrics_free(m)
-	out := map[string]float64{}
-	for i := C.int(0); i < C.recsys_metrics_count(m); i++ {
-		out[C.GoString(C.recsys_metrics_name(m, i))] = float64(C.recsys_metrics_value(m, i))
-	}
-	return out, nil
+	return takeMetrics(m), nil
 }
