@@ -13,15 +13,7 @@
 #undef strndup
 #undef posix_memalign
 
-void *rs_fi_malloc(size_t n);
-void *rs_fi_calloc(size_t n, size_t size);
-void *rs_fi_realloc(void *p, size_t n);
-char *rs_fi_strdup(const char *s);
-char *rs_fi_strndup(const char *s, size_t n);
-int rs_fi_posix_memalign(void **p, size_t align, size_t n);
-void rs_fi_fail_at(long n);
-int rs_fi_triggered(void);
-long rs_fi_count(void);
+/* (The prototypes come from the force-included fault.h.) */
 
 static atomic_long countdown; /* > 0: allocations left before the failing one */
 static atomic_long total;
