@@ -15,6 +15,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_adapt(int argc, char **argv);
+int cmd_adapters(int argc, char **argv);
 
 #include <librecsys/recsys.h>
 /* ADAPTERS: a store (RSADAPTS) -> *st, else one adapter file -> *a; -1 on failure. */

@@ -12,6 +12,7 @@ static const struct {
     {"train", cmd_train, "train a model from a YAML config (JSON line per epoch)"},
     {"eval", cmd_eval, "evaluate a saved model (HR@K, NDCG@K, MRR)"},
     {"adapt", cmd_adapt, "train LoRA adapters (shared, bank, per-user) on a frozen model"},
+    {"adapters", cmd_adapters, "inspect, merge or update (lifelong) per-user adapters"},
     {"apen", cmd_apen, "Approximate Entropy of a dataset's user sequences"},
     {"perflaw", cmd_perflaw, "fit the Performance Law to sweep results (perflaw fit RUNS.csv)"},
     {"sweep", cmd_sweep, "train a grid of model sizes on data fractions, one CSV row per run"},

@@ -866,7 +866,8 @@ RECSYS_API recsys_status recsys_adapter_from_buffer(recsys_ctx *ctx, recsys_mode
 /**
  * Merge n USER/SHARED adapters of one shape into a new USER adapter:
  * adapter.merge = linear (Σ w_i ΔW_i) or ties (trim to adapter.ties_density,
- * sign election, disjoint mean), re-factorised to the same rank by SVD.
+ * sign election, disjoint mean), re-factorised by SVD to the same rank, or
+ * to adapter.merge_rank when > 0 (same alpha/r scale).
  */
 RECSYS_API recsys_status recsys_adapter_merge(recsys_ctx *ctx,
                                               const recsys_adapter *const *adapters,
@@ -931,6 +932,75 @@ RECSYS_API recsys_status recsys_adapter_store_stats(recsys_adapter_store *s, int
 RECSYS_API recsys_status recsys_adapter_train(recsys_adapter *a, const recsys_dataset *ds,
                                               int64_t user, const recsys_opts *opts,
                                               double *loss);
+/**
+ * Train USER adapter `a` on one explicit chronological history of n dense
+ * item ids (1..n_items of a's model; times: n timestamps or NULL), a's
+ * model frozen: adapter.user_steps steps, as recsys_adapter_train does for
+ * a dataset user, except that nothing is held out (every event after the
+ * first is a target). Continues from a's current parameters (Adam restarts):
+ * the lifelong update of a stored adapter with a user's new events.
+ * @return RECSYS_OK, RECSYS_E_INVALID (not a USER adapter, n < 2, an item
+ *         out of range), RECSYS_E_NUMERIC (diverged), RECSYS_E_NOMEM.
+ */
+RECSYS_API recsys_status recsys_adapter_train_sequence(recsys_adapter *a, const int32_t *items,
+                                                       const int64_t *times, size_t n,
+                                                       const recsys_opts *opts, double *loss);
+
+/** Adapter targets, as bits (1 << RECSYS_ADAPTER_TARGET_*) of
+ * recsys_adapter_file_info.targets and indices of recsys_adapter_inspect_user's norms. */
+#define RECSYS_ADAPTER_TARGET_Q    0
+#define RECSYS_ADAPTER_TARGET_K    1
+#define RECSYS_ADAPTER_TARGET_V    2
+#define RECSYS_ADAPTER_TARGET_O    3
+#define RECSYS_ADAPTER_TARGET_U    4
+#define RECSYS_ADAPTER_TARGET_FFN1 5
+#define RECSYS_ADAPTER_TARGET_FFN2 6
+#define RECSYS_ADAPTER_N_TARGETS   7
+/**
+ * What an adapter file or store says about itself (no model needed).
+ * Extensible: set struct_size to sizeof(recsys_adapter_file_info).
+ */
+typedef struct recsys_adapter_file_info {
+    size_t   struct_size;
+    int      is_store;        /* 1: an adapter store (RSADAPTS), 0: one adapter (RSLORA01) */
+    int      version;         /* format version */
+    int      kind;            /* RECSYS_ADAPTER_* (a store holds USER adapters) */
+    int      rank;
+    double   alpha;           /* the LoRA scale is alpha / rank */
+    int      targets;         /* bits 1 << RECSYS_ADAPTER_TARGET_* */
+    int      window;          /* events the adapted model sees */
+    int      bank_size;       /* K of a bank, else 1 */
+    int      dtype;           /* stored numbers: 0 f32, 1 bf16 */
+    int      model_type;      /* RECSYS_MODEL_* of the base the adapter was made for */
+    int      model_dim;
+    int      model_blocks;
+    int32_t  n_items;
+    int64_t  n_params;        /* floats of one adapter (a store: of one user's) */
+    int64_t  n_users;         /* a store's user slots (0 for a file) */
+    int64_t  users_present;   /* users holding an adapter (a store) */
+    int64_t  records;         /* records in a store file, replaced ones included */
+    int64_t  bytes_per_user;  /* bytes of one store record (a file: its size) */
+    int64_t  file_bytes;
+} recsys_adapter_file_info;
+/**
+ * Describe the adapter file or store at path and verify every checksum
+ * (a store: the header, CONF and every user's record, so O(users)).
+ * @return RECSYS_OK, RECSYS_E_IO, RECSYS_E_FORMAT (damaged or truncated; the
+ *         message names what), RECSYS_E_INVALID (struct_size too small).
+ */
+RECSYS_API recsys_status recsys_adapter_inspect(recsys_ctx *ctx, const char *path,
+                                                recsys_adapter_file_info *info);
+/**
+ * Frobenius norm of each target's delta W = (alpha/r)·B·A (over all blocks)
+ * of store user `user`'s adapter, or of the one USER/SHARED adapter in a
+ * file (user = -1). norms: n >= RECSYS_ADAPTER_N_TARGETS doubles indexed by
+ * RECSYS_ADAPTER_TARGET_*, NaN for targets not adapted.
+ * @return RECSYS_OK, RECSYS_E_NOT_FOUND (the user has no adapter),
+ *         RECSYS_E_FORMAT, RECSYS_E_IO, RECSYS_E_INVALID (a bank, a user out
+ *         of range, a file too old to describe its projections' sizes).
+ */
+RECSYS_API recsys_status recsys_adapter_inspect_user(recsys_ctx *ctx, const char *path,
+                                                     int64_t user, double *norms, size_t n);
 /**
  * recsys_evaluate with adapters: each user is scored with their adapter in
  * `store` when it holds one, else with `adapter` (a SHARED or USER LoRA for

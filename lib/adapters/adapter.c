@@ -140,23 +140,37 @@ char *rs_adapter_conf(const recsys_adapter *a)
             if (tg[0]) strcat(tg, ",");
             strcat(tg, TARGET_NAMES[t]);
         }
+    /* in x out of every target: lets tools read a file without the model */
+    char geo[256] = "";
+    for (int t = 0; t < RS_TGT_COUNT; t++) {
+        const char *tn;
+        int r0, in, out;
+        if (!(a->targets & (1u << t)) || !rs_target_geometry(c, t, &tn, &r0, &in, &out)) continue;
+        size_t gl = strlen(geo);
+        snprintf(geo + gl, sizeof geo - gl, "%s%s:%dx%d", gl ? "," : "", TARGET_NAMES[t], in, out);
+    }
     char *s = malloc(1024);
     if (!s) return NULL;
     snprintf(s, 1024,
              "# librecsys adapter\nkind=%s\nrank=%d\nalpha=%.9g\ntargets=%s\nbank_size=%d\n"
              "gate_hidden=%d\ngate_tau=%.9g\ngate_dropout=%.9g\ngate_window=%d\nwindow=%d\n"
              "model.type=%s\nmodel.dim=%d\nmodel.blocks=%d\nmodel.heads=%d\nn_items=%d\n"
-             "floats=%zu\n",
+             "floats=%zu\ngeometry=%s\n",
              a->kind == RECSYS_ADAPTER_BANK ? "bank" : a->kind == RECSYS_ADAPTER_SHARED ? "shared" : "user",
              a->rank, (double)a->alpha, tg, a->K, a->gate.hidden, (double)a->gate.tau,
              (double)a->gate.dropout, a->gate_window, a->window,
              c->type == RS_MODEL_SASREC ? "sasrec" : "hstu", c->dim, c->blocks, c->heads,
-             c->n_items, a->n_params);
+             c->n_items, a->n_params, geo);
     return s;
 }
 
+const char *rs_target_name(int t)
+{
+    return t >= 0 && t < RS_TGT_COUNT ? TARGET_NAMES[t] : NULL;
+}
+
 /* Value of key in a conf text, copied into buf. */
-static int conf_get(const char *conf, size_t len, const char *key, char *buf, size_t n)
+int rs_adapter_conf_get(const char *conf, size_t len, const char *key, char *buf, size_t n)
 {
     size_t kl = strlen(key);
     const char *p = conf, *end = conf + len;
@@ -190,13 +204,13 @@ recsys_status rs_adapter_from_conf(recsys_ctx *ctx, recsys_model *model, const c
         {"window", RS_OPT_ADAPTER_WINDOW},
     };
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0] && !rc; i++) {
-        if (!conf_get(conf, len, KEYS[i].conf, v, sizeof v))
+        if (!rs_adapter_conf_get(conf, len, KEYS[i].conf, v, sizeof v))
             rc = rs_error(ctx, RECSYS_E_FORMAT, "adapter: CONF lacks '%s'", KEYS[i].conf);
         else if (rs_opt_set(o, KEYS[i].id, v))
             rc = rs_error(ctx, RECSYS_E_FORMAT, "adapter: CONF has a bad %s '%s'", KEYS[i].conf, v);
     }
     int kind = -1;
-    if (!rc && conf_get(conf, len, "kind", v, sizeof v))
+    if (!rc && rs_adapter_conf_get(conf, len, "kind", v, sizeof v))
         kind = !strcmp(v, "bank") ? RECSYS_ADAPTER_BANK
              : !strcmp(v, "shared") ? RECSYS_ADAPTER_SHARED
              : !strcmp(v, "user") ? RECSYS_ADAPTER_USER : -1;
@@ -208,11 +222,11 @@ recsys_status rs_adapter_from_conf(recsys_ctx *ctx, recsys_model *model, const c
     const rs_model_config *c = &model->cfg;
     char want[64];
     snprintf(want, sizeof want, "%d", c->dim);
-    if (!conf_get(conf, len, "model.dim", v, sizeof v) || strcmp(v, want) ||
-        !conf_get(conf, len, "model.blocks", v, sizeof v) || atoi(v) != c->blocks ||
-        !conf_get(conf, len, "model.type", v, sizeof v) ||
+    if (!rs_adapter_conf_get(conf, len, "model.dim", v, sizeof v) || strcmp(v, want) ||
+        !rs_adapter_conf_get(conf, len, "model.blocks", v, sizeof v) || atoi(v) != c->blocks ||
+        !rs_adapter_conf_get(conf, len, "model.type", v, sizeof v) ||
         strcmp(v, c->type == RS_MODEL_SASREC ? "sasrec" : "hstu") ||
-        !conf_get(conf, len, "floats", v, sizeof v) || strtoull(v, NULL, 10) != a->n_params)
+        !rs_adapter_conf_get(conf, len, "floats", v, sizeof v) || strtoull(v, NULL, 10) != a->n_params)
         return rs_error(ctx, RECSYS_E_INVALID,
                         "adapter: made for another model (type, dim, blocks or size differ)");
     return RECSYS_OK;
@@ -348,10 +362,31 @@ recsys_status recsys_adapter_from_buffer(recsys_ctx *ctx, recsys_model *model, c
     rs_enter(ctx);
     if (!model || !out || (!buf && len)) return RS_BAD_ARGS();
     *out = NULL;
+    const char *conf;
+    size_t cl;
+    uint64_t nf;
+    const void *params;
+    recsys_status rc = rs_adapter_buffer_parse(ctx, buf, len, &conf, &cl, &nf, &params);
+    if (rc) return rc;
+    recsys_adapter shape;
+    if ((rc = rs_adapter_from_conf(ctx, model, conf, cl, &shape))) return rc;
+    shape.ctx = ctx;
+    if (shape.n_params != nf)
+        return rs_error(ctx, RECSYS_E_FORMAT, "adapter buffer: %llu floats, the shape needs %zu",
+                        (unsigned long long)nf, shape.n_params);
+    if ((rc = adapter_alloc(ctx, &shape, out))) return rc;
+    memcpy((*out)->params, params, 4 * nf);
+    return RECSYS_OK;
+}
+
+recsys_status rs_adapter_buffer_parse(recsys_ctx *ctx, const void *buf, size_t len,
+                                      const char **conf, size_t *conf_len, uint64_t *n_floats,
+                                      const void **params)
+{
     const uint8_t *b = buf;
     uint32_t ver, cl;
     uint64_t nf;
-    if (len < 16 + 8 + 4 || memcmp(b, BUF_MAGIC, 8))
+    if (!b || len < 16 + 8 + 4 || memcmp(b, BUF_MAGIC, 8))
         return rs_error(ctx, RECSYS_E_FORMAT, "adapter buffer: not an adapter (%zu bytes)", len);
     memcpy(&ver, b + 8, 4);
     memcpy(&cl, b + 12, 4);
@@ -364,15 +399,10 @@ recsys_status recsys_adapter_from_buffer(recsys_ctx *ctx, recsys_model *model, c
     memcpy(&crc, b + len - 4, 4);
     if (rs_crc32c(0, b, len - 4) != crc)
         return rs_error(ctx, RECSYS_E_FORMAT, "adapter buffer: checksum mismatch");
-    recsys_adapter shape;
-    recsys_status rc = rs_adapter_from_conf(ctx, model, (const char *)b + 16, cl, &shape);
-    if (rc) return rc;
-    shape.ctx = ctx;
-    if (shape.n_params != nf)
-        return rs_error(ctx, RECSYS_E_FORMAT, "adapter buffer: %llu floats, the shape needs %zu",
-                        (unsigned long long)nf, shape.n_params);
-    if ((rc = adapter_alloc(ctx, &shape, out))) return rc;
-    memcpy((*out)->params, b + 24 + cl, 4 * nf);
+    *conf = (const char *)b + 16;
+    *conf_len = cl;
+    *n_floats = nf;
+    *params = b + 24 + cl; /* f32 little-endian, maybe unaligned: memcpy it */
     return RECSYS_OK;
 }
 
@@ -529,7 +559,20 @@ recsys_status recsys_adapter_merge(recsys_ctx *ctx, const recsys_adapter *const 
                             "adapter merge: adapter %zu is a bank or of another shape", i);
     int mode = rs_opt_is(opts, RS_OPT_ADAPTER_MERGE, "ties") ? RS_MERGE_TIES : RS_MERGE_LINEAR;
     float density = (float)rs_opt_float(opts, RS_OPT_ADAPTER_TIES_DENSITY);
-    recsys_status rc = adapter_alloc(ctx, a0, out);
+    /* the output's shape: the inputs' one, or another rank with the same
+     * scale alpha/r (the re-factorisation keeps the delta, not alpha) */
+    recsys_adapter shape = *a0;
+    int r_out = (int)rs_opt_int(opts, RS_OPT_ADAPTER_MERGE_RANK);
+    if (r_out > 0 && r_out != a0->rank) {
+        shape.kind = RECSYS_ADAPTER_USER;
+        shape.K = 1;
+        shape.rank = r_out;
+        shape.alpha = a0->scale * (float)r_out;
+        recsys_status rs = layout_sites(ctx, &shape);
+        if (rs) return rs;
+        shape.scale = a0->scale;
+    }
+    recsys_status rc = adapter_alloc(ctx, &shape, out);
     if (rc) return rc;
     (*out)->ctx = ctx;
     (*out)->kind = RECSYS_ADAPTER_USER;
@@ -541,9 +584,10 @@ recsys_status recsys_adapter_merge(recsys_ctx *ctx, const recsys_adapter *const 
             A[i] = adapters[i]->params + st->off;
             B[i] = A[i] + (size_t)a0->rank * st->in;
         }
-        float *Ao = (*out)->params + st->off, *Bo = Ao + (size_t)a0->rank * st->in;
+        const rs_lora_site *so = &(*out)->sites[s];
+        float *Ao = (*out)->params + so->off, *Bo = Ao + (size_t)shape.rank * so->in;
         rc = rs_lora_merge(ctx, (int)n, A, B, weights, st->in, st->out, a0->rank, a0->scale, mode,
-                           density, a0->rank, Ao, Bo);
+                           density, shape.rank, Ao, Bo);
     }
     free(A);
     free(B);

@@ -52,6 +52,15 @@ recsys_status rs_adapter_shape(recsys_ctx *ctx, recsys_model *model, const recsy
                                int kind, recsys_adapter *a);
 /* The CONF text describing a's shape (malloc'd) and its parser. */
 char *rs_adapter_conf(const recsys_adapter *a);
+/* Value of key in a CONF text copied into buf[n]; 0 when absent. */
+int rs_adapter_conf_get(const char *conf, size_t len, const char *key, char *buf, size_t n);
+/* Name of target t ("q", ..., "ffn2"), NULL when out of range. */
+const char *rs_target_name(int t);
+/* Check a recsys_adapter_to_buffer image (magic, version, sizes, CRC-32C)
+ * without a model: its CONF, float count and (unaligned) parameters. */
+recsys_status rs_adapter_buffer_parse(recsys_ctx *ctx, const void *buf, size_t len,
+                                      const char **conf, size_t *conf_len, uint64_t *n_floats,
+                                      const void **params);
 recsys_status rs_adapter_from_conf(recsys_ctx *ctx, recsys_model *model, const char *conf,
                                    size_t len, recsys_adapter *a);
 

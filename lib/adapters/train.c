@@ -311,6 +311,52 @@ recsys_status recsys_adapter_train(recsys_adapter *a, const recsys_dataset *ds, 
     return st;
 }
 
+/* A one-user dataset over the caller's history, nothing held out
+ * (holdout 0: every event after the first is a training target). */
+recsys_status recsys_adapter_train_sequence(recsys_adapter *a, const int32_t *items,
+                                            const int64_t *times, size_t n,
+                                            const recsys_opts *opts, double *loss)
+{
+    rs_enter(a ? a->ctx : NULL);
+    if (!a || (!items && n)) return RS_BAD_ARGS();
+    recsys_ctx *ctx = a->ctx;
+    if (a->kind != RECSYS_ADAPTER_USER)
+        return rs_error(ctx, RECSYS_E_INVALID, "adapter training: a history trains a USER adapter");
+    if (n < 2)
+        return rs_error(ctx, RECSYS_E_INVALID, "adapter training: a history needs 2 or more "
+                                               "events, got %zu", n);
+    int32_t n_items = a->model->cfg.n_items;
+    for (size_t i = 0; i < n; i++)
+        if (items[i] < 1 || items[i] > n_items)
+            return rs_error(ctx, RECSYS_E_INVALID,
+                            "adapter training: item %d at %zu is not in 1..%d", items[i], i,
+                            n_items);
+    int32_t *it = malloc(sizeof *it * n);
+    int64_t *tm = times ? malloc(sizeof *tm * n) : NULL;
+    if (!it || (times && !tm)) {
+        free(it);
+        free(tm);
+        return rs_error(ctx, RECSYS_E_NOMEM, "adapter training: out of memory");
+    }
+    memcpy(it, items, sizeof *it * n);
+    if (tm) memcpy(tm, times, sizeof *tm * n);
+    int64_t offsets[2] = {0, (int64_t)n};
+    recsys_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ds.ctx = ctx;
+    ds.n_users = 1;
+    ds.n_items = n_items;
+    ds.n_events = (int64_t)n;
+    ds.offsets = offsets;
+    ds.items = it;
+    ds.times = tm;
+    ds.holdout = 0;
+    recsys_status st = recsys_adapter_train(a, &ds, 0, opts, loss);
+    free(it);
+    free(tm);
+    return st;
+}
+
 /* ------------------------------------------------------------- scoring */
 
 typedef struct eval_adapters {
