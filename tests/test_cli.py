@@ -233,9 +233,137 @@ def adapters():
     assert "adapters" in p.stderr, p.stderr
 
 
+def store_records(path):
+    """{slot: vector bytes} of an adapter store (docs/ADAPTERS.md, format 1)."""
+    import struct
+    b = open(path, "rb").read()
+    assert b[:8] == b"RSADAPTS", b[:8]
+    n_users, = struct.unpack_from("<Q", b, 16)
+    floats, dtype = struct.unpack_from("<II", b, 24)
+    index_off, data_off = struct.unpack_from("<QQ", b, 40)
+    body = 24 + floats * (2 if dtype else 4)
+    rec = (body + 4 + 7) // 8 * 8
+    out = {}
+    for u in range(n_users):
+        e, = struct.unpack_from("<Q", b, index_off + 8 * u)
+        if e:
+            off = data_off + (e - 1) * rec
+            out[u] = b[off + 24:off + body]
+    return out
+
+
+def adapters_cli():
+    """recsys adapters inspect|merge|update on a small interaction file."""
+    import hashlib
+    import random
+    rng = random.Random(7)
+    hist, new, bad = (os.path.join(tmp, n) for n in ("hist.txt", "new.txt", "bad_new.txt"))
+    with open(hist, "w") as f, open(new, "w") as g:
+        for u in range(40):
+            it = rng.randrange(30)
+            for k in range(18):
+                it = (it + rng.choice([1, 1, 2, 3])) % 30
+                (f if k < 15 else g).write(f"u{u} i{it} {1000 + k}\n")
+    small = ["--set", "model.max_len=10", "--set", "model.dim=8", "--set", "model.blocks=1",
+             "--set", "trainer.threads=2"]
+    ad = ["--set", "adapter.user_steps=3", "--set", "adapter.min_history=12",
+          "--set", "adapter.rank=2"]
+    base = os.path.join(tmp, "life.rsm")
+    store = os.path.join(tmp, "life.store")
+    run(["train", "--data", hist, "--out", base, "--set", "trainer.epochs=2"] + small)
+    run(["adapt", "--model", base, "--data", hist, "--out", store, "--mode", "per-user"]
+        + small + ad)
+    # inspect: a store, a single file, damage
+    p = run(["adapters", "inspect", store, "--user", "u1", "--user", "u2", "--history", hist]
+            + small)
+    info = json.loads(p.stdout)
+    for key in ("kind", "rank", "alpha", "targets", "dtype", "format_version", "users",
+                "users_with_adapter", "bytes_per_user", "file_bytes", "checksum_verified"):
+        assert key in info, (key, info)
+    assert info["type"] == "store" and info["kind"] == "user" and info["rank"] == 2
+    assert info["users"] == 40 and 0 < info["users_with_adapter"] <= 40
+    assert info["targets"] == ["q", "v"] and info["checksum_verified"] is True
+    d = info["user_details"]
+    assert [x["user"] for x in d] == ["u1", "u2"] and d[0]["present"], d
+    assert set(d[0]["norms"]) == {"q", "v"} and all(v >= 0 for v in d[0]["norms"].values())
+    p = run(["adapters", "inspect", store, "--user", "1"])  # slots without --history
+    assert json.loads(p.stdout)["user_details"][0]["norms"] == d[0]["norms"]
+    broken = os.path.join(tmp, "broken.store")
+    b = bytearray(open(store, "rb").read())
+    b[-20] ^= 0x40  # inside the last record
+    open(broken, "wb").write(bytes(b))
+    p = run(["adapters", "inspect", broken], ok=False)
+    assert "RECSYS_E_FORMAT" in p.stderr and p.stdout == "", (p.stdout, p.stderr)
+    # merge: one user with weight 1 is that user (ranks under eval agree)
+    slots = sorted(store_records(store))[:3]
+    ranks_store = os.path.join(tmp, "r_store.txt")
+    ev = ["eval", "--model", base, "--data", hist, "--protocol", "full"] + small
+    run(ev + ["--adapters", store, "--per-user", ranks_store])
+    want = dict(line.split() for line in open(ranks_store))
+    for slot in slots:
+        one = os.path.join(tmp, f"one{slot}.ad")
+        p = run(["adapters", "merge", "--model", base, "--adapters", store, "--users", str(slot),
+                 "--weights", "1", "--out", one] + small)
+        last = json_lines(p.stdout)[-1]
+        assert last["merged"] == 1 and last["method"] == "linear" and last["rank"] == 2, last
+        ranks = os.path.join(tmp, "r_one.txt")
+        run(ev + ["--adapters", one, "--per-user", ranks])
+        got = dict(line.split() for line in open(ranks))
+        assert abs(float(got[str(slot)]) - float(want[str(slot)])) <= 0.5, (slot, got, want)
+        i = json.loads(run(["adapters", "inspect", one]).stdout)
+        assert i["type"] == "adapter" and i["kind"] == "user" and "norms" in i, i
+    cohort = os.path.join(tmp, "cohort.ad")
+    users_file = os.path.join(tmp, "cohort.txt")
+    open(users_file, "w").write("u1\nu2\nu3\n")
+    p = run(["adapters", "merge", "--model", base, "--adapters", store, "--users-file", users_file,
+             "--history", hist, "--method", "ties", "--rank", "4", "--out", cohort] + small)
+    last = json_lines(p.stdout)[-1]
+    assert last["merged"] == 3 and last["rank"] == 4 and last["method"] == "ties", last
+    run(ev + ["--adapters", cohort])
+    p = run(["adapters", "merge", "--model", base, "--adapters", store, "--users", "u1,nobody",
+             "--history", hist, "--out", cohort] + small, ok=False)
+    assert "nobody" in p.stderr, p.stderr
+    # update: only the listed users change; the base is untouched
+    base_hash = hashlib.sha256(open(base, "rb").read()).hexdigest()
+    before = store_records(store)
+    p = run(["adapters", "update", "--model", base, "--adapters", store, "--data", new,
+             "--history", hist, "--users", "u1,u5,u9"] + small + ad)
+    lines = json_lines(p.stdout)
+    assert [x["user"] for x in lines[:-1]] == ["u1", "u5", "u9"], lines
+    for x in lines[:-1]:
+        for key in ("user", "events", "loss", "ms"):
+            assert key in x, (key, x)
+        assert x["events"] == 3 and x["history"] == 18, x
+    assert lines[-1]["updated"] == 3 and lines[-1]["new_events"] == 9, lines[-1]
+    after = store_records(store)
+    changed = {u for u in set(before) | set(after) if before.get(u) != after.get(u)}
+    assert changed == {1, 5, 9}, changed
+    assert hashlib.sha256(open(base, "rb").read()).hexdigest() == base_hash
+    json.loads(run(["adapters", "inspect", store]).stdout)
+    run(ev + ["--adapters", store])
+    # a bad event midway: the users before it are updated (and valid), the rest untouched
+    rows = open(new).read().splitlines()
+    with open(bad, "w") as f:
+        f.write("\n".join(r for r in rows if r.split()[0] in ("u2", "u3")) + "\n")
+        f.write("u4 i_unknown 2000\n")
+        f.write("\n".join(r for r in rows if r.split()[0] in ("u6", "u7")) + "\n")
+    before = store_records(store)
+    p = run(["adapters", "update", "--model", base, "--adapters", store, "--data", bad,
+             "--history", hist] + small + ad, ok=False)
+    assert "i_unknown" in p.stderr, p.stderr
+    assert [x["user"] for x in json_lines(p.stdout)] == ["u2", "u3"], p.stdout
+    after = store_records(store)
+    changed = {u for u in set(before) | set(after) if before.get(u) != after.get(u)}
+    assert changed == {2, 3}, changed
+    json.loads(run(["adapters", "inspect", store]).stdout)  # every record checks out
+    p = run(["adapters", "update", "--model", base, "--adapters", store, "--data", bad,
+             "--history", hist, "--skip-unknown"] + small + ad)
+    assert json_lines(p.stdout)[-1]["skipped_events"] == 1, p.stdout
+
+
 for name, fn in [("train", train), ("eval", evaluate), ("errors", errors), ("apen", apen),
                  ("sweep_and_fit", sweep_and_fit), ("hardening", hardening),
-                 ("adapters", adapters)]:
+                 ("adapters", adapters), ("adapters_cli", adapters_cli)]:
     check(name, fn)
 import shutil  # noqa: E402
 shutil.rmtree(tmp, ignore_errors=True)

@@ -11,6 +11,8 @@ import (
 // coverageAllow lists the public C functions the Go layer deliberately
 // does not call, each with its reason.
 var coverageAllow = map[string]string{
+	"recsys_adapter_inspect":        "adapter file tooling behind `recsys adapters inspect` (a versioned info struct); callable raw",
+	"recsys_adapter_inspect_user":   "adapter file tooling behind `recsys adapters inspect` (a versioned info struct); callable raw",
 	"recsys_metrics_get":            "Evaluate copies every metric into a map; lookups by name happen there",
 	"recsys_trainer_set_collective": "dist: distributed training needs a collective table of C callbacks from the program (docs/DISTRIBUTED.md); callable raw",
 	"recsys_trainer_comm_stats":     "dist: distributed training needs a collective table of C callbacks from the program (docs/DISTRIBUTED.md); callable raw",

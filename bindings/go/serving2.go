@@ -518,6 +518,28 @@ func (a *Adapter) Train(ds *Dataset, user int64, opts *Options) (float64, error)
 	return float64(loss), err
 }
 
+// TrainSequence trains a USER adapter further on one explicit history of
+// the model's dense item ids (times: nil or one per item); nothing is held
+// out. It returns the mean loss (the lifelong update).
+func (a *Adapter) TrainSequence(items []int32, times []int64, opts *Options) (float64, error) {
+	if len(items) == 0 || (times != nil && len(times) != len(items)) {
+		return 0, &Error{Code: EInvalid, Message: "TrainSequence needs items (and times of one length)"}
+	}
+	defer runtime.KeepAlive(opts)
+	var tp *C.int64_t
+	if times != nil {
+		tp = (*C.int64_t)(unsafe.Pointer(&times[0]))
+	}
+	var loss C.double
+	err := a.do(func() C.recsys_status {
+		return C.recsys_adapter_train_sequence(a.p, (*C.int32_t)(unsafe.Pointer(&items[0])), tp,
+			C.size_t(len(items)), opts.ptr(), &loss)
+	})
+	runtime.KeepAlive(items)
+	runtime.KeepAlive(times)
+	return float64(loss), err
+}
+
 // EvaluateAdapters is Evaluate with adapters: a user's adapter in store when
 // it holds one, else adapter, else the base model (both may be nil).
 // userRank: nil, or one float64 per dataset user receiving the 0-based

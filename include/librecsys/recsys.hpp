@@ -866,6 +866,20 @@ public:
         check(recsys_adapter_train(get(), ds.get(), user, opts ? opts->get() : nullptr, &loss));
         return loss;
     }
+    /** Train a USER adapter further on one explicit history of dense item
+     * ids (times empty or one per item); nothing held out. The mean loss. */
+    double train_sequence(const std::vector<int32_t> &items,
+                          const std::vector<int64_t> &times = {},
+                          const options *opts = nullptr)
+    {
+        if (!times.empty() && times.size() != items.size())
+            throw std::invalid_argument("train_sequence: times must match items");
+        double loss = 0;
+        check(recsys_adapter_train_sequence(get(), items.data(),
+                                            times.empty() ? nullptr : times.data(), items.size(),
+                                            opts ? opts->get() : nullptr, &loss));
+        return loss;
+    }
     /** A new model with this adapter folded into its weights (not for banks). */
     model fold() const
     {

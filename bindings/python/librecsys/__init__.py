@@ -975,6 +975,20 @@ class Adapter(_Object):
                                              ctypes.byref(loss)))
         return loss.value
 
+    def train_sequence(self, items, times=None, opts: Optional[Options] = None) -> float:
+        """Train this USER adapter further on one explicit history of the
+        model's dense item ids (times: as many timestamps, or None); nothing
+        is held out. Returns the mean loss (the lifelong update)."""
+        n = len(items)
+        it = (ctypes.c_int32 * n)(*items)
+        tm = None if times is None else (ctypes.c_int64 * n)(*times)
+        if tm is not None and len(times) != n:
+            raise ValueError("times must have one entry per item")
+        loss = ctypes.c_double()
+        self._check(lib.recsys_adapter_train_sequence(self._ptr(), it, tm, n, _opts_ptr(opts),
+                                                      ctypes.byref(loss)))
+        return loss.value
+
 
 @dataclass(frozen=True)
 class StoreStats:

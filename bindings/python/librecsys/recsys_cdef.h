@@ -40,6 +40,14 @@
 #define RECSYS_ADAPTER_USER 0
 #define RECSYS_ADAPTER_SHARED 1
 #define RECSYS_ADAPTER_BANK 2
+#define RECSYS_ADAPTER_TARGET_Q 0
+#define RECSYS_ADAPTER_TARGET_K 1
+#define RECSYS_ADAPTER_TARGET_V 2
+#define RECSYS_ADAPTER_TARGET_O 3
+#define RECSYS_ADAPTER_TARGET_U 4
+#define RECSYS_ADAPTER_TARGET_FFN1 5
+#define RECSYS_ADAPTER_TARGET_FFN2 6
+#define RECSYS_ADAPTER_N_TARGETS 7
 #define RECSYS_PERFLAW_N_PARAMS 6
 
 enum recsys_status_code {
@@ -74,6 +82,7 @@ typedef struct recsys_opt_info recsys_opt_info;
 typedef struct recsys_model_info recsys_model_info;
 typedef struct recsys_progress recsys_progress;
 typedef struct recsys_request recsys_request;
+typedef struct recsys_adapter_file_info recsys_adapter_file_info;
 typedef struct recsys_collective recsys_collective;
 typedef void (*recsys_log_fn)(void *user_data, int level, const char *message);
 typedef int (*recsys_progress_fn)(void *user_data, const recsys_progress *p);
@@ -134,6 +143,28 @@ struct recsys_request {
     const uint8_t *exclude_mask;
     const int32_t *candidates;
     size_t n_candidates;
+};
+struct recsys_adapter_file_info {
+    size_t struct_size;
+    int is_store;
+    int version;
+    int kind;
+    int rank;
+    double alpha;
+    int targets;
+    int window;
+    int bank_size;
+    int dtype;
+    int model_type;
+    int model_dim;
+    int model_blocks;
+    int32_t n_items;
+    int64_t n_params;
+    int64_t n_users;
+    int64_t users_present;
+    int64_t records;
+    int64_t bytes_per_user;
+    int64_t file_bytes;
 };
 struct recsys_collective {
     int struct_size;
@@ -263,6 +294,9 @@ recsys_status recsys_adapter_store_put(recsys_adapter_store *s, int64_t user, co
 recsys_status recsys_adapter_store_pin(recsys_adapter_store *s, int64_t user, int pin);
 recsys_status recsys_adapter_store_stats(recsys_adapter_store *s, int64_t *n_users, int64_t *cached, int64_t *cache_bytes, int64_t *hits, int64_t *misses);
 recsys_status recsys_adapter_train(recsys_adapter *a, const recsys_dataset *ds, int64_t user, const recsys_opts *opts, double *loss);
+recsys_status recsys_adapter_train_sequence(recsys_adapter *a, const int32_t *items, const int64_t *times, size_t n, const recsys_opts *opts, double *loss);
+recsys_status recsys_adapter_inspect(recsys_ctx *ctx, const char *path, recsys_adapter_file_info *info);
+recsys_status recsys_adapter_inspect_user(recsys_ctx *ctx, const char *path, int64_t user, double *norms, size_t n);
 recsys_status recsys_evaluate_adapters(recsys_ctx *ctx, const recsys_model *model, const recsys_adapter *adapter, recsys_adapter_store *store, const recsys_dataset *ds, const recsys_opts *opts, double *user_rank, recsys_metrics **out);
 recsys_status recsys_apen_new(recsys_ctx *ctx, const recsys_opts *opts, recsys_apen **out);
 void recsys_apen_free(recsys_apen *a);

@@ -42,6 +42,14 @@ pub const RECSYS_TENSOR_MAX_DIMS: c_int = 4;
 pub const RECSYS_ADAPTER_USER: c_int = 0;
 pub const RECSYS_ADAPTER_SHARED: c_int = 1;
 pub const RECSYS_ADAPTER_BANK: c_int = 2;
+pub const RECSYS_ADAPTER_TARGET_Q: c_int = 0;
+pub const RECSYS_ADAPTER_TARGET_K: c_int = 1;
+pub const RECSYS_ADAPTER_TARGET_V: c_int = 2;
+pub const RECSYS_ADAPTER_TARGET_O: c_int = 3;
+pub const RECSYS_ADAPTER_TARGET_U: c_int = 4;
+pub const RECSYS_ADAPTER_TARGET_FFN1: c_int = 5;
+pub const RECSYS_ADAPTER_TARGET_FFN2: c_int = 6;
+pub const RECSYS_ADAPTER_N_TARGETS: c_int = 7;
 pub const RECSYS_PERFLAW_N_PARAMS: c_int = 6;
 // enum recsys_status_code
 pub const RECSYS_OK: recsys_status = 0;
@@ -166,6 +174,30 @@ pub struct recsys_request {
     pub exclude_mask: *const u8,
     pub candidates: *const i32,
     pub n_candidates: usize,
+}
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct recsys_adapter_file_info {
+    pub struct_size: usize,
+    pub is_store: c_int,
+    pub version: c_int,
+    pub kind: c_int,
+    pub rank: c_int,
+    pub alpha: f64,
+    pub targets: c_int,
+    pub window: c_int,
+    pub bank_size: c_int,
+    pub dtype: c_int,
+    pub model_type: c_int,
+    pub model_dim: c_int,
+    pub model_blocks: c_int,
+    pub n_items: i32,
+    pub n_params: i64,
+    pub n_users: i64,
+    pub users_present: i64,
+    pub records: i64,
+    pub bytes_per_user: i64,
+    pub file_bytes: i64,
 }
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -307,6 +339,9 @@ extern "C" {
     pub fn recsys_adapter_store_pin(s: *mut recsys_adapter_store, user: i64, pin: c_int) -> recsys_status;
     pub fn recsys_adapter_store_stats(s: *mut recsys_adapter_store, n_users: *mut i64, cached: *mut i64, cache_bytes: *mut i64, hits: *mut i64, misses: *mut i64) -> recsys_status;
     pub fn recsys_adapter_train(a: *mut recsys_adapter, ds: *const recsys_dataset, user: i64, opts: *const recsys_opts, loss: *mut f64) -> recsys_status;
+    pub fn recsys_adapter_train_sequence(a: *mut recsys_adapter, items: *const i32, times: *const i64, n: usize, opts: *const recsys_opts, loss: *mut f64) -> recsys_status;
+    pub fn recsys_adapter_inspect(ctx: *mut recsys_ctx, path: *const c_char, info: *mut recsys_adapter_file_info) -> recsys_status;
+    pub fn recsys_adapter_inspect_user(ctx: *mut recsys_ctx, path: *const c_char, user: i64, norms: *mut f64, n: usize) -> recsys_status;
     pub fn recsys_evaluate_adapters(ctx: *mut recsys_ctx, model: *const recsys_model, adapter: *const recsys_adapter, store: *mut recsys_adapter_store, ds: *const recsys_dataset, opts: *const recsys_opts, user_rank: *mut f64, out: *mut *mut recsys_metrics) -> recsys_status;
     pub fn recsys_apen_new(ctx: *mut recsys_ctx, opts: *const recsys_opts, out: *mut *mut recsys_apen) -> recsys_status;
     pub fn recsys_apen_free(a: *mut recsys_apen);

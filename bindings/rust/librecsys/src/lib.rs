@@ -1396,6 +1396,19 @@ impl<'c> Adapter<'c> {
         self.check(unsafe { sys::recsys_adapter_train(self.as_ptr(), ds.as_ptr(), user, opts_ptr(opts), &mut loss) })?;
         Ok(loss)
     }
+    /// Train a USER adapter further on one explicit history of dense item
+    /// ids (`times`: None or one per item); nothing held out. The mean loss.
+    pub fn train_sequence(&mut self, items: &[i32], times: Option<&[i64]>, opts: Option<&Options>) -> Result<f64> {
+        if let Some(t) = times {
+            if t.len() != items.len() {
+                return Err(Error::new(sys::RECSYS_E_INVALID, "times must have one entry per history item".into()));
+            }
+        }
+        let tp = times.map_or(ptr::null(), |t| t.as_ptr());
+        let mut loss = 0f64;
+        self.check(unsafe { sys::recsys_adapter_train_sequence(self.as_ptr(), items.as_ptr(), tp, items.len(), opts_ptr(opts), &mut loss) })?;
+        Ok(loss)
+    }
     /// A new model: this adapter's model with the adapter folded in (not for banks).
     pub fn fold(&self) -> Result<Model> {
         let mut m = ptr::null_mut();

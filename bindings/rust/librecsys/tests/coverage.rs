@@ -5,6 +5,8 @@ const SAFE: &str = include_str!("../src/lib.rs");
 
 /// Deliberate exclusions: (function, reason). Each stays callable through librecsys_sys.
 const ALLOW: &[(&str, &str)] = &[
+    ("recsys_adapter_inspect", "adapter file tooling behind `recsys adapters inspect` (a versioned info struct); callable raw"),
+    ("recsys_adapter_inspect_user", "adapter file tooling behind `recsys adapters inspect` (a versioned info struct); callable raw"),
     ("recsys_trainer_set_collective", "dist: distributed training needs a collective table of C callbacks from the program (docs/DISTRIBUTED.md); callable raw"),
     ("recsys_trainer_comm_stats", "dist: distributed training needs a collective table of C callbacks from the program (docs/DISTRIBUTED.md); callable raw"),
     ("recsys_evaluate_distributed", "dist: distributed training needs a collective table of C callbacks from the program (docs/DISTRIBUTED.md); callable raw"),
