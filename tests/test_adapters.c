@@ -1152,6 +1152,126 @@ static void test_concurrent_scoring(void **state)
     synth_free(&s);
 }
 
+/* recsys_adapter_train_sequence == recsys_adapter_train on the same user
+ * with nothing held out (bit for bit); recsys_adapter_inspect(_user) on a
+ * file and a store: fields, per-target |ΔW| against an explicit B·A, damage. */
+static void sequence_and_inspect(const char *type)
+{
+    synth s;
+    synth_new(&s, type);
+    recsys_adapter *a1 = NULL, *a2 = NULL;
+    assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, RECSYS_ADAPTER_USER, &a1), RECSYS_OK);
+    assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, RECSYS_ADAPTER_USER, &a2), RECSYS_OK);
+    recsys_dataset all = *s.ds;
+    all.holdout = 0;
+    const int32_t *items;
+    const int64_t *times;
+    size_t n;
+    assert_int_equal(recsys_dataset_user_items(s.ds, 7, &items, &times, &n), RECSYS_OK);
+    double l1 = 0, l2 = 0;
+    assert_int_equal(recsys_adapter_train(a1, &all, 7, s.o, &l1), RECSYS_OK);
+    assert_int_equal(recsys_adapter_train_sequence(a2, items, times, n, s.o, &l2), RECSYS_OK);
+    assert_true(l1 == l2 && l1 > 0);
+    assert_memory_equal(a1->params, a2->params, sizeof(float) * a1->n_params);
+    /* refused: too short, an item out of range, a bank */
+    assert_int_equal(recsys_adapter_train_sequence(a2, items, NULL, 1, s.o, NULL), RECSYS_E_INVALID);
+    int32_t bad[3] = {1, s.m->cfg.n_items + 1, 2};
+    assert_int_equal(recsys_adapter_train_sequence(a2, bad, NULL, 3, s.o, NULL), RECSYS_E_INVALID);
+    recsys_adapter *bank = NULL;
+    assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, RECSYS_ADAPTER_BANK, &bank), RECSYS_OK);
+    assert_int_equal(recsys_adapter_train_sequence(bank, items, NULL, n, s.o, NULL), RECSYS_E_INVALID);
+    /* a file */
+    char path[256], spath[256];
+    tmp_path(path, sizeof path, "insp");
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(recsys_adapter_to_buffer(a2, &buf, &len), RECSYS_OK);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+    recsys_adapter_file_info fi = {.struct_size = sizeof fi};
+    assert_int_equal(recsys_adapter_inspect(s.ctx, path, &fi), RECSYS_OK);
+    assert_int_equal(fi.is_store, 0);
+    assert_int_equal(fi.kind, RECSYS_ADAPTER_USER);
+    assert_int_equal(fi.rank, a2->rank);
+    assert_int_equal(fi.targets, (int)a2->targets);
+    assert_int_equal(fi.n_params, (int64_t)a2->n_params);
+    assert_int_equal(fi.file_bytes, (int64_t)len);
+    double norms[RECSYS_ADAPTER_N_TARGETS], want[RECSYS_ADAPTER_N_TARGETS] = {0};
+    assert_int_equal(recsys_adapter_inspect_user(s.ctx, path, -1, norms, RECSYS_ADAPTER_N_TARGETS),
+                     RECSYS_OK);
+    for (int i = 0; i < a2->n_sites; i++) {
+        const rs_lora_site *st = &a2->sites[i];
+        const float *A = a2->params + st->off, *B = A + (size_t)a2->rank * st->in;
+        for (int o = 0; o < st->out; o++)
+            for (int j = 0; j < st->in; j++) {
+                double x = 0;
+                for (int c = 0; c < a2->rank; c++)
+                    x += (double)B[(size_t)o * a2->rank + c] * A[(size_t)c * st->in + j];
+                want[st->target] += (a2->scale * x) * (a2->scale * x);
+            }
+    }
+    for (int t = 0; t < RECSYS_ADAPTER_N_TARGETS; t++) {
+        if (!(a2->targets & (1u << t))) {
+            assert_true(isnan(norms[t]));
+            continue;
+        }
+        assert_true(sqrt(want[t]) > 0);
+        assert_true(fabs(norms[t] - sqrt(want[t])) <= 1e-6 * sqrt(want[t]));
+    }
+    ((uint8_t *)buf)[len / 2] ^= 4;
+    f = fopen(path, "wb");
+    fwrite(buf, 1, len, f);
+    fclose(f);
+    assert_int_equal(recsys_adapter_inspect(s.ctx, path, &fi), RECSYS_E_FORMAT);
+    recsys_free(buf);
+    /* a store: one user of 10 */
+    tmp_path(spath, sizeof spath, "insps");
+    recsys_adapter_store *st = NULL;
+    assert_int_equal(recsys_adapter_store_create(s.ctx, s.m, s.o, spath, 10), RECSYS_OK);
+    assert_int_equal(recsys_adapter_store_open(s.ctx, s.m, spath, 1, s.o, &st), RECSYS_OK);
+    assert_int_equal(recsys_adapter_store_put(st, 3, a2, 1), RECSYS_OK);
+    recsys_adapter_store_close(st);
+    assert_int_equal(recsys_adapter_inspect(s.ctx, spath, &fi), RECSYS_OK);
+    assert_int_equal(fi.is_store, 1);
+    assert_int_equal(fi.n_users, 10);
+    assert_int_equal(fi.users_present, 1);
+    assert_int_equal(fi.records, 1);
+    double sn[RECSYS_ADAPTER_N_TARGETS];
+    assert_int_equal(recsys_adapter_inspect_user(s.ctx, spath, 3, sn, RECSYS_ADAPTER_N_TARGETS),
+                     RECSYS_OK);
+    for (int t = 0; t < RECSYS_ADAPTER_N_TARGETS; t++)
+        assert_true((isnan(sn[t]) && isnan(norms[t])) || sn[t] == norms[t]);
+    assert_int_equal(recsys_adapter_inspect_user(s.ctx, spath, 4, sn, RECSYS_ADAPTER_N_TARGETS),
+                     RECSYS_E_NOT_FOUND);
+    assert_int_equal(recsys_adapter_inspect_user(s.ctx, spath, 10, sn, RECSYS_ADAPTER_N_TARGETS),
+                     RECSYS_E_INVALID);
+    /* a flipped byte in the record: every CRC is checked */
+    f = fopen(spath, "r+b");
+    assert_non_null(f);
+    fseek(f, -12, SEEK_END);
+    int c = fgetc(f);
+    fseek(f, -12, SEEK_END);
+    fputc(c ^ 1, f);
+    fclose(f);
+    assert_int_equal(recsys_adapter_inspect(s.ctx, spath, &fi), RECSYS_E_FORMAT);
+    assert_int_equal(recsys_adapter_inspect(s.ctx, "/nonexistent/x", &fi), RECSYS_E_IO);
+    remove(path);
+    remove(spath);
+    recsys_adapter_free(bank);
+    recsys_adapter_free(a1);
+    recsys_adapter_free(a2);
+    synth_free(&s);
+}
+
+static void test_sequence_and_inspect(void **state)
+{
+    (void)state;
+    sequence_and_inspect("sasrec");
+    sequence_and_inspect("hstu");
+}
+
 static void test_adapter_api(void **state)
 {
     (void)state;
@@ -1261,6 +1381,7 @@ int main(void)
         cmocka_unit_test(test_frozen_training_hstu),
         cmocka_unit_test(test_scoring_equivalence),
         cmocka_unit_test(test_concurrent_scoring),
+        cmocka_unit_test(test_sequence_and_inspect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
