@@ -163,7 +163,10 @@ static int parse(const char *cmd, recsys_ctx *ctx, recsys_opts *opts, int argc, 
             a->pos = k;
             continue;
         }
-        if (i + 1 >= argc) break;
+        if (i + 1 >= argc) {
+            fprintf(stderr, "recsys %s: %s needs a value\n", cmd, k);
+            return 1;
+        }
         const char *v = argv[++i];
         recsys_status st;
         if (!strcmp(k, "--config")) continue;

@@ -29,7 +29,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: recsys <command> [options]   (recsys <command> --help)\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(stderr, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+        fprintf(stderr, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].help);
 }
 
 int main(int argc, char **argv)
