@@ -146,6 +146,8 @@ static void test_adapter_train_eval(recsys::context &ctx, recsys::options &opts)
     EXPECT(std::isfinite(shared.train(ds, -1, &opts)));
     recsys::adapter user(ctx, model, opts);
     EXPECT(std::isfinite(user.train(ds, 0, &opts)));
+    EXPECT(std::isfinite(user.train_sequence({1, 2, 3, 2}, {}, &opts)));
+    expect_error([&] { user.train_sequence({1}, {}, &opts); }, RECSYS_E_INVALID, "");
     std::vector<double> ranks(static_cast<size_t>(ds.n_users()));
     auto m = recsys::evaluate_adapters(ctx, model, &shared, nullptr, ds, opts, ranks);
     auto base = recsys::evaluate(ctx, model, ds, opts);

@@ -215,6 +215,12 @@ func TestAdapterTrainAndEvaluate(t *testing.T) {
 	if l, err := user.Train(ds, 0, opts); err != nil || math.IsNaN(l) {
 		t.Fatal(err, l)
 	}
+	if l, err := user.TrainSequence([]int32{1, 2, 3, 2}, nil, opts); err != nil || math.IsNaN(l) {
+		t.Fatal(err, l)
+	}
+	if _, err := user.TrainSequence([]int32{1}, nil, opts); err == nil {
+		t.Fatal("want an error")
+	}
 	n, _ := ds.Stat(StatUsers)
 	ranks := make([]float64, int(n))
 	if _, err := EvaluateAdapters(ctx, m, shared, nil, ds, opts, ranks); err != nil {

@@ -162,6 +162,9 @@ def test_adapter_train_and_evaluate_adapters(ctx, setup, tmp_path):
     assert np.isfinite(loss)
     user = rs.Adapter(ctx, model, o)
     assert np.isfinite(user.train(ds, 0, o))
+    assert np.isfinite(user.train_sequence([1, 2, 3, 2], opts=o))
+    with pytest.raises(rs.RecsysError):
+        user.train_sequence([1], opts=o)
     base = rs.evaluate(ctx, model, ds, opts)
     same = rs.evaluate_adapters(ctx, model, ds, opts)
     assert same == base

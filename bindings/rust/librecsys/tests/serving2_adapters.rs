@@ -126,6 +126,8 @@ fn adapter_train_and_evaluate() {
     assert!(shared.train(&ds, -1, Some(&opts)).unwrap().is_finite());
     let mut user = Adapter::new(&ctx, &model, Some(&opts), AdapterKind::User).unwrap();
     assert!(user.train(&ds, 0, Some(&opts)).unwrap().is_finite());
+    assert!(user.train_sequence(&[1, 2, 3, 2], None, Some(&opts)).unwrap().is_finite());
+    assert!(user.train_sequence(&[1], None, Some(&opts)).is_err());
     let mut ranks = vec![0f64; ds.n_users() as usize];
     let m = evaluate_adapters(&ctx, &model, Some(&shared), None, &ds, &opts, Some(&mut ranks)).unwrap();
     assert!(m.get("NDCG@10").unwrap() >= 0.0);
