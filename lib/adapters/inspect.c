@@ -108,7 +108,9 @@ static recsys_status parse_conf(recsys_ctx *ctx, const char *conf, size_t len, c
             p += n + (p[n] == ',');
         }
     else ok = 0;
-    if (!ok || !c->targets || !(c->alpha > 0))
+    /* bounds far above any real adapter keep the size arithmetic in range */
+    if (!ok || !c->targets || !(c->alpha > 0) || c->rank > 256 || c->blocks < 1 ||
+        c->blocks > 1024 || c->dim > (1 << 20))
         return rs_error(ctx, RECSYS_E_FORMAT, "adapters: the CONF text is incomplete or bad");
     if (c->kind != RECSYS_ADAPTER_BANK) c->K = 1;
     /* geometry=q:50x50,v:50x50 (files from 0.2.1 on) */
@@ -117,7 +119,8 @@ static recsys_status parse_conf(recsys_ctx *ctx, const char *conf, size_t len, c
             size_t n = strcspn(p, ",");
             const char *colon = memchr(p, ':', n);
             int in = 0, out = 0, t = colon ? target_of(p, (size_t)(colon - p)) : -1;
-            if (t >= 0 && sscanf(colon + 1, "%dx%d", &in, &out) == 2 && in > 0 && out > 0) {
+            if (t >= 0 && sscanf(colon + 1, "%dx%d", &in, &out) == 2 && in > 0 && out > 0 &&
+                in <= (1 << 20) && out <= (1 << 20)) {
                 c->in[t] = in;
                 c->out[t] = out;
             }
