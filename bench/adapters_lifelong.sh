@@ -13,7 +13,11 @@
 # fine-tuned on D1 + D2 for FT_EPOCHS more epochs (resumed from its checkpoint).
 # Metrics over the users with a test event; wall time of each step.
 #
-#   sh bench/adapters_lifelong.sh            (env: RECSYS, DATA, OUT, EPOCHS, FT_EPOCHS, THREADS)
+#   sh bench/adapters_lifelong.sh            (env: RECSYS, DATA, OUT, EPOCHS, FT_EPOCHS, THREADS,
+#                                             TEST_K, ADAPTER_LR, MIN_HISTORY, TIMES)
+# DATA: `user item rating time` lines (ML-100K's u.data), or with TIMES a
+# sequence file `user i1 i2 ...` and its times file of the same layout
+# (Amazon Beauty: DATA=.../Beauty_items.seq.txt.gz TIMES=.../Beauty_times.seq.txt.gz).
 set -eu
 RECSYS=${RECSYS:-./build/examples/recsys}
 DATA=${DATA:-../shared/data/ml-100k/u.data.gz}
@@ -22,6 +26,7 @@ EPOCHS=${EPOCHS:-60}
 FT_EPOCHS=${FT_EPOCHS:-5}
 TEST_K=${TEST_K:-5}
 THREADS=${THREADS:-2}
+TIMES=${TIMES:-}
 PY=${PY:-python3}
 if [ ! -f "$DATA" ]; then
     echo "adapters_lifelong: $DATA not found, skipped"
@@ -33,25 +38,35 @@ MODEL="--set model.type=sasrec --set model.max_len=50 --set model.dim=50 --set m
        --set model.dropout=0.2 --set trainer.batch_size=128 --set trainer.lr=0.001
        --set trainer.beta2=0.98 --set trainer.threads=$THREADS --set trainer.eval_every=1000"
 ADAPT="--set adapter.rank=8 --set adapter.targets=q,v --set adapter.user_steps=20
-       --set adapter.min_history=20 --set adapter.lr=${ADAPTER_LR:-0.001} --set trainer.threads=$THREADS"
+       --set adapter.min_history=${MIN_HISTORY:-20} --set adapter.lr=${ADAPTER_LR:-0.001} --set trainer.threads=$THREADS"
 
 # ---- split by time
-$PY - "$DATA" "$OUT" "$TEST_K" <<'EOF'
+$PY - "$DATA" "$OUT" "$TEST_K" "$TIMES" <<'EOF'
 import gzip, sys
-src, out, K = sys.argv[1], sys.argv[2], int(sys.argv[3])
+src, out, K, times = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 ev = []
-with gzip.open(src, "rt") as f:
-    for line in f:
-        u, i, _, t = line.split()
-        ev.append((int(t), int(u), int(i)))
-ts = sorted(t for t, _, _ in ev)
+if times:  # sequence file + times file, one user a line
+    with gzip.open(src, "rt") as f, gzip.open(times, "rt") as g:
+        for a, b in zip(f, g):
+            a, b = a.split(), b.split()
+            assert a[0] == b[0] and len(a) == len(b), "sequence and times files differ"
+            ev += [(int(t), int(a[0]), int(i), len(ev) + k)
+                   for k, (i, t) in enumerate(zip(a[1:], b[1:]))]
+else:
+    with gzip.open(src, "rt") as f:
+        for line in f:
+            u, i, _, t = line.split()
+            ev.append((int(t), int(u), int(i), len(ev)))
+# (time, user, item, position in the file): ties in time keep the file's order
+ts = sorted(e[0] for e in ev)
 c1, c2 = ts[int(0.8 * len(ts))], ts[int(0.9 * len(ts))]
-d1 = sorted((u, t, i) for t, u, i in ev if t <= c1)
+d1 = [(u, t, i) for t, u, i, k in sorted(ev, key=lambda e: (e[1], e[0], e[3])) if t <= c1]
 users = {u for u, _, _ in d1}
 items = {i for _, _, i in d1}
-d2 = sorted((u, t, i) for t, u, i in ev if c1 < t <= c2 and u in users and i in items)
+d2 = [(u, t, i) for t, u, i, k in sorted(ev, key=lambda e: (e[1], e[0], e[3]))
+      if c1 < t <= c2 and u in users and i in items]
 after = {}
-for t, u, i in sorted(ev):
+for t, u, i, k in sorted(ev, key=lambda e: (e[0], e[3])):
     if t > c2 and u in users and i in items and len(after.setdefault(u, [])) < K:
         after[u].append((u, t, i))
 after = {u: v for u, v in after.items() if v}
@@ -65,7 +80,7 @@ write("d1.txt", d1)
 write("d2.txt", d2)
 write("d12.txt", d1, d2)
 for k in range(K):  # eval_k: the (k+1)-th test event is each user's last
-    write(f"eval{k}.txt", d1, d2, sorted(e for v in after.values() for e in v[:k + 1]))
+    write(f"eval{k}.txt", d1, d2, [e for u in sorted(after) for e in after[u][:k + 1]])
     with open(f"{out}/test_users{k}.txt", "w") as f:
         f.write("\n".join(str(u) for u, v in after.items() if len(v) > k) + "\n")
 d2u = {u for u, _, _ in d2}
