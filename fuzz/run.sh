@@ -13,7 +13,7 @@ command -v clang >/dev/null || { echo "SKIP fuzz: clang is not installed"; exit 
 ninja -C build-fuzz >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for h in interactions sequences yaml checkpoint perflaw_csv adapter_store safetensors; do
+for h in interactions sequences yaml checkpoint perflaw_csv adapter_store safetensors request; do
   [ -x "build-fuzz/fuzz/fuzz_$h" ] || { echo "skip fuzz_$h (not built: needs jansson)"; continue; }
   mkdir -p "$work/$h" "$work/art_$h"
   set +e

@@ -123,7 +123,9 @@ def http_good():
 def http_bad():
     for body in [b"{", b"[1, 2]", b"{\"history\": \"x\"}", b"{\"history\": [1], \"k\": 0}",
                  b"{\"history\": [1], \"times\": [1, 2]}", b"{\"bogus\": 1, \"history\": []}",
-                 b"\xff\xfe\x00", b"", b"{\"history\": [1], \"times\": [5, 4]}"]:
+                 b"\xff\xfe\x00", b"", b"{\"history\": [1], \"times\": [5, 4]}",
+                 # errors quoting bytes that are not UTF-8 (found by fuzz_request)
+                 b"\"\\\xc2\x9d\xa3", b"{\"history\": [\"\xc3\x28\"]}"]:
         st, data = srv.request("POST", "/v1/recommend", body)
         assert st == 400, (body, st, data)
         assert "error" in json.loads(data)
