@@ -117,26 +117,31 @@ int main(int argc, char **argv)
     float scores[NU * K];
 
     /* (a) one user, alternating base / adapter calls */
-    double *tb = malloc(sizeof(double) * (size_t)reps), *ta = malloc(sizeof(double) * (size_t)reps);
-    if (!tb || !ta) return 1;
+    size_t rb = sizeof(double) * (size_t)reps;
+    double *tb = malloc(rb), *ta = malloc(rb), *ub = malloc(rb), *ua = malloc(rb);
+    if (!tb || !ta || !ub || !ua) return 1;
     for (int w = 0; w < 20; w++) { /* warm-up */
         CHECK(recsys_session_topk_request(s, &based[w % NU], items, scores, NULL));
         CHECK(recsys_session_topk_request(s, &reqs[w % NU], items, scores, NULL));
     }
     for (int i = 0; i < reps; i++) {
         int u = i % NU;
-        double t0 = now();
+        double t0 = now(), c0 = cpu();
         CHECK(recsys_session_topk_request(s, &based[u], items, scores, NULL));
-        double t1 = now();
+        double t1 = now(), c1 = cpu();
         CHECK(recsys_session_topk_request(s, &reqs[u], items, scores, NULL));
-        double t2 = now();
+        double t2 = now(), c2 = cpu();
         tb[i] = t1 - t0;
         ta[i] = t2 - t1;
+        ub[i] = c1 - c0;
+        ua[i] = c2 - c1;
     }
     double mb = median(tb, reps), ma = median(ta, reps);
+    double cb1 = median(ub, reps), ca1 = median(ua, reps);
     printf("{\"bench\": \"top10_one_user\", \"model\": \"%s\", \"targets\": \"%s\", \"rank\": 8, "
-           "\"calls\": %d, \"base_us\": %.1f, \"adapter_us\": %.1f, \"ratio\": %.3f}\n",
-           type, targets, reps, 1e6 * mb, 1e6 * ma, ma / mb);
+           "\"calls\": %d, \"base_us\": %.1f, \"adapter_us\": %.1f, \"ratio\": %.3f, "
+           "\"base_cpu_us\": %.1f, \"adapter_cpu_us\": %.1f, \"cpu_ratio\": %.3f}\n",
+           type, targets, reps, 1e6 * mb, 1e6 * ma, ma / mb, 1e6 * cb1, 1e6 * ca1, ca1 / cb1);
     fflush(stdout);
 
     /* (b) a batch of 256 users, each with its own adapter, vs the base */
@@ -173,24 +178,29 @@ int main(int argc, char **argv)
         snprintf(v, sizeof v, "%d", windows[wi]);
         CHECK(recsys_opts_set(o, "adapter.window", v));
         enum { TR = 7 };
-        double tt[TR];
+        double tt[TR], tc[TR];
         for (int r = 0; r < TR; r++) {
             recsys_adapter *a = NULL;
             CHECK(recsys_adapter_new(ctx, m, o, RECSYS_ADAPTER_USER, &a));
-            double loss, t0 = now();
+            double loss, t0 = now(), c0 = cpu();
             CHECK(recsys_adapter_train(a, ds, r, o, &loss));
             tt[r] = now() - t0;
+            tc[r] = cpu() - c0;
             recsys_adapter_free(a);
         }
-        double mt = median(tt, TR);
+        double mt = median(tt, TR), mc = median(tc, TR);
         printf("{\"bench\": \"train_one_user\", \"model\": \"%s\", \"window\": %d, \"steps\": %lld, "
-               "\"ms_per_user\": %.2f, \"ms_per_step\": %.3f}\n",
-               type, windows[wi], (long long)steps, 1e3 * mt, 1e3 * mt / (double)steps);
+               "\"ms_per_user\": %.2f, \"ms_per_step\": %.3f, \"cpu_ms_per_user\": %.2f, "
+               "\"cpu_ms_per_step\": %.3f}\n",
+               type, windows[wi], (long long)steps, 1e3 * mt, 1e3 * mt / (double)steps, 1e3 * mc,
+               1e3 * mc / (double)steps);
         fflush(stdout);
     }
     for (int u = 0; u < NU; u++) recsys_adapter_free(ad[u]);
     free(tb);
     free(ta);
+    free(ub);
+    free(ua);
     recsys_session_free(s);
     recsys_model_free(m);
     recsys_dataset_free(ds);
