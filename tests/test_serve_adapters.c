@@ -1,6 +1,7 @@
 /* Serving requests with adapters (recsys_request.adapter, lib/serve):
  * scores equal the folded model's, mixed-adapter batches equal one call
- * per request bit for bit, and foreign or BANK adapters are refused. */
+ * per request bit for bit, a BANK adapter scores as a USER adapter holding
+ * the LoRA its gate mixes, and another model's adapters are refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -8,6 +9,7 @@
 #include <cmocka.h>
 
 #include "core/internal.h"
+#include "adapters/adapter.h"
 #include "serve/serve.h"
 #include "test_util.h"
 
@@ -195,10 +197,67 @@ static void test_adapter_window(void **state)
     fx_free(&f);
 }
 
+/* A BANK adapter in a request == a USER adapter holding the LoRA the
+ * bank's gate mixes from the base state over the last gate_window events,
+ * bit for bit; with the gate window shorter than the history. */
+static void test_bank_request(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_new(&f, "sasrec", 1);
+    assert_int_equal(recsys_opts_set(f.o, "adapter.gate_window", "6"), RECSYS_OK);
+    rs_rng rng;
+    rs_rng_seed(&rng, 31);
+    recsys_adapter *bank = NULL, *user = NULL;
+    assert_int_equal(recsys_adapter_new(f.ctx, f.m, f.o, RECSYS_ADAPTER_BANK, &bank), RECSYS_OK);
+    for (size_t i = 0; i < bank->n_params; i++) bank->params[i] = (float)(0.3 * urand(&rng));
+    user = random_adapter(&f, RECSYS_ADAPTER_USER, &rng);
+    assert_int_equal(bank->P, user->P);
+    recsys_session *s = NULL;
+    assert_int_equal(recsys_session_new(f.ctx, f.m, &s), RECSYS_OK);
+    int32_t hist[11];
+    int64_t times[11];
+    random_history(&rng, f.n_items, hist, times, 11);
+    size_t d = (size_t)f.m->cfg.dim, N1 = (size_t)f.n_items + 1;
+    /* the gate's input: the base user vector over the last 6 events */
+    float *h = malloc(sizeof(float) * d), *alpha = malloc(sizeof(float) * (size_t)bank->K);
+    recsys_request g = RECSYS_REQUEST_INIT;
+    g.history = hist + 5;
+    g.n_history = 6;
+    assert_int_equal(recsys_session_user_vector(s, &g, h, d), RECSYS_OK);
+    rs_gate_ws gw;
+    assert_int_equal(rs_gate_ws_init(&gw, &bank->gate, 1), RECSYS_OK);
+    rs_gate_fwd(f.ctx, &bank->gate, bank->params + (size_t)bank->K * bank->P, &gw, 1, h, (int)d,
+                0, 0, NULL, alpha);
+    rs_bank_mix(f.ctx, 1, bank->K, bank->P, alpha, bank->params, user->params);
+    rs_gate_ws_release(&gw);
+    float *sb = malloc(sizeof(float) * N1), *su = malloc(sizeof(float) * N1);
+    float *base = malloc(sizeof(float) * N1);
+    recsys_request r = RECSYS_REQUEST_INIT;
+    r.history = hist;
+    r.n_history = 11;
+    assert_int_equal(recsys_session_score_request(s, &r, base, N1), RECSYS_OK);
+    r.adapter = bank;
+    assert_int_equal(recsys_session_score_request(s, &r, sb, N1), RECSYS_OK);
+    r.adapter = user;
+    assert_int_equal(recsys_session_score_request(s, &r, su, N1), RECSYS_OK);
+    assert_memory_equal(sb, su, sizeof(float) * N1);
+    assert_true(max_diff(sb, base, N1) > 1e-3);
+    free(sb);
+    free(su);
+    free(base);
+    free(h);
+    free(alpha);
+    recsys_session_free(s);
+    recsys_adapter_free(bank);
+    recsys_adapter_free(user);
+    fx_free(&f);
+}
+
 /* 150 requests (more than one encode batch), each with its own USER
- * adapter, a SHARED one, none, or one of another rank (a shape change
- * splits the batch): topk_batch on two threads == one topk_request each,
- * bit for bit. */
+ * adapter, a SHARED one, a BANK, none, or one of another rank (a shape
+ * change splits the batch): topk_batch on two threads == one topk_request
+ * each, bit for bit. */
 static void test_mixed_batch_bitwise(void **state)
 {
     (void)state;
@@ -207,9 +266,10 @@ static void test_mixed_batch_bitwise(void **state)
     fx_new(&f, "sasrec", 2);
     rs_rng rng;
     rs_rng_seed(&rng, 17);
-    recsys_adapter *ad[NA + 2];
+    recsys_adapter *ad[NA + 3];
     for (int i = 0; i < NA; i++) ad[i] = random_adapter(&f, RECSYS_ADAPTER_USER, &rng);
     ad[NA] = random_adapter(&f, RECSYS_ADAPTER_SHARED, &rng);
+    ad[NA + 2] = random_adapter(&f, RECSYS_ADAPTER_BANK, &rng);
     assert_int_equal(recsys_opts_set(f.o, "adapter.rank", "2"), RECSYS_OK);
     ad[NA + 1] = random_adapter(&f, RECSYS_ADAPTER_USER, &rng);
     int32_t *hist = malloc(sizeof(int32_t) * NR * 30);
@@ -227,7 +287,7 @@ static void test_mixed_batch_bitwise(void **state)
         r.exclude_history = i % 2;
         int pick = i % 11;
         r.adapter = pick == 0 ? NULL : pick == 1 ? ad[NA] : pick == 2 ? ad[NA + 1]
-                  : ad[rs_rng_below(&rng, NA)];
+                  : pick == 3 ? ad[NA + 2] : ad[rs_rng_below(&rng, NA)];
         if (i >= 20 && i < 30) r.adapter = ad[3]; /* a run of one adapter: one segment */
         reqs[i] = r;
         ptrs[i] = &reqs[i];
@@ -255,14 +315,14 @@ static void test_mixed_batch_bitwise(void **state)
     }
     assert_true(differs > NR / 2);
     recsys_session_free(s);
-    for (int i = 0; i < NA + 2; i++) recsys_adapter_free(ad[i]);
+    for (int i = 0; i < NA + 3; i++) recsys_adapter_free(ad[i]);
     free(hist);
     free(times);
     fx_free(&f);
 }
 
-/* Another model's adapter, a BANK adapter: RECSYS_E_INVALID naming the
- * request, nothing written. A caller built before the adapter field (a
+/* Another model's adapter (a plain or a BANK one): RECSYS_E_INVALID
+ * naming the request, nothing written. A caller built before the adapter field (a
  * smaller struct_size) gets the base model whatever follows its struct. */
 static void test_adapter_rejected(void **state)
 {
@@ -274,7 +334,7 @@ static void test_adapter_rejected(void **state)
     rs_rng_seed(&rng, 23);
     recsys_adapter *other = random_adapter(&g, RECSYS_ADAPTER_USER, &rng);
     recsys_adapter *bank = NULL;
-    assert_int_equal(recsys_adapter_new(f.ctx, f.m, f.o, RECSYS_ADAPTER_BANK, &bank), RECSYS_OK);
+    assert_int_equal(recsys_adapter_new(g.ctx, g.m, g.o, RECSYS_ADAPTER_BANK, &bank), RECSYS_OK);
     recsys_session *s = NULL;
     assert_int_equal(recsys_session_new(f.ctx, f.m, &s), RECSYS_OK);
     int32_t hist[4] = {1, 2, 3, 4};
@@ -295,7 +355,7 @@ static void test_adapter_rejected(void **state)
     assert_int_equal(recsys_session_user_vector(s, &bad, sc, N1), RECSYS_E_INVALID);
     bad.adapter = bank;
     assert_int_equal(recsys_session_topk_request(s, &bad, items, NULL, NULL), RECSYS_E_INVALID);
-    assert_non_null(strstr(recsys_last_errmsg(), "BANK"));
+    assert_non_null(strstr(recsys_last_errmsg(), "another model"));
     /* an old caller's struct ends before .adapter: the field is not read */
     bad.adapter = (const recsys_adapter *)(uintptr_t)0x1; /* would crash if read */
     bad.struct_size = offsetof(recsys_request, adapter);
@@ -317,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_request_equals_fold_sasrec),
         cmocka_unit_test(test_request_equals_fold_hstu),
         cmocka_unit_test(test_adapter_window),
+        cmocka_unit_test(test_bank_request),
         cmocka_unit_test(test_mixed_batch_bitwise),
         cmocka_unit_test(test_adapter_rejected),
     };

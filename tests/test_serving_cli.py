@@ -287,6 +287,15 @@ def adapters():
         assert json.loads(body)["results"] == got[:6]
     finally:
         assert s.stop() == 0
+    # a bank file: every request mixed by the gate (differs from the base)
+    bank = os.path.join(tmp, "bank.adapter")
+    p = run(["adapt", "--model", m, "--out", bank, "--mode", "bank", "--set", "adapter.epochs=1",
+             "--set", "adapter.rank=2", "--set", "adapter.gate_window=8"] + tiny)
+    assert p.returncode == 0, p.stderr
+    p = run(["recommend", "--model", m, "--adapters", bank], text)
+    assert p.returncode == 0, p.stderr
+    bk = [json.loads(l) for l in p.stdout.splitlines()]
+    assert all(bk[u]["scores"] != base[u]["scores"] for u in range(len(seqs)))
     p = run(["recommend", "--model", m, "--adapters", os.path.join(tmp, "missing")], text)
     assert p.returncode != 0 and "adapters" in p.stderr, p.stderr
 

@@ -589,7 +589,7 @@ type Request struct {
 	Exclude        []int32  // more items never to recommend
 	ExcludeMask    []uint8  // nil, or n_items+1 bytes (non-zero = excluded)
 	Candidates     []int32  // nil: the whole catalogue; else rank only these
-	Adapter        *Adapter // nil: the base model; else a USER/SHARED adapter of the session's model
+	Adapter        *Adapter // nil: the base model; else an adapter of the session's model
 }
 
 // cRequests copies requests into one C allocation (cgo forbids C memory

@@ -22,7 +22,7 @@ static void usage(void)
             "--adapters: a per-user adapter store (recsys adapt --mode per-user): \"user\"\n"
             "picks that user's adapter (the store's dense user id, or with --data DATA the\n"
             "data's external user id); users without one get the base model. Or one\n"
-            "USER/SHARED adapter file for every request.\n");
+            "adapter file (shared or bank) for every request.\n");
 }
 
 int32_t cli_lookup_item(void *model, const char *id)

@@ -21,7 +21,7 @@ static void usage(void)
             "--port 0 picks a free port; the first stdout line says which.\n"
             "--adapters: a per-user adapter store; a request's \"user\" picks that user's\n"
             "adapter (the store's dense user id, or with --data DATA the data's external id;\n"
-            "no adapter: the base model), or one USER/SHARED adapter file for all.\n");
+            "no adapter: the base model), or one adapter file (shared or bank) for all.\n");
 }
 
 int cmd_serve(int argc, char **argv)

@@ -16,16 +16,6 @@ int user_adapters_open(recsys_ctx *ctx, recsys_model *m, const char *path,
     int bad = recsys_opts_new(ctx, &opts) != RECSYS_OK ||
               cli_load_adapters(ctx, m, path, opts, 0, &u->all, &u->store) != 0;
     recsys_opts_free(opts);
-    if (!bad && u->all) {
-        int kind = -1;
-        recsys_adapter_info(u->all, &kind, NULL, NULL);
-        if (kind == RECSYS_ADAPTER_BANK) {
-            snprintf(err, en, "--adapters '%s' is a BANK adapter: requests take USER or SHARED "
-                     "adapters (or a per-user store)", path);
-            user_adapters_close(u);
-            return 1;
-        }
-    }
     if (bad) {
         snprintf(err, en, "cannot load the adapters '%s': %s", path, recsys_ctx_errmsg(ctx));
         user_adapters_close(u);

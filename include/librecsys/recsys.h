@@ -752,10 +752,11 @@ typedef struct recsys_request {
     const uint8_t *exclude_mask;    /* n_items+1 bytes, non-zero = excluded, or NULL */
     const int32_t *candidates;      /* rank only these items, or NULL: the whole catalogue */
     size_t         n_candidates;
-    /* A USER or SHARED adapter of the session's model to score with, or
-     * NULL: the base model. Only its last adapter.window events are encoded
-     * (the exclusions still use the whole history). BANK adapters are
-     * refused (RECSYS_E_INVALID): their gate needs a second base pass. */
+    /* An adapter of the session's model to score with, or NULL: the base
+     * model. Only the last adapter.window events are encoded with it (the
+     * exclusions still use the whole history). A BANK adapter first runs
+     * the base model over the last adapter.gate_window events; its gate
+     * mixes the bank into this request's LoRA (a second, base, pass). */
     const recsys_adapter *adapter;
 } recsys_request;
 #define RECSYS_REQUEST_INIT \

@@ -596,7 +596,7 @@ struct request {
     span<const uint8_t> exclude_mask; /* empty, or n_items+1 bytes */
     span<const int32_t> candidates;  /* empty: the whole catalogue */
     bool has_candidates = false;     /* set by with_candidates (an empty set is allowed) */
-    const recsys_adapter *adapter = nullptr; /* USER/SHARED adapter of the session's model
+    const recsys_adapter *adapter = nullptr; /* an adapter of the session's model
                                                 (adapter::get()), or null: the base */
 
     request() = default;

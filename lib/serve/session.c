@@ -7,7 +7,9 @@
  * A single request is a batch of one, so batch and single results agree.
  * Requests may carry adapters: a batch's rows then run one forward with the
  * LoRA hook giving each row its own adapter (rows of one adapter shape per
- * forward; a batch mixing shapes is split where the shape changes). */
+ * forward; a batch mixing shapes is split where the shape changes). A BANK
+ * adapter's row first runs the base model over its gate window; the gate
+ * mixes the bank into that row's LoRA, as recsys_evaluate_adapters does. */
 #include "serve/serve.h"
 #include "adapters/hook.h"
 
@@ -36,6 +38,7 @@ struct recsys_session {
     int last_only;          /* 1: the last-position forward (default; 0 for tests) */
     recsys_adapter shape;   /* the hook's adapter shape (params NULL), when hooked */
     rs_lora_hook hook;      /* for SESSION_ROWS rows; hook.a NULL until first needed */
+    float *mixed;           /* SESSION_ROWS x shape.P: BANK rows' mixed LoRAs */
 };
 
 static void release_buffers(recsys_session *s)
@@ -55,6 +58,7 @@ void recsys_session_free(recsys_session *s)
     if (!s) return;
     release_buffers(s);
     rs_lora_hook_release(&s->hook);
+    rs_free(s->mixed);
     free(s->heaps);
     rs_free(s->all);
     rs_score_table_unref(s->table);
@@ -136,7 +140,7 @@ static recsys_status check_ids(recsys_session *s, size_t ri, const char *what, c
     return RECSYS_OK;
 }
 
-/* An adapter a request may carry: one of this model's, USER or SHARED. */
+/* An adapter a request may carry: one of this model's. */
 static recsys_status check_adapter(recsys_session *s, size_t ri, const recsys_adapter *a)
 {
     if (!a) return RECSYS_OK;
@@ -144,12 +148,8 @@ static recsys_status check_adapter(recsys_session *s, size_t ri, const recsys_ad
         return rs_error(s->ctx, RECSYS_E_INVALID,
                         "request %zu: the adapter belongs to another model (adapters are made "
                         "for one model object: create or load it with the session's model)", ri);
-    if (a->kind == RECSYS_ADAPTER_BANK)
-        return rs_error(s->ctx, RECSYS_E_INVALID,
-                        "request %zu: a BANK adapter cannot score requests (its gate needs a "
-                        "base pass over the history); use a USER or SHARED adapter, or "
-                        "recsys_evaluate_adapters", ri);
-    if (a->kind != RECSYS_ADAPTER_USER && a->kind != RECSYS_ADAPTER_SHARED)
+    if (a->kind != RECSYS_ADAPTER_USER && a->kind != RECSYS_ADAPTER_SHARED &&
+        a->kind != RECSYS_ADAPTER_BANK)
         return rs_error(s->ctx, RECSYS_E_INVALID, "request %zu: unknown adapter kind %d", ri,
                         a->kind);
     return RECSYS_OK;
@@ -204,11 +204,54 @@ static recsys_status hook_for(recsys_session *s, const recsys_adapter *a)
 {
     if (s->hook.a && same_shape(&s->shape, a)) return RECSYS_OK;
     rs_lora_hook_release(&s->hook);
+    rs_free(s->mixed);
     s->shape = *a;
     s->shape.model = s->model;
     s->shape.params = NULL;
     s->shape.n_params = 0;
+    s->mixed = rs_malloc(sizeof(float) * SESSION_ROWS * a->P);
+    if (!s->mixed) return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for adapter rows");
     return rs_lora_hook_init(s->ctx, &s->hook, &s->shape, SESSION_ROWS);
+}
+
+/* The LoRA of each BANK row into s->mixed: the base model over the row's
+ * last adapter.gate_window events (other rows empty, so free), its
+ * last-position state through the bank's gate, the bank mixed by it. */
+static recsys_status mix_banks(recsys_session *s, const recsys_request *reqs, int n)
+{
+    const recsys_model *m = s->model;
+    int L = m->cfg.max_len, d = m->cfg.dim;
+    for (int r = 0; r < n; r++) {
+        const recsys_adapter *a = reqs[r].adapter;
+        size_t nh = 0, skip = 0;
+        if (a && a->kind == RECSYS_ADAPTER_BANK) {
+            nh = reqs[r].n_history;
+            if (a->gate_window > 0 && nh > (size_t)a->gate_window) skip = nh - (size_t)a->gate_window;
+        }
+        const int64_t *t = reqs[r].times;
+        rs_batch_fill_history_row(&s->bb, r, nh ? reqs[r].history + skip : NULL,
+                                  t && nh ? t + skip : NULL, nh - skip);
+    }
+    rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
+    b.last_scratch = s->last_only ? s->last : NULL;
+    rs_pool *p = pool_for_rows(s, n);
+    recsys_status st = m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
+    for (int r = 0; !st && r < n; r++) {
+        const recsys_adapter *a = reqs[r].adapter;
+        if (!a || a->kind != RECSYS_ADAPTER_BANK) continue;
+        rs_gate_ws g;
+        if (rs_gate_ws_init(&g, &a->gate, 1)) {
+            st = rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for a bank's gate");
+            break;
+        }
+        const float *h = s->F + ((size_t)r * L + (size_t)(L - 1)) * d;
+        rs_gate_fwd(s->ctx, &a->gate, a->params + (size_t)a->K * a->P, &g, 1, h, d, 0, 0, NULL,
+                    g.alpha);
+        rs_bank_mix(s->ctx, 1, a->K, a->P, g.alpha, a->params, s->mixed + (size_t)r * a->P);
+        rs_gate_ws_release(&g);
+    }
+    s->ctx->pool = p;
+    return st;
 }
 
 /* Encode rows [0, n) of the batch into s->F (their adapters share a shape).
@@ -218,6 +261,17 @@ static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n
 {
     const recsys_model *m = s->model;
     const recsys_adapter *any = NULL;
+    int banks = 0;
+    for (int r = 0; r < n; r++) {
+        const recsys_adapter *a = reqs[r].adapter;
+        if (a && !any) any = a;
+        banks |= a && a->kind == RECSYS_ADAPTER_BANK;
+    }
+    if (any) {
+        recsys_status st = hook_for(s, any);
+        if (!st && banks) st = mix_banks(s, reqs, n);
+        if (st) return st;
+    }
     for (int r = 0; r < n; r++) {
         const recsys_adapter *a = reqs[r].adapter;
         size_t nh = reqs[r].n_history, skip = 0;
@@ -225,14 +279,16 @@ static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n
         const int64_t *t = reqs[r].times;
         rs_batch_fill_history_row(&s->bb, r, skip ? reqs[r].history + skip : reqs[r].history,
                                   t && skip ? t + skip : t, nh - skip);
-        if (a && !any) any = a;
     }
     rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
     b.last_scratch = s->last_only ? s->last : NULL;
     if (any) {
-        recsys_status st = hook_for(s, any);
-        if (st) return st;
-        for (int r = 0; r < n; r++) s->hook.vec[r] = reqs[r].adapter ? reqs[r].adapter->params : NULL;
+        for (int r = 0; r < n; r++) {
+            const recsys_adapter *a = reqs[r].adapter;
+            s->hook.vec[r] = !a ? NULL
+                           : a->kind == RECSYS_ADAPTER_BANK ? s->mixed + (size_t)r * a->P
+                                                            : a->params;
+        }
         b.hook = &s->hook.h;
     }
     rs_pool *p = pool_for_rows(s, n);

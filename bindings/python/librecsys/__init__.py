@@ -750,8 +750,8 @@ class Request:
     to recommend (exclude_history, exclude ids, exclude_mask of n_items+1
     bytes) and candidates to rank instead of the whole catalogue. Arrays of
     the right dtype and layout (int32 / int64 / uint8, C-contiguous) are
-    used in place. adapter: a USER or SHARED Adapter of the session's model
-    to score with (None: the base model). Note: exclude_history defaults to
+    used in place. adapter: an Adapter of the session's model to score with
+    (None: the base model; a BANK is mixed per request by its gate). Note: exclude_history defaults to
     False here, as in C."""
     __slots__ = ("history", "times", "k", "exclude_history", "exclude", "exclude_mask",
                  "candidates", "adapter")

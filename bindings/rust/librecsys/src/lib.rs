@@ -816,7 +816,7 @@ pub struct Request<'r> {
     pub exclude_mask: Option<&'r [u8]>,
     /// Rank only these items (None: the whole catalogue).
     pub candidates: Option<&'r [i32]>,
-    /// A USER or SHARED adapter of the session's model (None: the base model).
+    /// An adapter of the session's model (None: the base model).
     pub adapter: Option<&'r Adapter<'r>>,
 }
 
