@@ -143,6 +143,7 @@ struct recsys_request {
     const uint8_t *exclude_mask;
     const int32_t *candidates;
     size_t n_candidates;
+    const recsys_adapter *adapter;
 };
 struct recsys_adapter_file_info {
     size_t struct_size;
