@@ -84,7 +84,7 @@ static recsys_status layout_sites(recsys_ctx *ctx, recsys_adapter *a)
         for (int t = 0; t < RS_TGT_COUNT; t++) {
             if (!(a->targets & (1u << t))) continue;
             const char *tn;
-            int r0, in, out;
+            int r0 = 0, in = 0, out = 0;
             rs_target_geometry(c, t, &tn, &r0, &in, &out);
             if (a->n_sites == RS_ADAPTER_MAX_SITES)
                 return rs_error(ctx, RECSYS_E_INVALID, "adapter: more than %d adapted projections",
