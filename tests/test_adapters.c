@@ -1152,6 +1152,60 @@ static void test_concurrent_scoring(void **state)
     synth_free(&s);
 }
 
+/* A new adapter (B = 0) scores every user exactly as the base, whatever
+ * adapter.window says (it cuts training inputs only): shared, bank, user,
+ * and a store of new adapters, sampled and full ranking, per-user ranks. */
+static void test_zero_adapter_is_base(void **state)
+{
+    (void)state;
+    synth s;
+    synth_new(&s, "sasrec");
+    assert_int_equal(recsys_opts_set(s.o, "adapter.window", "4"), RECSYS_OK); /* < max_len 16 */
+    size_t nu = (size_t)s.ds->n_users;
+    double *r0 = malloc(sizeof(double) * nu), *r1 = malloc(sizeof(double) * nu);
+    char path[256];
+    tmp_path(path, sizeof path, "zero.adapters");
+    const char *protocols[2] = {"sampled", "full"};
+    for (int p = 0; p < 2; p++) {
+        assert_int_equal(recsys_opts_set(s.o, "eval.protocol", protocols[p]), RECSYS_OK);
+        recsys_metrics *m0 = NULL;
+        assert_int_equal(recsys_evaluate_adapters(s.ctx, s.m, NULL, NULL, s.ds, s.o, r0, &m0),
+                         RECSYS_OK);
+        for (int kind = 0; kind < 4; kind++) {
+            recsys_adapter *a = NULL, *u = NULL;
+            recsys_adapter_store *st = NULL;
+            int k = kind == 3 ? RECSYS_ADAPTER_BANK : kind;
+            assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, k, &a), RECSYS_OK);
+            assert_int_equal(a->window, 4);
+            if (kind == 3) { /* a store of new USER adapters for every other user */
+                assert_int_equal(recsys_adapter_store_create(s.ctx, s.m, s.o, path, (int64_t)nu),
+                                 RECSYS_OK);
+                assert_int_equal(recsys_adapter_store_open(s.ctx, s.m, path, 1, s.o, &st),
+                                 RECSYS_OK);
+                assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, RECSYS_ADAPTER_USER, &u),
+                                 RECSYS_OK);
+                for (int64_t user = 0; user < (int64_t)nu; user += 2)
+                    assert_int_equal(recsys_adapter_store_put(st, user, u, 0), RECSYS_OK);
+            }
+            recsys_metrics *m1 = NULL;
+            assert_int_equal(recsys_evaluate_adapters(s.ctx, s.m, a, st, s.ds, s.o, r1, &m1),
+                             RECSYS_OK);
+            assert_memory_equal(r0, r1, sizeof(double) * nu);
+            assert_true(metric(m0, "NDCG@10") == metric(m1, "NDCG@10"));
+            assert_true(metric(m0, "HR@10") == metric(m1, "HR@10"));
+            recsys_metrics_free(m1);
+            recsys_adapter_store_close(st);
+            recsys_adapter_free(u);
+            recsys_adapter_free(a);
+            unlink(path);
+        }
+        recsys_metrics_free(m0);
+    }
+    free(r0);
+    free(r1);
+    synth_free(&s);
+}
+
 static void test_adapter_api(void **state)
 {
     (void)state;
@@ -1261,6 +1315,7 @@ int main(void)
         cmocka_unit_test(test_frozen_training_hstu),
         cmocka_unit_test(test_scoring_equivalence),
         cmocka_unit_test(test_concurrent_scoring),
+        cmocka_unit_test(test_zero_adapter_is_base),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -320,7 +320,6 @@ typedef struct eval_adapters {
     rs_lora_hook hook;
     float *vecs;                    /* B x P: the rows' stored adapters */
     bank_pass bp;
-    int window;
 } eval_adapters;
 
 static recsys_status eval_before(void *self, rs_workspace *ws, float *F, rs_batch_buf *bb,
@@ -342,7 +341,9 @@ static recsys_status eval_before(void *self, rs_workspace *ws, float *F, rs_batc
             if (st == RECSYS_OK) e->hook.vec[r] = v;
             else if (st != RECSYS_E_NOT_FOUND) return st;
         }
-    clip_window(bb, rows, e->window);
+    /* No clip_window here: adapter.window bounds training cost only. Scoring
+     * sees the base's whole window, so an adapter with B = 0 scores exactly
+     * as the base and a trained one is compared on the same history. */
     b->hook = &e->hook.h;
     return RECSYS_OK;
 }
@@ -380,7 +381,6 @@ recsys_status recsys_evaluate_adapters(recsys_ctx *ctx, const recsys_model *mode
     rs_eval_hook eh = {&e, NULL, user_rank};
     if (!adapter && !store) return rs_evaluate_with(ctx, model, ds, opts, &eh, out);
     const recsys_adapter *shape = store ? &store->shape : adapter;
-    e.window = adapter ? adapter->window : store->shape.window;
     int B = (int)rs_opt_int(opts, RS_OPT_EVAL_BATCH_SIZE);
     recsys_status st = rs_lora_hook_init(ctx, &e.hook, shape, B);
     if (!st && store) {
