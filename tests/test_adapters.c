@@ -13,6 +13,7 @@
 #include "adapters/merge.h"
 #include "adapters/adapter.h"
 #include "adapters/hook.h"
+#include "adapters/gate_input.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -1206,6 +1207,65 @@ static void test_zero_adapter_is_base(void **state)
     synth_free(&s);
 }
 
+/* The bank's gate input: in training it holds no item any scored position
+ * has as its target (the cut); in scoring it is the last gw inputs. */
+static void test_gate_input_cut(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(1);
+    enum { B = 5, L = 10 };
+    const int starts[B] = {0, 3, 8, 9, L};
+    const int gws[3] = {0, 4, 20};
+    for (int gi = 0; gi < 3; gi++)
+        for (int train = 0; train < 2; train++) {
+            rs_batch_buf bb;
+            assert_int_equal(rs_batch_buf_init(ctx, &bb, B, L, 1, 1), RECSYS_OK);
+            for (int r = 0; r < B; r++) { /* items 100r+p+1: inputs, targets the next */
+                bb.start[r] = starts[r];
+                for (int p = 0; p < L; p++) {
+                    int in = p >= starts[r];
+                    bb.seq[r * L + p] = in ? 100 * r + p + 1 : 0;
+                    bb.pos[r * L + p] = in ? 100 * r + p + 2 : 0;
+                    bb.times[r * L + p] = in ? 1000 * r + p : 0;
+                    bb.next_times[r * L + p] = in ? 1000 * r + p + 1 : 0;
+                }
+            }
+            int32_t gseq[B * L];
+            int64_t gt[B * L], gnt[B * L];
+            int gstart[B];
+            rs_gate_input(&bb, B, gws[gi], train, gseq, gt, gnt, gstart);
+            for (int r = 0; r < B; r++) {
+                int s0 = starts[r], n_seen = L - gstart[r], scored = 0;
+                if (s0 == L) { assert_int_equal(gstart[r], L); continue; }
+                assert_true(n_seen >= 1);
+                if (gws[gi] > 0) assert_true(n_seen <= gws[gi]);
+                for (int p = 0; p < gstart[r]; p++) assert_int_equal(gseq[r * L + p], 0);
+                for (int p = gstart[r]; p < L; p++) { /* consecutive inputs, times follow */
+                    int32_t it = gseq[r * L + p];
+                    assert_true(it > 100 * r);
+                    assert_int_equal(gt[r * L + p], 1000 * r + (it - 100 * r - 1));
+                    if (p > gstart[r]) assert_int_equal(it, gseq[r * L + p - 1] + 1);
+                }
+                int32_t last = gseq[r * L + L - 1];
+                for (int p = s0; p < L; p++) {
+                    int32_t t = bb.pos[r * L + p];
+                    if (!t) continue;
+                    scored++;
+                    if (train) assert_true(t > last); /* scored targets come after the gate */
+                }
+                assert_true(scored >= 1);
+                if (!train) { /* scoring: the last inputs, targets untouched */
+                    assert_int_equal(last, 100 * r + L);
+                    assert_int_equal(scored, L - s0);
+                } else {
+                    assert_true(scored >= (L - s0) / 2);
+                }
+            }
+            rs_batch_buf_free(&bb);
+        }
+    recsys_ctx_free(ctx);
+}
+
 static void test_adapter_api(void **state)
 {
     (void)state;
@@ -1316,6 +1376,7 @@ int main(void)
         cmocka_unit_test(test_scoring_equivalence),
         cmocka_unit_test(test_concurrent_scoring),
         cmocka_unit_test(test_zero_adapter_is_base),
+        cmocka_unit_test(test_gate_input_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
