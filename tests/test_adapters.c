@@ -13,6 +13,7 @@
 #include "adapters/merge.h"
 #include "adapters/adapter.h"
 #include "adapters/hook.h"
+#include "adapters/gate_input.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -1272,6 +1273,119 @@ static void test_sequence_and_inspect(void **state)
     sequence_and_inspect("hstu");
 }
 
+/* A new adapter (B = 0) scores every user exactly as the base, whatever
+ * adapter.window says (it cuts training inputs only): shared, bank, user,
+ * and a store of new adapters, sampled and full ranking, per-user ranks. */
+static void test_zero_adapter_is_base(void **state)
+{
+    (void)state;
+    synth s;
+    synth_new(&s, "sasrec");
+    assert_int_equal(recsys_opts_set(s.o, "adapter.window", "4"), RECSYS_OK); /* < max_len 16 */
+    size_t nu = (size_t)s.ds->n_users;
+    double *r0 = malloc(sizeof(double) * nu), *r1 = malloc(sizeof(double) * nu);
+    char path[256];
+    tmp_path(path, sizeof path, "zero.adapters");
+    const char *protocols[2] = {"sampled", "full"};
+    for (int p = 0; p < 2; p++) {
+        assert_int_equal(recsys_opts_set(s.o, "eval.protocol", protocols[p]), RECSYS_OK);
+        recsys_metrics *m0 = NULL;
+        assert_int_equal(recsys_evaluate_adapters(s.ctx, s.m, NULL, NULL, s.ds, s.o, r0, &m0),
+                         RECSYS_OK);
+        for (int kind = 0; kind < 4; kind++) {
+            recsys_adapter *a = NULL, *u = NULL;
+            recsys_adapter_store *st = NULL;
+            int k = kind == 3 ? RECSYS_ADAPTER_BANK : kind;
+            assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, k, &a), RECSYS_OK);
+            assert_int_equal(a->window, 4);
+            if (kind == 3) { /* a store of new USER adapters for every other user */
+                assert_int_equal(recsys_adapter_store_create(s.ctx, s.m, s.o, path, (int64_t)nu),
+                                 RECSYS_OK);
+                assert_int_equal(recsys_adapter_store_open(s.ctx, s.m, path, 1, s.o, &st),
+                                 RECSYS_OK);
+                assert_int_equal(recsys_adapter_new(s.ctx, s.m, s.o, RECSYS_ADAPTER_USER, &u),
+                                 RECSYS_OK);
+                for (int64_t user = 0; user < (int64_t)nu; user += 2)
+                    assert_int_equal(recsys_adapter_store_put(st, user, u, 0), RECSYS_OK);
+            }
+            recsys_metrics *m1 = NULL;
+            assert_int_equal(recsys_evaluate_adapters(s.ctx, s.m, a, st, s.ds, s.o, r1, &m1),
+                             RECSYS_OK);
+            assert_memory_equal(r0, r1, sizeof(double) * nu);
+            assert_true(metric(m0, "NDCG@10") == metric(m1, "NDCG@10"));
+            assert_true(metric(m0, "HR@10") == metric(m1, "HR@10"));
+            recsys_metrics_free(m1);
+            recsys_adapter_store_close(st);
+            recsys_adapter_free(u);
+            recsys_adapter_free(a);
+            unlink(path);
+        }
+        recsys_metrics_free(m0);
+    }
+    free(r0);
+    free(r1);
+    synth_free(&s);
+}
+
+/* The bank's gate input: in training it holds no item any scored position
+ * has as its target (the cut); in scoring it is the last gw inputs. */
+static void test_gate_input_cut(void **state)
+{
+    (void)state;
+    recsys_ctx *ctx = new_ctx(1);
+    enum { B = 5, L = 10 };
+    const int starts[B] = {0, 3, 8, 9, L};
+    const int gws[3] = {0, 4, 20};
+    for (int gi = 0; gi < 3; gi++)
+        for (int train = 0; train < 2; train++) {
+            rs_batch_buf bb;
+            assert_int_equal(rs_batch_buf_init(ctx, &bb, B, L, 1, 1), RECSYS_OK);
+            for (int r = 0; r < B; r++) { /* items 100r+p+1: inputs, targets the next */
+                bb.start[r] = starts[r];
+                for (int p = 0; p < L; p++) {
+                    int in = p >= starts[r];
+                    bb.seq[r * L + p] = in ? 100 * r + p + 1 : 0;
+                    bb.pos[r * L + p] = in ? 100 * r + p + 2 : 0;
+                    bb.times[r * L + p] = in ? 1000 * r + p : 0;
+                    bb.next_times[r * L + p] = in ? 1000 * r + p + 1 : 0;
+                }
+            }
+            int32_t gseq[B * L];
+            int64_t gt[B * L], gnt[B * L];
+            int gstart[B];
+            rs_gate_input(&bb, B, gws[gi], train, gseq, gt, gnt, gstart);
+            for (int r = 0; r < B; r++) {
+                int s0 = starts[r], n_seen = L - gstart[r], scored = 0;
+                if (s0 == L) { assert_int_equal(gstart[r], L); continue; }
+                assert_true(n_seen >= 1);
+                if (gws[gi] > 0) assert_true(n_seen <= gws[gi]);
+                for (int p = 0; p < gstart[r]; p++) assert_int_equal(gseq[r * L + p], 0);
+                for (int p = gstart[r]; p < L; p++) { /* consecutive inputs, times follow */
+                    int32_t it = gseq[r * L + p];
+                    assert_true(it > 100 * r);
+                    assert_int_equal(gt[r * L + p], 1000 * r + (it - 100 * r - 1));
+                    if (p > gstart[r]) assert_int_equal(it, gseq[r * L + p - 1] + 1);
+                }
+                int32_t last = gseq[r * L + L - 1];
+                for (int p = s0; p < L; p++) {
+                    int32_t t = bb.pos[r * L + p];
+                    if (!t) continue;
+                    scored++;
+                    if (train) assert_true(t > last); /* scored targets come after the gate */
+                }
+                assert_true(scored >= 1);
+                if (!train) { /* scoring: the last inputs, targets untouched */
+                    assert_int_equal(last, 100 * r + L);
+                    assert_int_equal(scored, L - s0);
+                } else {
+                    assert_true(scored >= (L - s0) / 2);
+                }
+            }
+            rs_batch_buf_free(&bb);
+        }
+    recsys_ctx_free(ctx);
+}
+
 static void test_adapter_api(void **state)
 {
     (void)state;
@@ -1382,6 +1496,8 @@ int main(void)
         cmocka_unit_test(test_scoring_equivalence),
         cmocka_unit_test(test_concurrent_scoring),
         cmocka_unit_test(test_sequence_and_inspect),
+        cmocka_unit_test(test_zero_adapter_is_base),
+        cmocka_unit_test(test_gate_input_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

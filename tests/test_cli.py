@@ -231,6 +231,18 @@ def adapters():
         assert abs(nd - last["NDCG@10"]) < 1e-5, (nd, last["NDCG@10"])
     p = run(["eval", "--adapters", os.path.join(tmp, "missing")] + common, ok=False)
     assert "adapters" in p.stderr, p.stderr
+    # --init: per-user LoRAs start from the shared adapter (per-user mode only).
+    warm = os.path.join(tmp, "warm.adapters")
+    p = run(["adapt", "--out", warm, "--mode", "per-user", "--init", outs["shared"]] + common)
+    assert json_lines(p.stdout)[-1]["adapters"] >= 1, p.stdout
+    p = run(["eval", "--split", "test", "--adapters", warm, "--adapters", outs["shared"]] + common)
+    assert "NDCG@10" in json_lines(p.stdout)[-1]
+    p = run(["adapt", "--out", warm, "--mode", "shared", "--init", outs["shared"]] + common,
+            ok=False)
+    assert "--init" in p.stderr, p.stderr
+    p = run(["adapt", "--out", warm, "--mode", "per-user", "--init", outs["bank"]] + common,
+            ok=False)
+    assert "--init" in p.stderr, p.stderr
 
 
 def store_records(path):

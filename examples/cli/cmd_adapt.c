@@ -16,9 +16,11 @@ static void usage(void)
     fprintf(stderr,
             "usage: recsys adapt --model BASE --data PATH --out ADAPTERS\n"
             "                    [--mode bank|per-user|shared] [--config FILE]\n"
-            "                    [--set key=value]... [--threads N]\n"
+            "                    [--set key=value]... [--threads N] [--init SHARED]\n"
             "Trains adapters with BASE frozen. shared/bank: ADAPTERS is one adapter file;\n"
             "per-user: an adapter store (users with >= adapter.min_history events).\n"
+            "--init (per-user): start every user's LoRA from this shared adapter file\n"
+            "instead of B = 0 (then score with --adapters STORE --adapters SHARED).\n"
             "One JSON line on stdout.\n");
 }
 
@@ -63,7 +65,11 @@ int cli_load_adapters(recsys_ctx *ctx, recsys_model *m, const char *path, const 
 
 int cmd_adapt(int argc, char **argv)
 {
-    const char *model_path = NULL, *config = NULL, *out = NULL, *mode = NULL;
+    const char *model_path = NULL, *config = NULL, *out = NULL, *mode = NULL, *init = NULL;
+    recsys_adapter *init_a = NULL;
+    recsys_adapter_store *init_st = NULL;
+    float *init_p = NULL;
+    int64_t init_n = 0;
     recsys_ctx *ctx = NULL;
     recsys_opts *opts = NULL;
     recsys_dataset *ds = NULL;
@@ -81,6 +87,7 @@ int cmd_adapt(int argc, char **argv)
         if (i + 1 >= argc) { usage(); goto done; }
         if (!strcmp(k, "--model")) { model_path = argv[++i]; continue; }
         if (!strcmp(k, "--out")) { out = argv[++i]; continue; }
+        if (!strcmp(k, "--init")) { init = argv[++i]; continue; }
         if (!strcmp(k, "--set")) {
             if ((st = cli_set_kv(opts, argv[++i]))) { rc = cli_fail("adapt", ctx, st, NULL); goto done; }
             continue;
@@ -106,6 +113,21 @@ int cmd_adapt(int argc, char **argv)
     if ((st = recsys_dataset_open(ctx, path, opts, &ds))) {
         rc = cli_fail("adapt", ctx, st, "cannot load the data");
         goto done;
+    }
+    if (init) { /* a SHARED (or USER) adapter of the same shape as a new USER one */
+        int kind = -1;
+        if (strcmp(mode, "per-user")) {
+            rc = cli_fail("adapt", ctx, RECSYS_E_INVALID, "--init needs --mode per-user");
+            goto done;
+        }
+        if (cli_load_adapters(ctx, model, init, opts, 0, &init_a, &init_st) || !init_a ||
+            recsys_adapter_info(init_a, &kind, NULL, &init_n) ||
+            kind == RECSYS_ADAPTER_BANK || !(init_p = malloc(sizeof(float) * (size_t)init_n)) ||
+            recsys_adapter_get_params(init_a, init_p, (size_t)init_n)) {
+            rc = cli_fail("adapt", ctx, RECSYS_E_INVALID,
+                          "--init: cannot load a shared adapter file from it");
+            goto done;
+        }
     }
     double t0 = cli_now(), loss = 0;
     int64_t trained = 0;
@@ -140,6 +162,7 @@ int cmd_adapt(int argc, char **argv)
             if (n < min_hist || n < 2) continue;
             double l = 0;
             if ((st = recsys_adapter_new(ctx, model, opts, RECSYS_ADAPTER_USER, &a)) ||
+                (init_p && (st = recsys_adapter_set_params(a, init_p, (size_t)init_n))) ||
                 (st = recsys_adapter_train(a, ds, u, opts, &l)) ||
                 (st = recsys_adapter_store_put(store, u, a, 0))) {
                 rc = cli_fail("adapt", ctx, st, "per-user adapter training failed");
@@ -158,6 +181,9 @@ int cmd_adapt(int argc, char **argv)
     printf("}\n");
     rc = 0;
 done:
+    free(init_p);
+    recsys_adapter_free(init_a);
+    recsys_adapter_store_close(init_st);
     recsys_adapter_store_close(store);
     recsys_adapter_free(a);
     recsys_model_free(model);

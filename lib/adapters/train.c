@@ -1,5 +1,6 @@
 /* Adapter training on a frozen base and evaluation with adapters
  * (docs/ADAPTERS.md, "Training" and "Scoring"). */
+#include "adapters/gate_input.h"
 #include "adapters/hook.h"
 #include "adapters/store.h"
 #include "eval/eval_hook.h"
@@ -37,6 +38,7 @@ typedef struct bank_pass {
     rs_gate_ws gws;
     int32_t *gseq;  /* B*L: the gate window's inputs */
     int *gstart;
+    int64_t *gtimes, *gnext; /* training with times: the shifted times (lazily) */
     float *h;       /* B x d: base states over the gate window */
     float *alpha;   /* B x K */
     float *mixed;   /* B x P */
@@ -65,35 +67,38 @@ static void bank_release(bank_pass *bp)
     rs_gate_ws_release(&bp->gws);
     free(bp->gseq);
     free(bp->gstart);
+    free(bp->gtimes);
+    free(bp->gnext);
     free(bp->h);
     free(bp->alpha);
     free(bp->dalpha);
     rs_free(bp->mixed);
 }
 
-/* Base forward over the gate window of the rows in bb (before the model
- * window is clipped), the gate, and the mix: bp->mixed holds each row's LoRA. */
+/* Base forward over the gate's input (rs_gate_input: in training cut before
+ * the rows' scored targets, which it also clears in bb), the gate, and the
+ * mix: bp->mixed holds each row's LoRA. */
 static recsys_status bank_forward(recsys_ctx *ctx, bank_pass *bp, rs_workspace *ws, float *F,
-                                  const rs_batch_buf *bb, int rows, int train, uint64_t seed)
+                                  rs_batch_buf *bb, int rows, int train, uint64_t seed)
 {
     const recsys_adapter *a = bp->a;
     const recsys_model *m = a->model;
-    int L = bb->L, d = m->cfg.dim, gw = a->gate_window;
-    memcpy(bp->gseq, bb->seq, sizeof(int32_t) * (size_t)rows * L);
-    for (int r = 0; r < rows; r++) {
-        int s0 = bb->start[r];
-        if (gw > 0 && gw < L && s0 < L - gw) {
-            memset(bp->gseq + (size_t)r * L, 0, sizeof(int32_t) * (size_t)(L - gw));
-            s0 = L - gw;
-        }
-        bp->gstart[r] = s0;
+    int L = bb->L, d = m->cfg.dim;
+    int timed = train && bb->times;
+    if (timed && !bp->gtimes) {
+        bp->gtimes = malloc(sizeof(int64_t) * (size_t)bb->B * L);
+        bp->gnext = malloc(sizeof(int64_t) * (size_t)bb->B * L);
+        if (!bp->gtimes || !bp->gnext)
+            return rs_error(ctx, RECSYS_E_NOMEM, "adapter bank: out of memory");
     }
+    rs_gate_input(bb, rows, a->gate_window, train, bp->gseq, timed ? bp->gtimes : NULL,
+                  timed ? bp->gnext : NULL, bp->gstart);
     rs_batch g = {0};
     g.B = rows;
     g.L = L;
     g.seq = bp->gseq;
-    g.times = bb->times;
-    g.next_times = bb->next_times;
+    g.times = timed ? bp->gtimes : bb->times; /* scoring: no shift, the rows' own times */
+    g.next_times = timed ? bp->gnext : bb->next_times;
     g.start = bp->gstart;
     recsys_status st = m->ops->forward(ctx, &m->cfg, m->params, ws, &g, F);
     if (st) return st;
@@ -366,7 +371,6 @@ typedef struct eval_adapters {
     rs_lora_hook hook;
     float *vecs;                    /* B x P: the rows' stored adapters */
     bank_pass bp;
-    int window;
 } eval_adapters;
 
 static recsys_status eval_before(void *self, rs_workspace *ws, float *F, rs_batch_buf *bb,
@@ -388,7 +392,9 @@ static recsys_status eval_before(void *self, rs_workspace *ws, float *F, rs_batc
             if (st == RECSYS_OK) e->hook.vec[r] = v;
             else if (st != RECSYS_E_NOT_FOUND) return st;
         }
-    clip_window(bb, rows, e->window);
+    /* No clip_window here: adapter.window bounds training cost only. Scoring
+     * sees the base's whole window, so an adapter with B = 0 scores exactly
+     * as the base and a trained one is compared on the same history. */
     b->hook = &e->hook.h;
     return RECSYS_OK;
 }
@@ -426,7 +432,6 @@ recsys_status recsys_evaluate_adapters(recsys_ctx *ctx, const recsys_model *mode
     rs_eval_hook eh = {&e, NULL, user_rank};
     if (!adapter && !store) return rs_evaluate_with(ctx, model, ds, opts, &eh, out);
     const recsys_adapter *shape = store ? &store->shape : adapter;
-    e.window = adapter ? adapter->window : store->shape.window;
     int B = (int)rs_opt_int(opts, RS_OPT_EVAL_BATCH_SIZE);
     recsys_status st = rs_lora_hook_init(ctx, &e.hook, shape, B);
     if (!st && store) {

@@ -255,8 +255,9 @@ static recsys_status mix_banks(recsys_session *s, const recsys_request *reqs, in
 }
 
 /* Encode rows [0, n) of the batch into s->F (their adapters share a shape).
- * A row with an adapter encodes its last adapter.window events, as
- * recsys_evaluate_adapters does. */
+ * A row with an adapter encodes the same history as without one (up to
+ * max_len), as recsys_evaluate_adapters does: adapter.window bounds training
+ * cost only. */
 static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n)
 {
     const recsys_model *m = s->model;
@@ -273,12 +274,8 @@ static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n
         if (st) return st;
     }
     for (int r = 0; r < n; r++) {
-        const recsys_adapter *a = reqs[r].adapter;
-        size_t nh = reqs[r].n_history, skip = 0;
-        if (a && a->window > 0 && nh > (size_t)a->window) skip = nh - (size_t)a->window;
-        const int64_t *t = reqs[r].times;
-        rs_batch_fill_history_row(&s->bb, r, skip ? reqs[r].history + skip : reqs[r].history,
-                                  t && skip ? t + skip : t, nh - skip);
+        rs_batch_fill_history_row(&s->bb, r, reqs[r].history, reqs[r].times,
+                                  reqs[r].n_history);
     }
     rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
     b.last_scratch = s->last_only ? s->last : NULL;
