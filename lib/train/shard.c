@@ -74,6 +74,12 @@ recsys_status rs_shard_new(rs_dist_train *dt, recsys_ctx *ctx, recsys_model *mod
                         "dist.shard_items: the dense parameters depend on the catalogue size");
     }
     size_t own = own_floats(s);
+    /* Split first: the whole table goes before the shard's state comes. */
+    recsys_status st = split(s, ctx, model);
+    if (st) {
+        free(s);
+        return st;
+    }
     s->W = rs_calloc(n_work, sizeof(float));
     s->G = rs_calloc(n_work, sizeof(float));
     s->grads = rs_calloc(own ? own : 1, sizeof(float));
@@ -85,12 +91,7 @@ recsys_status rs_shard_new(rs_dist_train *dt, recsys_ctx *ctx, recsys_model *mod
         rs_shard_free(s);
         return rs_error(ctx, RECSYS_E_NOMEM, "out of memory for the item shard");
     }
-    memcpy(s->W + (s->cap + 1) * d, model->params + n_rows * d, sizeof(float) * s->n_dense);
-    recsys_status st = split(s, ctx, model);
-    if (st) {
-        rs_shard_free(s);
-        return st;
-    }
+    memcpy(s->W + (s->cap + 1) * d, model->params + own, sizeof(float) * s->n_dense);
     *out = s;
     return RECSYS_OK;
 }

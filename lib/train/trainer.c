@@ -490,6 +490,9 @@ recsys_status recsys_trainer_set_collective(recsys_trainer *t, const recsys_coll
                           t->shared_negatives, t->loss == LOSS_SOFTMAX, &t->shard);
         st = rs_dist_agree(&t->dist->d, st);
     }
+    /* A rank that failed after splitting the model (out of memory for the
+     * shard) leaves it split: sharded models are refused everywhere, and
+     * the job cannot go on anyway (every rank fails here). */
     if (st) {
         rs_shard_free(t->shard);
         t->shard = NULL;
