@@ -295,17 +295,26 @@ static void mark_user(recsys_trainer *t, int64_t u)
     for (int64_t k = 0; k < rs_user_len(t->ds, u); k++) t->seen[it[k]] = t->stamp;
 }
 
-/* Fill the batch rows for users[b0..b0+rows) and their negatives. */
+/* Fill the batch rows for users[b0..b0+rows) and their negatives.
+ * Distributed, every rank fills the whole global batch (the RNG stream is
+ * the single process's), but the per-position sampled-softmax negatives of
+ * other ranks' rows are only stepped over: one RNG step per draw, so this
+ * rank's draws are the same. */
 static int64_t fill_batch(recsys_trainer *t, int64_t b0, int rows)
 {
     rs_batch_buf *bb = &t->bb;
-    int64_t targets = 0;
+    int64_t targets = 0, lo = 0, hi = rows;
     int L = bb->L, R = bb->n_neg;
+    if (t->dist) rs_dist_share(rows, t->dist->d.size, t->dist->d.rank, &lo, &hi);
     for (int r = 0; r < rows; r++) {
         int64_t u = t->users[b0 + r];
         targets += rs_batch_fill_train_row(bb, r, t->ds, u);
         size_t o = (size_t)r * L;
-        if (t->loss == LOSS_BCE) {
+        if (t->loss == LOSS_SOFTMAX && !t->shared_negatives && (r < lo || r >= hi)) {
+            for (int p = 0; p < L; p++) /* rs_rng_below takes one step */
+                if (bb->pos[o + p])
+                    for (int k = 0; k < R; k++) (void)rs_rng_next(&t->rng);
+        } else if (t->loss == LOSS_BCE) {
             mark_user(t, u);
             for (int p = 0; p < L; p++)
                 bb->neg[o + p] = bb->pos[o + p] ? sample_unseen(t) : 0;
