@@ -13,12 +13,13 @@ command -v clang >/dev/null || { echo "SKIP fuzz: clang is not installed"; exit 
 ninja -C build-fuzz >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for h in interactions sequences yaml checkpoint perflaw_csv adapter_store safetensors; do
+for h in interactions sequences yaml checkpoint perflaw_csv perflaw_fit adapter_store safetensors request; do
   [ -x "build-fuzz/fuzz/fuzz_$h" ] || { echo "skip fuzz_$h (not built: needs jansson)"; continue; }
+  seeds=fuzz/corpus/${h/perflaw_fit/perflaw_csv}
   mkdir -p "$work/$h" "$work/art_$h"
   set +e
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-    build-fuzz/fuzz/fuzz_$h "$work/$h" "fuzz/corpus/$h" -max_total_time="$secs" \
+    build-fuzz/fuzz/fuzz_$h "$work/$h" "$seeds" -max_total_time="$secs" \
     -max_len=65536 -rss_limit_mb=2048 -timeout=20 -close_fd_mask=3 -print_final_stats=1 \
     -artifact_prefix="$work/art_$h/" > "$work/$h.log" 2>&1
   rc=$?

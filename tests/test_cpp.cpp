@@ -112,6 +112,13 @@ static void test_serving2_adapters(recsys::context &ctx, const recsys::options &
     EXPECT(merged.info().n_params == info.n_params);
     recsys::model folded = a.fold();
     EXPECT(folded.n_items() == model.n_items());
+    {   // a request carrying the adapter scores as the folded model
+        recsys::session sb(ctx, model), sf(ctx, folded);
+        auto x = sb.score(recsys::request(h).with_adapter(a.get()));
+        auto y = sf.score(recsys::request(h));
+        EXPECT(x.size() == y.size());
+        for (size_t i = 1; i < x.size(); i++) EXPECT(std::fabs(x[i] - y[i]) <= 1e-5f);
+    }
 
     // store: create, put, get, pin, stats, open_buffer
     std::string path = "test_cpp_adapters.store";

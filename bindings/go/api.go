@@ -586,9 +586,10 @@ type Request struct {
 	Times          []int64 // nil, or one per history item
 	K              int     // top-k size
 	ExcludeHistory bool
-	Exclude        []int32 // more items never to recommend
-	ExcludeMask    []uint8 // nil, or n_items+1 bytes (non-zero = excluded)
-	Candidates     []int32 // nil: the whole catalogue; else rank only these
+	Exclude        []int32  // more items never to recommend
+	ExcludeMask    []uint8  // nil, or n_items+1 bytes (non-zero = excluded)
+	Candidates     []int32  // nil: the whole catalogue; else rank only these
+	Adapter        *Adapter // nil: the base model; else an adapter of the session's model
 }
 
 // cRequests copies requests into one C allocation (cgo forbids C memory
@@ -613,6 +614,9 @@ func (s *Session) toC(reqs []Request) (*cRequests, error) {
 		}
 		if r.K < 0 || r.K > math.MaxInt32 {
 			return nil, &Error{Code: EInvalid, Message: "request " + itoa(i) + ": bad k"}
+		}
+		if r.Adapter != nil && r.Adapter.p == nil {
+			return nil, &Error{Code: EState, Message: "request " + itoa(i) + ": the Adapter is closed"}
 		}
 		size += round(4*len(r.History)) + round(8*len(r.Times)) + round(4*len(r.Exclude)) +
 			round(len(r.ExcludeMask)) + round(4*len(r.Candidates))
@@ -665,6 +669,9 @@ func (s *Session) toC(reqs []Request) (*cRequests, error) {
 			c.candidates = (*C.int32_t)(p)
 			c.n_candidates = C.size_t(len(r.Candidates))
 		}
+		if r.Adapter != nil {
+			c.adapter = r.Adapter.p
+		}
 	}
 	out := &cRequests{base: base, ptrs: (**C.recsys_request)(ptrs)}
 	if len(reqs) > 0 {
@@ -691,6 +698,7 @@ func (s *Session) with(reqs []Request, f func(*cRequests) C.recsys_status) error
 		return errClosed("Session or its Context")
 	}
 	defer runtime.KeepAlive(s)
+	defer runtime.KeepAlive(reqs) // their adapters
 	c, err := s.toC(reqs)
 	if err != nil {
 		return err

@@ -151,6 +151,31 @@ func TestAdaptersAndStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	// a request carrying the adapter scores as the folded model
+	sb, err := NewSession(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	sf, err := NewSession(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	hist := []int32{1, 2, 3}
+	x, err := sb.ScoreRequest(Request{History: hist, K: 5, Adapter: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := sf.ScoreRequest(Request{History: hist, K: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(x); i++ {
+		if math.Abs(float64(x[i]-y[i])) > 1e-5 {
+			t.Fatal("adapter request vs folded model", i, x[i], y[i])
+		}
+	}
 
 	path := filepath.Join(t.TempDir(), "users.store")
 	if err := CreateAdapterStore(ctx, m, opts, path, 3); err != nil {

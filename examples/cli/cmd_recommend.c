@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "request_json.h"
+#include "user_adapters.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +14,15 @@ static void usage(void)
     fprintf(stderr,
             "usage: recsys recommend --model MODEL [--k 10] [--exclude-history]\n"
             "                        [--input FILE] [--batch 256] [--threads N]\n"
+            "                        [--adapters ADAPTERS [--data DATA]]\n"
             "Reads one JSON request per line, e.g.\n"
             "  {\"user\": \"u1\", \"history\": [\"1193\", \"661\"], \"times\": [978300760, 978302109]}\n"
             "and writes one JSON line per request: {\"user\", \"items\", \"scores\", \"unknown\"}\n"
-            "(or {\"error\": ...} for a line that is not a valid request).\n");
+            "(or {\"error\": ...} for a line that is not a valid request).\n"
+            "--adapters: a per-user adapter store (recsys adapt --mode per-user): \"user\"\n"
+            "picks that user's adapter (the store's dense user id, or with --data DATA the\n"
+            "data's external user id); users without one get the base model. Or one\n"
+            "adapter file (shared or bank) for every request.\n");
 }
 
 int32_t cli_lookup_item(void *model, const char *id)
@@ -35,6 +41,7 @@ const char *cli_item_name(void *model, int32_t item)
 typedef struct pending {
     rj_batch b;          /* one request per line (b.n == 0: an error line) */
     char *error;
+    recsys_adapter *owned; /* the request's adapter from the store (freed after scoring) */
 } pending;
 
 /* Score and print the lines gathered so far. */
@@ -76,6 +83,8 @@ static int flush(recsys_session *s, recsys_ctx *ctx, recsys_model *m, pending *p
         rj_batch_free(&p[i].b);
         free(p[i].error);
         p[i].error = NULL;
+        recsys_adapter_free(p[i].owned);
+        p[i].owned = NULL;
     }
     free(reqs);
     free(items);
@@ -87,7 +96,7 @@ static int flush(recsys_session *s, recsys_ctx *ctx, recsys_model *m, pending *p
 
 int cmd_recommend(int argc, char **argv)
 {
-    const char *model_path = NULL, *input = NULL;
+    const char *model_path = NULL, *input = NULL, *adapters = NULL, *data = NULL;
     int k = 10, excl = 0, batch = 256, threads = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -99,15 +108,21 @@ int cmd_recommend(int argc, char **argv)
         else if (!strcmp(a, "--k")) k = atoi(argv[++i]);
         else if (!strcmp(a, "--batch")) batch = atoi(argv[++i]);
         else if (!strcmp(a, "--threads")) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--adapters")) adapters = argv[++i];
+        else if (!strcmp(a, "--data")) data = argv[++i];
         else { usage(); return 2; }
     }
-    if (!model_path || k < 1 || batch < 1 || batch > 65536 || threads < 1 || threads > 1024) {
+    if (!model_path || (data && !adapters) || k < 1 || batch < 1 || batch > 65536 || threads < 1 || threads > 1024) {
         usage();
         return 2;
     }
     recsys_ctx *ctx = NULL;
     recsys_model *m = NULL;
     recsys_session *s = NULL;
+    recsys_opts *opts = NULL;
+    recsys_dataset *ds = NULL;
+    user_adapters ua = {0};
+    char uerr[600];
     pending *p = NULL;
     char *line = NULL;
     FILE *in = stdin;
@@ -126,6 +141,15 @@ int cmd_recommend(int argc, char **argv)
     if (k > info.n_items) k = info.n_items;
     if ((st = recsys_session_new(ctx, m, &s))) {
         rc = cli_fail("recommend", ctx, st, NULL);
+        goto done;
+    }
+    if (data && ((st = recsys_opts_new(ctx, &opts)) ||
+                 (st = recsys_dataset_open(ctx, data, opts, &ds)))) {
+        rc = cli_fail("recommend", ctx, st, "cannot load --data");
+        goto done;
+    }
+    if (adapters && user_adapters_open(ctx, m, adapters, ds, &ua, uerr, sizeof uerr)) {
+        fprintf(stderr, "recsys recommend: %s\n", uerr);
         goto done;
     }
     if (input && !(in = fopen(input, "r"))) {
@@ -151,8 +175,14 @@ int cmd_recommend(int argc, char **argv)
         } else if (p[n].b.is_batch || p[n].b.n != 1) {
             rj_batch_free(&p[n].b);
             p[n].error = strdup("one request per line (no batches)");
-        } else if (p[n].b.reqs[0].k > max_k) {
-            max_k = p[n].b.reqs[0].k;
+        } else {
+            rj_request *r = &p[n].b.reqs[0];
+            if (r->k > max_k) max_k = r->k;
+            if (user_adapters_for(&ua, r->user_json, &r->req.adapter, &p[n].owned, uerr,
+                                  sizeof uerr)) {
+                rj_batch_free(&p[n].b);
+                p[n].error = strdup(uerr);
+            }
         }
         if (++n == (size_t)batch) {
             rc = flush(s, ctx, m, p, n, max_k, stdout);
@@ -163,8 +193,12 @@ int cmd_recommend(int argc, char **argv)
 done:
     if (in && in != stdin) fclose(in);
     free(line);
+    for (size_t i = 0; p && i < (size_t)batch; i++) recsys_adapter_free(p[i].owned);
     free(p);
     recsys_session_free(s);
+    user_adapters_close(&ua);
+    recsys_dataset_free(ds);
+    recsys_opts_free(opts);
     recsys_model_free(m);
     recsys_ctx_free(ctx);
     return rc;

@@ -15,9 +15,13 @@ static void usage(void)
     fprintf(stderr,
             "usage: recsys serve --model MODEL [--port 8080] [--host 127.0.0.1] [--threads N]\n"
             "                    [--k 10] [--exclude-history] [--max-body BYTES] [--max-batch N]\n"
+            "                    [--adapters ADAPTERS [--data DATA]]\n"
             "POST /v1/recommend (JSON request or {\"requests\": [...]}), POST /v1/reload,\n"
             "GET /healthz, GET /metrics. SIGHUP reloads MODEL; SIGINT/SIGTERM stop.\n"
-            "--port 0 picks a free port; the first stdout line says which.\n");
+            "--port 0 picks a free port; the first stdout line says which.\n"
+            "--adapters: a per-user adapter store; a request's \"user\" picks that user's\n"
+            "adapter (the store's dense user id, or with --data DATA the data's external id;\n"
+            "no adapter: the base model), or one adapter file (shared or bank) for all.\n");
 }
 
 int cmd_serve(int argc, char **argv)
@@ -37,9 +41,11 @@ int cmd_serve(int argc, char **argv)
         else if (!strcmp(a, "--k")) o.default_k = atoi(v);
         else if (!strcmp(a, "--max-body")) o.max_body = (size_t)strtoull(v, NULL, 10);
         else if (!strcmp(a, "--max-batch")) o.max_batch = (size_t)strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--adapters")) o.adapters_path = v;
+        else if (!strcmp(a, "--data")) o.data_path = v;
         else { usage(); return 2; }
     }
-    if (!o.model_path || o.port < 0 || o.port > 65535 || o.threads < 1 || o.threads > 256 ||
+    if (!o.model_path || (o.data_path && !o.adapters_path) || o.port < 0 || o.port > 65535 || o.threads < 1 || o.threads > 256 ||
         o.default_k < 1 || o.max_body < 16 || o.max_batch < 1) {
         usage();
         return 2;

@@ -2,11 +2,13 @@
  * each with its own recsys_ctx (one compute thread) and session; the model
  * is reference-counted and swapped under a mutex on reload, so a request in
  * flight keeps the model its session holds while new requests get the new
- * one. Endpoints: POST /v1/recommend, POST /v1/reload, GET /healthz,
+ * one. With --adapters every worker opens the adapter store on its model
+ * (again after a reload: adapters belong to one model object). Endpoints: POST /v1/recommend, POST /v1/reload, GET /healthz,
  * GET /metrics (Prometheus text format). */
 #include "http_server.h"
 #include "cli.h"
 #include "request_json.h"
+#include "user_adapters.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -38,6 +40,7 @@ typedef struct worker {
     recsys_session *session;
     recsys_model *model;      /* kept alive by the session's reference */
     uint64_t generation;
+    user_adapters ua;         /* on model (empty without --adapters) */
 } worker;
 
 struct http_server {
@@ -51,6 +54,8 @@ struct http_server {
     uint64_t generation;
     recsys_model_info info;
     pthread_mutex_t reload_mu;
+    recsys_ctx *data_ctx;     /* the --data set's (errors only) */
+    recsys_dataset *users;    /* --data: read-only user id map shared by the workers */
     int port;
     /* metrics */
     atomic_ullong requests[EP_COUNT];
@@ -79,6 +84,7 @@ static void worker_free(void *p)
 {
     worker *w = p;
     if (!w) return;
+    user_adapters_close(&w->ua);
     recsys_session_free(w->session);
     recsys_ctx_free(w->ctx);
     free(w);
@@ -106,6 +112,15 @@ static worker *get_worker(http_server *s, char *err, size_t en)
             snprintf(err, en, "cannot create a session: %s", recsys_ctx_errmsg(w->ctx));
             return NULL;
         }
+        user_adapters ua = {0};
+        if (s->o.adapters_path &&
+            user_adapters_open(w->ctx, s->model, s->o.adapters_path, s->users, &ua, err, en)) {
+            pthread_mutex_unlock(&s->mu);
+            recsys_session_free(ns);
+            return NULL;
+        }
+        user_adapters_close(&w->ua);
+        w->ua = ua;
         recsys_session_free(w->session);
         w->session = ns;
         w->model = s->model;
@@ -152,7 +167,7 @@ static const char *item_name(void *model, int32_t item) { return cli_item_name(m
 
 static MHD_RESULT do_recommend(http_server *s, struct MHD_Connection *c, conn *cn)
 {
-    char err[300];
+    char err[700];
     worker *w = get_worker(s, err, sizeof err);
     if (!w) return send_error(s, c, MHD_HTTP_SERVICE_UNAVAILABLE, err);
     recsys_model_info info = {.struct_size = sizeof info};
@@ -173,11 +188,19 @@ static MHD_RESULT do_recommend(http_server *s, struct MHD_Connection *c, conn *c
     int32_t *items = malloc(sizeof *items * n * (size_t)max_k);
     float *scores = malloc(sizeof *scores * n * (size_t)max_k);
     size_t *got = malloc(sizeof *got * n);
+    recsys_adapter **owned = calloc(n, sizeof *owned); /* the requests' store adapters */
     rj_buf out = {0};
     unsigned code = MHD_HTTP_OK;
-    if (!reqs || !items || !scores || !got) {
+    int bad = 0;
+    for (size_t i = 0; owned && i < b.n && !bad; i++)
+        bad = user_adapters_for(&w->ua, b.reqs[i].user_json, &b.reqs[i].req.adapter, &owned[i],
+                                err, sizeof err);
+    if (!reqs || !items || !scores || !got || !owned) {
         code = MHD_HTTP_INTERNAL_SERVER_ERROR;
         rj_write_error(&out, "out of memory");
+    } else if (bad) {
+        code = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        rj_write_error(&out, err);
     } else {
         for (size_t i = 0; i < b.n; i++) reqs[i] = &b.reqs[i].req;
         recsys_status st = recsys_session_topk_batch(w->session, reqs, b.n, (size_t)max_k, items,
@@ -197,6 +220,8 @@ static MHD_RESULT do_recommend(http_server *s, struct MHD_Connection *c, conn *c
         }
     }
     rj_buf_add(&out, "\n", 1);
+    for (size_t i = 0; owned && i < b.n; i++) recsys_adapter_free(owned[i]);
+    free(owned);
     free(reqs);
     free(items);
     free(scores);
@@ -408,10 +433,25 @@ int http_server_reload(http_server *s, char *err, size_t en)
 
 int http_server_port(const http_server *s) { return s->port; }
 
+/* --data: the data set whose external user ids "user" names. */
+static int load_users(http_server *s, char *err, size_t en)
+{
+    recsys_opts *opts = NULL;
+    recsys_status st = recsys_ctx_new_with_threads(1, &s->data_ctx);
+    if (!st) st = recsys_opts_new(s->data_ctx, &opts);
+    if (!st) st = recsys_dataset_open(s->data_ctx, s->o.data_path, opts, &s->users);
+    recsys_opts_free(opts);
+    if (st) snprintf(err, en, "cannot load --data '%s': %s", s->o.data_path,
+                     s->data_ctx ? recsys_ctx_errmsg(s->data_ctx) : recsys_status_str(st));
+    return st != RECSYS_OK;
+}
+
 static void server_free(http_server *s)
 {
     if (!s) return;
     recsys_model_free(s->model);
+    recsys_dataset_free(s->users);
+    recsys_ctx_free(s->data_ctx);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->reload_mu);
     free(s->model_path);
@@ -440,6 +480,19 @@ int http_server_start(const http_server_opts *o, http_server **out, char *err, s
     }
     s->info.struct_size = sizeof s->info;
     recsys_model_info_get(s->model, &s->info);
+    if (o->data_path && load_users(s, err, en)) {
+        server_free(s);
+        return 1;
+    }
+    if (o->adapters_path) { /* fail at start, not in the first request */
+        user_adapters ua;
+        if ((!s->data_ctx && recsys_ctx_new_with_threads(1, &s->data_ctx)) ||
+            user_adapters_open(s->data_ctx, s->model, o->adapters_path, s->users, &ua, err, en)) {
+            server_free(s);
+            return 1;
+        }
+        user_adapters_close(&ua);
+    }
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;

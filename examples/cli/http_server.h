@@ -13,6 +13,8 @@ typedef struct http_server_opts {
     size_t max_body;          /* bigger request bodies get 413 */
     size_t max_batch;         /* requests per POST */
     int default_k, exclude_history;
+    const char *adapters_path; /* --adapters (user_adapters.h), or NULL; reopened on reload */
+    const char *data_path;     /* --data: external user ids for --adapters, or NULL */
 } http_server_opts;
 
 typedef struct http_server http_server;

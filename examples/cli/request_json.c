@@ -275,19 +275,48 @@ void rj_buf_printf(rj_buf *b, const char *fmt, ...)
     if (n > 0) rj_buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
+/* Length of the well-formed UTF-8 sequence at s (1-4), or 0 when the bytes
+ * there are not one (overlong, surrogate, above U+10FFFF, truncated). */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned min, cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) { n = 2; min = 0x80; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; min = 0x800; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; min = 0x10000; cp = c & 0x07; }
+    else return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0; /* also stops at the terminating NUL */
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
+}
+
+/* A JSON string of s: quotes, backslashes and control bytes escaped, and
+ * bytes that are not UTF-8 (an id or an error quoting raw input) replaced
+ * by U+FFFD, so the output is always valid JSON. */
 void rj_buf_json_string(rj_buf *b, const char *s)
 {
     rj_buf_add(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p;
+        size_t n = utf8_len(p);
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             rj_buf_add(b, e, 2);
         } else if (c < 0x20) {
             rj_buf_printf(b, "\\u%04x", c);
+        } else if (n == 0) {
+            rj_buf_add(b, "\\ufffd", 6);
+            n = 1;
         } else {
-            rj_buf_add(b, s, 1);
+            rj_buf_add(b, (const char *)p, n);
         }
+        p += n;
     }
     rj_buf_add(b, "\"", 1);
 }

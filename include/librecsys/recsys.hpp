@@ -596,6 +596,8 @@ struct request {
     span<const uint8_t> exclude_mask; /* empty, or n_items+1 bytes */
     span<const int32_t> candidates;  /* empty: the whole catalogue */
     bool has_candidates = false;     /* set by with_candidates (an empty set is allowed) */
+    const recsys_adapter *adapter = nullptr; /* an adapter of the session's model
+                                                (adapter::get()), or null: the base */
 
     request() = default;
     request(span<const int32_t> h, int k_ = 10, bool exclude_history_ = false)
@@ -604,6 +606,7 @@ struct request {
     request &with_exclude(span<const int32_t> e) { exclude = e; return *this; }
     request &with_exclude_mask(span<const uint8_t> m) { exclude_mask = m; return *this; }
     request &with_candidates(span<const int32_t> c) { candidates = c; has_candidates = true; return *this; }
+    request &with_adapter(const recsys_adapter *a) { adapter = a; return *this; }
 
     recsys_request c(int32_t n_items) const
     {
@@ -622,6 +625,7 @@ struct request {
         r.exclude_mask = exclude_mask.empty() ? nullptr : exclude_mask.data();
         r.candidates = has_candidates || !candidates.empty() ? candidates.data() : nullptr;
         r.n_candidates = candidates.size();
+        r.adapter = adapter;
         return r;
     }
 };

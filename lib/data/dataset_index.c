@@ -69,7 +69,7 @@ int64_t rs_strtab_find(const rs_strtab *t, const char *s, size_t len)
 
 static int grow_ids(rs_strtab *t)
 {
-    int64_t cap = t->cap ? t->cap * 2 : 1024;
+    int64_t cap = t->cap ? t->cap * 2 : 64;
     size_t *off = realloc(t->off, (size_t)cap * sizeof *off);
     if (!off) return -1;
     t->off = off;
@@ -82,7 +82,7 @@ static int grow_ids(rs_strtab *t)
 
 static int grow_arena(rs_strtab *t, size_t need)
 {
-    size_t cap = t->arena_cap ? t->arena_cap : 16384;
+    size_t cap = t->arena_cap ? t->arena_cap : 1024;
     while (cap - t->arena_len < need) {
         if (cap > SIZE_MAX / 2) return -1;
         cap *= 2;
@@ -98,7 +98,7 @@ int64_t rs_strtab_intern(rs_strtab *t, const char *s, size_t len)
 {
     /* Keep the load factor at most 1/2 so probes stay short. */
     if (!t->slot || (size_t)(t->n + 1) * 2 > t->mask + 1) {
-        size_t n_slots = t->slot ? (t->mask + 1) * 2 : 2048;
+        size_t n_slots = t->slot ? (t->mask + 1) * 2 : 64;
         if (rehash(t, n_slots)) return -1;
     }
     uint64_t h = hash_bytes(s, len);

@@ -339,7 +339,7 @@ static void args_init(hstu_args *a, recsys_ctx *ctx, const rs_model_config *c, c
                       float *G, rs_workspace *ws, const rs_batch *b)
 {
     hstu_layout(c, &a->tab);
-    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL};
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL, 0};
     a->r = r;
     a->ws = ws;
     a->b = b;
@@ -394,7 +394,7 @@ static recsys_status hstu_forward(recsys_ctx *ctx, const rs_model_config *c, con
     float *X0 = w->x[0];
     rs_embed_edge_fwd(&a.r, w, X0);
     rs_dropout(ctx, n, d, X0, d, w->p, stream(w->seed, 0, S_EMB), w->src, X0);
-    int last_only = !b->train && b->last_scratch && !b->hook; /* serving: see last_block.c; adapters run the full path */
+    int last_only = !b->train && b->last_scratch; /* serving: see last_block.c */
     for (int k = 0; k < c->blocks - last_only; k++) block_fwd(&a, k, w->x[k], w->x[k + 1]);
     if (last_only) {
         rs_hstu_last_fwd(&a.r, &a.pj.uvqk, &a.pj.o, w->x[c->blocks - 1], n, b->B, w->base, w->len,

@@ -10,7 +10,8 @@
  * slot L-1 only (the other slots are not written).
  *
  * Projections run through rs_proj_fwd with the model's own rs_proj sites
- * (the seam per-projection extras hook into); the other parameters (layer
+ * (the seam per-projection extras hook into: adapters apply here too, with
+ * rs_model_run.last_rows telling the hook which rows are which); the other parameters (layer
  * norm gains, HSTU's relative biases) are found by tensor name. Results agree with the full
  * forward within float rounding (tests/test_serve.c,
  * test_last_only_equals_full: 1e-5), not bit for bit: the one-query
@@ -45,11 +46,15 @@ static const float *tensor(const rs_model_config *c, const float *P, const char 
 }
 
 /* y = x Wᵀ + b through the model's projection (its bias added here when
- * the projection leaves it to a fused pass). */
-static void proj(const rs_model_run *r, const rs_proj *p, int k, int n, const float *x, int ldx,
-                 float *y, int ldy)
+ * the projection leaves it to a fused pass). last: the n rows are one per
+ * batch row (each row's last position), which a hook (adapters) must know
+ * to give each row its own extras; else they are the N packed rows. */
+static void proj(const rs_model_run *r, const rs_proj *p, int k, int n, int last, const float *x,
+                 int ldx, float *y, int ldy)
 {
-    rs_proj_fwd(r, p, k, n, x, ldx, y, ldy);
+    rs_model_run rl = *r;
+    rl.last_rows = last;
+    rs_proj_fwd(&rl, p, k, n, x, ldx, y, ldy);
     const float *b = p->bias_fused ? rs_proj_bias(r, p, k) : NULL;
     for (int i = 0; b && i < n; i++)
         for (int c = 0; c < p->out; c++) y[(size_t)i * ldy + c] += b[c];
@@ -143,8 +148,8 @@ void rs_sasrec_last_fwd(const rs_model_run *r, const rs_last_sasrec_projs *pj, c
         rs_layernorm_fwd(ctx, B, d, s.xl, NULL, g1, be1, SAS_LN_EPS, s.tl, s.mean, s.rstd);
         q_in = s.tl; /* Q = LN_a(X): the residual of the original placement */
     }
-    proj(r, pj->kv, k, N, kv_in, d, s.kv, 2 * d);
-    proj(r, pj->q, k, B, q_in, d, s.ql, d);
+    proj(r, pj->kv, k, N, 0, kv_in, d, s.kv, 2 * d);
+    proj(r, pj->q, k, B, 1, q_in, d, s.ql, d);
 
     /* One query per row against its segment's keys. */
     float scale = 1.0f / sqrtf((float)dh);
@@ -174,30 +179,30 @@ void rs_sasrec_last_fwd(const rs_model_run *r, const rs_last_sasrec_projs *pj, c
             }
         }
     }
-    proj(r, pj->out, k, B, s.ol, d, s.al, d); /* A */
+    proj(r, pj->out, k, B, 1, s.ol, d, s.al, d); /* A */
 
     /* The rest of the block on B rows: yl = block output. */
     switch (c->norm) {
     case RS_NORM_ORIGINAL: /* N = LN_f(Q + A); Y = N + FFN(N) */
         rs_layernorm_fwd(ctx, B, d, s.tl, s.al, g2, be2, SAS_LN_EPS, s.ol, s.mean, s.rstd);
-        proj(r, pj->ffn1, k, B, s.ol, d, s.hl, F);
+        proj(r, pj->ffn1, k, B, 1, s.ol, d, s.hl, F);
         rs_relu_fwd(ctx, B, F, s.hl, F);
-        proj(r, pj->ffn2, k, B, s.hl, F, s.yl, d);
+        proj(r, pj->ffn2, k, B, 1, s.hl, F, s.yl, d);
         rs_nn_add(ctx, B, d, s.ol, s.yl);
         break;
     case RS_NORM_POST: /* E1 = LN_a(X + A); Y = LN_f(E1 + FFN(E1)) */
         rs_layernorm_fwd(ctx, B, d, s.xl, s.al, g1, be1, SAS_LN_EPS, s.ol, s.mean, s.rstd);
-        proj(r, pj->ffn1, k, B, s.ol, d, s.hl, F);
+        proj(r, pj->ffn1, k, B, 1, s.ol, d, s.hl, F);
         rs_relu_fwd(ctx, B, F, s.hl, F);
-        proj(r, pj->ffn2, k, B, s.hl, F, s.tl, d);
+        proj(r, pj->ffn2, k, B, 1, s.hl, F, s.tl, d);
         rs_layernorm_fwd(ctx, B, d, s.ol, s.tl, g2, be2, SAS_LN_EPS, s.yl, s.mean, s.rstd);
         break;
     default: /* pre: X1 = X + A; Y = X1 + FFN(LN_f(X1)) */
         rs_nn_add(ctx, B, d, s.xl, s.al); /* al = X1 */
         rs_layernorm_fwd(ctx, B, d, s.al, NULL, g2, be2, SAS_LN_EPS, s.ol, s.mean, s.rstd);
-        proj(r, pj->ffn1, k, B, s.ol, d, s.hl, F);
+        proj(r, pj->ffn1, k, B, 1, s.ol, d, s.hl, F);
         rs_relu_fwd(ctx, B, F, s.hl, F);
-        proj(r, pj->ffn2, k, B, s.hl, F, s.yl, d);
+        proj(r, pj->ffn2, k, B, 1, s.hl, F, s.yl, d);
         rs_nn_add(ctx, B, d, s.al, s.yl);
         break;
     }
@@ -238,15 +243,15 @@ void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_pro
 
     /* Xn = LN(X) for every packed row; V, K = SiLU(Xn W[V], Xn W[K]). */
     rs_layernorm_fwd(ctx, N, d, X, NULL, NULL, NULL, HSTU_LN_EPS, s.xn, s.mean, s.rstd);
-    proj(r, &v_p, k, N, s.xn, d, s.kv, kvw);
-    proj(r, &k_p, k, N, s.xn, d, s.kv + hdv + hq, kvw);
+    proj(r, &v_p, k, N, 0, s.xn, d, s.kv, kvw);
+    proj(r, &k_p, k, N, 0, s.xn, d, s.kv + hdv + hq, kvw);
     for (int i = 0; i < N; i++) {
         ctx->kern.silu_fwd((size_t)hdv, s.kv + (size_t)i * kvw, s.w);
         ctx->kern.silu_fwd((size_t)hq, s.kv + (size_t)i * kvw + hdv + hq, s.w);
     }
     gather_last(B, d, s.xn, base, len, s.tl);
-    proj(r, &u_p, k, B, s.tl, d, s.ul, hdv);
-    proj(r, &q_p, k, B, s.tl, d, s.ql, hq);
+    proj(r, &u_p, k, B, 1, s.tl, d, s.ul, hdv);
+    proj(r, &q_p, k, B, 1, s.tl, d, s.ql, hq);
     for (int i = 0; i < B; i++) {
         ctx->kern.silu_fwd((size_t)hdv, s.ul + (size_t)i * hdv, s.w);
         ctx->kern.silu_fwd((size_t)hq, s.ql + (size_t)i * hq, s.w);
@@ -282,7 +287,7 @@ void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_pro
     rs_layernorm_fwd(ctx, B, hdv, s.ol, NULL, NULL, NULL, HSTU_LN_EPS, s.al, s.mean, s.rstd);
     for (size_t i = 0; i < (size_t)B * hdv; i++) s.al[i] *= s.ul[i];
     gather_last(B, d, X, base, len, s.xl);
-    proj(r, o_p, k, B, s.al, hdv, s.yl, d);
+    proj(r, o_p, k, B, 1, s.al, hdv, s.yl, d);
     rs_nn_add(ctx, B, d, s.xl, s.yl);
     for (int b = 0; b < B; b++) {
         float *o = out + ((size_t)b * L + (size_t)(L - 1)) * d;

@@ -301,7 +301,7 @@ static void args_init(sasrec_args *a, recsys_ctx *ctx, const rs_model_config *c,
                       float *G, rs_workspace *ws)
 {
     sasrec_layout(c, &a->tab);
-    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL};
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL, 0};
     a->r = r;
     a->ws = ws;
     a->pj = sasrec_projections(c);
@@ -324,7 +324,7 @@ static recsys_status sasrec_forward(recsys_ctx *ctx, const rs_model_config *c, c
     /* Inference keeps nothing for a backward: every block reuses block 0's
      * buffers and the hidden state ping-pongs between x[0] and x[1]. */
     int keep = b->train != 0;
-    int last_only = !keep && b->last_scratch && !b->hook; /* serving: see last_block.c; adapters run the full path */
+    int last_only = !keep && b->last_scratch; /* serving: see last_block.c */
     for (int k = 0; k < c->blocks - last_only; k++) {
         const sblock *s = sblk(ws, keep ? k : 0);
         block_fwd(&m, k, s, w->x[keep ? k : (k & 1)], w->x[keep ? k + 1 : ((k + 1) & 1)]);

@@ -80,14 +80,10 @@ typedef struct rs_model_run {
      * and the workspace whose packed spans (base/len per batch row) it reads. */
     const rs_proj_hook *hook;
     const rs_ws_common *w;
+    /* 1: projections take one row per batch row (each row's last position,
+     * last_block.c) instead of w's packed rows. */
+    int last_rows;
 } rs_model_run;
-
-/* Attach the batch's hook to a run over workspace w. */
-static inline void rs_model_run_hook(rs_model_run *r, const rs_batch *b, const rs_ws_common *w)
-{
-    r->hook = b ? b->hook : NULL;
-    r->w = w;
-}
 
 static inline const float *rs_param(const rs_model_run *r, int kind, int k)
 {
@@ -141,11 +137,23 @@ static inline const float *rs_proj_bias(const rs_model_run *r, const rs_proj *p,
  * this struct as its first member (lib/adapters/hook.c: LoRA). */
 struct rs_proj_hook {
     int frozen_base; /* 1: rs_proj_bwd skips the base weights' gradients */
+    /* Optional: called once per pass with the packed workspace, so per-batch
+     * set-up (the rows' adapter segments) is not redone per projection. */
+    void (*begin)(const rs_proj_hook *h, const rs_ws_common *w);
     void (*fwd)(const rs_proj_hook *h, const rs_model_run *r, const rs_proj *p, int k, int n,
                 const float *x, int ldx, float *y, int ldy);
     void (*bwd)(const rs_proj_hook *h, const rs_model_run *r, const rs_proj *p, int k, int n,
                 const float *x, int ldx, const float *dy, int lddy, float *dx, int lddx);
 };
+
+/* Attach the batch's hook to a run over workspace w (packed already): the
+ * hook sees the batch's layout once, before the pass's first projection. */
+static inline void rs_model_run_hook(rs_model_run *r, const rs_batch *b, const rs_ws_common *w)
+{
+    r->hook = b ? b->hook : NULL;
+    r->w = w;
+    if (r->hook && r->hook->begin) r->hook->begin(r->hook, w);
+}
 
 /* y[n x out] (row stride ldy) = x[n x in] · Wᵀ (+ b unless bias_fused). */
 void rs_proj_fwd(const rs_model_run *r, const rs_proj *p, int k, int n, const float *x, int ldx,

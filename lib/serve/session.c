@@ -4,8 +4,14 @@
  * up to SESSION_ROWS, scored against the model's scoring table in chunks of
  * SCORE_CHUNK items with one matrix product per chunk (the same shape
  * recsys_evaluate uses), and reduced to top-k per row on the ctx's threads.
- * A single request is a batch of one, so batch and single results agree. */
+ * A single request is a batch of one, so batch and single results agree.
+ * Requests may carry adapters: a batch's rows then run one forward with the
+ * LoRA hook giving each row its own adapter (rows of one adapter shape per
+ * forward; a batch mixing shapes is split where the shape changes). A BANK
+ * adapter's row first runs the base model over its gate window; the gate
+ * mixes the bank into that row's LoRA, as recsys_evaluate_adapters does. */
 #include "serve/serve.h"
+#include "adapters/hook.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -30,6 +36,9 @@ struct recsys_session {
     int heap_k, heap_rows;
     float *all;             /* n_items+1, for candidate scores */
     int last_only;          /* 1: the last-position forward (default; 0 for tests) */
+    recsys_adapter shape;   /* the hook's adapter shape (params NULL), when hooked */
+    rs_lora_hook hook;      /* for SESSION_ROWS rows; hook.a NULL until first needed */
+    float *mixed;           /* SESSION_ROWS x shape.P: BANK rows' mixed LoRAs */
 };
 
 static void release_buffers(recsys_session *s)
@@ -48,6 +57,8 @@ void recsys_session_free(recsys_session *s)
 {
     if (!s) return;
     release_buffers(s);
+    rs_lora_hook_release(&s->hook);
+    rs_free(s->mixed);
     free(s->heaps);
     rs_free(s->all);
     rs_score_table_unref(s->table);
@@ -129,6 +140,28 @@ static recsys_status check_ids(recsys_session *s, size_t ri, const char *what, c
     return RECSYS_OK;
 }
 
+/* An adapter a request may carry: one of this model's. */
+static recsys_status check_adapter(recsys_session *s, size_t ri, const recsys_adapter *a)
+{
+    if (!a) return RECSYS_OK;
+    if (!a->model || a->model->params != s->model->params)
+        return rs_error(s->ctx, RECSYS_E_INVALID,
+                        "request %zu: the adapter belongs to another model (adapters are made "
+                        "for one model object: create or load it with the session's model)", ri);
+    if (a->kind != RECSYS_ADAPTER_USER && a->kind != RECSYS_ADAPTER_SHARED &&
+        a->kind != RECSYS_ADAPTER_BANK)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "request %zu: unknown adapter kind %d", ri,
+                        a->kind);
+    return RECSYS_OK;
+}
+
+/* 1 when a and b have the same LoRA layout (one hook serves both). */
+static int same_shape(const recsys_adapter *a, const recsys_adapter *b)
+{
+    return a->rank == b->rank && a->scale == b->scale && a->targets == b->targets &&
+           a->n_sites == b->n_sites && a->P == b->P;
+}
+
 /* A request copied into the library's layout (absent fields zero). */
 static recsys_status read_request(recsys_session *s, size_t ri, const recsys_request *in,
                                   recsys_request *r, int need_k)
@@ -140,7 +173,9 @@ static recsys_status read_request(recsys_session *s, size_t ri, const recsys_req
     memcpy(r, in, in->struct_size < sizeof *r ? in->struct_size : sizeof *r);
     r->struct_size = sizeof *r;
     if (!REQ_HAS(in, n_candidates)) { r->candidates = NULL; r->n_candidates = 0; }
-    recsys_status st = check_ids(s, ri, "history", r->history, r->n_history);
+    if (!REQ_HAS(in, adapter)) r->adapter = NULL;
+    recsys_status st = check_adapter(s, ri, r->adapter);
+    if (!st) st = check_ids(s, ri, "history", r->history, r->n_history);
     if (!st) st = check_ids(s, ri, "exclude", r->exclude, r->n_exclude);
     if (!st) st = check_ids(s, ri, "candidates", r->candidates, r->n_candidates);
     if (st) return st;
@@ -164,14 +199,98 @@ static rs_pool *pool_for_rows(recsys_session *s, int n)
     return p;
 }
 
-/* Encode rows [0, n) of the batch into s->F. */
+/* The hook ready for adapters shaped like a (re-made when the shape changes). */
+static recsys_status hook_for(recsys_session *s, const recsys_adapter *a)
+{
+    if (s->hook.a && same_shape(&s->shape, a)) return RECSYS_OK;
+    rs_lora_hook_release(&s->hook);
+    rs_free(s->mixed);
+    s->shape = *a;
+    s->shape.model = s->model;
+    s->shape.params = NULL;
+    s->shape.n_params = 0;
+    s->mixed = rs_malloc(sizeof(float) * SESSION_ROWS * a->P);
+    if (!s->mixed) return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for adapter rows");
+    return rs_lora_hook_init(s->ctx, &s->hook, &s->shape, SESSION_ROWS);
+}
+
+/* The LoRA of each BANK row into s->mixed: the base model over the row's
+ * last adapter.gate_window events (other rows empty, so free), its
+ * last-position state through the bank's gate, the bank mixed by it. */
+static recsys_status mix_banks(recsys_session *s, const recsys_request *reqs, int n)
+{
+    const recsys_model *m = s->model;
+    int L = m->cfg.max_len, d = m->cfg.dim;
+    for (int r = 0; r < n; r++) {
+        const recsys_adapter *a = reqs[r].adapter;
+        size_t nh = 0, skip = 0;
+        if (a && a->kind == RECSYS_ADAPTER_BANK) {
+            nh = reqs[r].n_history;
+            if (a->gate_window > 0 && nh > (size_t)a->gate_window) skip = nh - (size_t)a->gate_window;
+        }
+        const int64_t *t = reqs[r].times;
+        rs_batch_fill_history_row(&s->bb, r, nh ? reqs[r].history + skip : NULL,
+                                  t && nh ? t + skip : NULL, nh - skip);
+    }
+    rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
+    b.last_scratch = s->last_only ? s->last : NULL;
+    rs_pool *p = pool_for_rows(s, n);
+    recsys_status st = m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
+    for (int r = 0; !st && r < n; r++) {
+        const recsys_adapter *a = reqs[r].adapter;
+        if (!a || a->kind != RECSYS_ADAPTER_BANK) continue;
+        rs_gate_ws g;
+        if (rs_gate_ws_init(&g, &a->gate, 1)) {
+            st = rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for a bank's gate");
+            break;
+        }
+        const float *h = s->F + ((size_t)r * L + (size_t)(L - 1)) * d;
+        rs_gate_fwd(s->ctx, &a->gate, a->params + (size_t)a->K * a->P, &g, 1, h, d, 0, 0, NULL,
+                    g.alpha);
+        rs_bank_mix(s->ctx, 1, a->K, a->P, g.alpha, a->params, s->mixed + (size_t)r * a->P);
+        rs_gate_ws_release(&g);
+    }
+    s->ctx->pool = p;
+    return st;
+}
+
+/* Encode rows [0, n) of the batch into s->F (their adapters share a shape).
+ * A row with an adapter encodes its last adapter.window events, as
+ * recsys_evaluate_adapters does. */
 static recsys_status encode(recsys_session *s, const recsys_request *reqs, int n)
 {
     const recsys_model *m = s->model;
-    for (int r = 0; r < n; r++)
-        rs_batch_fill_history_row(&s->bb, r, reqs[r].history, reqs[r].times, reqs[r].n_history);
+    const recsys_adapter *any = NULL;
+    int banks = 0;
+    for (int r = 0; r < n; r++) {
+        const recsys_adapter *a = reqs[r].adapter;
+        if (a && !any) any = a;
+        banks |= a && a->kind == RECSYS_ADAPTER_BANK;
+    }
+    if (any) {
+        recsys_status st = hook_for(s, any);
+        if (!st && banks) st = mix_banks(s, reqs, n);
+        if (st) return st;
+    }
+    for (int r = 0; r < n; r++) {
+        const recsys_adapter *a = reqs[r].adapter;
+        size_t nh = reqs[r].n_history, skip = 0;
+        if (a && a->window > 0 && nh > (size_t)a->window) skip = nh - (size_t)a->window;
+        const int64_t *t = reqs[r].times;
+        rs_batch_fill_history_row(&s->bb, r, skip ? reqs[r].history + skip : reqs[r].history,
+                                  t && skip ? t + skip : t, nh - skip);
+    }
     rs_batch b = rs_batch_view(&s->bb, n, 0, 0);
     b.last_scratch = s->last_only ? s->last : NULL;
+    if (any) {
+        for (int r = 0; r < n; r++) {
+            const recsys_adapter *a = reqs[r].adapter;
+            s->hook.vec[r] = !a ? NULL
+                           : a->kind == RECSYS_ADAPTER_BANK ? s->mixed + (size_t)r * a->P
+                                                            : a->params;
+        }
+        b.hook = &s->hook.h;
+    }
     rs_pool *p = pool_for_rows(s, n);
     recsys_status st = m->ops->forward(s->ctx, &m->cfg, m->params, s->ws, &b, s->F);
     s->ctx->pool = p;
@@ -333,8 +452,14 @@ recsys_status recsys_session_topk_batch(recsys_session *s, const recsys_request 
         if (local[0].k > kmax) kmax = local[0].k;
     }
     for (size_t done = 0; done < n_reqs;) {
-        int n = n_reqs - done < SESSION_ROWS ? (int)(n_reqs - done) : SESSION_ROWS;
-        for (int r = 0; r < n; r++) read_request(s, done + r, reqs[done + r], &local[r], 1);
+        int max = n_reqs - done < SESSION_ROWS ? (int)(n_reqs - done) : SESSION_ROWS, n = 0;
+        const recsys_adapter *shape = NULL; /* the rows' adapter shape so far */
+        for (; n < max; n++) {
+            read_request(s, done + n, reqs[done + n], &local[n], 1);
+            const recsys_adapter *a = local[n].adapter;
+            if (a && shape && !same_shape(a, shape)) break;
+            if (a) shape = a;
+        }
         recsys_status st = reserve_rows(s, n);
         if (!st) st = reserve_heaps(s, n, kmax);
         if (!st) st = encode(s, local, n);

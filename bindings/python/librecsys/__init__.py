@@ -750,15 +750,18 @@ class Request:
     to recommend (exclude_history, exclude ids, exclude_mask of n_items+1
     bytes) and candidates to rank instead of the whole catalogue. Arrays of
     the right dtype and layout (int32 / int64 / uint8, C-contiguous) are
-    used in place. Note: exclude_history defaults to False here, as in C."""
+    used in place. adapter: an Adapter of the session's model to score with
+    (None: the base model; a BANK is mixed per request by its gate). Note: exclude_history defaults to
+    False here, as in C."""
     __slots__ = ("history", "times", "k", "exclude_history", "exclude", "exclude_mask",
-                 "candidates")
+                 "candidates", "adapter")
 
     def __init__(self, history: Sequence[int] = (), *, times: Optional[Sequence[int]] = None,
                  k: int = 10, exclude_history: bool = False,
                  exclude: Optional[Sequence[int]] = None,
                  exclude_mask: Optional[Sequence[int]] = None,
-                 candidates: Optional[Sequence[int]] = None):
+                 candidates: Optional[Sequence[int]] = None,
+                 adapter: Optional["Adapter"] = None):
         self.history = _i32(history, "history")
         self.times = None if times is None else np.ascontiguousarray(times, dtype=np.int64)
         if self.times is not None and self.times.shape != self.history.shape:
@@ -769,6 +772,7 @@ class Request:
         self.exclude_mask = (None if exclude_mask is None else
                              np.ascontiguousarray(exclude_mask).astype(np.uint8, copy=False))
         self.candidates = None if candidates is None else _i32(candidates, "candidates")
+        self.adapter = adapter
 
     def _fill(self, c, n_items: int):
         """Fill the C struct c (pointers borrowed from this object's arrays)."""
@@ -786,6 +790,7 @@ class Request:
                           if self.exclude_mask is not None else None)
         c.candidates = self.candidates.ctypes.data_as(_P_I32) if self.candidates is not None else None
         c.n_candidates = 0 if self.candidates is None else self.candidates.size
+        c.adapter = self.adapter._ptr() if self.adapter is not None else None
         return c
 
     def _c(self, n_items: int):

@@ -134,6 +134,7 @@ struct recsys_request {
     const uint8_t *exclude_mask;
     const int32_t *candidates;
     size_t n_candidates;
+    const recsys_adapter *adapter;
 };
 struct recsys_collective {
     int struct_size;

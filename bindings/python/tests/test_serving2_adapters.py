@@ -125,6 +125,23 @@ def test_merge_and_fold(ctx, setup):
         rs.Adapter.merge(ctx, [])
 
 
+def test_request_with_adapter(ctx, setup):
+    _, opts, ds, model = setup
+    a = rs.Adapter(ctx, model, opts)
+    a.set_params(np.random.default_rng(3).standard_normal(a.n_params).astype(np.float32) * 0.3)
+    h = ds.user_items(2)
+    with rs.Session(ctx, model) as s, rs.Session(ctx, a.fold()) as sf:
+        got = s.score_request(rs.Request(h, adapter=a))
+        np.testing.assert_allclose(got[1:], sf.score_request(rs.Request(h))[1:],
+                                   rtol=1e-5, atol=1e-5)
+        assert not np.allclose(got[1:], s.score_request(rs.Request(h))[1:])
+        reqs = [rs.Request(h, k=4, adapter=a), rs.Request(h, k=4)]
+        items, scores = s.topk_batch(reqs)
+        for i, r in enumerate(reqs):  # a mixed batch == one call per request
+            i1, s1 = s.topk_request(r)
+            assert np.array_equal(items[i], i1) and np.array_equal(scores[i], s1)
+
+
 def test_store_round_trip(ctx, setup, tmp_path):
     _, opts, ds, model = setup
     path = str(tmp_path / "users.store")

@@ -166,6 +166,7 @@ pub struct recsys_request {
     pub exclude_mask: *const u8,
     pub candidates: *const i32,
     pub n_candidates: usize,
+    pub adapter: *const recsys_adapter,
 }
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -816,12 +816,14 @@ pub struct Request<'r> {
     pub exclude_mask: Option<&'r [u8]>,
     /// Rank only these items (None: the whole catalogue).
     pub candidates: Option<&'r [i32]>,
+    /// An adapter of the session's model (None: the base model).
+    pub adapter: Option<&'r Adapter<'r>>,
 }
 
 impl<'r> Request<'r> {
     /// A request for the top `k` after `history` (exclude_history off, as in C).
     pub fn new(history: &'r [i32], k: usize) -> Request<'r> {
-        Request { history, times: None, k, exclude_history: false, exclude: &[], exclude_mask: None, candidates: None }
+        Request { history, times: None, k, exclude_history: false, exclude: &[], exclude_mask: None, candidates: None, adapter: None }
     }
     pub fn times(mut self, t: &'r [i64]) -> Self {
         self.times = Some(t);
@@ -841,6 +843,10 @@ impl<'r> Request<'r> {
     }
     pub fn candidates(mut self, items: &'r [i32]) -> Self {
         self.candidates = Some(items);
+        self
+    }
+    pub fn adapter(mut self, a: &'r Adapter<'r>) -> Self {
+        self.adapter = Some(a);
         self
     }
     fn to_c(&self, n_items: i32) -> Result<sys::recsys_request> {
@@ -865,6 +871,7 @@ impl<'r> Request<'r> {
         r.exclude_mask = self.exclude_mask.map_or(ptr::null(), |m| m.as_ptr());
         r.candidates = self.candidates.map_or(ptr::null(), |c| c.as_ptr());
         r.n_candidates = self.candidates.map_or(0, |c| c.len());
+        r.adapter = self.adapter.map_or(ptr::null(), |a| a.raw.as_ptr() as *const _);
         Ok(r)
     }
 }
@@ -1326,6 +1333,12 @@ pub struct AdapterInfo {
 pub struct Adapter<'c> {
     raw: NonNull<sys::recsys_adapter>,
     ctx: &'c Context,
+}
+
+impl std::fmt::Debug for Adapter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Adapter({:p})", self.raw.as_ptr())
+    }
 }
 
 fn opts_ptr(o: Option<&Options>) -> *const sys::recsys_opts {

@@ -88,6 +88,17 @@ fn adapters_and_store() {
     assert_eq!(m.info().unwrap().n_params, info.n_params);
     let folded = a.fold().unwrap();
     assert_eq!(folded.n_items().unwrap(), model.n_items().unwrap());
+    {
+        // a request carrying the adapter scores as the folded model
+        let mut sb = Session::new(&ctx, &model).unwrap();
+        let mut sf = Session::new(&ctx, &folded).unwrap();
+        let h = [1, 2, 3];
+        let x = sb.score_request(&Request::new(&h, 5).adapter(&a)).unwrap();
+        let y = sf.score_request(&Request::new(&h, 5)).unwrap();
+        for i in 1..x.len() {
+            assert!((x[i] - y[i]).abs() <= 1e-5, "{} {} {}", i, x[i], y[i]);
+        }
+    }
 
     let path = std::env::temp_dir().join(format!("librecsys-rs-store-{}.store", std::process::id()));
     let path = path.to_str().unwrap().to_string();
