@@ -2,6 +2,7 @@
 # Distributed training on one machine: 1 rank x 2 threads vs 2 ranks x 1
 # thread (docs/DISTRIBUTED.md). Usage, from the repository root:
 #   bench/dist_bench.sh [BUILD_DIR] [REPEATS] > results.txt
+# (ONLY=sasrec|hstu runs one model; HSTU_EPOCHS sets the HSTU epochs, default 2)
 # Prints each run's JSON lines (rank 0) and peak RSS per process (KiB).
 set -uo pipefail
 build=${1:-build}
@@ -20,7 +21,8 @@ run() { # label, config, epochs, extra args...
     --set trainer.epochs=$ep --set trainer.eval_every=0 --threads 1 --distributed mpi "$@" \
     2>&1 | grep -E '^\{|maxrss'
 }
+only=${ONLY:-both}
 for r in $(seq "$reps"); do
-  run sasrec examples/configs/sasrec-ml1m.yaml 3
-  run hstu examples/configs/hstu-ml1m.yaml 2
+  [ "$only" = hstu ] || run sasrec examples/configs/sasrec-ml1m.yaml 3
+  [ "$only" = sasrec ] || run hstu examples/configs/hstu-ml1m.yaml "${HSTU_EPOCHS:-2}"
 done

@@ -53,9 +53,12 @@ if [ $# -ge 2 ]; then
   "$cli" "${args[@]}" >"$dir/cli1.out" 2>"$dir/cli1.err"
   timeout 300 "${mpi[@]}" "$cli" "${args[@]}" --distributed mpi >"$dir/cli2.out" 2>"$dir/cli2.err"
   rc=$?
+  # sharded, with --out: the split model is gathered before rank 0 saves it
+  rm -f "$dir/cli3.model"
   timeout 300 "${mpi[@]}" "$cli" "${args[@]}" --distributed mpi --set dist.shard_items=true \
-    >"$dir/cli3.out" 2>>"$dir/cli2.err"
+    --out "$dir/cli3.model" >"$dir/cli3.out" 2>>"$dir/cli2.err"
   rc3=$?
+  [ -s "$dir/cli3.model" ] || rc3=1
   if [ $rc -eq 0 ] && [ $rc3 -eq 0 ] && python3 - "$dir/cli1.out" "$dir/cli2.out" "$dir/cli3.out" <<'PY'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1])]

@@ -66,10 +66,13 @@ static recsys_status train(recsys_ctx *ctx, const recsys_collective *c, int epoc
         st = recsys_trainer_run_epoch(t, &out->loss[e]);
     }
     if (!st && save) st = recsys_trainer_save_checkpoint(t, save);
-    if (!st && model_out) st = recsys_model_save(ctx, m, model_out);
+    /* sharded: each rank scores its rows of the split model */
     if (!st) st = c ? recsys_evaluate_distributed(ctx, m, ds, o, c, &met)
                     : recsys_evaluate(ctx, m, ds, o, &met);
     if (!st) st = recsys_metrics_get(met, "NDCG@10", &out->ndcg);
+    /* the whole model again on every rank (sharded: gathered) */
+    if (!st && c) st = recsys_trainer_set_collective(t, NULL);
+    if (!st && model_out) st = recsys_model_save(ctx, m, model_out);
     recsys_metrics_free(met);
     recsys_trainer_free(t);
     recsys_model_free(m);

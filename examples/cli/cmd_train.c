@@ -171,6 +171,12 @@ int cmd_train(int argc, char **argv)
         fflush(stdout);
     }
     double train_seconds = cli_now() - t_train;
+    /* dist.shard_items split the model's item table over the ranks: whole
+     * again (gathered on every rank) before rank 0 saves it */
+    if (out_path && dist.c && (st = recsys_trainer_set_collective(tr, NULL))) {
+        rc = cli_fail("train", ctx, st, "cannot gather the model");
+        goto done;
+    }
     if (out_path && dist.rank == 0 && (st = recsys_model_save(ctx, model, out_path))) {
         rc = cli_fail("train", ctx, st, "cannot save the model");
         goto done;

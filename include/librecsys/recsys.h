@@ -1159,11 +1159,14 @@ typedef struct recsys_collective {
  * bit-identical to plain training. recsys_trainer_save_checkpoint writes
  * from rank 0 only; recsys_trainer_resume reads on rank 0 and broadcasts,
  * so a checkpoint written by any number of ranks resumes on any number.
- * dist.shard_items (read by recsys_trainer_new) splits the item table's
- * gradient and Adam moments by item id over the ranks: each step fetches
- * the rows its batch touches from their owners and returns their gradients
- * by all-to-all; the whole model is gathered on every rank after each
- * epoch, so evaluation, saving and sessions see an ordinary model. With
+ * dist.shard_items (read by recsys_trainer_new) splits the item table
+ * (weights, gradient and Adam moments) by item id over the ranks: the
+ * model then holds only this rank's rows, each step fetches the rows its
+ * batch touches from their owners and returns their gradients by
+ * all-to-all, checkpoints go through rank 0, and
+ * recsys_evaluate_distributed scores each rank's rows. Other calls refuse
+ * the split model (RECSYS_E_STATE) until recsys_trainer_set_collective(t,
+ * NULL), called on every rank, gathers it whole again on every rank. With
  * sharding, call this before recsys_trainer_resume.
  * @return RECSYS_OK, RECSYS_E_INVALID (bad table or rank/size),
  *         RECSYS_E_IO (a collective failed).
@@ -1182,7 +1185,11 @@ RECSYS_API recsys_status recsys_trainer_comm_stats(const recsys_trainer *t, doub
  * recsys_evaluate with the evaluated users split into contiguous shares
  * over the ranks of c; per-user ranks are gathered in user order, so every
  * rank gets the same metrics, equal to recsys_evaluate up to the order of
- * floating-point sums (exactly equal to a run on one rank).
+ * floating-point sums (exactly equal to a run on one rank). A model split
+ * by dist.shard_items is evaluated where it lies: each rank computes its
+ * users' states (fetching the rows they need), every rank scores all
+ * users against its own rows, and the per-user counts of better-scoring
+ * items are summed, so the metrics equal recsys_evaluate of the whole model.
  */
 RECSYS_API recsys_status recsys_evaluate_distributed(recsys_ctx *ctx, const recsys_model *model,
                                                      const recsys_dataset *ds,

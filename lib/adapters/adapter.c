@@ -276,6 +276,8 @@ recsys_status recsys_adapter_new(recsys_ctx *ctx, recsys_model *model, const rec
     rs_enter(ctx);
     if (!model || !out) return RS_BAD_ARGS();
     *out = NULL;
+    recsys_status whole = rs_model_whole(ctx, model, "recsys_adapter_new");
+    if (whole) return whole;
     recsys_adapter shape;
     recsys_status rc = rs_adapter_shape(ctx, model, opts, kind, &shape);
     if (rc) return rc;

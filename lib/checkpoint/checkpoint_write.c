@@ -387,6 +387,8 @@ static recsys_status save_impl(recsys_ctx *ctx, const recsys_model *m, const cha
         return rs_error(ctx, RECSYS_E_INVALID, "checkpoint save: NULL or empty argument");
     if (!m->params && m->n_params)
         return rs_error(ctx, RECSYS_E_INVALID, "checkpoint save: the model has no weights");
+    recsys_status whole = rs_model_whole(ctx, m, "checkpoint save");
+    if (whole) return whole;
     if (state && (!state->m || !state->v || state->epoch < 0 || state->step < 0))
         return rs_error(ctx, RECSYS_E_INVALID, "checkpoint save: incomplete trainer state");
     for (int i = 0; i < n_extra; i++) {

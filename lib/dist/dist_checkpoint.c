@@ -4,10 +4,10 @@
 
 #include <string.h>
 
-recsys_status rs_dist_sync_train(rs_dist_train *dt, recsys_model *model, rs_train_state *s)
+recsys_status rs_dist_sync_state(rs_dist_train *dt, size_t n_params, rs_train_state *s)
 {
     rs_dist *d = &dt->d;
-    int64_t hdr[7] = {(int64_t)model->n_params, s->epoch, s->step};
+    int64_t hdr[7] = {(int64_t)n_params, s->epoch, s->step};
     memcpy(hdr + 3, s->rng, sizeof s->rng);
     int64_t mine = hdr[0];
     recsys_status st = rs_dist_bcast(d, hdr, sizeof hdr, 0);
@@ -20,6 +20,13 @@ recsys_status rs_dist_sync_train(rs_dist_train *dt, recsys_model *model, rs_trai
     s->epoch = hdr[1];
     s->step = hdr[2];
     memcpy(s->rng, hdr + 3, sizeof s->rng);
+    return RECSYS_OK;
+}
+
+recsys_status rs_dist_sync_train(rs_dist_train *dt, recsys_model *model, rs_train_state *s)
+{
+    rs_dist *d = &dt->d;
+    recsys_status st = rs_dist_sync_state(dt, model->n_params, s);
     size_t bytes = sizeof(float) * model->n_params;
     if (!st) st = rs_dist_bcast(d, model->params, bytes, 0);
     if (!st && s->m) st = rs_dist_bcast(d, s->m, bytes, 0); /* NULL: sharded, see train/shard.c */

@@ -54,6 +54,9 @@ recsys_status rs_dist_train_reduce(rs_dist_train *dt, recsys_status local, float
 
 #include "checkpoint/checkpoint.h"
 
+/* Every rank <- rank 0's epoch, step and RNG (after checking that every
+ * rank has a model of n_params). */
+recsys_status rs_dist_sync_state(rs_dist_train *dt, size_t n_params, rs_train_state *s);
 /* Every rank <- rank 0's weights, optimiser moments and state scalars. */
 recsys_status rs_dist_sync_train(rs_dist_train *dt, recsys_model *model, rs_train_state *s);
 /* Rank 0 writes the checkpoint (atomically, the usual format); every rank

@@ -35,6 +35,9 @@ typedef struct eval_state {
     double *ranks;            /* rs_evaluate_ranks: per user of the range, or NULL */
     int64_t rank_base;        /* index in ranks of the batch's row 0 */
     double *user_rank;        /* n_users: 0-based rank of each user's target, or NULL */
+    int64_t t_lo, t_hi;       /* the table holds items [t_lo, t_hi) (sharded: a rank's rows) */
+    const rs_eval_shard *sh;  /* sharded evaluation's counting pass, or NULL */
+    const float *given_ts;    /* sharded: the batch's target scores */
 } eval_state;
 
 /* A user's 0-based rank: into the thread's accumulator, or into ranks[]. */
@@ -46,8 +49,7 @@ static void put_rank(eval_state *e, int thread, int r, double rank)
 
 static int64_t input_len(const eval_state *e, int64_t u)
 {
-    int64_t n = rs_user_train_len(e->ds, u);
-    return e->test_split && e->ds->holdout == 2 ? n + 1 : n;
+    return rs_eval_input_len(e->ds, e->test_split, u);
 }
 
 static const float *user_state(const eval_state *e, int r)
@@ -58,7 +60,8 @@ static const float *user_state(const eval_state *e, int r)
 static float score_item(const eval_state *e, int r, int32_t item)
 {
     if (!e->table) return (float)e->ds->item_count[item];
-    return e->ctx->kern.dot((size_t)e->d, user_state(e, r), e->table + (size_t)item * e->d);
+    return e->ctx->kern.dot((size_t)e->d, user_state(e, r),
+                            e->table + (size_t)(item - e->t_lo) * e->d);
 }
 
 /* Stamp user u's items in this thread's `seen` array (a fresh stamp value
@@ -120,11 +123,12 @@ static void sampled_task(void *arg, int r, int thread)
     }
     rs_rng rng;
     rs_rng_seed(&rng, rs_hash64(e->seed, (uint64_t)u));
-    float ts = score_item(e, r, target);
+    float ts = e->given_ts ? e->given_ts[r] : score_item(e, r, target);
     if (!isfinite(ts)) { flag_bad(e, thread, u); return; }
     double greater = 0, ties = 0;
     for (int k = 0; k < e->n_neg; k++) {
         int32_t it = draw_unseen(&rng, seen, stamp, n, unseen);
+        if (it < e->t_lo || it >= e->t_hi) continue; /* another rank's row */
         float s = score_item(e, r, it);
         if (!isfinite(s)) { flag_bad(e, thread, u); return; }
         greater += s > ts;
@@ -139,7 +143,7 @@ static void target_task(void *arg, int r, int thread)
     eval_state *e = arg;
     int64_t u = e->users[r];
     int32_t target = e->ds->items[e->ds->offsets[u] + input_len(e, u)];
-    e->target_score[r] = score_item(e, r, target);
+    e->target_score[r] = e->given_ts ? e->given_ts[r] : score_item(e, r, target);
     e->greater[r] = e->ties[r] = 0;
     if (!isfinite(e->target_score[r])) flag_bad(e, thread, u);
 }
@@ -174,6 +178,13 @@ static void chunk_task(void *arg, int r, int thread)
  * the metrics do not depend on which thread ranked which user. */
 static void add_ranks(eval_state *e, int rows)
 {
+    if (e->sh) { /* sharded: this rank's counts, summed over ranks later */
+        for (int r = 0; r < rows; r++) {
+            e->sh->greater[e->rank_base + r] = e->greater[r];
+            e->sh->ties[e->rank_base + r] = e->greater[r] >= 0 ? e->ties[r] : 0;
+        }
+        return;
+    }
     for (int r = 0; r < rows; r++)
         if (e->greater[r] >= 0) {
             put_rank(e, 0, r, e->greater[r] + 0.5 * e->ties[r]);
@@ -191,15 +202,15 @@ static void rank_batch(eval_state *e, int rows, float *chunk_buf)
         return;
     }
     rs_pool_run(ctx->pool, rows, target_task, e);
-    int32_t n = e->ds->n_items;
-    for (int32_t first = 1; first <= n; first += ITEM_CHUNK) {
+    int32_t end = (int32_t)e->t_hi; /* items [1, end), or a rank's rows */
+    for (int32_t first = e->t_lo > 1 ? (int32_t)e->t_lo : 1; first < end; first += ITEM_CHUNK) {
         e->chunk_first = first;
-        e->chunk_len = n - first + 1 < ITEM_CHUNK ? n - first + 1 : ITEM_CHUNK;
+        e->chunk_len = end - first < ITEM_CHUNK ? end - first : ITEM_CHUNK;
         if (e->table) {
             /* scores[r][c] = F_r · table[first + c]: F rows are L*d apart */
             rs_gemm(ctx, 0, 1, rows, e->chunk_len, e->d, 1.0f, e->F + (size_t)(e->L - 1) * e->d,
-                    e->L * e->d, e->table + (size_t)first * e->d, e->d, 0.0f, chunk_buf,
-                    e->chunk_len);
+                    e->L * e->d, e->table + (size_t)(first - e->t_lo) * e->d, e->d, 0.0f,
+                    chunk_buf, e->chunk_len);
             e->chunk_scores = chunk_buf;
         }
         rs_pool_run(ctx->pool, rows, chunk_task, e);
@@ -213,12 +224,14 @@ static void rank_batch(eval_state *e, int rows, float *chunk_buf)
 static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
                               const recsys_dataset *ds, const recsys_opts *opts,
                               const rs_eval_hook *eh, recsys_metrics **out, int64_t first,
-                              int64_t count, double *ranks)
+                              int64_t count, double *ranks, const rs_eval_shard *sh)
 {
     if (!ctx) return RS_BAD_ARGS();
-    if (!ds || (!out && !ranks))
+    if (!ds || (!out && !ranks && !sh))
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: NULL argument");
     if (out) *out = NULL;
+    recsys_status whole = sh ? RECSYS_OK : rs_model_whole(ctx, model, "evaluation");
+    if (whole) return whole;
     if (model && model->cfg.n_items != ds->n_items)
         return rs_error(ctx, RECSYS_E_INVALID, "model has %d items but the dataset has %d",
                         model->cfg.n_items, ds->n_items);
@@ -231,6 +244,9 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
     e.exclude_history = rs_opt_bool(opts, RS_OPT_EVAL_EXCLUDE_HISTORY);
     e.seed = (uint64_t)rs_opt_int(opts, RS_OPT_TRAINER_SEED) ^ 0x5eed0e7a1ULL;
     e.user_rank = eh ? eh->user_rank : NULL;
+    e.sh = sh;
+    e.t_lo = sh ? sh->lo : 0;
+    e.t_hi = sh ? sh->hi : (int64_t)ds->n_items + 1;
     if (e.user_rank)
         for (int64_t u = 0; u < ds->n_users; u++) e.user_rank[u] = NAN;
     rs_rank_acc proto;
@@ -277,7 +293,14 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
         goto done;
     }
     e.acc[0] = proto;
-    if (model) {
+    if (sh) { /* the states and the shard's rows are given */
+        e.L = 1;
+        e.table = sh->rows;
+        if (e.full && !(chunk_buf = rs_malloc(sizeof(float) * (size_t)B * ITEM_CHUNK))) {
+            st = rs_error(ctx, RECSYS_E_NOMEM, "out of memory for evaluation buffers");
+            goto done;
+        }
+    } else if (model) {
         st = rs_batch_buf_init(ctx, &bb, B, e.L, 0, ds->times != NULL);
         if (st) goto done;
         ws = model->ops->ws_new(cfg, B);
@@ -308,11 +331,14 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
             if (ranks && (idx < first || idx >= first + count)) continue;
             if (rows == 0) e.rank_base = idx - first;
             users[rows] = u;
-            if (model) rs_batch_fill_input_row(&bb, rows, ds, u, input_len(&e, u));
+            if (model && !sh) rs_batch_fill_input_row(&bb, rows, ds, u, input_len(&e, u));
             rows++;
         }
         if (rows == B || (u == ds->n_users && rows > 0)) {
-            if (model) {
+            if (sh) {
+                e.F = sh->states + (size_t)e.rank_base * e.d;
+                e.given_ts = sh->tscores + e.rank_base;
+            } else if (model) {
                 rs_batch b = rs_batch_view(&bb, rows, 0, 0);
                 b.last_scratch = last;
                 if (eh && eh->before &&
@@ -337,7 +363,7 @@ static recsys_status evaluate(recsys_ctx *ctx, const recsys_model *model,
                       ds->user_names[bad - 1]);
         goto done;
     }
-    if (ranks) goto done; /* the caller merges */
+    if (ranks || sh) goto done; /* the caller merges */
     if (skipped)
         rs_log(ctx, RECSYS_LOG_WARN, "%lld users interacted with every item: no negatives to "
                "sample, left out of the sampled evaluation", (long long)skipped);
@@ -374,26 +400,33 @@ recsys_status recsys_evaluate(recsys_ctx *ctx, const recsys_model *model,
 {
     rs_enter(ctx);
     if (ctx && !model) return rs_error(ctx, RECSYS_E_INVALID, "recsys_evaluate: model is NULL");
-    return evaluate(ctx, model, ds, opts, NULL, out, 0, 0, NULL);
+    return evaluate(ctx, model, ds, opts, NULL, out, 0, 0, NULL, NULL);
 }
 
 recsys_status rs_evaluate_with(recsys_ctx *ctx, const recsys_model *model,
                                const recsys_dataset *ds, const recsys_opts *opts,
                                const rs_eval_hook *eh, recsys_metrics **out)
 {
-    return evaluate(ctx, model, ds, opts, eh, out, 0, 0, NULL);
+    return evaluate(ctx, model, ds, opts, eh, out, 0, 0, NULL, NULL);
 }
 
 recsys_status recsys_evaluate_popularity(recsys_ctx *ctx, const recsys_dataset *ds,
                                          const recsys_opts *opts, recsys_metrics **out)
 {
     rs_enter(ctx);
-    return evaluate(ctx, NULL, ds, opts, NULL, out, 0, 0, NULL);
+    return evaluate(ctx, NULL, ds, opts, NULL, out, 0, 0, NULL, NULL);
+}
+
+recsys_status rs_evaluate_shard_counts(recsys_ctx *ctx, const recsys_model *model,
+                                       const recsys_dataset *ds, const recsys_opts *opts,
+                                       const rs_eval_shard *sh)
+{
+    return evaluate(ctx, model, ds, opts, NULL, NULL, 0, 0, NULL, sh);
 }
 
 recsys_status rs_evaluate_ranks(recsys_ctx *ctx, const recsys_model *model,
                                 const recsys_dataset *ds, const recsys_opts *opts, int64_t first,
                                 int64_t count, double *ranks)
 {
-    return evaluate(ctx, model, ds, opts, NULL, NULL, first, count, ranks);
+    return evaluate(ctx, model, ds, opts, NULL, NULL, first, count, ranks, NULL);
 }

@@ -20,6 +20,11 @@ recsys_status recsys_evaluate_distributed(recsys_ctx *ctx, const recsys_model *m
     rs_dist d;
     recsys_status st = rs_dist_init(&d, ctx, c);
     if (st) return st;
+    if (model->sharded) { /* no rank holds the whole table: each scores its rows */
+        st = rs_evaluate_sharded(ctx, model, ds, opts, &d, out);
+        rs_dist_free(&d);
+        return st;
+    }
     rs_rank_acc acc;
     st = rs_rank_acc_init(ctx, &acc, rs_opt_list(opts, RS_OPT_EVAL_KS));
     int64_t n_eval = 0;

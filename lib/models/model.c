@@ -170,6 +170,16 @@ recsys_status recsys_model_new(recsys_ctx *ctx, const recsys_opts *opts, const r
     return st;
 }
 
+recsys_status rs_model_whole(recsys_ctx *ctx, const recsys_model *m, const char *what)
+{
+    if (!m || !m->sharded) return RECSYS_OK;
+    return rs_error(ctx, RECSYS_E_STATE,
+                    "%s: the model's item table is row-sharded across ranks (dist.shard_items); "
+                    "gather it with recsys_trainer_set_collective(trainer, NULL) on every rank "
+                    "first, or use recsys_evaluate_distributed",
+                    what);
+}
+
 void recsys_model_free(recsys_model *m)
 {
     if (!m) return;

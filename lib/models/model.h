@@ -111,6 +111,12 @@ struct recsys_model {
     size_t n_params;
     recsys_opts *cfg_opts; /* the config as opts, for recsys_model_get */
     struct rs_model_meta *meta; /* external ids, data fingerprint (lib/serve/serve.h) */
+    /* Row-sharded by a distributed trainer (dist.shard_items,
+     * lib/train/shard.c): params hold only the item rows [rows_lo, rows_hi)
+     * of the table, then the dense part; n_params stays the whole count.
+     * Only the trainer and recsys_evaluate_distributed read such a model. */
+    int sharded;
+    int64_t rows_lo, rows_hi;
 };
 
 /* Create a model with zeroed (n_params) parameters; init when rng != NULL. */
@@ -121,6 +127,9 @@ static inline recsys_model *rs_model_ref(recsys_model *m)
     atomic_fetch_add(&m->refs, 1);
     return m;
 }
+/* RECSYS_OK for a whole model; else an error naming `what` (a sharded
+ * model is whole again after recsys_trainer_set_collective(t, NULL)). */
+recsys_status rs_model_whole(recsys_ctx *ctx, const recsys_model *m, const char *what);
 static inline const float *rs_model_items(const recsys_model *m)
 {
     return m->params + RS_ITEM_TABLE_OFFSET;

@@ -292,17 +292,21 @@ void rs_score_table_unref(rs_score_table *t)
     }
 }
 
+void rs_normalise_rows(float *dst, const float *src, size_t n, int d)
+{
+    for (size_t i = 0; i < n; i++, src += d, dst += d) {
+        double ss = 0;
+        for (int c = 0; c < d; c++) ss += (double)src[c] * src[c];
+        float inv = (float)(1.0 / fmax(sqrt(ss), 1e-6));
+        for (int c = 0; c < d; c++) dst[c] = src[c] * inv;
+    }
+}
+
 float *rs_normalised_table(const float *table, int32_t n_items, int d)
 {
     float *t = rs_calloc((size_t)n_items + 1, (size_t)d * sizeof(float));
     if (!t) return NULL;
-    for (int32_t i = 1; i <= n_items; i++) {
-        const float *src = table + (size_t)i * d;
-        double ss = 0;
-        for (int c = 0; c < d; c++) ss += (double)src[c] * src[c];
-        float inv = (float)(1.0 / fmax(sqrt(ss), 1e-6));
-        for (int c = 0; c < d; c++) t[(size_t)i * d + c] = src[c] * inv;
-    }
+    rs_normalise_rows(t + d, table + d, (size_t)n_items, d);
     return t;
 }
 
@@ -324,6 +328,8 @@ static uint64_t table_probe(const recsys_model *m)
 
 recsys_status rs_score_table_get(recsys_ctx *ctx, recsys_model *m, rs_score_table **out)
 {
+    recsys_status whole = rs_model_whole(ctx, m, "scoring");
+    if (whole) return whole;
     rs_model_meta *mm = m->meta;
     uint64_t probe = table_probe(m);
     pthread_mutex_lock(&mm->mu);
@@ -407,6 +413,7 @@ recsys_status recsys_model_item_table(const recsys_model *m, const float **table
 {
     rs_enter(NULL);
     if (!m || !table) return RS_BAD_ARGS();
+    if (m->sharded) return rs_model_whole(NULL, m, "recsys_model_item_table");
     *table = rs_model_items(m);
     if (n_rows) *n_rows = m->cfg.n_items + 1;
     if (dim) *dim = m->cfg.dim;

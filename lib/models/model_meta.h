@@ -62,5 +62,7 @@ void rs_score_table_unref(rs_score_table *t);
 /* A fresh L2-normalised copy of the item table (row 0 zero): the one
  * formula evaluation and sessions share. */
 float *rs_normalised_table(const float *table, int32_t n_items, int d);
+/* dst[i] <- src[i] / |src[i]| for n rows of d (rs_normalised_table's rows). */
+void rs_normalise_rows(float *dst, const float *src, size_t n, int d);
 
 #endif

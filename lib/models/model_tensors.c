@@ -143,6 +143,8 @@ recsys_status recsys_model_get_tensor(recsys_ctx *ctx, const recsys_model *m, co
     rs_enter(ctx);
     if (!m || !name || (!data && n))
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_model_get_tensor: NULL argument");
+    recsys_status whole = rs_model_whole(ctx, m, "recsys_model_get_tensor");
+    if (whole) return whole;
     tdesc t;
     if (!find_tensor(m, name, &t))
         return rs_error(ctx, RECSYS_E_NOT_FOUND, "the model has no tensor '%s'", name);

@@ -176,6 +176,8 @@ recsys_status recsys_trainer_new(recsys_ctx *ctx, recsys_model *model,
     if (!model || !ds || !out)
         return rs_error(ctx, RECSYS_E_INVALID, "recsys_trainer_new: NULL argument");
     *out = NULL;
+    recsys_status whole = rs_model_whole(ctx, model, "recsys_trainer_new");
+    if (whole) return whole;
     if (model->cfg.n_items != ds->n_items)
         return rs_error(ctx, RECSYS_E_INVALID,
                         "model was built for %d items but the dataset has %d",
@@ -293,17 +295,26 @@ static void mark_user(recsys_trainer *t, int64_t u)
     for (int64_t k = 0; k < rs_user_len(t->ds, u); k++) t->seen[it[k]] = t->stamp;
 }
 
-/* Fill the batch rows for users[b0..b0+rows) and their negatives. */
+/* Fill the batch rows for users[b0..b0+rows) and their negatives.
+ * Distributed, every rank fills the whole global batch (the RNG stream is
+ * the single process's), but the per-position sampled-softmax negatives of
+ * other ranks' rows are only stepped over: one RNG step per draw, so this
+ * rank's draws are the same. */
 static int64_t fill_batch(recsys_trainer *t, int64_t b0, int rows)
 {
     rs_batch_buf *bb = &t->bb;
-    int64_t targets = 0;
+    int64_t targets = 0, lo = 0, hi = rows;
     int L = bb->L, R = bb->n_neg;
+    if (t->dist) rs_dist_share(rows, t->dist->d.size, t->dist->d.rank, &lo, &hi);
     for (int r = 0; r < rows; r++) {
         int64_t u = t->users[b0 + r];
         targets += rs_batch_fill_train_row(bb, r, t->ds, u);
         size_t o = (size_t)r * L;
-        if (t->loss == LOSS_BCE) {
+        if (t->loss == LOSS_SOFTMAX && !t->shared_negatives && (r < lo || r >= hi)) {
+            for (int p = 0; p < L; p++) /* rs_rng_below takes one step */
+                if (bb->pos[o + p])
+                    for (int k = 0; k < R; k++) (void)rs_rng_next(&t->rng);
+        } else if (t->loss == LOSS_BCE) {
             mark_user(t, u);
             for (int p = 0; p < L; p++)
                 bb->neg[o + p] = bb->pos[o + p] ? sample_unseen(t) : 0;
@@ -409,9 +420,8 @@ static recsys_status run_epoch(recsys_trainer *t, ctx_saved *saved, double *mean
     }
     t->epoch++;
     if (mean_loss) *mean_loss = loss_sum / (double)steps;
-    if (t->shard) { /* the whole model again on every rank */
-        recsys_status st = rs_shard_sync_model(t->shard, t->model);
-        if (st) return st;
+    if (t->shard) { /* the model's dense part; its rows are the shard's */
+        rs_shard_sync_model(t->shard);
         t->adam.step = t->shard->adam_rows.step;
     }
     if (t->checkpoint_path && t->epoch % t->checkpoint_every == 0)
@@ -430,46 +440,6 @@ recsys_status recsys_trainer_run_epoch(recsys_trainer *t, double *mean_loss)
     return st;
 }
 
-/* Sharded checkpoints: the moments are gathered into full-size arrays on
- * every rank for the save (rank 0 writes), and taken back from them after
- * rank 0 read and broadcast the file. */
-static recsys_status shard_save(recsys_trainer *t, const char *path, rs_train_state *s)
-{
-    size_t n = t->model->n_params;
-    float *m = rs_malloc(sizeof(float) * n), *v = rs_malloc(sizeof(float) * n);
-    recsys_status st = m && v ? RECSYS_OK
-                              : rs_error(t->ctx, RECSYS_E_NOMEM, "out of memory for a checkpoint");
-    st = rs_dist_agree(&t->dist->d, st);
-    if (!st) st = rs_shard_sync_model(t->shard, t->model);
-    if (!st) st = rs_shard_gather_state(t->shard, m, v, RS_ITEM_TABLE_OFFSET);
-    s->m = m;
-    s->v = v;
-    s->step = t->shard->adam_rows.step;
-    if (!st) st = rs_dist_save_train(t->dist, t->ctx, t->model, path, s);
-    rs_free(m);
-    rs_free(v);
-    return st;
-}
-
-static recsys_status shard_resume(recsys_trainer *t, const char *path, rs_train_state *s)
-{
-    size_t n = t->model->n_params;
-    float *m = rs_malloc(sizeof(float) * n), *v = rs_malloc(sizeof(float) * n);
-    recsys_status st = m && v ? RECSYS_OK
-                              : rs_error(t->ctx, RECSYS_E_NOMEM, "out of memory for a checkpoint");
-    st = rs_dist_agree(&t->dist->d, st);
-    s->m = m;
-    s->v = v;
-    if (!st) st = rs_dist_load_train(t->dist, t->ctx, path, t->model, s);
-    if (!st) {
-        rs_shard_scatter_state(t->shard, t->model, m, v);
-        t->shard->adam_rows.step = t->shard->adam_dense.step = s->step;
-    }
-    rs_free(m);
-    rs_free(v);
-    return st;
-}
-
 recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path)
 {
     rs_enter(t ? t->ctx : NULL);
@@ -477,7 +447,7 @@ recsys_status recsys_trainer_save_checkpoint(recsys_trainer *t, const char *path
     if (!path) return rs_error(t->ctx, RECSYS_E_INVALID, "checkpoint path is NULL");
     rs_train_state s = {t->epoch, t->adam.step, {0}, t->adam.m, t->adam.v};
     memcpy(s.rng, t->rng.s, sizeof s.rng);
-    if (t->shard) return shard_save(t, path, &s);
+    if (t->shard) return rs_shard_save(t->shard, t->ctx, path, &s);
     if (t->dist) return rs_dist_save_train(t->dist, t->ctx, t->model, path, &s);
     return rs_checkpoint_save_train(t->ctx, t->model, path, &s);
 }
@@ -491,7 +461,7 @@ recsys_status recsys_trainer_resume(recsys_trainer *t, const char *path)
     if (t->shard_items && !t->shard)
         return rs_error(t->ctx, RECSYS_E_STATE,
                         "dist.shard_items: call recsys_trainer_set_collective before resuming");
-    recsys_status st = t->shard  ? shard_resume(t, path, &s)
+    recsys_status st = t->shard  ? rs_shard_resume(t->shard, t->ctx, path, &s)
                        : t->dist ? rs_dist_load_train(t->dist, t->ctx, path, t->model, &s)
                                  : rs_checkpoint_load_train(t->ctx, path, t->model, &s);
     if (st) return st;
@@ -507,6 +477,11 @@ recsys_status recsys_trainer_set_collective(recsys_trainer *t, const recsys_coll
 {
     rs_enter(t ? t->ctx : NULL);
     if (!t) return RS_BAD_ARGS();
+    if (t->shard) { /* the model whole again before the shard goes */
+        rs_dist_set_ctx(&t->dist->d, t->ctx);
+        recsys_status st = rs_shard_unsplit(t->shard);
+        if (st) return st;
+    }
     rs_shard_free(t->shard);
     t->shard = NULL;
     rs_dist_train_free(t->dist);
@@ -524,6 +499,9 @@ recsys_status recsys_trainer_set_collective(recsys_trainer *t, const recsys_coll
                           t->shared_negatives, t->loss == LOSS_SOFTMAX, &t->shard);
         st = rs_dist_agree(&t->dist->d, st);
     }
+    /* A rank that failed after splitting the model (out of memory for the
+     * shard) leaves it split: sharded models are refused everywhere, and
+     * the job cannot go on anyway (every rank fails here). */
     if (st) {
         rs_shard_free(t->shard);
         t->shard = NULL;
