@@ -33,4 +33,8 @@ void cli_progress_clear(cli_progress *p);
 int32_t cli_lookup_item(void *model, const char *id);
 const char *cli_item_name(void *model, int32_t item);
 
+/* Write len bytes to path through path.tmp and a rename, so readers see the
+ * old file or the whole new one. 0 on success. */
+int cli_write_file_atomic(const char *path, const void *buf, size_t len);
+
 #endif

@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -97,4 +98,19 @@ int cli_progress_train(void *user, const recsys_progress *p)
 void cli_progress_clear(cli_progress *p)
 {
     if (p->enabled) fprintf(stderr, "\r\033[K");
+}
+
+int cli_write_file_atomic(const char *path, const void *buf, size_t len)
+{
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return -1;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return -1;
+    int ok = fwrite(buf, 1, len, f) == len;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path)) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
 }

@@ -24,21 +24,6 @@ static void usage(void)
             "One JSON line on stdout.\n");
 }
 
-static int write_file(const char *path, const void *buf, size_t len)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return -1;
-    int ok = fwrite(buf, 1, len, f) == len;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path)) {
-        remove(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 /* Load ADAPTERS: an adapter store (magic RSADAPTS) or one adapter file. */
 int cli_load_adapters(recsys_ctx *ctx, recsys_model *m, const char *path, const recsys_opts *opts,
                       int writable, recsys_adapter **a, recsys_adapter_store **st)
@@ -141,7 +126,7 @@ int cmd_adapt(int argc, char **argv)
         void *buf = NULL;
         size_t len = 0;
         if ((st = recsys_adapter_to_buffer(a, &buf, &len))) { rc = cli_fail("adapt", ctx, st, NULL); goto done; }
-        int w = write_file(out, buf, len);
+        int w = cli_write_file_atomic(out, buf, len);
         recsys_free(buf);
         if (w) { fprintf(stderr, "recsys adapt: cannot write %s\n", out); goto done; }
         trained = 1;

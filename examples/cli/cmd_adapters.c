@@ -103,21 +103,6 @@ static int resolve_user(const recsys_dataset *hist, const char *id, int64_t n_us
     return 0;
 }
 
-static int write_file(const char *path, const void *buf, size_t len)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return -1;
-    int ok = fwrite(buf, 1, len, f) == len;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path)) {
-        remove(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 static void json_targets(unsigned mask)
 {
     printf("[");
@@ -389,7 +374,7 @@ static int adapters_merge(recsys_ctx *ctx, recsys_opts *opts, int argc, char **a
         cli_fail(C, ctx, st, "merge failed");
         goto done;
     }
-    if (write_file(vals[5], buf, len)) {
+    if (cli_write_file_atomic(vals[5], buf, len)) {
         fprintf(stderr, "recsys %s: cannot write %s\n", C, vals[5]);
         goto done;
     }
