@@ -6,7 +6,7 @@
 # execution rate or worse on small inputs, so memory errors are caught by the
 # replay of everything the campaign found interesting rather than live.
 # Writes a table of figures to build-fuzz-fast/campaign/summary.md.
-#   fuzz/campaign.sh [RUNS] [harness ...]
+#   [MAX_LEN=bytes] fuzz/campaign.sh [RUNS] [harness ...]   (MAX_LEN: largest input, 65536)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10000000}
@@ -32,7 +32,7 @@ for h in "${harnesses[@]}"; do
   start=$(date +%s)
   set +e
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    build-fuzz-fast/fuzz/fuzz_$h "$out/$h" "$seeds" -runs="$runs" -max_len=65536 \
+    build-fuzz-fast/fuzz/fuzz_$h "$out/$h" "$seeds" -runs="$runs" -max_len="${MAX_LEN:-65536}" \
     -rss_limit_mb=2048 -timeout=20 -close_fd_mask=3 -print_final_stats=1 \
     -artifact_prefix="$out/artifacts/${h}-" > "$out/$h.log" 2>&1
   rc=$?
