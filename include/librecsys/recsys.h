@@ -753,10 +753,11 @@ typedef struct recsys_request {
     const int32_t *candidates;      /* rank only these items, or NULL: the whole catalogue */
     size_t         n_candidates;
     /* An adapter of the session's model to score with, or NULL: the base
-     * model. Only the last adapter.window events are encoded with it (the
-     * exclusions still use the whole history). A BANK adapter first runs
-     * the base model over the last adapter.gate_window events; its gate
-     * mixes the bank into this request's LoRA (a second, base, pass). */
+     * model. The adapted model sees the same window as the base (the last
+     * max_len events; adapter.window bounds training only). A BANK adapter
+     * first runs the base model over the last adapter.gate_window events;
+     * its gate mixes the bank into this request's LoRA (a second, base,
+     * pass). */
     const recsys_adapter *adapter;
 } recsys_request;
 #define RECSYS_REQUEST_INIT \
@@ -787,7 +788,8 @@ RECSYS_API recsys_status recsys_session_topk_request(recsys_session *s,
  * batches and scored with one matrix product per batch, spread over the
  * ctx's threads. Results are identical to n_reqs recsys_session_topk_request
  * calls, also when every request carries its own adapter (one forward for
- * the batch, each row with its LoRA: the CPU analogue of BGMV). Request i writes items[i*stride ...] and scores[i*stride ...]
+ * the batch, each row with its LoRA: the CPU analogue of BGMV). Request i
+ * writes items[i*stride ...] and scores[i*stride ...]
  * (scores may be NULL) and n_out[i] (may be NULL); every k must be <= stride.
  * On an invalid request nothing is scored and the error names its index.
  */
