@@ -16,31 +16,11 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Process CPU time: steadier than wall time on a shared machine (one
- * compute thread here, so it is the work done). */
-static double cpu(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_time.h"
 
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -126,11 +106,11 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < reps; i++) {
         int u = i % NU;
-        double t0 = now(), c0 = cpu();
+        double t0 = bench_now(), c0 = bench_cpu();
         CHECK(recsys_session_topk_request(s, &based[u], items, scores, NULL));
-        double t1 = now(), c1 = cpu();
+        double t1 = bench_now(), c1 = bench_cpu();
         CHECK(recsys_session_topk_request(s, &reqs[u], items, scores, NULL));
-        double t2 = now(), c2 = cpu();
+        double t2 = bench_now(), c2 = bench_cpu();
         tb[i] = t1 - t0;
         ta[i] = t2 - t1;
         ub[i] = c1 - c0;
@@ -150,11 +130,11 @@ int main(int argc, char **argv)
     CHECK(recsys_session_topk_batch(s, bptrs, NU, K, items, scores, NULL));
     CHECK(recsys_session_topk_batch(s, ptrs, NU, K, items, scores, NULL));
     for (int r = 0; r < BR; r++) {
-        double t0 = now(), c0 = cpu();
+        double t0 = bench_now(), c0 = bench_cpu();
         CHECK(recsys_session_topk_batch(s, bptrs, NU, K, items, scores, NULL));
-        double t1 = now(), c1 = cpu();
+        double t1 = bench_now(), c1 = bench_cpu();
         CHECK(recsys_session_topk_batch(s, ptrs, NU, K, items, scores, NULL));
-        double t2 = now(), c2 = cpu();
+        double t2 = bench_now(), c2 = bench_cpu();
         bb[r] = t1 - t0;
         ba[r] = t2 - t1;
         cb[r] = c1 - c0;
@@ -182,10 +162,10 @@ int main(int argc, char **argv)
         for (int r = 0; r < TR; r++) {
             recsys_adapter *a = NULL;
             CHECK(recsys_adapter_new(ctx, m, o, RECSYS_ADAPTER_USER, &a));
-            double loss, t0 = now(), c0 = cpu();
+            double loss, t0 = bench_now(), c0 = bench_cpu();
             CHECK(recsys_adapter_train(a, ds, r, o, &loss));
-            tt[r] = now() - t0;
-            tc[r] = cpu() - c0;
+            tt[r] = bench_now() - t0;
+            tc[r] = bench_cpu() - c0;
             recsys_adapter_free(a);
         }
         double mt = median(tt, TR), mc = median(tc, TR);

@@ -17,18 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_time.h"
 
 #define CHECK(x) do { recsys_status st_ = (x); if (st_) { \
     fprintf(stderr, "%s: %s (%s)\n", #x, recsys_ctx_errmsg(ctx), recsys_status_str(st_)); \
@@ -85,11 +74,11 @@ int main(int argc, char **argv)
     double *lat = malloc(sizeof *lat * (size_t)reps);
     for (int i = 0; i < 50; i++) CHECK(recsys_session_topk_request(s, &reqs[i], items, scores, &got));
     for (int i = 0; i < reps; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         CHECK(recsys_session_topk_request(s, &reqs[i % NU], items, scores, &got));
-        lat[i] = now() - t0;
+        lat[i] = bench_now() - t0;
     }
-    qsort(lat, (size_t)reps, sizeof *lat, cmp);
+    qsort(lat, (size_t)reps, sizeof *lat, bench_cmp_double);
     printf("{\"bench\": \"topk_single\", \"model\": \"%s\", \"threads\": %d, \"n_items\": %d, "
            "\"history\": 200, \"median_us\": %.1f, \"p99_us\": %.1f, \"time_bias\": %d, "
            "\"forward\": \"%s\"}\n",
@@ -106,16 +95,16 @@ int main(int argc, char **argv)
             CHECK(recsys_user_state_append(us, r0->history[i], t));
         }
         for (int i = 0; i < reps; i++) {
-            double t0 = now();
+            double t0 = bench_now();
             CHECK(recsys_user_state_append(us, 1 + (int32_t)(i * 7919) % info.n_items, ++t));
             recsys_request q = RECSYS_REQUEST_INIT;
             q.k = K;
             q.exclude_history = 1;
             CHECK(recsys_user_state_request(us, &q));
             CHECK(recsys_session_topk_request(s, &q, items, scores, &got));
-            lat[i] = now() - t0;
+            lat[i] = bench_now() - t0;
         }
-        qsort(lat, (size_t)reps, sizeof *lat, cmp);
+        qsort(lat, (size_t)reps, sizeof *lat, bench_cmp_double);
         size_t bytes = 0;
         recsys_user_state_bytes(us, &bytes);
         printf("{\"bench\": \"append_rerank\", \"model\": \"%s\", \"threads\": %d, "
@@ -128,10 +117,10 @@ int main(int argc, char **argv)
      * machine the minimum is the least disturbed run. */
     double single = 1e30, t0;
     for (int r = 0; r < 3; r++) {
-        t0 = now();
+        t0 = bench_now();
         for (int u = 0; u < NU; u++)
             CHECK(recsys_session_topk_request(s, &reqs[u], items, scores, &got));
-        double el = now() - t0;
+        double el = bench_now() - t0;
         if (el < single) single = el;
     }
     int32_t *bi = malloc(sizeof *bi * NU * K);
@@ -140,9 +129,9 @@ int main(int argc, char **argv)
     CHECK(recsys_session_topk_batch(s, ptrs, NU, K, bi, bs, bn)); /* warm-up */
     double batch = 1e30;
     for (int r = 0; r < 3; r++) {
-        t0 = now();
+        t0 = bench_now();
         CHECK(recsys_session_topk_batch(s, ptrs, NU, K, bi, bs, bn));
-        double el = now() - t0;
+        double el = bench_now() - t0;
         if (el < batch) batch = el;
     }
     printf("{\"bench\": \"batch_vs_single\", \"model\": \"%s\", \"threads\": %d, \"users\": %d, "
