@@ -86,6 +86,11 @@ static void problem_init(problem *p, int L, int start, int dqk, int dv, int time
         t += (int64_t)(rs_rng_uniform(&r) * rs_rng_uniform(&r) * 3e6);  /* spread of buckets */
         p->times[i] = t;
     }
+    if (time == 3) /* dense sorted times with ties and rare jumps: narrow bucket ranges per tile */
+        for (int i = 0; i < L; i++) {
+            t += rs_rng_below(&r, 8) ? (int64_t)rs_rng_below(&r, 30) : (int64_t)rs_rng_below(&r, 200000);
+            p->times[i] = t;
+        }
     for (int i = 0; i < L; i++) p->next_times[i] = i + 1 < L ? p->times[i + 1] : p->times[i];
     if (time == 2) /* unsorted times of every magnitude: all buckets, both signs */
         for (int i = 0; i < L; i++) {
@@ -336,6 +341,9 @@ static void simd_sweep(const char *isa, fwd_fn fwd, bwd_fn bwd)
                     simd_case(isa, fwd, bwd, L, start, ds[qi], ds[vi], t, n % 3 != 0);
                     n++;
                 }
+    /* dense sorted timestamps: the kernels' sorted-tile path, buckets by
+     * threshold counts instead of gathers */
+    for (int L = 17; L <= 200; L += 61) simd_case(isa, fwd, bwd, L, L / 5, 25, 50, 3, 1);
     /* timestamps over the whole int64 range */
     for (int L = 17; L <= 200; L += 183) simd_case(isa, fwd, bwd, L, 2, 9, 5, 2, 1);
     /* head sizes past the stack buffer without scratch: reference fallback */

@@ -55,20 +55,69 @@ static inline __m256i bucket8(__m512i tn, __m512i t)
     return acc;
 }
 
+/* 1 when times[j0..j0+n) is non-decreasing (once per key tile). */
+static inline int tile_sorted(const int64_t *times, int j0, int n)
+{
+    for (int jj = 1; jj < n; jj++)
+        if (times[j0 + jj] < times[j0 + jj - 1]) return 0;
+    return 1;
+}
+
+/* Buckets and time bias of one row against a sorted tile, without gathers.
+ * With the tile's times sorted and tn at or after them, |Δ| = tn - t falls
+ * across the lanes, so every bucket lies in [lo, hi] = the buckets of the
+ * last and the first valid lane, and bucket = lo + #{k in (lo, hi] : |Δ| >=
+ * thr[k]} (the thresholds below lo are passed by every lane, those above hi
+ * by none). The bias comes from the 16 rab_time entries at lo by a lane
+ * permute: the same floats a gather reads. 0 when hi - lo >= 16 (the
+ * caller gathers). */
+static inline int sorted_time_bias(const rs_hstu_attn *a, int64_t tn, int j0, int nvalid,
+                                   __mmask16 m, __m512 *bias, __m512i *bk)
+{
+    static const uint64_t thr[133] = {RS_HSTU_BUCKET_THRESHOLDS};
+    int lo = rs_hstu_bucket_fast(tn - a->times[j0 + nvalid - 1]);
+    int hi = rs_hstu_bucket_fast(tn - a->times[j0]);
+    if (hi - lo >= 16) return 0;
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0;
+    if (hi > lo) {
+        __m512i tv = _mm512_set1_epi64(tn), one = _mm512_set1_epi64(1);
+        __m512i x0 = _mm512_sub_epi64(tv, _mm512_maskz_loadu_epi64((__mmask8)m, a->times + j0));
+        __m512i x1 = _mm512_sub_epi64(tv, _mm512_maskz_loadu_epi64((__mmask8)(m >> 8),
+                                                                   a->times + j0 + 8));
+        for (int k = lo + 1; k <= hi; k++) {
+            __m512i th = _mm512_set1_epi64((long long)thr[k]);
+            c0 = _mm512_mask_add_epi64(c0, _mm512_cmpge_epu64_mask(x0, th), c0, one);
+            c1 = _mm512_mask_add_epi64(c1, _mm512_cmpge_epu64_mask(x1, th), c1, one);
+        }
+    }
+    __m512i rel = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(c0)),
+                                     _mm512_cvtepi64_epi32(c1), 1);
+    __m512 tab = _mm512_maskz_loadu_ps(rs_mask16(RS_HSTU_TIME_BUCKETS - lo), a->rab_time + lo);
+    *bias = _mm512_maskz_permutexvar_ps(m, rel, tab);
+    *bk = _mm512_add_epi32(rel, _mm512_set1_epi32(lo));
+    return 1;
+}
+
 /* Relative bias of row i against the tile's valid lanes; buckets kept for
- * the backward scatter. */
-static inline __m512 tile_bias(const rs_hstu_attn *a, int i, int j0, int nvalid,
+ * the backward scatter. sorted: the tile's times are non-decreasing. */
+static inline __m512 tile_bias(const rs_hstu_attn *a, int i, int j0, int nvalid, int sorted,
                                __mmask16 m, int *bucket)
 {
-    (void)nvalid;
     __m512 b = _mm512_maskz_loadu_ps(m, a->rab_pos + (j0 - i + a->N - 1));
     if (a->rab_time) {
-        __m512i tn = _mm512_set1_epi64(a->next_times[i]);
-        __m512i t0 = _mm512_maskz_loadu_epi64((__mmask8)m, a->times + j0);
-        __m512i t1 = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), a->times + j0 + 8);
-        __m512i bk = _mm512_inserti64x4(_mm512_castsi256_si512(bucket8(tn, t0)), bucket8(tn, t1), 1);
+        int64_t tn = a->next_times[i];
+        __m512 tb;
+        __m512i bk;
+        if (!(sorted && tn >= a->times[j0 + nvalid - 1] &&
+              sorted_time_bias(a, tn, j0, nvalid, m, &tb, &bk))) {
+            __m512i tnv = _mm512_set1_epi64(tn);
+            __m512i t0 = _mm512_maskz_loadu_epi64((__mmask8)m, a->times + j0);
+            __m512i t1 = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), a->times + j0 + 8);
+            bk = _mm512_inserti64x4(_mm512_castsi256_si512(bucket8(tnv, t0)), bucket8(tnv, t1), 1);
+            tb = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, bk, a->rab_time, 4);
+        }
         if (bucket) _mm512_storeu_si512(bucket, bk); /* for the backward's scatter */
-        b = _mm512_add_ps(b, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, bk, a->rab_time, 4));
+        b = _mm512_add_ps(b, tb);
     }
     return b;
 }
@@ -130,6 +179,7 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
     for (int j0 = a->start; j0 < L; j0 += TW) {
         int nj = L - j0 < TW ? L - j0 : TW;
         rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
+        int sorted = a->rab_time && tile_sorted(a->times, j0, nj);
         for (int i0 = j0; i0 < L; i0 += RB) {
             const float *qr[RB];
             float *orow[RB];
@@ -145,7 +195,7 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
                 __m512 w = _mm512_setzero_ps();
                 if (nvalid > 0) {
                     __mmask16 m = rs_mask16(nvalid);
-                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, NULL));
+                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, sorted, m, NULL));
                     w = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, rs_sigmoid16(x)), inv_n);
                 }
                 _mm512_store_ps(wt + r * TW, w);
@@ -179,6 +229,7 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
         int nj = L - j0 < TW ? L - j0 : TW;
         rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
         rs_hstu_pack_tile(a->v, ld, j0, nj, dvw, TW, vt);
+        int sorted = a->rab_time && tile_sorted(a->times, j0, nj);
         memset(dkt, 0, sizeof(float) * (size_t)dqk * TW);
         memset(dvt, 0, sizeof(float) * (size_t)dvw * TW);
         for (int i0 = j0; i0 < L; i0 += RB) {
@@ -198,7 +249,7 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
                 w[r] = ds[r] = _mm512_setzero_ps();
                 if (nvalid > 0) {
                     __mmask16 m = rs_mask16(nvalid);
-                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, m, bucket[r]));
+                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, sorted, m, bucket[r]));
                     __m512 sg = rs_sigmoid16(x);
                     w[r] = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, sg), inv_n);
                     /* SiLU'(x) = σ(x) (1 + x (1 - σ(x))) */
