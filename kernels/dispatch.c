@@ -53,6 +53,7 @@ static void fill_scalar(rs_kernels *k)
     k->layernorm_bwd = rs_layernorm_bwd_ref;
     k->adam = rs_adam_ref;
     k->dot = rs_dot_ref;
+    k->dot_panels = rs_dot_panels_ref;
     k->dropout_fwd = rs_dropout_fwd_ref;
     k->dropout_apply = rs_dropout_apply_ref;
     k->add = rs_vadd_ref;
@@ -85,6 +86,7 @@ static void fill_avx2(rs_kernels *k)
     k->layernorm_bwd = rs_layernorm_bwd_avx2;
     k->adam = rs_adam_avx2;
     k->dot = rs_dot_avx2;
+    k->dot_panels = rs_dot_panels_avx2;
     k->dropout_fwd = rs_dropout_fwd_avx2;
     k->dropout_apply = rs_dropout_apply_avx2;
     k->add = rs_vadd_avx2;
@@ -115,6 +117,7 @@ static void fill_avx512(rs_kernels *k, const rs_cpu_features *f)
     k->layernorm_bwd = rs_layernorm_bwd_avx512;
     k->adam = rs_adam_avx512;
     k->dot = rs_dot_avx512;
+    k->dot_panels = rs_dot_panels_avx512;
     k->dropout_fwd = rs_dropout_fwd_avx512;
     k->dropout_apply = rs_dropout_apply_avx512;
     k->add = rs_vadd_avx512;

@@ -125,6 +125,22 @@ typedef void (*rs_embed_gather_fn)(int n, int d, const float *table, const int32
 typedef void (*rs_embed_scatter_fn)(int n, int d, int c0, int c1, const int32_t *ids,
                                     float scale, const float *dy, float *table);
 
+/* ---- one vector against many rows: scoring one user (kernels/ref/dot_ref.c,
+ * x86/dot_*.c) ----
+ * The rows are stored in panels of RS_PANEL: panel p holds rows
+ * p*RS_PANEL .. +RS_PANEL-1 as d x RS_PANEL floats (row i's feature k at
+ * [k][i % RS_PANEL]), rows past n zero (rs_pack_panels). dot_panels:
+ * y[i] = Σ_k x[k] row_i[k] for i < n, one multiply-add chain per row over k
+ * in order from zero: the bits rs_gemm of the same ISA gives for x times the
+ * rows (d <= RS_PANEL_MAX_D, within one K block of the GEMMs), and the
+ * double sums of rs_gemm_ref for the reference. So one user scored this way ranks exactly as in a batch. */
+#define RS_PANEL 16
+#define RS_PANEL_MAX_D 256
+typedef void (*rs_dot_panels_fn)(size_t n, int d, const float *panels, const float *x, float *y);
+size_t rs_panels_floats(size_t n, int d);
+void rs_pack_panels(size_t n, int d, const float *rows, size_t ld, float *panels);
+void rs_dot_panels_ref(size_t n, int d, const float *panels, const float *x, float *y);
+
 typedef struct rs_kernels {
     enum rs_isa isa;
     rs_gemm_fn gemm;
@@ -137,6 +153,7 @@ typedef struct rs_kernels {
     rs_layernorm_bwd_fn layernorm_bwd;
     rs_adam_fn adam;
     rs_dot_fn dot;
+    rs_dot_panels_fn dot_panels;
     rs_hstu_fwd_fn hstu_fwd;
     rs_hstu_bwd_fn hstu_bwd;
     rs_dropout_fwd_fn dropout_fwd;

@@ -76,6 +76,7 @@ void rs_layernorm_bwd_avx2(int n, int d, const float *x, const float *r, const f
 void rs_adam_avx2(size_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
                   float b2, float eps, float wd, float bc1, float bc2);
 float rs_dot_avx2(size_t n, const float *a, const float *b);
+void rs_dot_panels_avx2(size_t n, int d, const float *panels, const float *x, float *y);
 void rs_layernorm_fwd_avx512(int n, int d, const float *x, const float *r, const float *gamma,
                              const float *beta, float eps, float *y, float *mean, float *rstd);
 void rs_layernorm_bwd_avx512(int n, int d, const float *x, const float *r, const float *gamma,
@@ -84,6 +85,7 @@ void rs_layernorm_bwd_avx512(int n, int d, const float *x, const float *r, const
 void rs_adam_avx512(size_t n, float *p, const float *g, float *m, float *v, float lr, float b1,
                     float b2, float eps, float wd, float bc1, float bc2);
 float rs_dot_avx512(size_t n, const float *a, const float *b);
+void rs_dot_panels_avx512(size_t n, int d, const float *panels, const float *x, float *y);
 
 /* ---- HSTU pointwise attention (kernels/x86/hstu_attention_avx2.c, hstu_attention_avx512.c) ---- */
 void rs_hstu_fwd_avx2(const rs_hstu_attn *a, float *o, int ld_o, float *scratch);

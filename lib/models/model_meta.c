@@ -288,6 +288,7 @@ void rs_score_table_unref(rs_score_table *t)
 {
     if (t && atomic_fetch_sub(&t->refs, 1) == 1) {
         rs_free(t->owned);
+        rs_free(t->panels);
         free(t);
     }
 }
@@ -345,6 +346,10 @@ recsys_status rs_score_table_get(recsys_ctx *ctx, recsys_model *m, rs_score_tabl
         }
         atomic_init(&nt->refs, 1);
         nt->rows = nt->owned ? nt->owned : rs_model_items(m);
+        size_t n = (size_t)m->cfg.n_items, d = (size_t)m->cfg.dim;
+        if (d <= RS_PANEL_MAX_D && n * d * sizeof(float) <= RS_SCORE_PANELS_MAX_BYTES &&
+            (nt->panels = rs_malloc(sizeof(float) * rs_panels_floats(n, (int)d))))
+            rs_pack_panels(n, (int)d, nt->rows + d, d, nt->panels); /* no panels: GEMM */
         nt->probe = probe;
         rs_score_table_unref(mm->table);
         mm->table = t = nt;

@@ -17,6 +17,8 @@ typedef struct rs_score_table {
     atomic_int refs;
     const float *rows;    /* (n_items+1) x d; row 0 = padding */
     float *owned;         /* the normalised copy, or NULL */
+    float *panels;        /* rows 1..n_items in RS_PANEL panels for scoring one
+                           * user (kernels.h), or NULL (table too large) */
     uint64_t probe;       /* sample hash of the raw table it was made from */
 } rs_score_table;
 
@@ -55,6 +57,10 @@ recsys_status rs_model_meta_encode(const recsys_model *m, void **ids, size_t *id
 /* Returns RECSYS_E_FORMAT (message in ctx, without file name) on bad data. */
 recsys_status rs_model_meta_decode(recsys_ctx *ctx, recsys_model *m, const char *tag,
                                    const unsigned char *p, size_t len);
+
+/* Tables up to this size also keep the panel copy (scoring one user reads
+ * it at memory speed; the GEMM would run with a one-column tile). */
+#define RS_SCORE_PANELS_MAX_BYTES ((size_t)64 << 20)
 
 /* The model's scoring table, with a reference (rs_score_table_unref). */
 recsys_status rs_score_table_get(recsys_ctx *ctx, recsys_model *m, rs_score_table **out);

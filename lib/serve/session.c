@@ -18,7 +18,8 @@
 #include <string.h>
 
 #define SESSION_ROWS 64     /* rows encoded per forward */
-#define SCORE_CHUNK 8192    /* items per scoring GEMM (= eval.c ITEM_CHUNK) */
+#define SCORE_CHUNK 8192    /* items per scoring GEMM (= eval.c ITEM_CHUNK; a multiple of RS_PANEL) */
+_Static_assert(SCORE_CHUNK % RS_PANEL == 0, "chunks start at a panel");
 
 typedef struct scored { float s; int32_t item; } scored;
 
@@ -383,13 +384,18 @@ static recsys_status score_chunk(recsys_session *s, int n, int32_t first, int32_
     const rs_model_config *cfg = &s->model->cfg;
     int d = cfg->dim, L = cfg->max_len;
     rs_pool *p = pool_for_rows(s, n);
-    if (n == 1 && !s->ctx->gemm_onednn) /* one row: C^T = table · f, the same layout; packs
-                 * only f, not the item table (same bits with our kernels) */
-        rs_gemm(s->ctx, 0, 1, len, 1, d, 1.0f, s->table->rows + (size_t)first * d, d,
-                s->F + (size_t)(L - 1) * d, d, 0.0f, s->chunk, 1);
+    const float *f = s->F + (size_t)(L - 1) * d;
+    if (n == 1 && s->table->panels && !s->ctx->gemm_onednn && !s->ctx->bf16)
+        /* one row: against the panel copy, the bits the GEMM gives (kernels.h) */
+        s->ctx->kern.dot_panels((size_t)len, d,
+                                s->table->panels + (size_t)(first - 1) / RS_PANEL * RS_PANEL * d,
+                                f, s->chunk);
+    else if (n == 1 && !s->ctx->gemm_onednn) /* C^T = table · f: packs f, not the table */
+        rs_gemm(s->ctx, 0, 1, len, 1, d, 1.0f, s->table->rows + (size_t)first * d, d, f, d, 0.0f,
+                s->chunk, 1);
     else
-        rs_gemm(s->ctx, 0, 1, n, len, d, 1.0f, s->F + (size_t)(L - 1) * d, L * d,
-                s->table->rows + (size_t)first * d, d, 0.0f, s->chunk, len);
+        rs_gemm(s->ctx, 0, 1, n, len, d, 1.0f, f, L * d, s->table->rows + (size_t)first * d, d,
+                0.0f, s->chunk, len);
     s->ctx->pool = p;
     for (size_t i = 0; i < (size_t)n * (size_t)len; i++)
         if (!isfinite(s->chunk[i]))
