@@ -31,6 +31,25 @@ static inline void tile_scores(const float *const *qr, const float *kt, int dqk,
     s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3;
 }
 
+/* The forward's version for 2 RB rows: eight independent FMA chains (four
+ * leave the multiply-add units waiting on each chain's latency). */
+static inline void tile_scores8(const float *const *qr, const float *kt, int dqk, __m512 *s)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    for (int c = 0; c < dqk; c++) {
+        __m512 kv = _mm512_load_ps(kt + (size_t)c * TW);
+        s0 = _mm512_fmadd_ps(_mm512_set1_ps(qr[0][c]), kv, s0);
+        s1 = _mm512_fmadd_ps(_mm512_set1_ps(qr[1][c]), kv, s1);
+        s2 = _mm512_fmadd_ps(_mm512_set1_ps(qr[2][c]), kv, s2);
+        s3 = _mm512_fmadd_ps(_mm512_set1_ps(qr[3][c]), kv, s3);
+        s4 = _mm512_fmadd_ps(_mm512_set1_ps(qr[4][c]), kv, s4);
+        s5 = _mm512_fmadd_ps(_mm512_set1_ps(qr[5][c]), kv, s5);
+        s6 = _mm512_fmadd_ps(_mm512_set1_ps(qr[6][c]), kv, s6);
+        s7 = _mm512_fmadd_ps(_mm512_set1_ps(qr[7][c]), kv, s7);
+    }
+    s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3; s[4] = s4; s[5] = s5; s[6] = s6; s[7] = s7;
+}
+
 /* Time buckets of 8 keys against one query's next timestamp, as in
  * rs_hstu_bucket_fast with doubles: the conversion of |Δ| to double is the
  * definition's own, so comparing it with the thresholds as doubles is exact
@@ -180,17 +199,17 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
         int nj = L - j0 < TW ? L - j0 : TW;
         rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
         int sorted = a->rab_time && tile_sorted(a->times, j0, nj);
-        for (int i0 = j0; i0 < L; i0 += RB) {
-            const float *qr[RB];
-            float *orow[RB];
-            for (int r = 0; r < RB; r++) {
+        for (int i0 = j0; i0 < L; i0 += 2 * RB) {
+            const float *qr[2 * RB];
+            float *orow[2 * RB];
+            for (int r = 0; r < 2 * RB; r++) {
                 int i = i0 + r < L ? i0 + r : L - 1;
                 qr[r] = a->q + (size_t)i * ld;
                 orow[r] = i0 + r < L ? o + (size_t)(i0 + r) * ld_o : NULL;
             }
-            __m512 s[RB];
-            tile_scores(qr, kt, dqk, s);
-            for (int r = 0; r < RB; r++) {
+            __m512 s[2 * RB];
+            tile_scores8(qr, kt, dqk, s);
+            for (int r = 0; r < 2 * RB; r++) {
                 int i = i0 + r, nvalid = i < L ? (i - j0 + 1 < nj ? i - j0 + 1 : nj) : 0;
                 __m512 w = _mm512_setzero_ps();
                 if (nvalid > 0) {
@@ -200,9 +219,11 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
                 }
                 _mm512_store_ps(wt + r * TW, w);
             }
-            int last = i0 + RB - 1 < L ? i0 + RB - 1 : L - 1;
-            int njj = last - j0 + 1 < nj ? last - j0 + 1 : nj;
-            accumulate_rows(wt, njj, a->v, ld, j0, dv, orow);
+            for (int h = 0; h < 2 && i0 + h * RB < L; h++) { /* rows in two groups of RB */
+                int first = i0 + h * RB, last = first + RB - 1 < L ? first + RB - 1 : L - 1;
+                int njj = last - j0 + 1 < nj ? last - j0 + 1 : nj;
+                accumulate_rows(wt + h * RB * TW, njj, a->v, ld, j0, dv, orow + h * RB);
+            }
         }
     }
 }
