@@ -19,6 +19,7 @@
 #include "models/scaffold.h"
 
 #include "nn/nn.h"
+#include "hstu_bucket.h"
 
 #include <math.h>
 #include <string.h>
@@ -257,7 +258,9 @@ void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_pro
         ctx->kern.silu_fwd((size_t)hq, s.ql + (size_t)i * hq, s.w);
     }
 
-    double inv_n = 1.0 / (double)L;
+    /* One query against the row's keys: float dot products (the kernel
+     * table's), the bucket by rs_hstu_bucket_fast (exactly the definition's) */
+    float inv_n = 1.0f / (float)L;
     for (int b = 0; b < B; b++) {
         float *o = s.ol + (size_t)b * hdv;
         memset(o, 0, sizeof(float) * (size_t)hdv);
@@ -271,15 +274,13 @@ void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_pro
             float *oh = o + (size_t)h * dv;
             for (int j = 0; j < n; j++) {
                 const float *kj = g + (size_t)j * kvw + hdv + hq + (size_t)h * dqk;
-                double sc = 0.0;
-                for (int t = 0; t < dqk; t++) sc += (double)q[t] * kj[t];
-                sc += rab_pos[j - i + L - 1];
+                float sc = ctx->kern.dot((size_t)dqk, q, kj) + rab_pos[j - i + L - 1];
                 if (rab_time)
-                    sc += rab_time[rs_hstu_time_bucket(batch->next_times[t0 + i] -
+                    sc += rab_time[rs_hstu_bucket_fast(batch->next_times[t0 + i] -
                                                        batch->times[t0 + j])];
-                double w = sc / (1.0 + exp(-sc)) * inv_n;
+                float w = sc / (1.0f + expf(-sc)) * inv_n;
                 const float *vj = g + (size_t)j * kvw + (size_t)h * dv;
-                for (int t = 0; t < dv; t++) oh[t] += (float)(w * vj[t]);
+                for (int t = 0; t < dv; t++) oh[t] += w * vj[t];
             }
         }
     }
