@@ -17,22 +17,9 @@
 #define TW 16        /* key columns per tile */
 #define RB 4         /* query rows per block */
 
-/* Scores of RB rows against the packed key tile: s[r][jj] = q_r · k_jj. */
-static inline void tile_scores(const float *const *qr, const float *kt, int dqk, __m512 *s)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int c = 0; c < dqk; c++) {
-        __m512 kv = _mm512_load_ps(kt + (size_t)c * TW);
-        s0 = _mm512_fmadd_ps(_mm512_set1_ps(qr[0][c]), kv, s0);
-        s1 = _mm512_fmadd_ps(_mm512_set1_ps(qr[1][c]), kv, s1);
-        s2 = _mm512_fmadd_ps(_mm512_set1_ps(qr[2][c]), kv, s2);
-        s3 = _mm512_fmadd_ps(_mm512_set1_ps(qr[3][c]), kv, s3);
-    }
-    s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3;
-}
-
-/* The forward's version for 2 RB rows: eight independent FMA chains (four
- * leave the multiply-add units waiting on each chain's latency). */
+/* Scores of 2 RB rows against the packed key tile, s[r][jj] = q_r · k_jj:
+ * eight independent FMA chains (four leave the multiply-add units waiting
+ * on each chain's latency). */
 static inline void tile_scores8(const float *const *qr, const float *kt, int dqk, __m512 *s)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
@@ -48,6 +35,43 @@ static inline void tile_scores8(const float *const *qr, const float *kt, int dqk
         s7 = _mm512_fmadd_ps(_mm512_set1_ps(qr[7][c]), kv, s7);
     }
     s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3; s[4] = s4; s[5] = s5; s[6] = s6; s[7] = s7;
+}
+
+/* The backward's two score tiles at once, s = q·k and g = dO·v: eight
+ * independent chains over the common width, then each on its own. */
+static inline void tile_scores2(const float *const *qr, const float *kt, int dqk,
+                                const float *const *dor, const float *vt, int dv, __m512 *s,
+                                __m512 *g)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, g0 = s0, g1 = s0, g2 = s0, g3 = s0;
+    int c = 0, common = dqk < dv ? dqk : dv;
+    for (; c < common; c++) {
+        __m512 kv = _mm512_load_ps(kt + (size_t)c * TW), vv = _mm512_load_ps(vt + (size_t)c * TW);
+        s0 = _mm512_fmadd_ps(_mm512_set1_ps(qr[0][c]), kv, s0);
+        g0 = _mm512_fmadd_ps(_mm512_set1_ps(dor[0][c]), vv, g0);
+        s1 = _mm512_fmadd_ps(_mm512_set1_ps(qr[1][c]), kv, s1);
+        g1 = _mm512_fmadd_ps(_mm512_set1_ps(dor[1][c]), vv, g1);
+        s2 = _mm512_fmadd_ps(_mm512_set1_ps(qr[2][c]), kv, s2);
+        g2 = _mm512_fmadd_ps(_mm512_set1_ps(dor[2][c]), vv, g2);
+        s3 = _mm512_fmadd_ps(_mm512_set1_ps(qr[3][c]), kv, s3);
+        g3 = _mm512_fmadd_ps(_mm512_set1_ps(dor[3][c]), vv, g3);
+    }
+    for (int e = c; e < dqk; e++) {
+        __m512 kv = _mm512_load_ps(kt + (size_t)e * TW);
+        s0 = _mm512_fmadd_ps(_mm512_set1_ps(qr[0][e]), kv, s0);
+        s1 = _mm512_fmadd_ps(_mm512_set1_ps(qr[1][e]), kv, s1);
+        s2 = _mm512_fmadd_ps(_mm512_set1_ps(qr[2][e]), kv, s2);
+        s3 = _mm512_fmadd_ps(_mm512_set1_ps(qr[3][e]), kv, s3);
+    }
+    for (int e = c; e < dv; e++) {
+        __m512 vv = _mm512_load_ps(vt + (size_t)e * TW);
+        g0 = _mm512_fmadd_ps(_mm512_set1_ps(dor[0][e]), vv, g0);
+        g1 = _mm512_fmadd_ps(_mm512_set1_ps(dor[1][e]), vv, g1);
+        g2 = _mm512_fmadd_ps(_mm512_set1_ps(dor[2][e]), vv, g2);
+        g3 = _mm512_fmadd_ps(_mm512_set1_ps(dor[3][e]), vv, g3);
+    }
+    s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3;
+    g[0] = g0; g[1] = g1; g[2] = g2; g[3] = g3;
 }
 
 /* Time buckets of 8 keys against one query's next timestamp, as in
@@ -263,8 +287,7 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
                 dqrow[r] = i0 + r < L ? dq + (size_t)(i0 + r) * ld : NULL;
             }
             __m512 s[RB], g[RB], w[RB], ds[RB];
-            tile_scores(qr, kt, dqk, s);
-            tile_scores(dor, vt, dvw, g); /* dA[i,j] = dO_i · v_j */
+            tile_scores2(qr, kt, dqk, dor, vt, dvw, s, g); /* g: dA[i,j] = dO_i · v_j */
             for (int r = 0; r < RB; r++) {
                 int i = i0 + r, nvalid = i < L ? (i - j0 + 1 < nj ? i - j0 + 1 : nj) : 0;
                 w[r] = ds[r] = _mm512_setzero_ps();
