@@ -1419,6 +1419,15 @@ static void test_adapter_api(void **state)
         assert_memory_equal(p, q, sizeof(float) * (size_t)np);
         recsys_adapter_free(b);
         b = NULL;
+        /* the same weights rebuilt load it; other weights of the same shape refuse it */
+        recsys_model *same = small_model(ctx, types[ti]), *other = small_model(ctx, types[ti]);
+        for (size_t i = 0; i < other->n_params; i += 97) other->params[i] += 0.01f;
+        assert_int_equal(recsys_adapter_from_buffer(ctx, same, buf, len, &b), RECSYS_OK);
+        recsys_adapter_free(b);
+        b = NULL;
+        assert_int_equal(recsys_adapter_from_buffer(ctx, other, buf, len, &b), RECSYS_E_INVALID);
+        assert_non_null(strstr(recsys_ctx_errmsg(ctx), "another base model"));
+        assert_null(b);
         ((uint8_t *)buf)[len / 2] ^= 1;
         assert_int_equal(recsys_adapter_from_buffer(ctx, a->model, buf, len, &b), RECSYS_E_FORMAT);
         assert_int_equal(recsys_adapter_from_buffer(ctx, a->model, buf, len - 3, &b), RECSYS_E_FORMAT);
@@ -1437,6 +1446,13 @@ static void test_adapter_api(void **state)
         for (int64_t i = 0; i < np; i++) assert_true(q[i] == bf16_round(p[i]));
         recsys_adapter_free(b);
         assert_int_equal(recsys_adapter_store_get(st, 5, &b), RECSYS_E_NOT_FOUND);
+        recsys_adapter_store *st2 = NULL;
+        assert_int_equal(recsys_adapter_store_open(ctx, other, path, 0, o, &st2), RECSYS_E_INVALID);
+        assert_null(st2);
+        assert_int_equal(recsys_adapter_store_open(ctx, same, path, 0, o, &st2), RECSYS_OK);
+        recsys_adapter_store_close(st2);
+        recsys_model_free(same);
+        recsys_model_free(other);
         /* a bank cannot go into a user store */
         assert_int_equal(recsys_adapter_new(ctx, a->model, o, RECSYS_ADAPTER_BANK, &bank), RECSYS_OK);
         assert_int_equal(recsys_adapter_store_put(st, 1, bank, 0), RECSYS_E_INVALID);

@@ -229,6 +229,14 @@ def adapters():
         import math
         nd = sum(1 / math.log2(float(r) + 2) for _, r in rows if float(r) < 10) / len(rows)
         assert abs(nd - last["NDCG@10"]) < 1e-5, (nd, last["NDCG@10"])
+    # Adapters trained on another base of the same shape are refused, not applied.
+    other = os.path.join(tmp, "other.rsm")
+    run(["train", "--config", config, "--out", other, "--set", "trainer.epochs=1",
+         "--set", "trainer.seed=77"] + TINY)
+    for out in outs.values():
+        p = run(["eval", "--split", "test", "--adapters", out, "--model", other]
+                + common[2:], ok=False)
+        assert "another base model" in p.stderr, p.stderr
     p = run(["eval", "--adapters", os.path.join(tmp, "missing")] + common, ok=False)
     assert "adapters" in p.stderr, p.stderr
     # --init: per-user LoRAs start from the shared adapter (per-user mode only).

@@ -4,7 +4,9 @@
 #include "adapters/merge.h"
 #include "adapters/store.h"
 #include "checkpoint/checkpoint.h"
+#include "models/model_meta.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,12 +157,12 @@ char *rs_adapter_conf(const recsys_adapter *a)
              "# librecsys adapter\nkind=%s\nrank=%d\nalpha=%.9g\ntargets=%s\nbank_size=%d\n"
              "gate_hidden=%d\ngate_tau=%.9g\ngate_dropout=%.9g\ngate_window=%d\nwindow=%d\n"
              "model.type=%s\nmodel.dim=%d\nmodel.blocks=%d\nmodel.heads=%d\nn_items=%d\n"
-             "floats=%zu\ngeometry=%s\n",
+             "floats=%zu\ngeometry=%s\nbase=%016" PRIx64 "\n",
              a->kind == RECSYS_ADAPTER_BANK ? "bank" : a->kind == RECSYS_ADAPTER_SHARED ? "shared" : "user",
              a->rank, (double)a->alpha, tg, a->K, a->gate.hidden, (double)a->gate.tau,
              (double)a->gate.dropout, a->gate_window, a->window,
              c->type == RS_MODEL_SASREC ? "sasrec" : "hstu", c->dim, c->blocks, c->heads,
-             c->n_items, a->n_params, geo);
+             c->n_items, a->n_params, geo, rs_model_weights_fingerprint(a->model));
     return s;
 }
 
@@ -229,6 +231,15 @@ recsys_status rs_adapter_from_conf(recsys_ctx *ctx, recsys_model *model, const c
         !rs_adapter_conf_get(conf, len, "floats", v, sizeof v) || strtoull(v, NULL, 10) != a->n_params)
         return rs_error(ctx, RECSYS_E_INVALID,
                         "adapter: made for another model (type, dim, blocks or size differ)");
+    /* same shape, other weights: LoRA factors learned on one base mean
+     * nothing on another (files without the line predate it) */
+    if (rs_adapter_conf_get(conf, len, "base", v, sizeof v)) {
+        uint64_t want_fp = rs_model_weights_fingerprint(model);
+        if (strtoull(v, NULL, 16) != want_fp)
+            return rs_error(ctx, RECSYS_E_INVALID,
+                            "adapter: made for another base model of the same shape (its weights "
+                            "fingerprint %s, this model's %016" PRIx64 ")", v, want_fp);
+    }
     return RECSYS_OK;
 }
 

@@ -311,6 +311,19 @@ float *rs_normalised_table(const float *table, int32_t n_items, int d)
     return t;
 }
 
+uint64_t rs_model_weights_fingerprint(const recsys_model *m)
+{
+    uint64_t h = rs_hash64(0x6261736577656967ULL, (uint64_t)m->n_params);
+    h = rs_hash64(h, (uint64_t)m->cfg.type << 32 | (uint64_t)m->cfg.dim);
+    size_t step = m->n_params / 8192 + 1;
+    for (size_t i = 0; i < m->n_params; i += step) {
+        uint32_t u;
+        memcpy(&u, m->params + i, 4);
+        h = rs_hash64(h, u);
+    }
+    return h ? h : 1;
+}
+
 /* A sample of the raw table: when training moves the weights, the cached
  * normalised copy is rebuilt. */
 static uint64_t table_probe(const recsys_model *m)

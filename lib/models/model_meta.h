@@ -45,6 +45,12 @@ recsys_status rs_model_meta_from_dataset(recsys_ctx *ctx, recsys_model *m,
 /* Set the item ids from n_items strings (ids[0] is item 1). */
 recsys_status rs_model_meta_set_names(recsys_ctx *ctx, recsys_model *m, const char *const *ids,
                                       int32_t n);
+/* 64-bit fingerprint of a model's weights, never 0: its shape and 8,192
+ * evenly spaced parameters (every row of small tables), so O(1) in the
+ * model's size. It tells another checkpoint of the same shape from this
+ * one (adapters record their base's, lib/adapters/adapter.c), not a
+ * single changed weight. */
+uint64_t rs_model_weights_fingerprint(const recsys_model *m);
 /* 64-bit fingerprint of a dataset's ids, sequences and times. */
 uint64_t rs_dataset_fingerprint(const recsys_dataset *ds);
 
