@@ -106,6 +106,25 @@ static inline int tile_sorted(const int64_t *times, int j0, int n)
     return 1;
 }
 
+/* The buckets of a tile's first and last key for successive query rows.
+ * Down the rows the next time does not decrease (a sorted history), so
+ * neither bucket does: each is carried from the row before and moved past
+ * the thresholds the new |Δ| reaches (exact: bucket(x) is the largest k
+ * with x >= thr[k]), a compare or two instead of rs_hstu_bucket_fast. ok:
+ * lo and hi hold the previous row's values for the same last key. */
+typedef struct bucket_walk {
+    int64_t tn;
+    int lo, hi, ok;
+} bucket_walk;
+
+static const uint64_t thr_u[133] = {RS_HSTU_BUCKET_THRESHOLDS};
+
+static inline int walk_up(uint64_t x, int b)
+{
+    while (x >= thr_u[b + 1]) b++; /* thr_u[129..] never reached */
+    return b;
+}
+
 /* Buckets and time bias of one row against a sorted tile, without gathers.
  * With the tile's times sorted and tn at or after them, |Δ| = tn - t falls
  * across the lanes, so every bucket lies in [lo, hi] = the buckets of the
@@ -113,13 +132,23 @@ static inline int tile_sorted(const int64_t *times, int j0, int n)
  * thr[k]} (the thresholds below lo are passed by every lane, those above hi
  * by none). The bias comes from the 16 rab_time entries at lo by a lane
  * permute: the same floats a gather reads. 0 when hi - lo >= 16 (the
- * caller gathers). */
+ * caller gathers). full: the row sees the whole tile (its last key is the
+ * tile's), so w may carry lo and hi on to the next row. */
 static inline int sorted_time_bias(const rs_hstu_attn *a, int64_t tn, int j0, int nvalid,
-                                   __mmask16 m, __m512 *bias, __m512i *bk)
+                                   int full, bucket_walk *w, __mmask16 m, __m512 *bias,
+                                   __m512i *bk)
 {
-    static const uint64_t thr[133] = {RS_HSTU_BUCKET_THRESHOLDS};
-    int lo = rs_hstu_bucket_fast(tn - a->times[j0 + nvalid - 1]);
-    int hi = rs_hstu_bucket_fast(tn - a->times[j0]);
+    const uint64_t *thr = thr_u;
+    uint64_t x_lo = (uint64_t)(tn - a->times[j0 + nvalid - 1]), x_hi = (uint64_t)(tn - a->times[j0]);
+    int lo, hi;
+    if (w->ok && full && tn >= w->tn) {
+        lo = walk_up(x_lo, w->lo);
+        hi = walk_up(x_hi, w->hi);
+    } else {
+        lo = rs_hstu_bucket_fast((int64_t)x_lo);
+        hi = rs_hstu_bucket_fast((int64_t)x_hi);
+    }
+    *w = (bucket_walk){tn, lo, hi, full};
     if (hi - lo >= 16) return 0;
     __m512i c0 = _mm512_setzero_si512(), c1 = c0;
     if (hi > lo) {
@@ -142,9 +171,10 @@ static inline int sorted_time_bias(const rs_hstu_attn *a, int64_t tn, int j0, in
 }
 
 /* Relative bias of row i against the tile's valid lanes; buckets kept for
- * the backward scatter. sorted: the tile's times are non-decreasing. */
-static inline __m512 tile_bias(const rs_hstu_attn *a, int i, int j0, int nvalid, int sorted,
-                               __mmask16 m, int *bucket)
+ * the backward scatter. sorted: the tile's times are non-decreasing; w:
+ * the tile's bucket walk (rows come in increasing order). */
+static inline __m512 tile_bias(const rs_hstu_attn *a, int i, int j0, int nvalid, int nj,
+                               int sorted, bucket_walk *w, __mmask16 m, int *bucket)
 {
     __m512 b = _mm512_maskz_loadu_ps(m, a->rab_pos + (j0 - i + a->N - 1));
     if (a->rab_time) {
@@ -152,7 +182,8 @@ static inline __m512 tile_bias(const rs_hstu_attn *a, int i, int j0, int nvalid,
         __m512 tb;
         __m512i bk;
         if (!(sorted && tn >= a->times[j0 + nvalid - 1] &&
-              sorted_time_bias(a, tn, j0, nvalid, m, &tb, &bk))) {
+              sorted_time_bias(a, tn, j0, nvalid, nvalid == nj, w, m, &tb, &bk))) {
+            w->ok = 0;
             __m512i tnv = _mm512_set1_epi64(tn);
             __m512i t0 = _mm512_maskz_loadu_epi64((__mmask8)m, a->times + j0);
             __m512i t1 = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), a->times + j0 + 8);
@@ -223,6 +254,7 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
         int nj = L - j0 < TW ? L - j0 : TW;
         rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
         int sorted = a->rab_time && tile_sorted(a->times, j0, nj);
+        bucket_walk walk = {0, 0, 0, 0};
         for (int i0 = j0; i0 < L; i0 += 2 * RB) {
             const float *qr[2 * RB];
             float *orow[2 * RB];
@@ -238,7 +270,7 @@ void rs_hstu_fwd_avx512(const rs_hstu_attn *a, float *o, int ld_o, float *scratc
                 __m512 w = _mm512_setzero_ps();
                 if (nvalid > 0) {
                     __mmask16 m = rs_mask16(nvalid);
-                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, sorted, m, NULL));
+                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, nj, sorted, &walk, m, NULL));
                     w = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, rs_sigmoid16(x)), inv_n);
                 }
                 _mm512_store_ps(wt + r * TW, w);
@@ -275,6 +307,7 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
         rs_hstu_pack_tile(a->k, ld, j0, nj, dqk, TW, kt);
         rs_hstu_pack_tile(a->v, ld, j0, nj, dvw, TW, vt);
         int sorted = a->rab_time && tile_sorted(a->times, j0, nj);
+        bucket_walk walk = {0, 0, 0, 0};
         memset(dkt, 0, sizeof(float) * (size_t)dqk * TW);
         memset(dvt, 0, sizeof(float) * (size_t)dvw * TW);
         for (int i0 = j0; i0 < L; i0 += RB) {
@@ -293,7 +326,7 @@ void rs_hstu_bwd_avx512(const rs_hstu_attn *a, const float *d_o, int ld_o, float
                 w[r] = ds[r] = _mm512_setzero_ps();
                 if (nvalid > 0) {
                     __mmask16 m = rs_mask16(nvalid);
-                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, sorted, m, bucket[r]));
+                    __m512 x = _mm512_add_ps(s[r], tile_bias(a, i, j0, nvalid, nj, sorted, &walk, m, bucket[r]));
                     __m512 sg = rs_sigmoid16(x);
                     w[r] = _mm512_maskz_mul_ps(m, _mm512_mul_ps(x, sg), inv_n);
                     /* SiLU'(x) = σ(x) (1 + x (1 - σ(x))) */
