@@ -1,7 +1,8 @@
 /* Concurrency: one shared model served from several threads, each with its
  * own ctx and session, while other threads evaluate it in parallel (each
- * with its own ctx, and a worker pool of two). Results must equal the
- * single-threaded ones. The suite runs this under ThreadSanitizer too
+ * with its own ctx, and a worker pool of two) and one scores batches on a
+ * pool of two (the batch's lanes, lib/serve/session.c). Results must equal
+ * the single-threaded ones. The suite runs this under ThreadSanitizer too
  * (tools/test.sh, build-tsan). */
 #include "librecsys/recsys.h"
 
@@ -20,6 +21,16 @@ static recsys_opts *eval_opts;
 static float expected[64][41];
 static double expected_ndcg;
 static int n_items;
+enum { TOPK = 5 };
+static int32_t expected_items[64][TOPK];
+static float expected_top[64][TOPK];
+
+static void history_of(int h, int32_t *hist)
+{
+    hist[0] = 1 + h % n_items;
+    hist[1] = 1 + (h * 3) % n_items;
+    hist[2] = 1 + (h * 5) % n_items;
+}
 
 static void *serve(void *arg)
 {
@@ -33,11 +44,43 @@ static void *serve(void *arg)
     float scores[41];
     for (int r = 0; r < ROUNDS && !bad; r++) {
         int h = (int)((id * 7 + r) % 64);
-        int32_t hist[3] = {1 + h % n_items, 1 + (h * 3) % n_items, 1 + (h * 5) % n_items};
+        int32_t hist[3];
+        history_of(h, hist);
         if (recsys_session_score(s, hist, 3, scores, (size_t)n_items + 1) ||
             memcmp(scores + 1, expected[h] + 1, sizeof(float) * (size_t)n_items))
             bad = (void *)1;
     }
+    recsys_session_free(s);
+    recsys_ctx_free(ctx);
+    return bad;
+}
+
+static void *batch(void *arg)
+{
+    (void)arg;
+    recsys_ctx *ctx;
+    recsys_session *s;
+    if (recsys_ctx_new(&ctx) || recsys_ctx_set_threads(ctx, 2) ||
+        recsys_session_new(ctx, model, &s))
+        return (void *)1;
+    static int32_t hist[64][3], items[64][TOPK];
+    static float scores[64][TOPK];
+    recsys_request reqs[64];
+    const recsys_request *ptrs[64];
+    for (int h = 0; h < 64; h++) {
+        history_of(h, hist[h]);
+        recsys_request q = RECSYS_REQUEST_INIT;
+        q.history = hist[h];
+        q.n_history = 3;
+        q.k = TOPK;
+        reqs[h] = q;
+        ptrs[h] = &reqs[h];
+    }
+    void *bad = NULL;
+    for (int r = 0; r < ROUNDS / 4 && !bad; r++)
+        if (recsys_session_topk_batch(s, ptrs, 64, TOPK, &items[0][0], &scores[0][0], NULL) ||
+            memcmp(items, expected_items, sizeof items) || memcmp(scores, expected_top, sizeof scores))
+            bad = (void *)1;
     recsys_session_free(s);
     recsys_ctx_free(ctx);
     return bad;
@@ -84,23 +127,33 @@ int main(void)
     n_items = (int)v;
     /* Serial references. */
     recsys_session *s;
-    if (recsys_session_new(ctx, model, &s)) return 1;
+    recsys_ctx *one;
+    if (recsys_ctx_new(&one) || recsys_ctx_set_threads(one, 1) || recsys_session_new(one, model, &s))
+        return 1;
     for (int h = 0; h < 64; h++) {
-        int32_t hist[3] = {1 + h % n_items, 1 + (h * 3) % n_items, 1 + (h * 5) % n_items};
+        int32_t hist[3];
+        history_of(h, hist);
         if (recsys_session_score(s, hist, 3, expected[h], (size_t)n_items + 1)) return 1;
+        recsys_request q = RECSYS_REQUEST_INIT;
+        q.history = hist;
+        q.n_history = 3;
+        q.k = TOPK;
+        if (recsys_session_topk_request(s, &q, expected_items[h], expected_top[h], NULL)) return 1;
     }
     recsys_session_free(s);
+    recsys_ctx_free(one);
     recsys_metrics *m;
     if (recsys_evaluate(ctx, model, ds, o, &m) || recsys_metrics_get(m, "NDCG@10", &expected_ndcg))
         return 1;
     recsys_metrics_free(m);
 
-    pthread_t th[N_SERVERS + N_EVALUATORS];
+    pthread_t th[N_SERVERS + N_EVALUATORS + 1];
     for (long i = 0; i < N_SERVERS; i++) pthread_create(&th[i], NULL, serve, (void *)i);
     for (long i = 0; i < N_EVALUATORS; i++)
         pthread_create(&th[N_SERVERS + i], NULL, evaluate, NULL);
+    pthread_create(&th[N_SERVERS + N_EVALUATORS], NULL, batch, NULL);
     int bad = 0;
-    for (int i = 0; i < N_SERVERS + N_EVALUATORS; i++) {
+    for (int i = 0; i < N_SERVERS + N_EVALUATORS + 1; i++) {
         void *r;
         pthread_join(th[i], &r);
         bad |= r != NULL;
@@ -110,7 +163,7 @@ int main(void)
     recsys_dataset_free(ds);
     recsys_opts_free(o);
     recsys_ctx_free(ctx);
-    printf("concurrency: %d serving threads x %d scores, %d evaluating threads: %s\n", N_SERVERS,
-           ROUNDS, N_EVALUATORS, bad ? "MISMATCH" : "identical to serial");
+    printf("concurrency: %d serving threads x %d scores, %d evaluating threads, batches on 2 lanes: "
+           "%s\n", N_SERVERS, ROUNDS, N_EVALUATORS, bad ? "MISMATCH" : "identical to serial");
     return bad;
 }
