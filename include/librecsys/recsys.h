@@ -785,8 +785,11 @@ RECSYS_API recsys_status recsys_session_topk_request(recsys_session *s,
                                                      float *scores, size_t *n_out);
 /**
  * Top-k for n_reqs requests in one call: the histories are encoded in
- * batches and scored with one matrix product per batch, spread over the
- * ctx's threads. Results are identical to n_reqs recsys_session_topk_request
+ * batches and scored with one matrix product per batch. On a ctx with T > 1
+ * threads the requests are cut into T slices scored in parallel by
+ * single-threaded lanes (a one-thread context and session each, made at the
+ * first such call and kept by s: memory for 16 rows of activations per
+ * thread). Results are identical to n_reqs recsys_session_topk_request
  * calls, also when every request carries its own adapter (one forward for
  * the batch, each row with its LoRA: the CPU analogue of BGMV). Request i
  * writes items[i*stride ...] and scores[i*stride ...]
