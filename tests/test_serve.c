@@ -617,6 +617,64 @@ static void test_last_only_equals_full(void **state)
     last_only_case("hstu", "original", "off", 2);
 }
 
+/* A single request scores through the panel copy of the item table when the
+ * model has one (tables up to 64 MiB, d <= 256) and through a one-row GEMM
+ * otherwise: both give the batch's bits. d = 264 has no panels. */
+static void test_single_with_and_without_panels(void **state)
+{
+    (void)state;
+    for (int wide = 0; wide < 2; wide++) {
+        recsys_ctx *ctx = new_ctx(1);
+        recsys_opts *o;
+        recsys_dataset *ds;
+        recsys_model *m;
+        assert_int_equal(recsys_opts_new(ctx, &o), RECSYS_OK);
+        assert_int_equal(recsys_opts_set(o, "data.synthetic_users", "20"), RECSYS_OK);
+        assert_int_equal(recsys_opts_set(o, "data.synthetic_items", "70"), RECSYS_OK);
+        assert_int_equal(recsys_opts_set(o, "data.synthetic_length", "12"), RECSYS_OK);
+        assert_int_equal(recsys_opts_set(o, "model.max_len", "8"), RECSYS_OK);
+        assert_int_equal(recsys_opts_set(o, "model.blocks", "1"), RECSYS_OK);
+        assert_int_equal(recsys_opts_set(o, "model.dim", wide ? "264" : "24"), RECSYS_OK);
+        assert_int_equal(recsys_dataset_synthetic(ctx, o, &ds), RECSYS_OK);
+        assert_int_equal(recsys_model_new(ctx, o, ds, &m), RECSYS_OK);
+        rs_score_table *t;
+        assert_int_equal(rs_score_table_get(ctx, m, &t), RECSYS_OK);
+        assert_true(wide ? t->panels == NULL : t->panels != NULL);
+        rs_score_table_unref(t);
+        enum { NR = 6, K = 5 };
+        recsys_request reqs[NR];
+        const recsys_request *ptrs[NR];
+        for (int i = 0; i < NR; i++) {
+            const int32_t *items;
+            const int64_t *times;
+            size_t n;
+            assert_int_equal(recsys_dataset_user_items(ds, i, &items, &times, &n), RECSYS_OK);
+            recsys_request q = RECSYS_REQUEST_INIT;
+            q.history = items;
+            q.times = times;
+            q.n_history = n;
+            q.k = K;
+            reqs[i] = q;
+            ptrs[i] = &reqs[i];
+        }
+        recsys_session *s;
+        assert_int_equal(recsys_session_new(ctx, m, &s), RECSYS_OK);
+        int32_t bi[NR * K], si[K];
+        float bs[NR * K], ss[K];
+        assert_int_equal(recsys_session_topk_batch(s, ptrs, NR, K, bi, bs, NULL), RECSYS_OK);
+        for (int i = 0; i < NR; i++) {
+            assert_int_equal(recsys_session_topk_request(s, &reqs[i], si, ss, NULL), RECSYS_OK);
+            assert_memory_equal(si, bi + i * K, sizeof si);
+            assert_memory_equal(ss, bs + i * K, sizeof ss);
+        }
+        recsys_session_free(s);
+        recsys_model_free(m);
+        recsys_dataset_free(ds);
+        recsys_opts_free(o);
+        recsys_ctx_free(ctx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_session_equals_evaluate_hstu),
         cmocka_unit_test(test_session_equals_evaluate_sasrec),
         cmocka_unit_test(test_batch_equals_single),
+        cmocka_unit_test(test_single_with_and_without_panels),
         cmocka_unit_test(test_vectors_out),
         cmocka_unit_test(test_thread_pools),
         cmocka_unit_test(test_user_state_hstu),
