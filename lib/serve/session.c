@@ -685,5 +685,7 @@ recsys_status recsys_session_topk(recsys_session *s, const int32_t *history, siz
 
 void rs_session_set_last_only(recsys_session *s, int on)
 {
-    if (s) s->last_only = on != 0;
+    if (!s) return;
+    s->last_only = on != 0;
+    for (int i = 0; i < s->n_lanes; i++) s->lanes[i].s->last_only = s->last_only;
 }
