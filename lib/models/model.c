@@ -44,6 +44,7 @@ recsys_status rs_model_config_from_opts(recsys_ctx *ctx, const recsys_opts *opts
                      (rs_opt_is(opts, RS_OPT_MODEL_TIME_BIAS, "auto") && has_time);
     cfg->l2norm = rs_opt_is(opts, RS_OPT_MODEL_L2NORM, "on") ||
                   (rs_opt_is(opts, RS_OPT_MODEL_L2NORM, "auto") && cfg->type == RS_MODEL_HSTU);
+    cfg->pos_from_start = rs_opt_is(opts, RS_OPT_MODEL_POSITIONS, "start");
 
     if (cfg->max_len < 1 || cfg->dim < 1 || cfg->blocks < 1 || cfg->heads < 1 ||
         cfg->ffn_dim < 0 || cfg->dqk < 0 || cfg->dv < 0 || !(cfg->dropout >= 0.0f) ||
@@ -92,6 +93,9 @@ recsys_status rs_model_config_to_opts(const rs_model_config *cfg, recsys_opts *o
     if (!st) st = rs_opt_set_int(o, RS_OPT_MODEL_DV, cfg->dv);
     if (!st) st = rs_opt_set(o, RS_OPT_MODEL_TIME_BIAS, cfg->time_bias ? "on" : "off");
     if (!st) st = rs_opt_set(o, RS_OPT_MODEL_L2NORM, cfg->l2norm ? "on" : "off");
+    /* only when not the default: checkpoints of `end` models stay as older
+     * versions of the library wrote (and read) them */
+    if (!st && cfg->pos_from_start) st = rs_opt_set(o, RS_OPT_MODEL_POSITIONS, "start");
     return st;
 }
 

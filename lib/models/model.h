@@ -25,6 +25,8 @@ typedef struct rs_model_config {
     int time_bias;    /* HSTU: 1 when the relative time bias is learned */
     int l2norm;       /* 1: scoring and sampled softmax use L2-normalised output and
                          item embeddings (model.l2norm auto|on|off; auto = on for HSTU) */
+    int pos_from_start; /* model.positions: 1 = the window's oldest event has position 1
+                           (start), 0 = its newest has position max_len (end, the default) */
 } rs_model_config;
 
 /* Read and validate a config from opts (NULL = defaults) for n_items. */

@@ -169,7 +169,9 @@ static recsys_status check_batch(recsys_ctx *ctx, const rs_ws_spec *spec,
 }
 
 /* Pack the non-pad positions of a left-padded batch: row r's positions
- * [start[r], L) become the packed rows base[r] .. base[r] + len[r] - 1. */
+ * [start[r], L) become the packed rows base[r] .. base[r] + len[r] - 1.
+ * Position embeddings count from the end of the row (slot t: t + 1) or,
+ * with model.positions = start, from its first item (1, 2, ...). */
 static recsys_status pack_positions(recsys_ctx *ctx, const char *model, const rs_model_config *c,
                                     const rs_batch *b, rs_ws_common *w)
 {
@@ -189,7 +191,7 @@ static recsys_status pack_positions(recsys_ctx *ctx, const char *model, const rs
                                 t, (int)it, c->n_items);
             w->src[n] = (b->row0 + r) * L + t;
             w->items[n] = it;
-            w->pos[n] = t + 1;
+            w->pos[n] = c->pos_from_start ? t - s0 + 1 : t + 1;
             n++;
         }
     }

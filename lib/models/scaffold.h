@@ -260,7 +260,8 @@ void rs_ws_free(rs_workspace *ws);
 
 /* Checks the batch against the config and the workspace, then packs its
  * non-pad positions into the workspace (the item at row index t gets
- * position t + 1) and records the batch (B, n, seed, dropout rate). */
+ * position t + 1, or t - start + 1 with model.positions = start) and
+ * records the batch (B, n, seed, dropout rate). */
 recsys_status rs_model_begin_fwd(recsys_ctx *ctx, const rs_ws_spec *spec,
                                  const rs_model_config *c, const float *P, rs_workspace *ws,
                                  const rs_batch *b, const float *out);
