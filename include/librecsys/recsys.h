@@ -811,11 +811,15 @@ RECSYS_API recsys_status recsys_session_user_vector(recsys_session *s, const rec
  * A user's recent events, appended one at a time by a server that keeps
  * users in memory (docs/SERVING.md, "Incremental scoring"): the last
  * max_len items and times of the model. Re-rank with
- * recsys_user_state_request + recsys_session_topk_request; the scores are
- * those of a request carrying the whole history. The state holds the
- * input window, not per-block keys/values: both model families position
- * items from the end of the window, so an append changes every position.
- * Not thread-safe per state; states are independent of sessions.
+ * recsys_session_topk_state (or recsys_user_state_request +
+ * recsys_session_topk_request); the scores are those of a request carrying
+ * the whole history. For a model trained with model.positions = start, the
+ * state also keeps each block's keys and values of its window, and
+ * recsys_session_topk_state encodes only the events appended since its last
+ * call, until the window is full (from then on, as for models positioned
+ * from the end, every append moves every position and the window is
+ * encoded again). Not thread-safe per state; states are independent of
+ * sessions and may be used with any session on a model of the same shape.
  */
 typedef struct recsys_user_state recsys_user_state;
 RECSYS_API recsys_status recsys_user_state_new(const recsys_model *model, recsys_user_state **out);
@@ -831,8 +835,24 @@ RECSYS_API recsys_status recsys_user_state_clear(recsys_user_state *u);
  */
 RECSYS_API recsys_status recsys_user_state_request(const recsys_user_state *u,
                                                    recsys_request *req);
-/** Bytes the state occupies (its struct and buffers). */
+/** Bytes the state occupies (its struct and buffers, the cached keys and
+ * values included). */
 RECSYS_API recsys_status recsys_user_state_bytes(const recsys_user_state *u, size_t *bytes);
+/**
+ * Top-k after the state's window: req gives k, exclusions, candidates and
+ * adapter, and leaves history NULL (the state supplies history and times).
+ * Results equal recsys_session_topk_request on the window within float
+ * rounding (1e-5) when the cache is used, bit for bit otherwise (model
+ * positioned from the end, a full window, or an adapter). Updates the
+ * state's cache: calls on one state must not overlap.
+ */
+RECSYS_API recsys_status recsys_session_topk_state(recsys_session *s, recsys_user_state *u,
+                                                   const recsys_request *req, int32_t *items,
+                                                   float *scores, size_t *n_out);
+/** Scores after the state's window, as recsys_session_score_request. */
+RECSYS_API recsys_status recsys_session_score_state(recsys_session *s, recsys_user_state *u,
+                                                    const recsys_request *req, float *scores,
+                                                    size_t n_scores);
 
 /* ------------------------------------------------------------------------ */
 /* Per-user LoRA adapters (docs/ADAPTERS.md)                                 */

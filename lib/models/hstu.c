@@ -22,6 +22,7 @@
  * shared scaffolding (scaffold.h); W_uvqk and W_o are rs_projs, SiLU, the
  * gating product and the L2 norm are layers of lib/nn.
  */
+#include "models/extend.h"
 #include "models/scaffold.h"
 
 #include "nn/nn.h"
@@ -476,6 +477,18 @@ static recsys_status hstu_backward(recsys_ctx *ctx, const rs_model_config *c, co
     return RECSYS_OK;
 }
 
+static void hstu_extend(recsys_ctx *ctx, const rs_model_config *c, const float *P, float *kv,
+                        const int32_t *items, const int64_t *times, int r0, int n,
+                        float *scratch, float *out)
+{
+    rs_tensor_table tab;
+    hstu_layout(c, &tab);
+    rs_model_run r = {ctx, c, &tab, P, NULL, NULL, NULL, NULL, 0};
+    dims m = get_dims(c);
+    hstu_projs pj = hstu_projections(&m);
+    rs_hstu_extend(&r, &pj.uvqk, &pj.o, kv, items, times, r0, n, scratch, out);
+}
+
 const rs_model_ops rs_hstu_ops = {
     .name = "hstu",
     .layout = hstu_layout,
@@ -485,5 +498,6 @@ const rs_model_ops rs_hstu_ops = {
     .ws_free = rs_ws_free,
     .forward = hstu_forward,
     .backward = hstu_backward,
+    .extend = hstu_extend,
     .tensors = rs_tensors_list,
 };

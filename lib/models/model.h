@@ -94,6 +94,14 @@ typedef struct rs_model_ops {
     recsys_status (*backward)(recsys_ctx *ctx, const rs_model_config *cfg, const float *params,
                               rs_workspace *ws, const rs_batch *b, const float *d_out,
                               float *grads);
+    /* Serving from cached keys and values (lib/models/extend.h, only for
+     * cfg->pos_from_start): encode rows r0..n-1 of one window (items, times
+     * or NULL) against rows < r0's keys and values in kv (rs_kv_floats),
+     * adding theirs; out = the last row's output (dim floats). scratch:
+     * rs_extend_scratch_floats. */
+    void (*extend)(recsys_ctx *ctx, const rs_model_config *cfg, const float *params, float *kv,
+                   const int32_t *items, const int64_t *times, int r0, int n, float *scratch,
+                   float *out);
     /* Named parameter tensors (for checkpoints and debugging): returns the
      * count; fills names/offsets/sizes when non-NULL arrays of that count. */
     int (*tensors)(const rs_model_config *cfg, const char **names, size_t *offsets,

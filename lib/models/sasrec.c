@@ -15,6 +15,7 @@
  * workspace, the batch checks and the edges are the shared scaffolding
  * (scaffold.h); every linear map is an rs_proj.
  */
+#include "models/extend.h"
 #include "models/scaffold.h"
 
 #include "nn/nn.h"
@@ -462,6 +463,19 @@ static recsys_status sasrec_backward(recsys_ctx *ctx, const rs_model_config *c, 
     return RECSYS_OK;
 }
 
+static void sasrec_extend(recsys_ctx *ctx, const rs_model_config *c, const float *P, float *kv,
+                          const int32_t *items, const int64_t *times, int r0, int n,
+                          float *scratch, float *out)
+{
+    (void)times;
+    rs_tensor_table tab;
+    sasrec_layout(c, &tab);
+    rs_model_run r = {ctx, c, &tab, P, NULL, NULL, NULL, NULL, 0};
+    sasrec_projs pj = sasrec_projections(c);
+    rs_last_sasrec_projs lp = {&pj.q, &pj.kv, &pj.out, &pj.ffn1, &pj.ffn2};
+    rs_sasrec_extend(&r, &lp, kv, items, r0, n, scratch, out);
+}
+
 const rs_model_ops rs_sasrec_ops = {
     .name = "sasrec",
     .layout = sasrec_layout,
@@ -471,5 +485,6 @@ const rs_model_ops rs_sasrec_ops = {
     .ws_free = rs_ws_free,
     .forward = sasrec_forward,
     .backward = sasrec_backward,
+    .extend = sasrec_extend,
     .tensors = rs_tensors_list,
 };

@@ -14,6 +14,7 @@
  * mixes the bank into that row's LoRA, as recsys_evaluate_adapters does. */
 #include "serve/serve.h"
 #include "adapters/hook.h"
+#include "models/extend.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ struct recsys_session {
     float *mixed;           /* SESSION_ROWS x shape.P: BANK rows' mixed LoRAs */
     struct lane *lanes;     /* a batch's single-threaded sessions, one per pool thread */
     int n_lanes;
+    float *extend;          /* rs_extend_scratch_floats: user states' cached encoding */
 };
 
 /* A batch on a ctx with T > 1 threads runs as T single-threaded sessions
@@ -86,6 +88,7 @@ void recsys_session_free(recsys_session *s)
     rs_free(s->mixed);
     free(s->heaps);
     rs_free(s->all);
+    rs_free(s->extend);
     rs_score_table_unref(s->table);
     recsys_model_free(s->model);
     free(s);
@@ -592,6 +595,39 @@ recsys_status recsys_session_topk_request(recsys_session *s, const recsys_reques
     return recsys_session_topk_batch(s, &req, 1, stride, items, scores, n_out);
 }
 
+/* The scores of request r (encoded into row 0 of s->F) into scores, as
+ * recsys_session_score_request describes. */
+static recsys_status score_all(recsys_session *s, const recsys_request *r, float *scores,
+                               size_t n_scores)
+{
+    int32_t N = s->model->cfg.n_items;
+    size_t need = r->candidates ? r->n_candidates : (size_t)N + 1;
+    if (!scores || n_scores < need)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "scores must hold %zu floats", need);
+    float *all = scores;
+    if (r->candidates) {
+        if (!s->all && !(s->all = rs_malloc(sizeof(float) * ((size_t)N + 1))))
+            return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory");
+        all = s->all;
+    }
+    for (int32_t first = 1; first <= N; first += SCORE_CHUNK) {
+        int32_t len = N - first + 1 < SCORE_CHUNK ? N - first + 1 : SCORE_CHUNK;
+        recsys_status st = score_chunk(s, 1, first, len);
+        if (st) return st;
+        memcpy(all + first, s->chunk, sizeof(float) * (size_t)len);
+    }
+    all[0] = -INFINITY;
+    if (r->exclude_history)
+        for (size_t i = 0; i < r->n_history; i++) all[r->history[i]] = -INFINITY;
+    for (size_t i = 0; i < r->n_exclude; i++) all[r->exclude[i]] = -INFINITY;
+    if (r->exclude_mask)
+        for (int32_t i = 1; i <= N; i++)
+            if (r->exclude_mask[i]) all[i] = -INFINITY;
+    if (r->candidates)
+        for (size_t i = 0; i < r->n_candidates; i++) scores[i] = all[r->candidates[i]];
+    return RECSYS_OK;
+}
+
 recsys_status recsys_session_score_request(recsys_session *s, const recsys_request *req,
                                            float *scores, size_t n_scores)
 {
@@ -599,33 +635,80 @@ recsys_status recsys_session_score_request(recsys_session *s, const recsys_reque
     if (!s) return RS_BAD_ARGS();
     recsys_request r;
     recsys_status st = read_request(s, 0, req, &r, 0);
+    if (!st) st = encode(s, &r, 1);
+    return st ? st : score_all(s, &r, scores, n_scores);
+}
+
+/* ------------------------------------------------------- user states */
+
+/* req with the state's window as its history, validated into r. */
+static recsys_status state_request(recsys_session *s, recsys_user_state *u,
+                                   const recsys_request *req, recsys_request *r, int need_k)
+{
+    if (!u || !req || req->struct_size < offsetof(recsys_request, k) + sizeof(int))
+        return rs_error(s->ctx, RECSYS_E_INVALID, "NULL user state or request, or struct_size "
+                        "too small");
+    recsys_request q = RECSYS_REQUEST_INIT;
+    memcpy(&q, req, req->struct_size < sizeof q ? req->struct_size : sizeof q);
+    q.struct_size = sizeof q;
+    if (!REQ_HAS(req, n_candidates)) { q.candidates = NULL; q.n_candidates = 0; }
+    if (!REQ_HAS(req, adapter)) q.adapter = NULL;
+    const int32_t *h = q.history;
+    recsys_user_state_request(u, &q);
+    if (h && h != q.history)
+        return rs_error(s->ctx, RECSYS_E_INVALID, "the request carries a history of its own: "
+                        "the user state supplies it (leave history NULL)");
+    return read_request(s, 0, &q, r, need_k);
+}
+
+/* The state's window into row 0 of s->F: from its cached keys and values
+ * when they apply, else by the forward every request takes. */
+static recsys_status encode_state(recsys_session *s, recsys_user_state *u, const recsys_request *r)
+{
+    const rs_model_config *cfg = &s->model->cfg;
+    int done = 0;
+    if (!r->adapter && cfg->pos_from_start) {
+        if (!s->extend && !(s->extend = rs_malloc(sizeof(float) * rs_extend_scratch_floats(cfg))))
+            return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory for a session's scratch");
+        rs_pool *p = pool_for_rows(s, 1);
+        recsys_status st = rs_user_state_encode(u, s->ctx, s->model, s->extend,
+                                                s->F + (size_t)(cfg->max_len - 1) * cfg->dim,
+                                                &done);
+        s->ctx->pool = p;
+        if (st) return st;
+    }
+    return done ? RECSYS_OK : encode(s, r, 1);
+}
+
+recsys_status recsys_session_topk_state(recsys_session *s, recsys_user_state *u,
+                                        const recsys_request *req, int32_t *items, float *scores,
+                                        size_t *n_out)
+{
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
+    if (!items) return rs_error(s->ctx, RECSYS_E_INVALID, "recsys_session_topk_state: items is NULL");
+    recsys_request r;
+    int size = 0;
+    recsys_status st = state_request(s, u, req, &r, 1);
+    if (!st) st = reserve_heaps(s, 1, r.k);
+    if (!st) st = encode_state(s, u, &r);
+    if (!st) st = rank_rows(s, &r, 1, &size);
     if (st) return st;
-    int32_t N = s->model->cfg.n_items;
-    size_t need = r.candidates ? r.n_candidates : (size_t)N + 1;
-    if (!scores || n_scores < need)
-        return rs_error(s->ctx, RECSYS_E_INVALID, "scores must hold %zu floats", need);
-    float *all = scores;
-    if (r.candidates) {
-        if (!s->all && !(s->all = rs_malloc(sizeof(float) * ((size_t)N + 1))))
-            return rs_error(s->ctx, RECSYS_E_NOMEM, "out of memory");
-        all = s->all;
-    }
-    if ((st = encode(s, &r, 1))) return st;
-    for (int32_t first = 1; first <= N; first += SCORE_CHUNK) {
-        int32_t len = N - first + 1 < SCORE_CHUNK ? N - first + 1 : SCORE_CHUNK;
-        if ((st = score_chunk(s, 1, first, len))) return st;
-        memcpy(all + first, s->chunk, sizeof(float) * (size_t)len);
-    }
-    all[0] = -INFINITY;
-    if (r.exclude_history)
-        for (size_t i = 0; i < r.n_history; i++) all[r.history[i]] = -INFINITY;
-    for (size_t i = 0; i < r.n_exclude; i++) all[r.exclude[i]] = -INFINITY;
-    if (r.exclude_mask)
-        for (int32_t i = 1; i <= N; i++)
-            if (r.exclude_mask[i]) all[i] = -INFINITY;
-    if (r.candidates)
-        for (size_t i = 0; i < r.n_candidates; i++) scores[i] = all[r.candidates[i]];
+    pop_all(s->heaps, size, items, scores);
+    if (n_out) *n_out = (size_t)size;
     return RECSYS_OK;
+}
+
+recsys_status recsys_session_score_state(recsys_session *s, recsys_user_state *u,
+                                         const recsys_request *req, float *scores,
+                                         size_t n_scores)
+{
+    rs_enter(s ? s->ctx : NULL);
+    if (!s) return RS_BAD_ARGS();
+    recsys_request r;
+    recsys_status st = state_request(s, u, req, &r, 0);
+    if (!st) st = encode_state(s, u, &r);
+    return st ? st : score_all(s, &r, scores, n_scores);
 }
 
 recsys_status recsys_session_user_vector(recsys_session *s, const recsys_request *req, float *vec,

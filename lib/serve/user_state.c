@@ -1,21 +1,21 @@
 /* recsys_user_state: a user's recent events kept by the server, appended
  * one at a time (docs/SERVING.md, "Incremental scoring").
  *
- * What it holds is the model's input window (the last max_len items and
- * times), not per-block keys and values: both model families place items
- * by their distance from the end of the window (the item at left-padded
- * slot t gets position embedding t + 1, so the newest is always at
- * position max_len), and HSTU's time bias for a position reads the next
- * event's time. Appending an event therefore changes every position's
- * input embedding, and a key/value cache of earlier positions would not
- * give the full recompute's scores. Re-ranking encodes the window again
- * (the serving forward computes only the last position in the last block);
- * what the state saves is re-sending and re-validating the history.
+ * It holds the model's input window (the last max_len items and times)
+ * and, for models whose positions count from the start of the window
+ * (model.positions = start), the per-block keys and values of the window's
+ * rows: recsys_session_topk_state then encodes only the rows appended since
+ * the last call (lib/models/extend.c). Once the window is full, each
+ * append drops its oldest event and so moves every position: the cache is
+ * freed and the window is encoded by the model's forward, as it always is
+ * for models positioned from the end (the default, where an append shifts
+ * every position's embedding).
  *
  * The window lives in a buffer of 2 max_len slots: appending writes past
  * the end of the window, and only when the buffer is full is the window
  * moved back to the front (amortised O(1) per event). */
 #include "serve/serve.h"
+#include "models/extend.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +27,22 @@ struct recsys_user_state {
     int64_t *times;   /* 2 max_len */
     int head, n;      /* window = [head, head + n) */
     uint64_t events;  /* appended in all */
+    int slid;         /* the window has dropped an event since the last clear */
+    /* keys and values of window rows 0..kv_rows-1, computed with kv_model
+     * (a reference; NULL: no cache) */
+    recsys_model *kv_model;
+    float *kv;
+    int kv_rows;
 };
+
+static void drop_cache(recsys_user_state *u)
+{
+    recsys_model_free(u->kv_model);
+    rs_free(u->kv);
+    u->kv_model = NULL;
+    u->kv = NULL;
+    u->kv_rows = 0;
+}
 
 recsys_status recsys_user_state_new(const recsys_model *model, recsys_user_state **out)
 {
@@ -53,6 +68,7 @@ recsys_status recsys_user_state_new(const recsys_model *model, recsys_user_state
 void recsys_user_state_free(recsys_user_state *u)
 {
     if (!u) return;
+    drop_cache(u);
     free(u->items);
     free(u->times);
     free(u);
@@ -77,8 +93,13 @@ recsys_status recsys_user_state_append(recsys_user_state *u, int32_t item, int64
     }
     u->items[u->head + u->n] = item;
     u->times[u->head + u->n] = time;
-    if (u->n == L) u->head++;
-    else u->n++;
+    if (u->n == L) { /* the oldest event leaves: every position moves */
+        u->head++;
+        u->slid = 1;
+        drop_cache(u);
+    } else {
+        u->n++;
+    }
     u->events++;
     return RECSYS_OK;
 }
@@ -98,7 +119,8 @@ recsys_status recsys_user_state_bytes(const recsys_user_state *u, size_t *bytes)
 {
     rs_enter(NULL);
     if (!u || !bytes) return RS_BAD_ARGS();
-    *bytes = sizeof *u + 2 * (size_t)u->max_len * (sizeof(int32_t) + sizeof(int64_t));
+    *bytes = sizeof *u + 2 * (size_t)u->max_len * (sizeof(int32_t) + sizeof(int64_t)) +
+             (u->kv ? rs_kv_floats(&u->kv_model->cfg) * sizeof(float) : 0);
     return RECSYS_OK;
 }
 
@@ -108,5 +130,34 @@ recsys_status recsys_user_state_clear(recsys_user_state *u)
     if (!u) return RS_BAD_ARGS();
     u->head = u->n = 0;
     u->events = 0;
+    u->slid = 0;
+    drop_cache(u);
+    return RECSYS_OK;
+}
+
+recsys_status rs_user_state_encode(recsys_user_state *u, recsys_ctx *ctx, recsys_model *m,
+                                   float *scratch, float *out, int *done)
+{
+    const rs_model_config *c = &m->cfg;
+    *done = 0;
+    if (!c->pos_from_start || !m->ops->extend || u->slid || u->max_len != c->max_len ||
+        u->n_items != c->n_items)
+        return RECSYS_OK;
+    if (u->kv_model != m) {
+        drop_cache(u);
+        u->kv = rs_malloc(sizeof(float) * rs_kv_floats(c));
+        if (!u->kv) return rs_error(ctx, RECSYS_E_NOMEM, "out of memory for a user's keys and values");
+        u->kv_model = rs_model_ref(m);
+    }
+    int n = u->n;
+    if (n == 0) {
+        memset(out, 0, sizeof(float) * (size_t)c->dim);
+    } else {
+        int r0 = u->kv_rows < n ? u->kv_rows : n - 1; /* the last row at least: its output */
+        m->ops->extend(ctx, c, m->params, u->kv, u->items + u->head, u->times + u->head, r0, n,
+                       scratch, out);
+        u->kv_rows = rs_kv_final_rows(c, n);
+    }
+    *done = 1;
     return RECSYS_OK;
 }

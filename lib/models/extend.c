@@ -1,0 +1,188 @@
+/* Encoding a user's window a few rows at a time against cached keys and
+ * values (docs/SERVING.md, "Incremental scoring").
+ *
+ * With model.positions = start, position i of the window is the same
+ * embedding whatever follows it, and attention is causal, so the keys and
+ * values of rows 0..r0-1 in every block stay valid when events are
+ * appended: rows r0..n-1 are encoded against them and add their own. Only
+ * the last row's output is needed for scoring, so the last block runs the
+ * query, attention and the rest of the block for that row alone.
+ *
+ * HSTU's time bias gives query i the bias of (its next event's time -
+ * t_j); the last row uses its own time. When an event arrives, the old
+ * last row's output (and so its keys and values from block 1 on) changes:
+ * callers re-encode it (rs_kv_final_rows says how many rows are final).
+ *
+ * Rows go through in chunks of RS_EXTEND_ROWS (projections as GEMMs over
+ * the chunk; each chunk passes every block before the next starts, so a
+ * chunk's keys see those of all earlier rows). Results agree with the
+ * model's forward within float rounding, not bit for bit (attention here
+ * is its own loop, as in last_block.c). */
+#include "models/extend.h"
+#include "models/rows.h"
+
+#include "nn/nn.h"
+
+#include <math.h>
+#include <string.h>
+
+#define HSTU_LN_EPS 1e-6f
+
+size_t rs_kv_width(const rs_model_config *c)
+{
+    if (c->type == RS_MODEL_SASREC) return 2 * (size_t)c->dim;     /* K | V */
+    return (size_t)c->heads * ((size_t)c->dv + (size_t)c->dqk);     /* V | K */
+}
+
+size_t rs_kv_floats(const rs_model_config *c)
+{
+    return (size_t)c->blocks * (size_t)c->max_len * rs_kv_width(c);
+}
+
+int rs_kv_final_rows(const rs_model_config *c, int n)
+{
+    return c->type == RS_MODEL_HSTU && c->time_bias && n > 0 ? n - 1 : n;
+}
+
+size_t rs_extend_scratch_floats(const rs_model_config *c)
+{
+    return rs_rows_floats(c, RS_EXTEND_ROWS);
+}
+
+/* Block k's cache: max_len rows of rs_kv_width floats. */
+static float *kv_block(const rs_model_config *c, float *kv, int k)
+{
+    return kv + (size_t)k * (size_t)c->max_len * rs_kv_width(c);
+}
+
+/* X0 of rows a..a+m-1: item embedding · sqrt(d) + position a+1, a+2, ... */
+static void embed_rows(const rs_model_run *r, const int32_t *items, int a, int m, float *x)
+{
+    int32_t pos[RS_EXTEND_ROWS];
+    for (int i = 0; i < m; i++) pos[i] = a + i + 1;
+    int d = r->cfg->dim;
+    rs_embed_fwd(r->ctx, m, d, rs_param(r, RS_T_ITEM, 0), items + a, sqrtf((float)d), 0, x);
+    rs_embed_fwd(r->ctx, m, d, rs_param(r, RS_T_POS, 0), pos, 1.0f, 1, x);
+}
+
+/* ---------------------------------------------------------------- SASRec */
+
+/* Block k on rows a..a+m-1 (inputs in s->xl): their keys and values into
+ * the cache; with q0 < m, rows q0..m-1 also pass the rest of the block
+ * (outputs in s->yl, compacted to start at row 0). */
+static void sasrec_rows(const rs_model_run *r, const rs_last_sasrec_projs *pj, float *kv, int k,
+                        int a, int m, int q0, rs_rows *s)
+{
+    recsys_ctx *ctx = r->ctx;
+    const rs_model_config *c = r->cfg;
+    int d = c->dim, H = c->heads, dh = d / H, nq = m - q0;
+    size_t kw = rs_kv_width(c);
+    float *kb = kv_block(c, kv, k);
+    const float *g1 = rs_model_tensor(c, r->P, "attn_ln.gamma", k);
+    const float *be1 = rs_model_tensor(c, r->P, "attn_ln.beta", k);
+    /* keys and values from X (original, post) or LN_a(X) (pre); queries
+     * from LN_a(X) (original, pre) or X (post) */
+    const float *kv_in = s->xl, *q_in = s->xl;
+    if (c->norm != RS_NORM_POST) {
+        rs_layernorm_fwd(ctx, m, d, s->xl, NULL, g1, be1, 1e-8f, s->tl, s->mean, s->rstd);
+        q_in = s->tl;
+        if (c->norm == RS_NORM_PRE) kv_in = s->tl;
+    }
+    rs_rows_proj(r, pj->kv, k, m, 0, kv_in, d, kb + (size_t)a * kw, (int)kw);
+    if (nq <= 0) return;
+    rs_rows_proj(r, pj->q, k, nq, 0, q_in + (size_t)q0 * d, d, s->ql, d);
+    for (int i = 0; i < nq; i++)
+        rs_sasrec_attend(H, dh, s->ql + (size_t)i * d, kb, kw, kb + d, kw, a + q0 + i + 1, s->w,
+                         s->ol + (size_t)i * d);
+    if (q0 > 0) { /* the tail reads rows 0..nq-1 */
+        memmove(s->xl, s->xl + (size_t)q0 * d, sizeof(float) * (size_t)nq * d);
+        memmove(s->tl, s->tl + (size_t)q0 * d, sizeof(float) * (size_t)nq * d);
+    }
+    rs_sasrec_rows_tail(r, pj, k, nq, 0, s);
+}
+
+void rs_sasrec_extend(const rs_model_run *r, const rs_last_sasrec_projs *pj, float *kv,
+                      const int32_t *items, int r0, int n, float *scratch, float *out)
+{
+    const rs_model_config *c = r->cfg;
+    int d = c->dim, B = c->blocks;
+    rs_rows s;
+    rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
+    for (int a = r0; a < n; a += RS_EXTEND_ROWS) {
+        int m = n - a < RS_EXTEND_ROWS ? n - a : RS_EXTEND_ROWS;
+        int has_last = a + m == n;
+        embed_rows(r, items, a, m, s.xl);
+        for (int k = 0; k < B; k++) {
+            /* the last block needs only the last row's output */
+            int q0 = k < B - 1 ? 0 : has_last ? m - 1 : m;
+            sasrec_rows(r, pj, kv, k, a, m, q0, &s);
+            if (k < B - 1) memcpy(s.xl, s.yl, sizeof(float) * (size_t)m * d);
+        }
+        if (has_last) rs_sasrec_rows_final(r, 1, s.yl, &s, out);
+    }
+}
+
+/* ------------------------------------------------------------------ HSTU */
+
+/* Block k on rows a..a+m-1, as sasrec_rows. times: the window's events
+ * (NULL without the time bias). */
+static void hstu_rows(const rs_model_run *r, const rs_proj *uvqk, const rs_proj *o_p, float *kv,
+                      int k, int a, int m, int q0, const int64_t *times, int n, rs_rows *s)
+{
+    recsys_ctx *ctx = r->ctx;
+    const rs_model_config *c = r->cfg;
+    int d = c->dim, hdv = c->heads * c->dv, hq = c->heads * c->dqk, nq = m - q0;
+    size_t kw = rs_kv_width(c);
+    float *kb = kv_block(c, kv, k), *vrow = kb + (size_t)a * kw;
+    rs_proj u_p, v_p, q_p, k_p;
+    rs_hstu_split_uvqk(c, uvqk, &u_p, &v_p, &q_p, &k_p);
+    /* Xn = LN(X); V | K = SiLU(Xn W[V]) | SiLU(Xn W[K]) into the cache */
+    rs_layernorm_fwd(ctx, m, d, s->xl, NULL, NULL, NULL, HSTU_LN_EPS, s->tl, s->mean, s->rstd);
+    rs_rows_proj(r, &v_p, k, m, 0, s->tl, d, vrow, (int)kw);
+    rs_rows_proj(r, &k_p, k, m, 0, s->tl, d, vrow + hdv, (int)kw);
+    for (int i = 0; i < m; i++) {
+        ctx->kern.silu_fwd((size_t)hdv, vrow + (size_t)i * kw, s->w);
+        ctx->kern.silu_fwd((size_t)hq, vrow + (size_t)i * kw + hdv, s->w);
+    }
+    if (nq <= 0) return;
+    const float *xq = s->tl + (size_t)q0 * d;
+    rs_rows_proj(r, &u_p, k, nq, 0, xq, d, s->ul, hdv);
+    rs_rows_proj(r, &q_p, k, nq, 0, xq, d, s->ql, hq);
+    for (int i = 0; i < nq; i++) {
+        ctx->kern.silu_fwd((size_t)hdv, s->ul + (size_t)i * hdv, s->w);
+        ctx->kern.silu_fwd((size_t)hq, s->ql + (size_t)i * hq, s->w);
+    }
+    const float *rab_pos = rs_model_tensor(c, r->P, "rab_pos", k);
+    const float *rab_time = times ? rs_model_tensor(c, r->P, "rab_time", k) : NULL;
+    for (int q = 0; q < nq; q++) {
+        int i = a + q0 + q;
+        int64_t next = times ? times[i + 1 < n ? i + 1 : i] : 0;
+        float *o = s->ol + (size_t)q * hdv;
+        memset(o, 0, sizeof(float) * (size_t)hdv);
+        rs_hstu_attend(r, rab_pos, rab_time, s->ql + (size_t)q * hq, kb + hdv, kw, kb, kw, i,
+                       i + 1, times, next, o);
+    }
+    if (q0 > 0) memmove(s->xl, s->xl + (size_t)q0 * d, sizeof(float) * (size_t)nq * d);
+    rs_hstu_rows_tail(r, o_p, k, nq, 0, s);
+}
+
+void rs_hstu_extend(const rs_model_run *r, const rs_proj *uvqk, const rs_proj *o_p, float *kv,
+                    const int32_t *items, const int64_t *times, int r0, int n, float *scratch,
+                    float *out)
+{
+    const rs_model_config *c = r->cfg;
+    int d = c->dim, B = c->blocks;
+    rs_rows s;
+    rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
+    for (int a = r0; a < n; a += RS_EXTEND_ROWS) {
+        int m = n - a < RS_EXTEND_ROWS ? n - a : RS_EXTEND_ROWS;
+        int has_last = a + m == n;
+        embed_rows(r, items, a, m, s.xl);
+        for (int k = 0; k < B; k++) {
+            int q0 = k < B - 1 ? 0 : has_last ? m - 1 : m;
+            hstu_rows(r, uvqk, o_p, kv, k, a, m, q0, c->time_bias ? times : NULL, n, &s);
+            if (k < B - 1) memcpy(s.xl, s.yl, sizeof(float) * (size_t)m * d);
+        }
+        if (has_last) rs_hstu_row_final(r, s.yl, out);
+    }
+}
