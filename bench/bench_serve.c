@@ -4,10 +4,15 @@
  * threads (fastest of 3 runs each), and appending one event to a user state
  * of 200 then re-ranking. Weights are random (latency does not depend on
  * them). Prints one JSON line per measurement.
- * Usage: bench_serve [sasrec|hstu] [threads] [full]
+ * Usage: bench_serve [sasrec|hstu] [threads] [full|start]
  * "full" makes the session run the full forward (every position in every
  * block, the path before the last-position forward) for a comparison in
- * the same run; it is the only use of an internal call here. */
+ * the same run; it is the only use of an internal call here.
+ * "start" makes the model with model.positions = start and adds
+ * append_cached: a user state of 150 events gets 50 more one at a time,
+ * each followed by recsys_session_topk_state (keys and values cached;
+ * histories 151-200), 40 rounds; and cache_fill: the first re-rank of a
+ * state loaded with 200 events (every row encoded by the cached path). */
 #include <librecsys/recsys.h>
 
 #include "serve/serve.h"
@@ -42,6 +47,8 @@ int main(int argc, char **argv)
     CHECK(recsys_opts_set(o, "model.dim", "50"));
     CHECK(recsys_opts_set(o, "model.blocks", "2"));
     CHECK(recsys_opts_set(o, "model.heads", "1"));
+    int start = argc > 3 && !strcmp(argv[3], "start");
+    if (start) CHECK(recsys_opts_set(o, "model.positions", "start"));
     CHECK(recsys_dataset_synthetic(ctx, o, &ds));
     CHECK(recsys_model_new(ctx, o, ds, &m));
     CHECK(recsys_session_new(ctx, m, &s));
@@ -81,9 +88,48 @@ int main(int argc, char **argv)
     qsort(lat, (size_t)reps, sizeof *lat, bench_cmp_double);
     printf("{\"bench\": \"topk_single\", \"model\": \"%s\", \"threads\": %d, \"n_items\": %d, "
            "\"history\": 200, \"median_us\": %.1f, \"p99_us\": %.1f, \"time_bias\": %d, "
-           "\"forward\": \"%s\"}\n",
+           "\"forward\": \"%s\", \"positions\": \"%s\"}\n",
            type, threads, (int)info.n_items, 1e6 * lat[reps / 2], 1e6 * lat[reps * 99 / 100],
-           info.time_bias, full ? "full" : "last");
+           info.time_bias, full ? "full" : "last", start ? "start" : "end");
+    if (start) { /* append with cached keys and values, histories 151-200 */
+        recsys_user_state *us;
+        CHECK(recsys_user_state_new(m, &us));
+        const recsys_request *r0 = &reqs[0];
+        recsys_request q = RECSYS_REQUEST_INIT;
+        q.k = K;
+        q.exclude_history = 1;
+        int n = 0;
+        double *fill = malloc(sizeof *fill * 40);
+        for (int round = 0; round < 40; round++) {
+            CHECK(recsys_user_state_clear(us));
+            for (size_t i = 0; i < r0->n_history; i++) /* 200 events, then one re-rank */
+                CHECK(recsys_user_state_append(us, r0->history[i], r0->times ? r0->times[i] : 0));
+            double t0 = bench_now();
+            CHECK(recsys_session_topk_state(s, us, &q, items, scores, &got));
+            fill[round] = bench_now() - t0;
+            CHECK(recsys_user_state_clear(us));
+            for (size_t i = 0; i < 150; i++)
+                CHECK(recsys_user_state_append(us, r0->history[i], r0->times ? r0->times[i] : 0));
+            CHECK(recsys_session_topk_state(s, us, &q, items, scores, &got));
+            for (size_t i = 150; i < 200; i++) {
+                t0 = bench_now();
+                CHECK(recsys_user_state_append(us, r0->history[i], r0->times ? r0->times[i] : 0));
+                CHECK(recsys_session_topk_state(s, us, &q, items, scores, &got));
+                lat[n++] = bench_now() - t0;
+            }
+        }
+        qsort(lat, (size_t)n, sizeof *lat, bench_cmp_double);
+        qsort(fill, 40, sizeof *fill, bench_cmp_double);
+        size_t bytes = 0;
+        recsys_user_state_bytes(us, &bytes);
+        printf("{\"bench\": \"append_cached\", \"model\": \"%s\", \"threads\": %d, "
+               "\"history\": \"151-200\", \"median_us\": %.1f, \"p99_us\": %.1f, "
+               "\"state_bytes\": %zu, \"cache_fill_200_median_us\": %.1f}\n",
+               type, threads, 1e6 * lat[n / 2], 1e6 * lat[n * 99 / 100], bytes,
+               1e6 * fill[20]);
+        free(fill);
+        recsys_user_state_free(us);
+    }
     /* incremental: append one event to a user state holding 200, re-rank */
     {
         recsys_user_state *us;

@@ -480,6 +480,62 @@ static void test_thread_pools(void **state)
     recsys_ctx_free(c1);
 }
 
+/* Top-k against a sort of the full scores, for requests with and without
+ * each kind of exclusion and k from 1 to 120: the same items in the same
+ * order (ties: lower id first) and the same scores. 300 items: several
+ * 16-score blocks per request, most skipped once the heap is full. */
+typedef struct ranked { float s; int32_t it; } ranked;
+static int by_rank(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return x->it < y->it ? -1 : x->it > y->it;
+}
+
+static void test_topk_equals_sorted_scores(void **state)
+{
+    (void)state;
+    fx *f = make("sasrec", 1);
+    int32_t N = f->m->cfg.n_items;
+    recsys_session *s;
+    assert_int_equal(recsys_session_new(f->ctx, f->m, &s), RECSYS_OK);
+    float *all = malloc(sizeof(float) * ((size_t)N + 1)), *ts = malloc(sizeof(float) * 120);
+    ranked *ref = malloc(sizeof(ranked) * (size_t)N);
+    int32_t *ti = malloc(sizeof(int32_t) * 120), excl[5] = {3, 17, 42, 99, 250};
+    uint8_t *mask = calloc((size_t)N + 1, 1);
+    for (int32_t i = 7; i <= N; i += 11) mask[i] = 1;
+    const int ks[] = {1, 10, 120};
+    for (int64_t u = 0; u < 24; u++) {
+        recsys_request q = RECSYS_REQUEST_INIT;
+        q.history = f->ds->items + f->ds->offsets[u];
+        q.times = f->ds->times + f->ds->offsets[u];
+        q.n_history = (size_t)rs_user_len(f->ds, u);
+        q.k = ks[u % 3];
+        q.exclude_history = (int)(u & 1);
+        if (u % 4 >= 2) { q.exclude = excl; q.n_exclude = 5; }
+        if (u % 8 >= 4) q.exclude_mask = mask;
+        assert_int_equal(recsys_session_score_request(s, &q, all, (size_t)N + 1), RECSYS_OK);
+        int n = 0;
+        for (int32_t i = 1; i <= N; i++)
+            if (all[i] != -INFINITY) ref[n++] = (ranked){all[i], i};
+        qsort(ref, (size_t)n, sizeof *ref, by_rank);
+        size_t got = 0;
+        assert_int_equal(recsys_session_topk_request(s, &q, ti, ts, &got), RECSYS_OK);
+        assert_int_equal(got, (size_t)(q.k < n ? q.k : n));
+        for (size_t i = 0; i < got; i++) {
+            assert_int_equal(ti[i], ref[i].it);
+            assert_true(ts[i] == ref[i].s);
+        }
+    }
+    free(all);
+    free(ts);
+    free(ref);
+    free(ti);
+    free(mask);
+    recsys_session_free(s);
+    drop(f);
+}
+
 /* ------------------------------------------------ incremental state */
 
 /* Appending events one at a time to a user state and re-ranking gives the
@@ -689,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_user_state_hstu),
         cmocka_unit_test(test_last_only_equals_full),
         cmocka_unit_test(test_user_state_sasrec),
+        cmocka_unit_test(test_topk_equals_sorted_scores),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

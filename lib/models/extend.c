@@ -78,8 +78,8 @@ static void sasrec_rows(const rs_model_run *r, const rs_last_sasrec_projs *pj, f
     int d = c->dim, H = c->heads, dh = d / H, nq = m - q0;
     size_t kw = rs_kv_width(c);
     float *kb = kv_block(c, kv, k);
-    const float *g1 = rs_model_tensor(c, r->P, "attn_ln.gamma", k);
-    const float *be1 = rs_model_tensor(c, r->P, "attn_ln.beta", k);
+    const float *g1 = rs_run_tensor(r, "attn_ln.gamma", k);
+    const float *be1 = rs_run_tensor(r, "attn_ln.beta", k);
     /* keys and values from X (original, post) or LN_a(X) (pre); queries
      * from LN_a(X) (original, pre) or X (post) */
     const float *kv_in = s->xl, *q_in = s->xl;
@@ -92,7 +92,7 @@ static void sasrec_rows(const rs_model_run *r, const rs_last_sasrec_projs *pj, f
     if (nq <= 0) return;
     rs_rows_proj(r, pj->q, k, nq, 0, q_in + (size_t)q0 * d, d, s->ql, d);
     for (int i = 0; i < nq; i++)
-        rs_sasrec_attend(H, dh, s->ql + (size_t)i * d, kb, kw, kb + d, kw, a + q0 + i + 1, s->w,
+        rs_sasrec_attend(&ctx->kern, H, dh, s->ql + (size_t)i * d, kb, kw, kb + d, kw, a + q0 + i + 1, s->w,
                          s->ol + (size_t)i * d);
     if (q0 > 0) { /* the tail reads rows 0..nq-1 */
         memmove(s->xl, s->xl + (size_t)q0 * d, sizeof(float) * (size_t)nq * d);
@@ -152,8 +152,8 @@ static void hstu_rows(const rs_model_run *r, const rs_proj *uvqk, const rs_proj 
         ctx->kern.silu_fwd((size_t)hdv, s->ul + (size_t)i * hdv, s->w);
         ctx->kern.silu_fwd((size_t)hq, s->ql + (size_t)i * hq, s->w);
     }
-    const float *rab_pos = rs_model_tensor(c, r->P, "rab_pos", k);
-    const float *rab_time = times ? rs_model_tensor(c, r->P, "rab_time", k) : NULL;
+    const float *rab_pos = rs_run_tensor(r, "rab_pos", k);
+    const float *rab_time = times ? rs_run_tensor(r, "rab_time", k) : NULL;
     for (int q = 0; q < nq; q++) {
         int i = a + q0 + q;
         int64_t next = times ? times[i + 1 < n ? i + 1 : i] : 0;

@@ -340,7 +340,7 @@ static void args_init(hstu_args *a, recsys_ctx *ctx, const rs_model_config *c, c
                       float *G, rs_workspace *ws, const rs_batch *b)
 {
     hstu_layout(c, &a->tab);
-    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL, 0};
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL, 0, 0};
     a->r = r;
     a->ws = ws;
     a->b = b;
@@ -483,7 +483,7 @@ static void hstu_extend(recsys_ctx *ctx, const rs_model_config *c, const float *
 {
     rs_tensor_table tab;
     hstu_layout(c, &tab);
-    rs_model_run r = {ctx, c, &tab, P, NULL, NULL, NULL, NULL, 0};
+    rs_model_run r = {ctx, c, &tab, P, NULL, NULL, NULL, NULL, 0, 1};
     dims m = get_dims(c);
     hstu_projs pj = hstu_projections(&m);
     rs_hstu_extend(&r, &pj.uvqk, &pj.o, kv, items, times, r0, n, scratch, out);

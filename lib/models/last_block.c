@@ -28,21 +28,20 @@
 #define HSTU_LN_EPS 1e-6f
 #define HSTU_L2_EPS 1e-6f
 
+const float *rs_run_tensor(const rs_model_run *r, const char *name, int k)
+{
+    const rs_tensor_table *t = r->tab;
+    for (int i = 0; i < t->n; i++)
+        if (t->slice[i] && !strcmp(t->name[i], name)) return r->P + rs_tensor_at(t, i, k);
+    return NULL;
+}
+
 const float *rs_model_tensor(const rs_model_config *c, const float *P, const char *name, int k)
 {
-    const rs_model_ops *ops = rs_model_ops_for(c->type);
-    const char *names[32];
-    size_t off[32], size[32];
-    int n = ops->tensors(c, NULL, NULL, NULL);
-    if (n > 32) return NULL;
-    ops->tensors(c, names, off, size);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], name)) {
-            int stacked = strcmp(name, "item_emb") && strcmp(name, "pos_emb") &&
-                          strncmp(name, "final_ln.", 9);
-            return P + off[i] + (stacked ? (size_t)k * (size[i] / (size_t)c->blocks) : 0);
-        }
-    return NULL;
+    rs_tensor_table t;
+    rs_tensors_of(c, &t);
+    rs_model_run r = {.cfg = c, .tab = &t, .P = P};
+    return rs_run_tensor(&r, name, k);
 }
 
 /* last: the n rows are one per batch row (each row's last position), which
@@ -51,6 +50,16 @@ const float *rs_model_tensor(const rs_model_config *c, const float *P, const cha
 void rs_rows_proj(const rs_model_run *r, const rs_proj *p, int k, int n, int last,
                   const float *x, int ldx, float *y, int ldy)
 {
+    if (r->few_rows_dots && n <= 2 && !r->hook) {
+        /* one output per dot product: a GEMM's tile would be mostly idle */
+        const float *W = rs_proj_weight(r, p, k), *b = rs_proj_bias(r, p, k);
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < p->out; o++)
+                y[(size_t)i * ldy + o] = r->ctx->kern.dot((size_t)p->in, W + (size_t)o * p->in,
+                                                          x + (size_t)i * ldx) +
+                                         (b ? b[o] : 0.0f);
+        return;
+    }
     rs_model_run rl = *r;
     rl.last_rows = last;
     rs_proj_fwd(&rl, p, k, n, x, ldx, y, ldy);
@@ -138,8 +147,8 @@ static void gather_last(int B, int d, const float *X, const int *base, const int
 
 /* ---------------------------------------------------------------- SASRec */
 
-void rs_sasrec_attend(int H, int dh, const float *q, const float *keys, size_t ks,
-                      const float *values, size_t vs, int n, float *w, float *o)
+void rs_sasrec_attend(const rs_kernels *kern, int H, int dh, const float *q, const float *keys,
+                      size_t ks, const float *values, size_t vs, int n, float *w, float *o)
 {
     float scale = 1.0f / sqrtf((float)dh);
     memset(o, 0, sizeof(float) * (size_t)H * dh);
@@ -147,10 +156,7 @@ void rs_sasrec_attend(int H, int dh, const float *q, const float *keys, size_t k
         const float *qh = q + (size_t)h * dh;
         float mx = -INFINITY;
         for (int j = 0; j < n; j++) {
-            const float *kj = keys + (size_t)j * ks + (size_t)h * dh;
-            float dot = 0.0f;
-            for (int t = 0; t < dh; t++) dot += qh[t] * kj[t];
-            w[j] = dot * scale;
+            w[j] = kern->dot((size_t)dh, qh, keys + (size_t)j * ks + (size_t)h * dh) * scale;
             if (w[j] > mx) mx = w[j];
         }
         float sum = 0.0f;
@@ -170,12 +176,11 @@ void rs_sasrec_rows_tail(const rs_model_run *r, const rs_last_sasrec_projs *pj, 
 {
     recsys_ctx *ctx = r->ctx;
     const rs_model_config *c = r->cfg;
-    const float *P = r->P;
     int d = c->dim, F = c->ffn_dim;
-    const float *g1 = rs_model_tensor(c, P, "attn_ln.gamma", k);
-    const float *be1 = rs_model_tensor(c, P, "attn_ln.beta", k);
-    const float *g2 = rs_model_tensor(c, P, "ffn_ln.gamma", k);
-    const float *be2 = rs_model_tensor(c, P, "ffn_ln.beta", k);
+    const float *g1 = rs_run_tensor(r, "attn_ln.gamma", k);
+    const float *be1 = rs_run_tensor(r, "attn_ln.beta", k);
+    const float *g2 = rs_run_tensor(r, "ffn_ln.gamma", k);
+    const float *be2 = rs_run_tensor(r, "ffn_ln.beta", k);
     rs_rows_proj(r, pj->out, k, B, last, s->ol, d, s->al, d); /* A */
     switch (c->norm) {
     case RS_NORM_ORIGINAL: /* N = LN_f(Q + A); Y = N + FFN(N) */
@@ -206,8 +211,8 @@ void rs_sasrec_rows_tail(const rs_model_run *r, const rs_last_sasrec_projs *pj, 
 void rs_sasrec_rows_final(const rs_model_run *r, int n, const float *y, rs_rows *s, float *out)
 {
     const rs_model_config *c = r->cfg;
-    const float *gf = rs_model_tensor(c, r->P, "final_ln.gamma", 0);
-    const float *bf = rs_model_tensor(c, r->P, "final_ln.beta", 0);
+    const float *gf = rs_run_tensor(r, "final_ln.gamma", 0);
+    const float *bf = rs_run_tensor(r, "final_ln.beta", 0);
     rs_layernorm_fwd(r->ctx, n, c->dim, y, NULL, gf, bf, SAS_LN_EPS, out, s->mean, s->rstd);
 }
 
@@ -216,12 +221,11 @@ void rs_sasrec_last_fwd(const rs_model_run *r, const rs_last_sasrec_projs *pj, c
 {
     recsys_ctx *ctx = r->ctx;
     const rs_model_config *c = r->cfg;
-    const float *P = r->P;
     int d = c->dim, k = c->blocks - 1, L = c->max_len, H = c->heads, dh = d / H;
     last_bufs lb = carve(c, B, scratch);
     rs_rows *s = &lb.r;
-    const float *g1 = rs_model_tensor(c, P, "attn_ln.gamma", k);
-    const float *be1 = rs_model_tensor(c, P, "attn_ln.beta", k);
+    const float *g1 = rs_run_tensor(r, "attn_ln.gamma", k);
+    const float *be1 = rs_run_tensor(r, "attn_ln.beta", k);
 
     /* Keys and values of every packed row; queries of the last rows. */
     gather_last(B, d, X, base, len, s->xl);
@@ -241,7 +245,7 @@ void rs_sasrec_last_fwd(const rs_model_run *r, const rs_last_sasrec_projs *pj, c
     /* One query per row against its segment's keys. */
     for (int b = 0; b < B; b++) {
         const float *kv = lb.kv + (size_t)base[b] * 2 * d;
-        rs_sasrec_attend(H, dh, s->ql + (size_t)b * d, kv, 2 * (size_t)d, kv + d, 2 * (size_t)d,
+        rs_sasrec_attend(&ctx->kern, H, dh, s->ql + (size_t)b * d, kv, 2 * (size_t)d, kv + d, 2 * (size_t)d,
                          len[b], s->w, s->ol + (size_t)b * d);
     }
     rs_sasrec_rows_tail(r, pj, k, B, 1, s);
@@ -322,13 +326,12 @@ void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_pro
 {
     recsys_ctx *ctx = r->ctx;
     const rs_model_config *c = r->cfg;
-    const float *P = r->P;
     int d = c->dim, k = c->blocks - 1, L = c->max_len, H = c->heads, dqk = c->dqk, dv = c->dv;
     int hdv = H * dv, hq = H * dqk, kvw = hdv + 2 * hq;
     last_bufs lb = carve(c, B, scratch);
     rs_rows *s = &lb.r;
-    const float *rab_pos = rs_model_tensor(c, P, "rab_pos", k);
-    const float *rab_time = time_on ? rs_model_tensor(c, P, "rab_time", k) : NULL;
+    const float *rab_pos = rs_run_tensor(r, "rab_pos", k);
+    const float *rab_time = time_on ? rs_run_tensor(r, "rab_time", k) : NULL;
     /* Keys and values for every packed row (into columns V | . | K of
      * lb.kv, row stride kvw), U and Q for the last rows only. */
     rs_proj u_p, v_p, q_p, k_p;

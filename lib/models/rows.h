@@ -22,7 +22,8 @@ size_t rs_rows_floats(const rs_model_config *c, int B);
 float *rs_rows_carve(const rs_model_config *c, int B, float *s, rs_rows *b);
 
 /* Block k's slice of the tensor called name (the whole tensor when not
- * stacked over blocks), or NULL. */
+ * stacked over blocks), or NULL: from the run's table, or from c's. */
+const float *rs_run_tensor(const rs_model_run *r, const char *name, int k);
 const float *rs_model_tensor(const rs_model_config *c, const float *P, const char *name, int k);
 
 /* y = x Wᵀ + b through the model's projection (its bias added here when the
@@ -32,8 +33,8 @@ void rs_rows_proj(const rs_model_run *r, const rs_proj *p, int k, int n, int las
 
 /* SASRec: the softmax attention of one query row (H heads of dh) over n
  * keys and values (row strides ks, vs), into o (H dh floats). w: n floats. */
-void rs_sasrec_attend(int H, int dh, const float *q, const float *keys, size_t ks,
-                      const float *values, size_t vs, int n, float *w, float *o);
+void rs_sasrec_attend(const rs_kernels *kern, int H, int dh, const float *q, const float *keys,
+                      size_t ks, const float *values, size_t vs, int n, float *w, float *o);
 /* SASRec: the rest of block k on n rows after attention. In: xl (block
  * input), tl (LN_a(xl), original placement), ol (the heads' outputs).
  * Out: yl (block output). */

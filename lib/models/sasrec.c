@@ -302,7 +302,7 @@ static void args_init(sasrec_args *a, recsys_ctx *ctx, const rs_model_config *c,
                       float *G, rs_workspace *ws)
 {
     sasrec_layout(c, &a->tab);
-    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL, 0};
+    rs_model_run r = {ctx, c, &a->tab, P, G, ws->partial, NULL, NULL, 0, 0};
     a->r = r;
     a->ws = ws;
     a->pj = sasrec_projections(c);
@@ -470,7 +470,7 @@ static void sasrec_extend(recsys_ctx *ctx, const rs_model_config *c, const float
     (void)times;
     rs_tensor_table tab;
     sasrec_layout(c, &tab);
-    rs_model_run r = {ctx, c, &tab, P, NULL, NULL, NULL, NULL, 0};
+    rs_model_run r = {ctx, c, &tab, P, NULL, NULL, NULL, NULL, 0, 1};
     sasrec_projs pj = sasrec_projections(c);
     rs_last_sasrec_projs lp = {&pj.q, &pj.kv, &pj.out, &pj.ffn1, &pj.ffn2};
     rs_sasrec_extend(&r, &lp, kv, items, r0, n, scratch, out);

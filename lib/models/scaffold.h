@@ -83,6 +83,10 @@ typedef struct rs_model_run {
     /* 1: projections take one row per batch row (each row's last position,
      * last_block.c) instead of w's packed rows. */
     int last_rows;
+    /* 1: projections of one or two rows may run as dot products (the
+     * cached extension, extend.c: its results need not have the GEMM's
+     * bits, which the sessions' equality with evaluation relies on). */
+    int few_rows_dots;
 } rs_model_run;
 
 static inline const float *rs_param(const rs_model_run *r, int kind, int k)

@@ -277,6 +277,8 @@ recsys_status recsys_user_state_append(recsys_user_state *u, int32_t item, int64
 recsys_status recsys_user_state_clear(recsys_user_state *u);
 recsys_status recsys_user_state_request(const recsys_user_state *u, recsys_request *req);
 recsys_status recsys_user_state_bytes(const recsys_user_state *u, size_t *bytes);
+recsys_status recsys_session_topk_state(recsys_session *s, recsys_user_state *u, const recsys_request *req, int32_t *items, float *scores, size_t *n_out);
+recsys_status recsys_session_score_state(recsys_session *s, recsys_user_state *u, const recsys_request *req, float *scores, size_t n_scores);
 recsys_status recsys_adapter_new(recsys_ctx *ctx, recsys_model *model, const recsys_opts *opts, int kind, recsys_adapter **out);
 void recsys_adapter_free(recsys_adapter *a);
 recsys_status recsys_adapter_info(const recsys_adapter *a, int *kind, int *rank, int64_t *n_params);

@@ -322,6 +322,8 @@ extern "C" {
     pub fn recsys_user_state_clear(u: *mut recsys_user_state) -> recsys_status;
     pub fn recsys_user_state_request(u: *const recsys_user_state, req: *mut recsys_request) -> recsys_status;
     pub fn recsys_user_state_bytes(u: *const recsys_user_state, bytes: *mut usize) -> recsys_status;
+    pub fn recsys_session_topk_state(s: *mut recsys_session, u: *mut recsys_user_state, req: *const recsys_request, items: *mut i32, scores: *mut f32, n_out: *mut usize) -> recsys_status;
+    pub fn recsys_session_score_state(s: *mut recsys_session, u: *mut recsys_user_state, req: *const recsys_request, scores: *mut f32, n_scores: usize) -> recsys_status;
     pub fn recsys_adapter_new(ctx: *mut recsys_ctx, model: *mut recsys_model, opts: *const recsys_opts, kind: c_int, out: *mut *mut recsys_adapter) -> recsys_status;
     pub fn recsys_adapter_free(a: *mut recsys_adapter);
     pub fn recsys_adapter_info(a: *const recsys_adapter, kind: *mut c_int, rank: *mut c_int, n_params: *mut i64) -> recsys_status;
