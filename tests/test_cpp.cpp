@@ -81,6 +81,9 @@ static void test_serving2_adapters(recsys::context &ctx, const recsys::options &
         EXPECT(s.score(st.request_for()) == s.score(recsys::request(h)));
         auto a = s.topk(st.request_for(5)), b = s.topk(recsys::request(h, 5));
         EXPECT(a.items == b.items && a.scores == b.scores);
+        auto c = s.topk(st, recsys::request({}, 5)); // through the state (positions from the end: a forward)
+        EXPECT(c.items == b.items && c.scores == b.scores);
+        EXPECT(s.score(st, recsys::request()) == s.score(recsys::request(h)));
         st.clear();
         EXPECT(st.request_for().history.empty());
         expect_error([&] { st.append(model.n_items() + 9); }, RECSYS_E_NOT_FOUND, "not in");

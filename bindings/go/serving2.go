@@ -587,3 +587,52 @@ func EvaluateAdapters(ctx *Context, model *Model, adapter *Adapter, store *Adapt
 	}
 	return takeMetrics(m), nil
 }
+
+// TopKState returns the top K after a user state's window
+// (recsys_session_topk_state): req gives K, exclusions and candidates, and no
+// History or Times (the state supplies them). For a model trained with
+// model.positions = start only the events appended since the last call are
+// encoded (keys and values cached in the state).
+func (s *Session) TopKState(u *UserState, req Request) ([]int32, []float32, error) {
+	if len(req.History) > 0 || req.Times != nil {
+		return nil, nil, &Error{Code: EInvalid, Message: "the user state supplies history and times"}
+	}
+	if u == nil || u.p == nil {
+		return nil, nil, errClosed("UserState")
+	}
+	defer runtime.KeepAlive(u)
+	items := make([]int32, req.K+1)
+	scores := make([]float32, req.K+1)
+	var n C.size_t
+	err := s.with([]Request{req}, func(c *cRequests) C.recsys_status {
+		return C.recsys_session_topk_state(s.p, u.p, c.one, (*C.int32_t)(unsafe.Pointer(&items[0])), f32ptr(scores), &n)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return items[:n], scores[:n], nil
+}
+
+// ScoreState returns the scores after a user state's window
+// (recsys_session_score_state), as ScoreRequest.
+func (s *Session) ScoreState(u *UserState, req Request) ([]float32, error) {
+	if len(req.History) > 0 || req.Times != nil {
+		return nil, &Error{Code: EInvalid, Message: "the user state supplies history and times"}
+	}
+	if u == nil || u.p == nil {
+		return nil, errClosed("UserState")
+	}
+	defer runtime.KeepAlive(u)
+	n := int(s.nItems) + 1
+	if req.Candidates != nil {
+		n = len(req.Candidates)
+	}
+	out := make([]float32, n)
+	err := s.with([]Request{req}, func(c *cRequests) C.recsys_status {
+		return C.recsys_session_score_state(s.p, u.p, c.one, f32ptr(out), C.size_t(len(out)))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

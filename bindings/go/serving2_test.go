@@ -84,6 +84,18 @@ func TestTensorsAndUserState(t *testing.T) {
 	if !reflect.DeepEqual(a, c) {
 		t.Fatal("user state scores differ from the full request's")
 	}
+	d, err := s1.ScoreState(u, Request{K: 5})
+	if err != nil || !reflect.DeepEqual(a, d) {
+		t.Fatal("ScoreState differs from the full request's scores", err)
+	}
+	i1, s1k, err := s1.TopKState(u, Request{K: 5})
+	i2, s2k, _ := s1.TopKRequest(Request{History: h, K: 5})
+	if err != nil || !reflect.DeepEqual(i1, i2) || !reflect.DeepEqual(s1k, s2k) {
+		t.Fatal("TopKState differs from TopKRequest", err)
+	}
+	if _, _, err := s1.TopKState(u, Request{History: h, K: 5}); err == nil {
+		t.Fatal("a history of its own must be refused")
+	}
 	wantCode(t, u.Append(n+10, 0), ENotFound)
 	u.Clear()
 	if r, _ := u.Request(5); len(r.History) != 0 {

@@ -640,6 +640,8 @@ struct batch_result {
     span<const float> row_scores(size_t i) const { return {scores.data() + i * stride, counts[i]}; }
 };
 
+class user_state;
+
 class session {
 public:
     /** Uses ctx (one per thread; must outlive it); holds a reference to the model. */
@@ -737,6 +739,13 @@ public:
         for (auto h : histories) rs.emplace_back(h, k, exclude_history);
         return topk_batch(span<const request>(rs), static_cast<size_t>(k > 0 ? k : 0));
     }
+    /** Top-k and scores after a user state's window (recsys_session_topk_state,
+     *  _score_state): req gives k, exclusions, candidates and no history.
+     *  Models trained with model.positions = start encode only the events
+     *  appended since the last call. Defined after user_state. */
+    topk_result topk(user_state &u, const request &req);
+    void score(user_state &u, const request &req, span<float> out);
+    std::vector<float> score(user_state &u, const request &req);
     /** The user vector (dim floats): score(i) = dot(user_vector, model.item_vectors().row(i)). */
     void user_vector(const request &req, span<float> out)
     {
@@ -789,6 +798,32 @@ public:
 private:
     detail::owned<recsys_user_state, recsys_user_state_free> h_;
 };
+
+inline topk_result session::topk(user_state &u, const request &req)
+{
+    size_t k = req.k > 0 ? static_cast<size_t>(req.k) : 0, n = 0;
+    topk_result res{std::vector<int32_t>(k), std::vector<float>(k)};
+    recsys_request r = req.c(n_items_);
+    check(recsys_session_topk_state(get(), u.get(), &r, res.items.data(), res.scores.data(), &n));
+    res.items.resize(n);
+    res.scores.resize(n);
+    return res;
+}
+
+inline void session::score(user_state &u, const request &req, span<float> out)
+{
+    recsys_request r = req.c(n_items_);
+    check(recsys_session_score_state(get(), u.get(), &r, out.data(), out.size()));
+}
+
+inline std::vector<float> session::score(user_state &u, const request &req)
+{
+    size_t n = req.has_candidates || !req.candidates.empty() ? req.candidates.size()
+                                                              : static_cast<size_t>(n_items_) + 1;
+    std::vector<float> out(n);
+    score(u, req, span<float>(out));
+    return out;
+}
 
 /* -------------------------------------------------------------- adapters */
 

@@ -62,13 +62,6 @@ void rs_linear_fwd(recsys_ctx *ctx, int n, int in, int out, const float *x, int 
         rs_pool_run(ctx->pool, rs_nn_chunks(n), bias_fill_task, &j);
         beta = 1.0f;
     }
-    if (n == 1 && !ctx->gemm_onednn && !ctx->bf16) {
-        /* One row (serving): yᵀ = W·xᵀ streams W once instead of packing it
-         * for a one-row tile. Each output is still one FMA chain over `in`
-         * in order, so the bits equal the many-row product's. */
-        rs_gemm(ctx, 0, 1, out, 1, in, 1.0f, W, in, x, ldx, beta, y, 1);
-        return;
-    }
     rs_gemm(ctx, 0, 1, n, out, in, 1.0f, x, ldx, W, in, beta, y, ldy);
 }
 

@@ -807,10 +807,12 @@ class TensorInfo:
 
 class UserState(_Object):
     """A user's recent events for incremental serving (recsys_user_state):
-    append events one at a time and score with
-    Session.topk_request(state.request(k=...)); the scores equal those of a
-    request carrying the whole history. Keeps its model alive. Not
-    thread-safe."""
+    append events one at a time and score with Session.topk_state(state,
+    k=...) (or Session.topk_request(state.request(k=...))); the scores equal
+    those of a request carrying the whole history. With a model trained with
+    model.positions = start, topk_state encodes only the events appended
+    since its last call (keys and values cached in the state) until the
+    window is full. Keeps its model alive. Not thread-safe."""
 
     def __init__(self, model: Model):
         out = ctypes.c_void_p()
@@ -1140,6 +1142,35 @@ class Session(_Object):
                                                     items.ctypes.data_as(_P_I32),
                                                     scores.ctypes.data_as(_P_F32), ctypes.byref(n)))
         return items[:n.value], scores[:n.value]
+
+    def _state_request(self, kw) -> Request:
+        if "history" in kw or "times" in kw:
+            raise TypeError("the user state supplies history and times")
+        return Request((), **kw)
+
+    def topk_state(self, state: "UserState", **kw) -> Tuple[np.ndarray, np.ndarray]:
+        """Top-k after a UserState's window (recsys_session_topk_state), with
+        Request keywords (k, exclude_history, exclude, ...) but no history."""
+        r = self._state_request(kw)
+        k = max(r.k, 0)
+        items = np.empty(k, np.int32)
+        scores = np.empty(k, np.float32)
+        n = ctypes.c_size_t()
+        c = r._c(self.n_items)
+        self._check(lib.recsys_session_topk_state(self._ptr(), state._ptr(), ctypes.byref(c),
+                                                  items.ctypes.data_as(_P_I32),
+                                                  scores.ctypes.data_as(_P_F32), ctypes.byref(n)))
+        return items[:n.value], scores[:n.value]
+
+    def score_state(self, state: "UserState", **kw) -> np.ndarray:
+        """Scores after a UserState's window (recsys_session_score_state), as
+        score_request."""
+        r = self._state_request(kw)
+        out = np.empty(self.n_items + 1 if r.candidates is None else r.candidates.size, np.float32)
+        c = r._c(self.n_items)
+        self._check(lib.recsys_session_score_state(self._ptr(), state._ptr(), ctypes.byref(c),
+                                                   out.ctypes.data_as(_P_F32), out.size))
+        return out
 
     def topk_batch(self, histories: Any, k: int = 10, exclude_history: bool = True, *,
                    offsets: Optional[Sequence[int]] = None, times: Any = None,

@@ -195,3 +195,29 @@ def test_adapter_train_and_evaluate_adapters(ctx, setup, tmp_path):
     with pytest.raises(rs.RecsysError) as e:
         rs.Adapter(ctx, model, o).train(ds, 10**9, o)
     assert e.value.message
+
+
+def test_user_state_cached_keys_values(ctx):
+    """A model positioned from the start: topk_state / score_state encode only
+    the appended events (keys and values kept in the state) and agree with
+    the whole history's scores."""
+    opts = rs.Options(ctx)
+    for k, v in {"model.type": "hstu", "model.positions": "start", "model.time_bias": "on",
+                 "model.max_len": 12, "model.dim": 16}.items():
+        opts.set(k, v)
+    model = rs.Model.new_blank(ctx, opts, 50)
+    st = rs.UserState(model)
+    items, times = [], []
+    with rs.Session(ctx, model) as s:
+        for e in range(15):
+            items.append(1 + (e * 7) % 50)
+            times.append(100 * e * e)
+            st.append(items[-1], times[-1])
+            a = s.score_state(st)
+            b = s.score_request(rs.Request(items, times=times))
+            assert np.allclose(a[1:], b[1:], rtol=1e-5, atol=1e-6)
+            i1, s1 = s.topk_state(st, k=4)
+            i2, s2 = s.topk_request(rs.Request(items[-12:], times=times[-12:], k=4))
+            assert np.allclose(s1, s2, rtol=1e-5, atol=1e-6)
+        with pytest.raises(TypeError):
+            s.topk_state(st, history=[1, 2])

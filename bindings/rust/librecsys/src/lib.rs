@@ -979,6 +979,42 @@ impl<'a> Session<'a> {
         scores.truncate(n);
         Ok((items, scores))
     }
+    /// `req` as a request on a user state's window: no history of its own.
+    fn state_c(&self, req: &Request) -> Result<sys::recsys_request> {
+        if !req.history.is_empty() || req.times.is_some() {
+            return Err(Error::new(sys::RECSYS_E_INVALID, "the user state supplies history and times".into()));
+        }
+        let mut r = req.to_c(self.n_items)?;
+        r.history = ptr::null();
+        r.n_history = 0;
+        r.times = ptr::null();
+        Ok(r)
+    }
+    /// Top-k after a user state's window (`recsys_session_topk_state`): `req`
+    /// gives k, exclusions and candidates, and an empty history. For a model
+    /// trained with `model.positions = start` only the events appended since
+    /// the last call are encoded (keys and values cached in the state).
+    pub fn topk_state(&mut self, state: &mut UserState, req: &Request) -> Result<(Vec<i32>, Vec<f32>)> {
+        let r = self.state_c(req)?;
+        let mut items = vec![0i32; req.k];
+        let mut scores = vec![0f32; req.k];
+        let mut n = 0usize;
+        self.ctx.check(unsafe {
+            sys::recsys_session_topk_state(self.raw.as_ptr(), state.as_ptr(), &r, items.as_mut_ptr(), scores.as_mut_ptr(), &mut n)
+        })?;
+        items.truncate(n);
+        scores.truncate(n);
+        Ok((items, scores))
+    }
+    /// Scores after a user state's window (`recsys_session_score_state`), as `score_request`.
+    pub fn score_state(&mut self, state: &mut UserState, req: &Request) -> Result<Vec<f32>> {
+        let r = self.state_c(req)?;
+        let mut out = vec![0f32; req.candidates.map_or(self.n_items as usize + 1, |c| c.len())];
+        self.ctx.check(unsafe {
+            sys::recsys_session_score_state(self.raw.as_ptr(), state.as_ptr(), &r, out.as_mut_ptr(), out.len())
+        })?;
+        Ok(out)
+    }
     /// Top-k of many requests in one call (histories encoded in batches, one
     /// matrix product per batch); identical to `topk_request` for each. The
     /// row width is the largest k; unused slots hold item 0 and -inf.
@@ -1241,8 +1277,9 @@ impl Model {
 // ------------------------------------------------------------------ UserState
 
 /// A user's recent events for incremental serving (`recsys_user_state`).
-/// It copies what it needs from the model at creation (no reference), so it
-/// owns itself. Not thread-safe per state: `Send`, not `Sync`.
+/// It copies what it needs from the model at creation, and takes its own
+/// reference to a model whose keys and values it caches, so it owns itself.
+/// Not thread-safe per state: `Send`, not `Sync`.
 pub struct UserState {
     raw: NonNull<sys::recsys_user_state>,
 }

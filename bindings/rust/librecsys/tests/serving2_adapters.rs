@@ -49,6 +49,10 @@ fn tensors_and_user_state() {
         let b = s1.score_request(&Request::new(&h, 5)).unwrap();
         assert_eq!(a, b);
         assert_eq!(s1.topk_request(&st.request(5).unwrap()).unwrap(), s1.topk_request(&Request::new(&h, 5)).unwrap());
+        // through the state (positions from the end: the same forward, the same bits)
+        assert_eq!(s1.topk_state(&mut st, &Request::new(&[], 5)).unwrap(), s1.topk_request(&Request::new(&h, 5)).unwrap());
+        assert_eq!(s1.score_state(&mut st, &Request::new(&[], 5)).unwrap(), b);
+        assert!(s1.topk_state(&mut st, &Request::new(&h, 5)).is_err());
         let e = st.append(10_000, 0).unwrap_err();
         assert!(!e.message().is_empty());
         st.clear().unwrap();
