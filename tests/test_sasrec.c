@@ -180,7 +180,7 @@ static void test_gradients(void **state)
 /* ---------------------------------------------------- (b) PyTorch parity */
 
 typedef struct fixture {
-    char norm[16];
+    char norm[16], positions[16];
     int n_items, max_len, dim, blocks, heads, ffn_dim, batch, n_neg;
     double *params, *hidden, *grads, *loss;
     int32_t *seq, *pos, *neg;
@@ -206,10 +206,10 @@ static void read_ints(FILE *f, int32_t **out, size_t *n)
     for (size_t i = 0; i < cnt; i++) assert_int_equal(fscanf(f, "%d", &(*out)[i]), 1);
 }
 
-static int load_fixture(const char *norm, fixture *fx)
+static int load_fixture(const char *name, fixture *fx)
 {
     char path[1024], tok[64];
-    snprintf(path, sizeof path, "%s/tests/fixtures/sasrec_%s.txt", RS_SOURCE_ROOT, norm);
+    snprintf(path, sizeof path, "%s/tests/fixtures/sasrec_%s.txt", RS_SOURCE_ROOT, name);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     memset(fx, 0, sizeof *fx);
@@ -218,6 +218,7 @@ static int load_fixture(const char *norm, fixture *fx)
             int ch;
             while ((ch = fgetc(f)) != EOF && ch != '\n') {}
         } else if (!strcmp(tok, "norm")) assert_int_equal(fscanf(f, "%15s", fx->norm), 1);
+        else if (!strcmp(tok, "positions")) assert_int_equal(fscanf(f, "%15s", fx->positions), 1);
         else if (!strcmp(tok, "n_items")) assert_int_equal(fscanf(f, "%d", &fx->n_items), 1);
         else if (!strcmp(tok, "max_len")) assert_int_equal(fscanf(f, "%d", &fx->max_len), 1);
         else if (!strcmp(tok, "dim")) assert_int_equal(fscanf(f, "%d", &fx->dim), 1);
@@ -246,11 +247,14 @@ static void fixture_free(fixture *fx)
     free(fx->seq); free(fx->pos); free(fx->neg); free(fx->start);
 }
 
-static void parity(const char *norm_name, enum rs_norm norm)
+/* name: the fixture, sasrec_<name>.txt; positions "end" or "start". */
+static void parity(const char *name, enum rs_norm norm, const char *positions)
 {
     fixture fx;
-    if (!load_fixture(norm_name, &fx)) skip();
-    assert_string_equal(fx.norm, norm_name);
+    if (!load_fixture(name, &fx)) skip();
+    const char *norm_name = name;
+    assert_true(!strncmp(fx.norm, name, strlen(fx.norm)));
+    assert_string_equal(fx.positions, positions);
     recsys_ctx *ctx = new_ctx(2);
     rs_model_config c;
     memset(&c, 0, sizeof c);
@@ -262,6 +266,7 @@ static void parity(const char *norm_name, enum rs_norm norm)
     c.heads = fx.heads;
     c.ffn_dim = fx.ffn_dim;
     c.norm = norm;
+    c.pos_from_start = !strcmp(positions, "start");
     recsys_model *m = NULL;
     assert_int_equal(rs_model_create(ctx, &c, NULL, &m), RECSYS_OK);
     assert_int_equal(m->n_params, fx.n_params);
@@ -338,9 +343,15 @@ static void parity(const char *norm_name, enum rs_norm norm)
     recsys_ctx_free(ctx);
 }
 
-static void test_parity_original(void **state) { (void)state; parity("original", RS_NORM_ORIGINAL); }
-static void test_parity_post(void **state) { (void)state; parity("post", RS_NORM_POST); }
-static void test_parity_pre(void **state) { (void)state; parity("pre", RS_NORM_PRE); }
+static void test_parity_original(void **state) { (void)state; parity("original", RS_NORM_ORIGINAL, "end"); }
+static void test_parity_post(void **state) { (void)state; parity("post", RS_NORM_POST, "end"); }
+static void test_parity_pre(void **state) { (void)state; parity("pre", RS_NORM_PRE, "end"); }
+/* model.positions = start: positions 1, 2, ... from each row's first item */
+static void test_parity_positions_start(void **state)
+{
+    (void)state;
+    parity("original_start", RS_NORM_ORIGINAL, "start");
+}
 
 /* ---------------------------------------------------- (c) determinism */
 
@@ -574,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_parity_original),
         cmocka_unit_test(test_parity_post),
         cmocka_unit_test(test_parity_pre),
+        cmocka_unit_test(test_parity_positions_start),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_determinism_large),
         cmocka_unit_test(test_padding_and_inference),

@@ -3,12 +3,15 @@
 
 An independent PyTorch implementation of docs/MODELS.md §2, written from the
 equations (explicit ops, float64): embeddings with sqrt(d) scaling and
-positions counted within the left-padded row, three layer-norm placements,
+positions counted within the left-padded row (from its end, or from its first
+item), three layer-norm placements,
 causal multi-head attention that ignores padded keys, FFN with ReLU, the
 non-pad mask after each block, a final layer norm (padding rows zeroed), and
 the BCE loss with one sampled negative per position.
 
-For each placement it writes sasrec_<norm>.txt holding: the config, random
+For each placement it writes sasrec_<norm>.txt (and, with positions counted
+from each row's first item, model.positions = start, sasrec_original_start.txt)
+holding: the config, random
 parameters in librecsys's tensor order and layout (tensors stacked over
 blocks, linear weights [out x in], Q|K|V one [3d x d] matrix per block), a
 batch (seq, start, pos, neg), the expected hidden states [B*L*d], the loss,
@@ -95,12 +98,15 @@ def ffn(p, k, x):
     return h @ p["ffn.w2"][k].T + p["ffn.b2"][k]
 
 
-def forward(p, seq, norm, heads=HEADS):
+def forward(p, seq, norm, heads=HEADS, positions="end"):
     B, L = seq.shape
     D = p["item_emb"].shape[1]
     nonpad = seq != 0
     mask = nonpad.to(p["item_emb"].dtype).unsqueeze(-1)
-    positions = torch.arange(1, L + 1).expand(B, L) * nonpad  # pad -> row 0
+    if positions == "start":  # model.positions = start: 1, 2, ... from each row's first item
+        positions = torch.cumsum(nonpad.long(), dim=1) * nonpad
+    else:  # the default: slot t of the left-padded row is position t + 1
+        positions = torch.arange(1, L + 1).expand(B, L) * nonpad  # pad -> row 0
     e = p["item_emb"][seq] * math.sqrt(D) + p["pos_emb"][positions]
     e = e * mask
     for k in range(BLOCKS):
@@ -214,18 +220,20 @@ def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
     os.makedirs(out_dir, exist_ok=True)
-    for i, norm in enumerate(["original", "post", "pre"]):
+    cases = [("original", "end"), ("post", "end"), ("pre", "end"), ("original", "start")]
+    for i, (norm, positions) in enumerate(cases):
         gen = torch.Generator().manual_seed(1234 + i)
         p = make_params(gen)
         seq, pos, neg = make_batch(gen)
-        f = forward(p, seq, norm)
+        f = forward(p, seq, norm, positions=positions)
         loss = bce(p, f, pos, neg)
         loss.backward()
-        path = os.path.join(out_dir, "sasrec_%s.txt" % norm)
+        name = norm if positions == "end" else "%s_%s" % (norm, positions)
+        path = os.path.join(out_dir, "sasrec_%s.txt" % name)
         with open(path, "w") as fh:
             fh.write("# SASRec parity fixture from tools/gen_sasrec_fixture.py (PyTorch %s, float64)\n"
                      % torch.__version__)
-            for k, v in [("norm", norm), ("n_items", N_ITEMS), ("max_len", L), ("dim", D),
+            for k, v in [("norm", norm), ("positions", positions), ("n_items", N_ITEMS), ("max_len", L), ("dim", D),
                          ("blocks", BLOCKS), ("heads", HEADS), ("ffn_dim", FFN), ("batch", B),
                          ("n_neg", 1)]:
                 fh.write("%s %s\n" % (k, v))
