@@ -156,7 +156,8 @@ def roundtrip(kind, extra):
     if meta["model.type"] == "sasrec":
         m = SASRecFixture(n_items=len(ids), max_len=L, dim=int(meta["model.dim"]),
                           blocks=int(meta["model.blocks"]), heads=int(meta["model.heads"]),
-                          ffn_dim=int(meta["model.ffn_dim"]), norm=meta["model.norm"])
+                          ffn_dim=int(meta["model.ffn_dim"]), norm=meta["model.norm"],
+                          positions=meta.get("model.positions", "end"))
     else:
         cfg = {k: int(meta["model." + k]) for k in ("dim", "max_len", "blocks", "heads", "dqk", "dv")}
         cfg["n_items"] = len(ids)
@@ -202,6 +203,8 @@ def roundtrip(kind, extra):
 check("sasrec round trip through PyTorch", lambda: roundtrip("sasrec", []))
 check("sasrec (pre norm) round trip through PyTorch",
       lambda: roundtrip("sasrec_pre", ["--set", "model.norm=pre"]))
+check("sasrec (positions from the start) round trip through PyTorch",
+      lambda: roundtrip("sasrec_start", ["--set", "model.positions=start"]))
 check("hstu (time bias) round trip through PyTorch",
       lambda: roundtrip("hstu", ["--set", "model.type=hstu", "--set", "model.time_bias=on",
                                  "--set", "trainer.loss=sampled_softmax"]))

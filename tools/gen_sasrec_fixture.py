@@ -109,7 +109,7 @@ def forward(p, seq, norm, heads=HEADS, positions="end"):
         positions = torch.arange(1, L + 1).expand(B, L) * nonpad  # pad -> row 0
     e = p["item_emb"][seq] * math.sqrt(D) + p["pos_emb"][positions]
     e = e * mask
-    for k in range(BLOCKS):
+    for k in range(p["attn_ln.gamma"].shape[0]):  # the blocks of p
         g1, b1 = p["attn_ln.gamma"][k], p["attn_ln.beta"][k]
         g2, b2 = p["ffn_ln.gamma"][k], p["ffn_ln.beta"][k]
         if norm == "original":
@@ -166,10 +166,10 @@ class SASRecFixture(torch.nn.Module):
     position · item table). Used by tests/test_pytorch_roundtrip.py."""
 
     def __init__(self, n_items, max_len, dim, blocks, heads, ffn_dim=None, norm="original",
-                 dtype=torch.float64):
+                 dtype=torch.float64, positions="end"):
         super().__init__()
         self.cfg = dict(n_items=n_items, max_len=max_len, dim=dim, blocks=blocks, heads=heads,
-                        ffn_dim=ffn_dim or dim, norm=norm)
+                        ffn_dim=ffn_dim or dim, norm=norm, positions=positions)
         self.p = {}
         for name, shape in tensor_specs(n_items, max_len, dim, blocks, ffn_dim or dim):
             t = torch.nn.Parameter(torch.zeros(shape, dtype=dtype))
@@ -177,7 +177,7 @@ class SASRecFixture(torch.nn.Module):
             self.p[name] = t
 
     def forward(self, seq):
-        return forward(self.p, seq, self.cfg["norm"], self.cfg["heads"])
+        return forward(self.p, seq, self.cfg["norm"], self.cfg["heads"], self.cfg["positions"])
 
     def scores(self, seq):
         """[B, n_items+1]: the last position's hidden state · every item row."""

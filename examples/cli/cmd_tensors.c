@@ -475,7 +475,7 @@ int cmd_export(int argc, char **argv)
     /* __metadata__: the model.* config and the item ids. */
     static const char *const KEYS[] = {"model.type", "model.max_len", "model.dim", "model.blocks",
                                        "model.heads", "model.norm", "model.ffn_dim", "model.dqk",
-                                       "model.dv", "model.time_bias", "model.l2norm",
+                                       "model.dv", "model.time_bias", "model.l2norm", "model.positions",
                                        "model.dropout"};
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) {
         const char *v;
