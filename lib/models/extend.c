@@ -160,7 +160,7 @@ static void hstu_rows(const rs_model_run *r, const rs_proj *uvqk, const rs_proj 
         float *o = s->ol + (size_t)q * hdv;
         memset(o, 0, sizeof(float) * (size_t)hdv);
         rs_hstu_attend(r, rab_pos, rab_time, s->ql + (size_t)q * hq, kb + hdv, kw, kb, kw, i,
-                       i + 1, times, next, o);
+                       i + 1, times, next, o, s->w);
     }
     if (q0 > 0) memmove(s->xl, s->xl + (size_t)q0 * d, sizeof(float) * (size_t)nq * d);
     rs_hstu_rows_tail(r, o_p, k, nq, 0, s);

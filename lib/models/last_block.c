@@ -86,7 +86,7 @@ size_t rs_rows_width(const rs_model_config *c)
 size_t rs_rows_floats(const rs_model_config *c, int B)
 {
     size_t w = rs_rows_width(c);
-    return 8 * (size_t)B * w + 2 * (size_t)B + (size_t)c->max_len + w + 16 * 16;
+    return 8 * (size_t)B * w + 2 * (size_t)B + 3 * (size_t)c->max_len + w + 16 * 16;
 }
 
 float *rs_rows_carve(const rs_model_config *c, int B, float *s, rs_rows *b)
@@ -102,7 +102,7 @@ float *rs_rows_carve(const rs_model_config *c, int B, float *s, rs_rows *b)
     b->rstd = s;
     s += B;
     b->w = s;
-    return s + (size_t)c->max_len + w;
+    return s + 3 * (size_t)c->max_len + w;
 }
 
 /* Scratch of the last block for B rows of a batch of N packed rows: the
@@ -262,21 +262,26 @@ void rs_sasrec_last_fwd(const rs_model_run *r, const rs_last_sasrec_projs *pj, c
 
 void rs_hstu_attend(const rs_model_run *r, const float *rab_pos, const float *rab_time,
                     const float *q, const float *keys, size_t ks, const float *values, size_t vs,
-                    int i, int n, const int64_t *times, int64_t next, float *o)
+                    int i, int n, const int64_t *times, int64_t next, float *o, float *w)
 {
     const rs_model_config *c = r->cfg;
+    const rs_kernels *kern = &r->ctx->kern;
     int H = c->heads, dqk = c->dqk, dv = c->dv, L = c->max_len;
     float inv_n = 1.0f / (float)L;
+    float *bias = w + n, *sig = w + 2 * (size_t)n; /* the biases are the same for every head */
+    for (int j = 0; j < n; j++)
+        bias[j] = rab_pos[j - i + L - 1] +
+                  (rab_time ? rab_time[rs_hstu_bucket_fast(next - times[j])] : 0.0f);
     for (int h = 0; h < H; h++) {
         const float *qh = q + (size_t)h * dqk;
         float *oh = o + (size_t)h * dv;
+        for (int j = 0; j < n; j++)
+            w[j] = kern->dot((size_t)dqk, qh, keys + (size_t)j * ks + (size_t)h * dqk) + bias[j];
+        kern->silu_fwd((size_t)n, w, sig); /* SiLU of all n scores in one vector pass */
         for (int j = 0; j < n; j++) {
-            const float *kj = keys + (size_t)j * ks + (size_t)h * dqk;
-            float sc = r->ctx->kern.dot((size_t)dqk, qh, kj) + rab_pos[j - i + L - 1];
-            if (rab_time) sc += rab_time[rs_hstu_bucket_fast(next - times[j])];
-            float w = sc / (1.0f + expf(-sc)) * inv_n;
             const float *vj = values + (size_t)j * vs + (size_t)h * dv;
-            for (int t = 0; t < dv; t++) oh[t] += w * vj[t];
+            float wj = w[j] * inv_n;
+            for (int t = 0; t < dv; t++) oh[t] += wj * vj[t];
         }
     }
 }
@@ -364,7 +369,7 @@ void rs_hstu_last_fwd(const rs_model_run *r, const rs_proj *uvqk_p, const rs_pro
         const int64_t *times = rab_time ? batch->times + t0 : NULL;
         int64_t next = rab_time ? batch->next_times[t0 + n - 1] : 0;
         rs_hstu_attend(r, rab_pos, rab_time, s->ql + (size_t)b * hq, g + hdv + hq, (size_t)kvw,
-                       g, (size_t)kvw, n - 1, n, times, next, o);
+                       g, (size_t)kvw, n - 1, n, times, next, o, s->w);
     }
     gather_last(B, d, X, base, len, s->xl);
     rs_hstu_rows_tail(r, o_p, k, B, 1, s);

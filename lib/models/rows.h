@@ -13,7 +13,8 @@
 typedef struct rs_rows {
     float *xl, *ql, *ol, *al, *tl, *yl, *hl, *ul; /* B rows each */
     float *mean, *rstd;                           /* B */
-    float *w;    /* max_len + the widest row: a query's weights, SiLU scratch */
+    float *w;    /* 3 max_len + the widest row: a query's weights, biases and
+                    sigmoids (rs_hstu_attend), SiLU scratch */
 } rs_rows;
 
 size_t rs_rows_width(const rs_model_config *c);
@@ -46,10 +47,10 @@ void rs_sasrec_rows_final(const rs_model_run *r, int n, const float *y, rs_rows 
 /* HSTU: query row i's pointwise attention over keys 0..n-1 (per head: SiLU
  * of q·k + the relative position and time biases, over max_len), added to
  * o (H dv floats). times: the row's events, next: query i's next-event
- * time; rab_time NULL = no time bias. */
+ * time; rab_time NULL = no time bias. w: 3 n floats of scratch. */
 void rs_hstu_attend(const rs_model_run *r, const float *rab_pos, const float *rab_time,
                     const float *q, const float *keys, size_t ks, const float *values, size_t vs,
-                    int i, int n, const int64_t *times, int64_t next, float *o);
+                    int i, int n, const int64_t *times, int64_t next, float *o, float *w);
 /* HSTU: the uvqk projection's parts U, V, Q, K (rows of one weight). */
 void rs_hstu_split_uvqk(const rs_model_config *c, const rs_proj *uvqk, rs_proj *u, rs_proj *v,
                         rs_proj *q, rs_proj *kp);
