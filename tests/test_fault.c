@@ -2,7 +2,8 @@
  * every N, the N-th allocation of a scenario fails -- load a data file and a
  * config, build a model and a trainer, train an epoch, save and load a model
  * and a training checkpoint, evaluate under both protocols, score through a
- * session. Each call must return RECSYS_E_NOMEM or complete; after a
+ * session and through a user state whose keys and values are cached (the
+ * model counts positions from the start). Each call must return RECSYS_E_NOMEM or complete; after a
  * failure the same call, retried with allocations working, must succeed
  * (objects stay usable); at the end everything is freed (ASan's leak check
  * runs at exit). */
@@ -55,6 +56,7 @@ static int scenario(long n)
     recsys_trainer *t = NULL;
     recsys_metrics *met = NULL;
     recsys_session *s = NULL;
+    recsys_user_state *u = NULL;
     hit = 0;
     rs_fi_fail_at(n);
     if (recsys_ctx_new(&ctx) != RECSYS_OK) {
@@ -89,8 +91,16 @@ static int scenario(long n)
     float scores[64];
     STEP(recsys_session_score(s, hist, 3, scores, 64));
     STEP(recsys_session_topk(s, hist, 3, 4, 1, items, scores));
+    STEP(recsys_user_state_new(loaded, &u));
+    for (int i = 0; i < 3; i++) STEP(recsys_user_state_append(u, hist[i], i));
+    recsys_request q = RECSYS_REQUEST_INIT;
+    q.k = 4;
+    STEP(recsys_session_topk_state(s, u, &q, items, scores, NULL));
+    STEP(recsys_user_state_append(u, 5, 9));
+    STEP(recsys_session_score_state(s, u, &q, scores, 64));
     int done = !hit && !rs_fi_triggered();
     failures += !done;
+    recsys_user_state_free(u);
     recsys_session_free(s);
     recsys_trainer_free(t);
     recsys_model_free(loaded);
@@ -115,7 +125,8 @@ int main(void)
         for (int k = 0; k < 8; k++) fprintf(f, "u%d i%d %d\n", u, (u * 7 + k * 3) % 40, k);
     fclose(f);
     f = fopen(yaml_path, "w");
-    fprintf(f, "model:\n  dim: 8\n  max_len: 6\n  blocks: 1\ntrainer:\n  batch_size: 8\n"
+    fprintf(f, "model:\n  dim: 8\n  max_len: 6\n  blocks: 1\n  positions: start\n"
+               "trainer:\n  batch_size: 8\n"
                "eval:\n  negatives: 10\n  batch_size: 7\n");
     fclose(f);
     long n = 1, limit = 100000;

@@ -22,6 +22,7 @@
 #include "models/rows.h"
 
 #include "nn/nn.h"
+#include "hstu_bucket.h"
 
 #include <math.h>
 #include <string.h>
@@ -46,7 +47,67 @@ int rs_kv_final_rows(const rs_model_config *c, int n)
 
 size_t rs_extend_scratch_floats(const rs_model_config *c)
 {
-    return rs_rows_floats(c, RS_EXTEND_ROWS);
+    return rs_rows_floats(c, RS_EXTEND_ROWS) + RS_EXTEND_ROWS * (size_t)c->max_len;
+}
+
+/* Attention of nq > 2 query rows (global rows g0.., against keys 0..g0+i)
+ * as two matrix products per head, S = Q Kᵀ and O = P V, with the weights
+ * P made from S row by row in between (weights of later keys 0): a
+ * loading state's chunks, where a dot product per (query, key) pair cost
+ * four times the model's forward. */
+typedef void (*weights_fn)(const rs_model_run *r, const void *arg, int g, int n, float *row,
+                           float *scratch);
+
+static void attend_rows(const rs_model_run *r, int H, int dq, int dv, const float *q, int ldq,
+                        const float *keys, const float *values, size_t kw, int g0, int nq,
+                        float scale, weights_fn fn, const void *arg, float *S, float *w, float *o,
+                        int ldo)
+{
+    int nk = g0 + nq; /* keys of the last query */
+    for (int h = 0; h < H; h++) {
+        rs_gemm(r->ctx, 0, 1, nq, nk, dq, scale, q + (size_t)h * dq, ldq, keys + (size_t)h * dq,
+                (int)kw, 0.0f, S, nk);
+        for (int i = 0; i < nq; i++) {
+            float *row = S + (size_t)i * nk;
+            fn(r, arg, g0 + i, g0 + i + 1, row, w);
+            for (int j = g0 + i + 1; j < nk; j++) row[j] = 0.0f; /* causal */
+        }
+        rs_gemm(r->ctx, 0, 0, nq, dv, nk, 1.0f, S, nk, values + (size_t)h * dv, (int)kw, 0.0f,
+                o + (size_t)h * dv, ldo);
+    }
+}
+
+/* SASRec: softmax over the row's n scores. */
+static void softmax_weights(const rs_model_run *r, const void *arg, int g, int n, float *row,
+                            float *scratch)
+{
+    (void)r, (void)arg, (void)g, (void)scratch;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int j = 0; j < n; j++) sum += (row[j] = expf(row[j] - mx));
+    float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++) row[j] *= inv;
+}
+
+/* HSTU: SiLU(score + position and time biases) / max_len. */
+typedef struct hstu_bias {
+    const float *rab_pos, *rab_time;
+    const int64_t *times;
+    int n; /* events in the window */
+} hstu_bias;
+
+static void hstu_weights(const rs_model_run *r, const void *arg, int g, int n, float *row,
+                         float *scratch)
+{
+    const hstu_bias *b = arg;
+    int L = r->cfg->max_len;
+    int64_t next = b->times ? b->times[g + 1 < b->n ? g + 1 : g] : 0;
+    for (int j = 0; j < n; j++)
+        row[j] += b->rab_pos[j - g + L - 1] +
+                  (b->rab_time ? b->rab_time[rs_hstu_bucket_fast(next - b->times[j])] : 0.0f);
+    r->ctx->kern.silu_fwd((size_t)n, row, scratch);
+    float inv_n = 1.0f / (float)L;
+    for (int j = 0; j < n; j++) row[j] *= inv_n;
 }
 
 /* Block k's cache: max_len rows of rs_kv_width floats. */
@@ -71,7 +132,7 @@ static void embed_rows(const rs_model_run *r, const int32_t *items, int a, int m
  * the cache; with q0 < m, rows q0..m-1 also pass the rest of the block
  * (outputs in s->yl, compacted to start at row 0). */
 static void sasrec_rows(const rs_model_run *r, const rs_last_sasrec_projs *pj, float *kv, int k,
-                        int a, int m, int q0, rs_rows *s)
+                        int a, int m, int q0, rs_rows *s, float *S)
 {
     recsys_ctx *ctx = r->ctx;
     const rs_model_config *c = r->cfg;
@@ -91,9 +152,13 @@ static void sasrec_rows(const rs_model_run *r, const rs_last_sasrec_projs *pj, f
     rs_rows_proj(r, pj->kv, k, m, 0, kv_in, d, kb + (size_t)a * kw, (int)kw);
     if (nq <= 0) return;
     rs_rows_proj(r, pj->q, k, nq, 0, q_in + (size_t)q0 * d, d, s->ql, d);
-    for (int i = 0; i < nq; i++)
-        rs_sasrec_attend(&ctx->kern, H, dh, s->ql + (size_t)i * d, kb, kw, kb + d, kw, a + q0 + i + 1, s->w,
-                         s->ol + (size_t)i * d);
+    if (nq > 2)
+        attend_rows(r, H, dh, dh, s->ql, d, kb, kb + d, kw, a + q0, nq, 1.0f / sqrtf((float)dh),
+                    softmax_weights, NULL, S, s->w, s->ol, d);
+    else
+        for (int i = 0; i < nq; i++)
+            rs_sasrec_attend(&ctx->kern, H, dh, s->ql + (size_t)i * d, kb, kw, kb + d, kw,
+                             a + q0 + i + 1, s->w, s->ol + (size_t)i * d);
     if (q0 > 0) { /* the tail reads rows 0..nq-1 */
         memmove(s->xl, s->xl + (size_t)q0 * d, sizeof(float) * (size_t)nq * d);
         memmove(s->tl, s->tl + (size_t)q0 * d, sizeof(float) * (size_t)nq * d);
@@ -107,7 +172,7 @@ void rs_sasrec_extend(const rs_model_run *r, const rs_last_sasrec_projs *pj, flo
     const rs_model_config *c = r->cfg;
     int d = c->dim, B = c->blocks;
     rs_rows s;
-    rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
+    float *S = rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
     for (int a = r0; a < n; a += RS_EXTEND_ROWS) {
         int m = n - a < RS_EXTEND_ROWS ? n - a : RS_EXTEND_ROWS;
         int has_last = a + m == n;
@@ -115,7 +180,7 @@ void rs_sasrec_extend(const rs_model_run *r, const rs_last_sasrec_projs *pj, flo
         for (int k = 0; k < B; k++) {
             /* the last block needs only the last row's output */
             int q0 = k < B - 1 ? 0 : has_last ? m - 1 : m;
-            sasrec_rows(r, pj, kv, k, a, m, q0, &s);
+            sasrec_rows(r, pj, kv, k, a, m, q0, &s, S);
             if (k < B - 1) memcpy(s.xl, s.yl, sizeof(float) * (size_t)m * d);
         }
         if (has_last) rs_sasrec_rows_final(r, 1, s.yl, &s, out);
@@ -127,7 +192,8 @@ void rs_sasrec_extend(const rs_model_run *r, const rs_last_sasrec_projs *pj, flo
 /* Block k on rows a..a+m-1, as sasrec_rows. times: the window's events
  * (NULL without the time bias). */
 static void hstu_rows(const rs_model_run *r, const rs_proj *uvqk, const rs_proj *o_p, float *kv,
-                      int k, int a, int m, int q0, const int64_t *times, int n, rs_rows *s)
+                      int k, int a, int m, int q0, const int64_t *times, int n, rs_rows *s,
+                      float *S)
 {
     recsys_ctx *ctx = r->ctx;
     const rs_model_config *c = r->cfg;
@@ -154,13 +220,19 @@ static void hstu_rows(const rs_model_run *r, const rs_proj *uvqk, const rs_proj 
     }
     const float *rab_pos = rs_run_tensor(r, "rab_pos", k);
     const float *rab_time = times ? rs_run_tensor(r, "rab_time", k) : NULL;
-    for (int q = 0; q < nq; q++) {
-        int i = a + q0 + q;
-        int64_t next = times ? times[i + 1 < n ? i + 1 : i] : 0;
-        float *o = s->ol + (size_t)q * hdv;
-        memset(o, 0, sizeof(float) * (size_t)hdv);
-        rs_hstu_attend(r, rab_pos, rab_time, s->ql + (size_t)q * hq, kb + hdv, kw, kb, kw, i,
-                       i + 1, times, next, o, s->w);
+    if (nq > 2) {
+        hstu_bias hb = {rab_pos, rab_time, times, n};
+        attend_rows(r, c->heads, c->dqk, c->dv, s->ql, hq, kb + hdv, kb, kw, a + q0, nq, 1.0f,
+                    hstu_weights, &hb, S, s->w, s->ol, hdv);
+    } else {
+        for (int q = 0; q < nq; q++) {
+            int i = a + q0 + q;
+            int64_t next = times ? times[i + 1 < n ? i + 1 : i] : 0;
+            float *o = s->ol + (size_t)q * hdv;
+            memset(o, 0, sizeof(float) * (size_t)hdv);
+            rs_hstu_attend(r, rab_pos, rab_time, s->ql + (size_t)q * hq, kb + hdv, kw, kb, kw, i,
+                           i + 1, times, next, o, s->w);
+        }
     }
     if (q0 > 0) memmove(s->xl, s->xl + (size_t)q0 * d, sizeof(float) * (size_t)nq * d);
     rs_hstu_rows_tail(r, o_p, k, nq, 0, s);
@@ -173,14 +245,14 @@ void rs_hstu_extend(const rs_model_run *r, const rs_proj *uvqk, const rs_proj *o
     const rs_model_config *c = r->cfg;
     int d = c->dim, B = c->blocks;
     rs_rows s;
-    rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
+    float *S = rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
     for (int a = r0; a < n; a += RS_EXTEND_ROWS) {
         int m = n - a < RS_EXTEND_ROWS ? n - a : RS_EXTEND_ROWS;
         int has_last = a + m == n;
         embed_rows(r, items, a, m, s.xl);
         for (int k = 0; k < B; k++) {
             int q0 = k < B - 1 ? 0 : has_last ? m - 1 : m;
-            hstu_rows(r, uvqk, o_p, kv, k, a, m, q0, c->time_bias ? times : NULL, n, &s);
+            hstu_rows(r, uvqk, o_p, kv, k, a, m, q0, c->time_bias ? times : NULL, n, &s, S);
             if (k < B - 1) memcpy(s.xl, s.yl, sizeof(float) * (size_t)m * d);
         }
         if (has_last) rs_hstu_row_final(r, s.yl, out);
