@@ -61,6 +61,7 @@ static void fill_scalar(rs_kernels *k)
     k->relu_bwd = rs_relu_bwd_ref;
     k->silu_fwd = rs_silu_fwd_ref;
     k->silu_bwd = rs_silu_bwd_ref;
+    k->softmax = rs_softmax_ref;
     k->embed_gather = rs_embed_gather_ref;
     k->embed_scatter = rs_embed_scatter_ref;
     k->names[RECSYS_KERNEL_GEMM] = "gemm_ref";
@@ -94,6 +95,7 @@ static void fill_avx2(rs_kernels *k)
     k->relu_bwd = rs_relu_bwd_avx2;
     k->silu_fwd = rs_silu_fwd_avx2;
     k->silu_bwd = rs_silu_bwd_avx2;
+    k->softmax = rs_softmax_avx2;
     k->embed_gather = rs_embed_gather_avx2;
     k->embed_scatter = rs_embed_scatter_avx2;
     k->names[RECSYS_KERNEL_ATTENTION] = "attention_avx2";
@@ -125,6 +127,7 @@ static void fill_avx512(rs_kernels *k, const rs_cpu_features *f)
     k->relu_bwd = rs_relu_bwd_avx512;
     k->silu_fwd = rs_silu_fwd_avx512;
     k->silu_bwd = rs_silu_bwd_avx512;
+    k->softmax = rs_softmax_avx512;
     k->embed_gather = rs_embed_gather_avx512;
     k->embed_scatter = rs_embed_scatter_avx512;
     k->names[RECSYS_KERNEL_ATTENTION] = "attention_avx512";

@@ -107,6 +107,9 @@ int rs_hstu_time_bucket(int64_t delta);
  * relu_bwd: d[c] = y[c] > 0 ? d[c] * scale : 0 (scale 1: plain ReLU').
  * silu_fwd: s[c] = σ(a[c]), a[c] = a[c] * s[c].
  * silu_bwd: d[c] *= s[c] + g[c] (1 - s[c]) (s = σ(h), g = SiLU(h)).
+ * softmax: x[c] = e^(x[c] - max) / Σ e^(x[j] - max) over m >= 1 values, at
+ *   least one finite (entries of -inf get 0); vector exp in the SIMD variants, so within a
+ *   few ulp of the reference, not bitwise.
  * embed_gather: row i of y (width d) = scale * table[ids[i]] (+= when
  *   accumulate), for rows i in [0, n).
  * embed_scatter: for i = 0..n-1 in order, ids[i] >= 0:
@@ -120,6 +123,7 @@ typedef void (*rs_relu_fn)(size_t m, float *y);
 typedef void (*rs_relu_bwd_fn)(size_t m, const float *y, float scale, float *d);
 typedef void (*rs_silu_fwd_fn)(size_t m, float *a, float *s);
 typedef void (*rs_silu_bwd_fn)(size_t m, const float *s, const float *g, float *d);
+typedef void (*rs_softmax_fn)(size_t m, float *x);
 typedef void (*rs_embed_gather_fn)(int n, int d, const float *table, const int32_t *ids,
                                    float scale, int accumulate, float *y);
 typedef void (*rs_embed_scatter_fn)(int n, int d, int c0, int c1, const int32_t *ids,
@@ -163,6 +167,7 @@ typedef struct rs_kernels {
     rs_relu_bwd_fn relu_bwd;
     rs_silu_fwd_fn silu_fwd;
     rs_silu_bwd_fn silu_bwd;
+    rs_softmax_fn softmax;
     rs_embed_gather_fn embed_gather;
     rs_embed_scatter_fn embed_scatter;
     const char *names[8]; /* indexed by RECSYS_KERNEL_* */
@@ -212,6 +217,7 @@ void rs_hstu_bwd_ref(const rs_hstu_attn *a, const float *d_o, int ld_o, float *d
     void rs_relu_bwd_##sfx(size_t m, const float *y, float scale, float *d);                \
     void rs_silu_fwd_##sfx(size_t m, float *a, float *s);                                   \
     void rs_silu_bwd_##sfx(size_t m, const float *s, const float *g, float *d);             \
+    void rs_softmax_##sfx(size_t m, float *x);                                              \
     void rs_embed_gather_##sfx(int n, int d, const float *table, const int32_t *ids,        \
                                float scale, int accumulate, float *y);                    \
     void rs_embed_scatter_##sfx(int n, int d, int c0, int c1, const int32_t *ids,           \

@@ -49,6 +49,15 @@ void rs_silu_bwd_ref(size_t m, const float *s, const float *g, float *d)
     for (size_t c = 0; c < m; c++) d[c] *= s[c] + g[c] * (1.0f - s[c]);
 }
 
+void rs_softmax_ref(size_t m, float *x)
+{
+    float mx = -INFINITY, sum = 0.0f;
+    for (size_t c = 0; c < m; c++) mx = x[c] > mx ? x[c] : mx;
+    for (size_t c = 0; c < m; c++) sum += (x[c] = expf(x[c] - mx));
+    float inv = 1.0f / sum;
+    for (size_t c = 0; c < m; c++) x[c] *= inv;
+}
+
 void rs_embed_gather_ref(int n, int d, const float *table, const int32_t *ids, float scale,
                          int accumulate, float *y)
 {

@@ -5,6 +5,7 @@
  * the hash's top 24 bits compared with an integer threshold, which is the
  * exact equivalent of the reference's float comparison. */
 #include <immintrin.h>
+#include <math.h>
 
 #include "kernels_isa.h"
 #include "simd_avx2.h"
@@ -94,6 +95,26 @@ void rs_silu_fwd_avx2(size_t m, float *a, float *s)
         _mm256_storeu_ps(a + c, _mm256_mul_ps(h, sg));
     }
     if (c < m) rs_silu_fwd_ref(m - c, a + c, s + c);
+}
+
+void rs_softmax_avx2(size_t m, float *x)
+{
+    __m256 mv = _mm256_set1_ps(-INFINITY), sv = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c + 8 <= m; c += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + c));
+    float mx = rs_hmax8(mv);
+    for (size_t t = c; t < m; t++) mx = x[t] > mx ? x[t] : mx;
+    const __m256 vm = _mm256_set1_ps(mx);
+    for (c = 0; c + 8 <= m; c += 8) {
+        __m256 e = rs_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + c), vm));
+        _mm256_storeu_ps(x + c, e);
+        sv = _mm256_add_ps(sv, e);
+    }
+    float sum = rs_hsum8(sv);
+    for (size_t t = c; t < m; t++) sum += (x[t] = expf(x[t] - mx));
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (c = 0; c + 8 <= m; c += 8) _mm256_storeu_ps(x + c, _mm256_mul_ps(_mm256_loadu_ps(x + c), inv));
+    for (size_t t = c; t < m; t++) x[t] *= 1.0f / sum;
 }
 
 void rs_silu_bwd_avx2(size_t m, const float *s, const float *g, float *d)

@@ -3,6 +3,7 @@
  * no FMA, so results are bitwise equal (SiLU aside). The dropout hash runs
  * on 8 x 64-bit lanes with vpmullq (AVX512DQ). */
 #include <immintrin.h>
+#include <math.h>
 
 #include "kernels_isa.h"
 #include "simd_avx512.h"
@@ -78,6 +79,26 @@ void rs_silu_fwd_avx512(size_t m, float *a, float *s)
         __m512 sg = rs_sigmoid16(h);
         _mm512_mask_storeu_ps(s + c, t, sg);
         _mm512_mask_storeu_ps(a + c, t, _mm512_mul_ps(h, sg));
+    }
+}
+
+void rs_softmax_avx512(size_t m, float *x)
+{
+    __m512 mv = _mm512_set1_ps(-INFINITY), sv = _mm512_setzero_ps();
+    for (size_t c = 0; c < m; c += 16)
+        mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), rs_tail16(m - c), x + c));
+    const __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+    for (size_t c = 0; c < m; c += 16) {
+        __mmask16 t = rs_tail16(m - c);
+        __m512 e = rs_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + c), vm));
+        e = _mm512_maskz_mov_ps(t, e);
+        _mm512_mask_storeu_ps(x + c, t, e);
+        sv = _mm512_add_ps(sv, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sv));
+    for (size_t c = 0; c < m; c += 16) {
+        __mmask16 t = rs_tail16(m - c);
+        _mm512_mask_storeu_ps(x + c, t, _mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + c), inv));
     }
 }
 

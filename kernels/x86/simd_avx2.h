@@ -25,6 +25,14 @@ static inline float rs_hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+static inline float rs_hmax8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
 /* e^x lane-wise; accuracy and range in simd_exp.h. */
 static inline __m256 rs_exp8(__m256 x)
 {

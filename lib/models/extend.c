@@ -81,12 +81,8 @@ static void attend_rows(const rs_model_run *r, int H, int dq, int dv, const floa
 static void softmax_weights(const rs_model_run *r, const void *arg, int g, int n, float *row,
                             float *scratch)
 {
-    (void)r, (void)arg, (void)g, (void)scratch;
-    float mx = -INFINITY, sum = 0.0f;
-    for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-    for (int j = 0; j < n; j++) sum += (row[j] = expf(row[j] - mx));
-    float inv = 1.0f / sum;
-    for (int j = 0; j < n; j++) row[j] *= inv;
+    (void)arg, (void)g, (void)scratch;
+    r->ctx->kern.softmax((size_t)n, row);
 }
 
 /* HSTU: SiLU(score + position and time biases) / max_len. */

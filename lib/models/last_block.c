@@ -154,19 +154,13 @@ void rs_sasrec_attend(const rs_kernels *kern, int H, int dh, const float *q, con
     memset(o, 0, sizeof(float) * (size_t)H * dh);
     for (int h = 0; h < H && n > 0; h++) {
         const float *qh = q + (size_t)h * dh;
-        float mx = -INFINITY;
-        for (int j = 0; j < n; j++) {
+        for (int j = 0; j < n; j++)
             w[j] = kern->dot((size_t)dh, qh, keys + (size_t)j * ks + (size_t)h * dh) * scale;
-            if (w[j] > mx) mx = w[j];
-        }
-        float sum = 0.0f;
-        for (int j = 0; j < n; j++) sum += (w[j] = expf(w[j] - mx));
-        float inv = 1.0f / sum;
+        kern->softmax((size_t)n, w);
         float *oh = o + (size_t)h * dh;
         for (int j = 0; j < n; j++) {
             const float *vj = values + (size_t)j * vs + (size_t)h * dh;
-            float wj = w[j] * inv;
-            for (int t = 0; t < dh; t++) oh[t] += wj * vj[t];
+            for (int t = 0; t < dh; t++) oh[t] += w[j] * vj[t];
         }
     }
 }
