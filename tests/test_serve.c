@@ -81,6 +81,7 @@ static void test_model_info_and_ids(void **state)
     assert_int_equal(info.data_has_time, 1);
     assert_int_equal(info.n_users, (int64_t)users);
     assert_true(info.data_fingerprint != 0);
+    assert_int_equal(info.positions_from_start, 0);
     assert_int_equal(info.data_fingerprint, rs_dataset_fingerprint(f->ds));
     /* A short struct_size gets only what it covers. */
     recsys_model_info small;

@@ -39,6 +39,9 @@ static recsys_model *make_model(recsys_ctx *ctx, const char *type, const char *n
     recsys_opts_free(o);
     const rs_model_config *c = &m->cfg;
     assert_true(c->pos_from_start);
+    recsys_model_info info = {.struct_size = sizeof info};
+    assert_int_equal(recsys_model_info_get(m, &info), RECSYS_OK);
+    assert_int_equal(info.positions_from_start, 1);
     for (size_t i = 0; seed && i < m->n_params; i++) /* another model of the same shape */
         m->params[i] += 0.05f * sinf((float)(i * seed));
     for (int k = 0; c->type == RS_MODEL_HSTU && k < c->blocks; k++) {

@@ -406,6 +406,8 @@ type ModelInfo struct {
 	NParams          int64
 	NUsers           int64 // -1 when unknown
 	DataFingerprint  uint64
+	// PositionsFromStart: model.positions = start (user states cache keys and values)
+	PositionsFromStart bool
 }
 
 func (m *Model) ok() error {
@@ -439,7 +441,8 @@ func (m *Model) Info() (ModelInfo, error) {
 	return ModelInfo{Type: int(c._type), NItems: int32(c.n_items), MaxLen: int(c.max_len), Dim: int(c.dim),
 		Blocks: int(c.blocks), Heads: int(c.heads), TimeBias: c.time_bias != 0, L2Norm: c.l2norm != 0,
 		HasItemIDs: c.has_item_ids != 0, DataHasTime: c.data_has_time != 0, NParams: int64(c.n_params),
-		NUsers: int64(c.n_users), DataFingerprint: uint64(c.data_fingerprint)}, nil
+		NUsers: int64(c.n_users), DataFingerprint: uint64(c.data_fingerprint),
+		PositionsFromStart: c.positions_from_start != 0}, nil
 }
 
 // ItemID is the dense id of an external item id, without the dataset.

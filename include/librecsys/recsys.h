@@ -541,6 +541,8 @@ typedef struct recsys_model_info {
     int64_t  n_params;
     int64_t  n_users;          /* users of the training data, -1 when unknown */
     uint64_t data_fingerprint; /* hash of the training data (ids, sequences, times); 0 unknown */
+    int      positions_from_start; /* 1: model.positions = start: user states cache keys and
+                                      values (recsys_session_topk_state) */
 } recsys_model_info;
 /**
  * Describe a model. @return RECSYS_OK or RECSYS_E_INVALID (NULL, struct_size

@@ -395,6 +395,7 @@ recsys_status recsys_model_info_get(const recsys_model *m, recsys_model_info *in
     v.n_params = (int64_t)m->n_params;
     v.n_users = m->meta ? m->meta->n_users : -1;
     v.data_fingerprint = m->meta ? m->meta->fingerprint : 0;
+    v.positions_from_start = m->cfg.pos_from_start;
     memcpy(info, &v, v.struct_size);
     return RECSYS_OK;
 }

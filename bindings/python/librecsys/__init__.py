@@ -650,6 +650,7 @@ class ModelInfo:
     n_params: int
     n_users: int          # -1 when unknown
     data_fingerprint: int  # 0 when unknown
+    positions_from_start: bool = False  # model.positions = start: user states cache keys/values
 
 
 def _model_info(model: "Model") -> ModelInfo:
@@ -662,7 +663,7 @@ def _model_info(model: "Model") -> ModelInfo:
         t = c.type
     return ModelInfo(t, c.n_items, c.max_len, c.dim, c.blocks, c.heads, bool(c.time_bias),
                      bool(c.l2norm), bool(c.has_item_ids), bool(c.data_has_time), c.n_params,
-                     c.n_users, c.data_fingerprint)
+                     c.n_users, c.data_fingerprint, bool(c.positions_from_start))
 
 
 @dataclass(frozen=True)

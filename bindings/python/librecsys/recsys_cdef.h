@@ -120,6 +120,7 @@ struct recsys_model_info {
     int64_t n_params;
     int64_t n_users;
     uint64_t data_fingerprint;
+    int positions_from_start;
 };
 struct recsys_progress {
     int struct_size;

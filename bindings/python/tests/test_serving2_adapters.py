@@ -206,6 +206,7 @@ def test_user_state_cached_keys_values(ctx):
                  "model.max_len": 12, "model.dim": 16}.items():
         opts.set(k, v)
     model = rs.Model.new_blank(ctx, opts, 50)
+    assert model.info().positions_from_start
     st = rs.UserState(model)
     items, times = [], []
     with rs.Session(ctx, model) as s:

@@ -147,6 +147,7 @@ pub struct recsys_model_info {
     pub n_params: i64,
     pub n_users: i64,
     pub data_fingerprint: u64,
+    pub positions_from_start: c_int,
 }
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
