@@ -13,11 +13,11 @@
  * last row's output (and so its keys and values from block 1 on) changes:
  * callers re-encode it (rs_kv_final_rows says how many rows are final).
  *
- * Rows go through in chunks of RS_EXTEND_ROWS (projections as GEMMs over
- * the chunk; each chunk passes every block before the next starts, so a
- * chunk's keys see those of all earlier rows). Results agree with the
- * model's forward within float rounding, not bit for bit (attention here
- * is its own loop, as in last_block.c). */
+ * Rows go through in chunks of RS_EXTEND_ROWS (extend_chunks): a loading
+ * state's chunks with GEMMs for the projections and two matrix products per
+ * head for the attention; an append's one or two rows with a dot product
+ * per output and per key (rs_model_run.few_rows_dots, rows.h). Results
+ * agree with the model's forward within float rounding, not bit for bit. */
 #include "models/extend.h"
 #include "models/rows.h"
 
@@ -122,14 +122,47 @@ static void embed_rows(const rs_model_run *r, const int32_t *items, int a, int m
     rs_embed_fwd(r->ctx, m, d, rs_param(r, RS_T_POS, 0), pos, 1.0f, 1, x);
 }
 
+/* One block on rows a..a+m-1 of a chunk (the family's `arg`): their keys
+ * and values into the cache; with q0 < m, rows q0..m-1 also pass the rest
+ * of the block (outputs in s->yl, from row 0). n: rows in the window. */
+typedef void (*block_rows_fn)(const rs_model_run *r, const void *arg, float *kv, int k, int a,
+                              int m, int q0, int n, rs_rows *s, float *S);
+/* The model's output of the last row (s->yl row 0) into out. */
+typedef void (*final_row_fn)(const rs_model_run *r, rs_rows *s, float *out);
+
+/* Rows r0..n-1 in chunks of RS_EXTEND_ROWS, each chunk through every
+ * block before the next (its keys then see those of all earlier rows);
+ * the last block runs the rest of the block for the window's last row
+ * only, the one scoring reads. */
+static void extend_chunks(const rs_model_run *r, block_rows_fn block, final_row_fn final,
+                          const void *arg, float *kv, const int32_t *items, int r0, int n,
+                          float *scratch, float *out)
+{
+    const rs_model_config *c = r->cfg;
+    int d = c->dim, B = c->blocks;
+    rs_rows s;
+    float *S = rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
+    for (int a = r0; a < n; a += RS_EXTEND_ROWS) {
+        int m = n - a < RS_EXTEND_ROWS ? n - a : RS_EXTEND_ROWS;
+        int has_last = a + m == n;
+        embed_rows(r, items, a, m, s.xl);
+        for (int k = 0; k < B; k++) {
+            int q0 = k < B - 1 ? 0 : has_last ? m - 1 : m;
+            block(r, arg, kv, k, a, m, q0, n, &s, S);
+            if (k < B - 1) memcpy(s.xl, s.yl, sizeof(float) * (size_t)m * d);
+        }
+        if (has_last) final(r, &s, out);
+    }
+}
+
 /* ---------------------------------------------------------------- SASRec */
 
-/* Block k on rows a..a+m-1 (inputs in s->xl): their keys and values into
- * the cache; with q0 < m, rows q0..m-1 also pass the rest of the block
- * (outputs in s->yl, compacted to start at row 0). */
-static void sasrec_rows(const rs_model_run *r, const rs_last_sasrec_projs *pj, float *kv, int k,
-                        int a, int m, int q0, rs_rows *s, float *S)
+/* A block_rows_fn; arg: the projections. */
+static void sasrec_rows(const rs_model_run *r, const void *arg, float *kv, int k, int a, int m,
+                        int q0, int n, rs_rows *s, float *S)
 {
+    (void)n;
+    const rs_last_sasrec_projs *pj = arg;
     recsys_ctx *ctx = r->ctx;
     const rs_model_config *c = r->cfg;
     int d = c->dim, H = c->heads, dh = d / H, nq = m - q0;
@@ -162,35 +195,31 @@ static void sasrec_rows(const rs_model_run *r, const rs_last_sasrec_projs *pj, f
     rs_sasrec_rows_tail(r, pj, k, nq, 0, s);
 }
 
+static void sasrec_final(const rs_model_run *r, rs_rows *s, float *out)
+{
+    rs_sasrec_rows_final(r, 1, s->yl, s, out);
+}
+
 void rs_sasrec_extend(const rs_model_run *r, const rs_last_sasrec_projs *pj, float *kv,
                       const int32_t *items, int r0, int n, float *scratch, float *out)
 {
-    const rs_model_config *c = r->cfg;
-    int d = c->dim, B = c->blocks;
-    rs_rows s;
-    float *S = rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
-    for (int a = r0; a < n; a += RS_EXTEND_ROWS) {
-        int m = n - a < RS_EXTEND_ROWS ? n - a : RS_EXTEND_ROWS;
-        int has_last = a + m == n;
-        embed_rows(r, items, a, m, s.xl);
-        for (int k = 0; k < B; k++) {
-            /* the last block needs only the last row's output */
-            int q0 = k < B - 1 ? 0 : has_last ? m - 1 : m;
-            sasrec_rows(r, pj, kv, k, a, m, q0, &s, S);
-            if (k < B - 1) memcpy(s.xl, s.yl, sizeof(float) * (size_t)m * d);
-        }
-        if (has_last) rs_sasrec_rows_final(r, 1, s.yl, &s, out);
-    }
+    extend_chunks(r, sasrec_rows, sasrec_final, pj, kv, items, r0, n, scratch, out);
 }
 
 /* ------------------------------------------------------------------ HSTU */
 
-/* Block k on rows a..a+m-1, as sasrec_rows. times: the window's events
- * (NULL without the time bias). */
-static void hstu_rows(const rs_model_run *r, const rs_proj *uvqk, const rs_proj *o_p, float *kv,
-                      int k, int a, int m, int q0, const int64_t *times, int n, rs_rows *s,
-                      float *S)
+typedef struct hstu_fam {
+    const rs_proj *uvqk, *o;
+    const int64_t *times; /* the window's events, NULL without the time bias */
+} hstu_fam;
+
+/* A block_rows_fn; arg: an hstu_fam. */
+static void hstu_rows(const rs_model_run *r, const void *arg, float *kv, int k, int a, int m,
+                      int q0, int n, rs_rows *s, float *S)
 {
+    const hstu_fam *f = arg;
+    const rs_proj *uvqk = f->uvqk, *o_p = f->o;
+    const int64_t *times = f->times;
     recsys_ctx *ctx = r->ctx;
     const rs_model_config *c = r->cfg;
     int d = c->dim, hdv = c->heads * c->dv, hq = c->heads * c->dqk, nq = m - q0;
@@ -234,23 +263,15 @@ static void hstu_rows(const rs_model_run *r, const rs_proj *uvqk, const rs_proj 
     rs_hstu_rows_tail(r, o_p, k, nq, 0, s);
 }
 
+static void hstu_final(const rs_model_run *r, rs_rows *s, float *out)
+{
+    rs_hstu_row_final(r, s->yl, out);
+}
+
 void rs_hstu_extend(const rs_model_run *r, const rs_proj *uvqk, const rs_proj *o_p, float *kv,
                     const int32_t *items, const int64_t *times, int r0, int n, float *scratch,
                     float *out)
 {
-    const rs_model_config *c = r->cfg;
-    int d = c->dim, B = c->blocks;
-    rs_rows s;
-    float *S = rs_rows_carve(c, RS_EXTEND_ROWS, scratch, &s);
-    for (int a = r0; a < n; a += RS_EXTEND_ROWS) {
-        int m = n - a < RS_EXTEND_ROWS ? n - a : RS_EXTEND_ROWS;
-        int has_last = a + m == n;
-        embed_rows(r, items, a, m, s.xl);
-        for (int k = 0; k < B; k++) {
-            int q0 = k < B - 1 ? 0 : has_last ? m - 1 : m;
-            hstu_rows(r, uvqk, o_p, kv, k, a, m, q0, c->time_bias ? times : NULL, n, &s, S);
-            if (k < B - 1) memcpy(s.xl, s.yl, sizeof(float) * (size_t)m * d);
-        }
-        if (has_last) rs_hstu_row_final(r, s.yl, out);
-    }
+    hstu_fam f = {uvqk, o_p, r->cfg->time_bias ? times : NULL};
+    extend_chunks(r, hstu_rows, hstu_final, &f, kv, items, r0, n, scratch, out);
 }
