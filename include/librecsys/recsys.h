@@ -820,8 +820,11 @@ RECSYS_API recsys_status recsys_session_user_vector(recsys_session *s, const rec
  * recsys_session_topk_state encodes only the events appended since its last
  * call, until the window is full (from then on, as for models positioned
  * from the end, every append moves every position and the window is
- * encoded again). Not thread-safe per state; states are independent of
- * sessions and may be used with any session on a model of the same shape.
+ * encoded again). While it caches, a state holds a reference to the model
+ * the cache was computed with, released by its next call with a session on
+ * another model, _clear or _free. Not thread-safe per state; states are
+ * independent of sessions and may be used with any session on a model of
+ * the same shape.
  */
 typedef struct recsys_user_state recsys_user_state;
 RECSYS_API recsys_status recsys_user_state_new(const recsys_model *model, recsys_user_state **out);
