@@ -26,9 +26,15 @@ typedef struct fx {
 } fx;
 
 /* A small HSTU (time bias on: the synthetic data has times) or SASRec,
- * trained one epoch so that every weight, the time bias too, matters. */
-static fx *make(const char *type, int threads)
+ * trained one epoch so that every weight, the time bias too, matters.
+ * "hstu:start" / "sasrec:start": with model.positions = start. */
+static fx *make(const char *type_and_positions, int threads)
 {
+    char type[16];
+    const char *colon = strchr(type_and_positions, ':');
+    snprintf(type, sizeof type, "%.*s",
+             colon ? (int)(colon - type_and_positions) : (int)strlen(type_and_positions),
+             type_and_positions);
     fx *f = calloc(1, sizeof *f);
     f->ctx = new_ctx(threads);
     assert_int_equal(recsys_opts_new(f->ctx, &f->o), RECSYS_OK);
@@ -41,6 +47,7 @@ static fx *make(const char *type, int threads)
     assert_int_equal(recsys_opts_set(f->o, "model.heads", "2"), RECSYS_OK);
     assert_int_equal(recsys_opts_set(f->o, "trainer.batch_size", "32"), RECSYS_OK);
     assert_int_equal(recsys_opts_set(f->o, "eval.protocol", "full"), RECSYS_OK);
+    if (colon) assert_int_equal(recsys_opts_set(f->o, "model.positions", colon + 1), RECSYS_OK);
     assert_int_equal(recsys_dataset_synthetic(f->ctx, f->o, &f->ds), RECSYS_OK);
     assert_int_equal(recsys_model_new(f->ctx, f->o, f->ds, &f->m), RECSYS_OK);
     recsys_trainer *t;
@@ -203,7 +210,8 @@ static void session_equals_eval(const char *type)
     int32_t N = cfg->n_items;
     int L = cfg->max_len, d = cfg->dim;
     const recsys_dataset *ds = f->ds;
-    if (!strcmp(type, "hstu")) assert_int_equal(cfg->time_bias, 1);
+    if (!strncmp(type, "hstu", 4)) assert_int_equal(cfg->time_bias, 1);
+    assert_int_equal(cfg->pos_from_start, strstr(type, ":start") != NULL);
     enum { B = 32 };
     rs_batch_buf bb;
     assert_int_equal(rs_batch_buf_init(f->ctx, &bb, B, L, 0, 1), RECSYS_OK);
@@ -314,6 +322,12 @@ static void session_equals_eval(const char *type)
 
 static void test_session_equals_evaluate_hstu(void **state) { (void)state; session_equals_eval("hstu"); }
 static void test_session_equals_evaluate_sasrec(void **state) { (void)state; session_equals_eval("sasrec"); }
+/* the same with positions counted from the start (trained that way) */
+static void test_session_equals_evaluate_start(void **state)
+{
+    (void)state;
+    session_equals_eval("hstu:start");
+}
 
 /* ------------------------------------------------------------- batch */
 
@@ -739,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_version1_checkpoint),
         cmocka_unit_test(test_session_equals_evaluate_hstu),
         cmocka_unit_test(test_session_equals_evaluate_sasrec),
+        cmocka_unit_test(test_session_equals_evaluate_start),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_single_with_and_without_panels),
         cmocka_unit_test(test_vectors_out),
