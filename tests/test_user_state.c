@@ -73,7 +73,7 @@ static double worst_diff(const float *a, const float *b, int32_t n)
 static void cached_case(const char *type, const char *norm, const char *time_bias, int heads)
 {
     recsys_ctx *ctx = new_ctx(1);
-    int L = 23; /* more than one RS_EXTEND_ROWS chunk */
+    int L = 70; /* the first load spans two RS_EXTEND_ROWS chunks */
     recsys_model *m = make_model(ctx, type, norm, time_bias, heads, L, 0);
     recsys_session *s;
     recsys_user_state *u;
@@ -86,7 +86,7 @@ static void cached_case(const char *type, const char *norm, const char *time_bia
     int64_t ht[80];
     /* a first batch of events encoded at once (several chunks), then one
      * event at a time */
-    int first = 19, total = L + 9;
+    int first = 67, total = L + 9;
     for (int e = 0; e < total; e++) {
         h[e] = item_of(e);
         ht[e] = time_of(e);

@@ -7,7 +7,7 @@
 #include "models/scaffold.h"
 
 /* Rows encoded together (one GEMM per projection). */
-#define RS_EXTEND_ROWS 16
+#define RS_EXTEND_ROWS 64
 
 /* Floats per cached row and block, and of a whole cache (every block,
  * max_len rows): SASRec keeps K | V, HSTU V | K (after SiLU). */
