@@ -13,7 +13,7 @@ runs=${1:-10000000}
 shift || true
 harnesses=("$@")
 [ ${#harnesses[@]} -gt 0 ] || harnesses=(interactions sequences yaml checkpoint perflaw_csv
-                                         adapter_store safetensors request)
+                                         adapter_store safetensors request user_state)
 command -v clang >/dev/null || { echo "campaign needs clang"; exit 1; }
 [ -f build-fuzz-fast/build.ninja ] || CC=clang meson setup build-fuzz-fast -Dfuzzing=true \
     -Db_sanitize=undefined -Db_lundef=false -Dbuildtype=release \
