@@ -1,11 +1,14 @@
 /* Concurrency: one shared model served from several threads, each with its
  * own ctx and session, while other threads evaluate it in parallel (each
  * with its own ctx, and a worker pool of two) and one scores batches on a
- * pool of two (the batch's lanes, lib/serve/session.c). Results must equal
- * the single-threaded ones. The suite runs this under ThreadSanitizer too
+ * pool of two (the batch's lanes, lib/serve/session.c) and two more keep
+ * user states whose keys and values are cached (the model counts positions
+ * from the start). Results must equal the single-threaded ones (the cached
+ * states' within float rounding, as everywhere). The suite runs this under ThreadSanitizer too
  * (tools/test.sh, build-tsan). */
 #include "librecsys/recsys.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 
 #define N_SERVERS 3
 #define N_EVALUATORS 2
+#define N_STATES 2
 #define ROUNDS 20
 
 static recsys_model *model;
@@ -50,6 +54,40 @@ static void *serve(void *arg)
             memcmp(scores + 1, expected[h] + 1, sizeof(float) * (size_t)n_items))
             bad = (void *)1;
     }
+    recsys_session_free(s);
+    recsys_ctx_free(ctx);
+    return bad;
+}
+
+/* Appends the events of a history one at a time to a user state and
+ * re-ranks after each through its cache; after the third, the scores must
+ * be the history's. */
+static void *state_thread(void *arg)
+{
+    long id = (long)arg;
+    recsys_ctx *ctx;
+    recsys_session *s;
+    recsys_user_state *u;
+    if (recsys_ctx_new(&ctx) || recsys_ctx_set_threads(ctx, 1) ||
+        recsys_session_new(ctx, model, &s) || recsys_user_state_new(model, &u))
+        return (void *)1;
+    void *bad = NULL;
+    float scores[41];
+    for (int r = 0; r < ROUNDS && !bad; r++) {
+        int h = (int)((id * 11 + r) % 64);
+        int32_t hist[3];
+        history_of(h, hist);
+        recsys_request q = RECSYS_REQUEST_INIT;
+        if (recsys_user_state_clear(u)) bad = (void *)1;
+        for (int e = 0; e < 3 && !bad; e++)
+            if (recsys_user_state_append(u, hist[e], 0) ||
+                recsys_session_score_state(s, u, &q, scores, (size_t)n_items + 1))
+                bad = (void *)1;
+        for (int i = 1; i <= n_items && !bad; i++)
+            if (!(fabsf(scores[i] - expected[h][i]) <= 1e-5f * (1.0f + fabsf(expected[h][i]))))
+                bad = (void *)1;
+    }
+    recsys_user_state_free(u);
     recsys_session_free(s);
     recsys_ctx_free(ctx);
     return bad;
@@ -114,7 +152,7 @@ int main(void)
     const char *kv[][2] = {{"data.synthetic_users", "80"}, {"data.synthetic_items", "40"},
                            {"data.synthetic_length", "10"}, {"model.max_len", "8"},
                            {"model.dim", "8"}, {"model.blocks", "1"}, {"model.heads", "2"},
-                           {"eval.negatives", "20"}};
+                           {"eval.negatives", "20"}, {"model.positions", "start"}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         if (recsys_opts_set(o, kv[i][0], kv[i][1])) return 1;
     if (recsys_dataset_synthetic(ctx, o, &ds) || recsys_model_new(ctx, o, ds, &model) ||
@@ -147,13 +185,15 @@ int main(void)
         return 1;
     recsys_metrics_free(m);
 
-    pthread_t th[N_SERVERS + N_EVALUATORS + 1];
+    pthread_t th[N_SERVERS + N_EVALUATORS + 1 + N_STATES];
     for (long i = 0; i < N_SERVERS; i++) pthread_create(&th[i], NULL, serve, (void *)i);
     for (long i = 0; i < N_EVALUATORS; i++)
         pthread_create(&th[N_SERVERS + i], NULL, evaluate, NULL);
     pthread_create(&th[N_SERVERS + N_EVALUATORS], NULL, batch, NULL);
+    for (long i = 0; i < N_STATES; i++)
+        pthread_create(&th[N_SERVERS + N_EVALUATORS + 1 + i], NULL, state_thread, (void *)i);
     int bad = 0;
-    for (int i = 0; i < N_SERVERS + N_EVALUATORS + 1; i++) {
+    for (int i = 0; i < N_SERVERS + N_EVALUATORS + 1 + N_STATES; i++) {
         void *r;
         pthread_join(th[i], &r);
         bad |= r != NULL;
@@ -163,7 +203,8 @@ int main(void)
     recsys_dataset_free(ds);
     recsys_opts_free(o);
     recsys_ctx_free(ctx);
-    printf("concurrency: %d serving threads x %d scores, %d evaluating threads, batches on 2 lanes: "
-           "%s\n", N_SERVERS, ROUNDS, N_EVALUATORS, bad ? "MISMATCH" : "identical to serial");
+    printf("concurrency: %d serving threads x %d scores, %d evaluating threads, batches on 2 lanes, "
+           "%d threads of cached user states: %s\n", N_SERVERS, ROUNDS, N_EVALUATORS, N_STATES,
+           bad ? "MISMATCH" : "identical to serial");
     return bad;
 }
