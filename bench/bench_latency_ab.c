@@ -9,7 +9,9 @@
  *   append: a model positioned from the start, a user state of 199 events
  *           re-ranked by recsys_session_topk_state again and again: each
  *           call re-encodes the newest row against the cached keys and
- *           values, the work of an append.
+ *           values, the work of an append (HSTU with the time bias
+ *           re-encodes two rows per real append: a lower bound there;
+ *           bench_serve's append_cached appends for real).
  * Prints the median in µs. */
 #include <librecsys/recsys.h>
 
