@@ -8,13 +8,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "models/rows.h"
+#include "models/model.h"
 #include "serve/serve.h"
 #include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define N_ITEMS 40
 
@@ -44,12 +45,25 @@ static recsys_model *make_model(recsys_ctx *ctx, const char *type, const char *n
     assert_int_equal(info.positions_from_start, 1);
     for (size_t i = 0; seed && i < m->n_params; i++) /* another model of the same shape */
         m->params[i] += 0.05f * sinf((float)(i * seed));
-    for (int k = 0; c->type == RS_MODEL_HSTU && k < c->blocks; k++) {
-        float *rp = (float *)rs_model_tensor(c, m->params, "rab_pos", k);
-        for (int j = 0; j < 2 * c->max_len - 1; j++) rp[j] = 0.4f * sinf(0.7f * (float)(j + k));
-        float *rt = (float *)rs_model_tensor(c, m->params, "rab_time", k);
-        for (int j = 0; rt && j < RS_HSTU_TIME_BUCKETS; j++)
-            rt[j] = 0.5f * cosf(0.3f * (float)(j + 2 * k));
+    /* rab_pos [blocks x (2L-1)], rab_time [blocks x 129], through the
+     * public tensor API (before any session holds the model) */
+    int count = 0;
+    assert_int_equal(recsys_model_tensor_count(m, &count), RECSYS_OK);
+    for (int t = 0; t < count; t++) {
+        const char *name;
+        int ndim;
+        int64_t shape[RECSYS_TENSOR_MAX_DIMS], n;
+        assert_int_equal(recsys_model_tensor_info(m, t, &name, &ndim, shape, &n), RECSYS_OK);
+        int pos = !strcmp(name, "rab_pos");
+        if (!pos && strcmp(name, "rab_time")) continue;
+        float *v = malloc(sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) {
+            int k = (int)(i / shape[1]), j = (int)(i % shape[1]);
+            v[i] = pos ? 0.4f * sinf(0.7f * (float)(j + k))
+                       : 0.5f * cosf(0.3f * (float)(j + 2 * k));
+        }
+        assert_int_equal(recsys_model_set_tensor(ctx, m, name, v, (size_t)n), RECSYS_OK);
+        free(v);
     }
     return m;
 }

@@ -36,14 +36,6 @@ const float *rs_run_tensor(const rs_model_run *r, const char *name, int k)
     return NULL;
 }
 
-const float *rs_model_tensor(const rs_model_config *c, const float *P, const char *name, int k)
-{
-    rs_tensor_table t;
-    rs_tensors_of(c, &t);
-    rs_model_run r = {.cfg = c, .tab = &t, .P = P};
-    return rs_run_tensor(&r, name, k);
-}
-
 /* last: the n rows are one per batch row (each row's last position), which
  * a hook (adapters) must know to give each row its own extras; else they
  * are the N packed rows. */

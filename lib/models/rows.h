@@ -23,9 +23,8 @@ size_t rs_rows_floats(const rs_model_config *c, int B);
 float *rs_rows_carve(const rs_model_config *c, int B, float *s, rs_rows *b);
 
 /* Block k's slice of the tensor called name (the whole tensor when not
- * stacked over blocks), or NULL: from the run's table, or from c's. */
+ * stacked over blocks), or NULL. */
 const float *rs_run_tensor(const rs_model_run *r, const char *name, int k);
-const float *rs_model_tensor(const rs_model_config *c, const float *P, const char *name, int k);
 
 /* y = x Wᵀ + b through the model's projection (its bias added here when the
  * projection leaves it to a fused pass). */

@@ -694,20 +694,15 @@ recsys_status recsys_session_score_request(recsys_session *s, const recsys_reque
 static recsys_status state_request(recsys_session *s, recsys_user_state *u,
                                    const recsys_request *req, recsys_request *r, int need_k)
 {
-    if (!u || !req || req->struct_size < offsetof(recsys_request, k) + sizeof(int))
-        return rs_error(s->ctx, RECSYS_E_INVALID, "NULL user state or request, or struct_size "
-                        "too small");
-    recsys_request q = RECSYS_REQUEST_INIT;
-    memcpy(&q, req, req->struct_size < sizeof q ? req->struct_size : sizeof q);
-    q.struct_size = sizeof q;
-    if (!REQ_HAS(req, n_candidates)) { q.candidates = NULL; q.n_candidates = 0; }
-    if (!REQ_HAS(req, adapter)) q.adapter = NULL;
-    const int32_t *h = q.history;
-    recsys_user_state_request(u, &q);
-    if (h && h != q.history)
+    if (!u) return rs_error(s->ctx, RECSYS_E_INVALID, "the user state is NULL");
+    recsys_status st = read_request(s, 0, req, r, need_k);
+    if (st) return st;
+    const int32_t *h = r->history;
+    recsys_user_state_request(u, r);
+    if (h && h != r->history)
         return rs_error(s->ctx, RECSYS_E_INVALID, "the request carries a history of its own: "
                         "the user state supplies it (leave history NULL)");
-    return read_request(s, 0, &q, r, need_k);
+    return check_ids(s, 0, "history", r->history, r->n_history);
 }
 
 /* The state's window into row 0 of s->F: from its cached keys and values
